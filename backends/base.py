@@ -1,0 +1,384 @@
+"""The storage contract every backend implements.
+
+A backend stores JSON elements keyed by their string ``_id`` and offers per-element
+primitives; every tracker operation (create, publish, lock, graph, ...) is written once
+in the core on top of them, so a backend never re-implements an operation.
+
+The public methods below (``get_many``, ``insert_many``, ...) are final: they validate
+their arguments and translate any driver failure into
+:class:`~damas_core.errors.StorageError` (keeping the original as ``__cause__``) in one
+place, then call the ``_``-prefixed methods a backend implements. A backend that
+forgets an abstract method cannot be instantiated.
+
+Rules every backend honours (the conformance suite in ``tests/conformance`` checks them):
+
+- Elements are JSON objects. What is stored is a copy: mutating a dict passed in or
+  returned never changes the store.
+- ``_id`` is a non-empty string; ids compare by code point.
+- Without a sort, ``find`` returns ids in ``_id`` order; with a sort, ``_id`` breaks ties.
+  Sorting across types follows :func:`damas_core.ordering.sort_key`.
+- A write transaction (``with store.transaction():``) makes the primitives called inside
+  it, from the same thread, one atomic step: they see each other's writes, other
+  writers (threads and processes) wait, and either all of it becomes durable at exit or,
+  if the block raises, none of it does. Transactions nest: an inner one joins the outer.
+  Each primitive called outside a transaction is atomic on its own.
+
+>>> from damas_core.backends.memory import MemoryStorage
+>>> store = MemoryStorage("memory://")
+>>> store.insert_many([{"_id": "/a", "n": 1}, {"_id": "/a", "n": 2}])
+[True, False]
+>>> store.patch_many([Patch("/a", set={"m": 2}, unset=("n",))])
+[True]
+>>> store.get_many(["/a", "/nope"])
+[{'_id': '/a', 'm': 2}, None]
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from damas_core.errors import BadRequest, DamasError, StorageError
+from damas_core.ordering import MISSING, sort_key
+from damas_core.query.ast import All, And, Eq, In, Node, Sort
+
+Element = dict[str, Any]
+T = TypeVar("T")
+
+# Keys every backend indexes, whatever the options say: the graph walks links by
+# ``tgt_id``/``src_id`` and history/comments hang off ``#parent``.
+DEFAULT_INDEXES: tuple[str, ...] = ("#parent", "src_id", "tgt_id")
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A change to one element: keys to set, keys to remove, and an optional guard.
+
+    ``expect`` maps keys to the value they must hold for the patch to apply
+    (``MISSING`` for "the key is absent"); the check and the write are one atomic
+    step, which is what lock and unlock are built on.
+    """
+
+    id: str
+    set: Mapping[str, Any] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+    expect: Mapping[str, Any] | None = None
+
+
+def _translated(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn`` and turn any non-damas exception into ``StorageError``."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Storage, *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(self, *args, **kwargs)
+        except DamasError:
+            raise
+        except Exception as e:
+            raise self.storage_error(fn.__name__, e) from e
+
+    return wrapper
+
+
+class Storage(abc.ABC):
+    """Abstract storage. Subclasses set ``scheme`` and implement the ``_`` methods.
+
+    ``url`` is the backend URL it was opened with (``lmdb:///srv/damas``); ``options``
+    are the keyword options given to :func:`damas_core.open`. ``indexes`` names the
+    keys with a secondary index: :data:`DEFAULT_INDEXES` plus ``options["indexes"]``.
+    """
+
+    scheme: ClassVar[str] = ""
+    #: True when the backend keeps atomicity across processes for transactions.
+    atomic: ClassVar[bool] = True
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        self.options = options
+        extra = options.get("indexes") or ()
+        if isinstance(extra, str):
+            extra = [k for k in extra.split(",") if k]
+        self.indexes: tuple[str, ...] = tuple(dict.fromkeys([*DEFAULT_INDEXES, *extra]))
+
+    # -- errors ---------------------------------------------------------------------
+
+    def storage_error(self, op: str, error: BaseException) -> StorageError:
+        """The one place a driver error becomes a ``StorageError`` naming backend and op."""
+        name = type(self).__name__
+        return StorageError(f"{name} {op.lstrip('_')} failed: {type(error).__name__}: {error}", op=op)
+
+    # -- public, final ------------------------------------------------------------------
+
+    @_translated
+    def get_many(self, ids: Sequence[str]) -> list[Element | None]:
+        """The elements with these ids, in order; ``None`` for an id that is not stored.
+
+        Repeated ids give repeated results. An empty list gives ``[]``.
+        """
+        return self._get_many(_check_ids(ids))
+
+    def get(self, id: str) -> Element | None:
+        """The element with this id, or ``None``."""
+        return self.get_many([id])[0]
+
+    @_translated
+    def insert_many(self, elements: Sequence[Element]) -> list[bool]:
+        """Store new elements; ``True`` for each one stored, ``False`` where its ``_id``
+        already exists (that element is left as it was). When the same ``_id`` appears
+        twice in the call, the first one is stored and the later ones get ``False``.
+        All stored elements become durable together.
+        """
+        for e in elements:
+            if not isinstance(e, dict):
+                raise BadRequest(f"storage error: an element must be an object, not {type(e).__name__}")
+            _check_ids([e.get("_id")])
+        return self._insert_many(elements)
+
+    @_translated
+    def patch_many(self, patches: Sequence[Patch]) -> list[bool]:
+        """Apply each patch; ``True`` where applied, ``False`` where the element does not
+        exist or its ``expect`` guard does not hold (that element is left as it was).
+
+        ``set`` keys are replaced whole (a dict value replaces, it does not merge);
+        ``unset`` keys that are absent are ignored; ``_id`` can be neither set nor unset.
+        """
+        for p in patches:
+            _check_ids([p.id])
+            if "_id" in p.set or "_id" in p.unset:
+                raise BadRequest("storage error: _id cannot be changed")
+        return self._patch_many(patches)
+
+    @_translated
+    def delete_many(self, ids: Sequence[str]) -> list[bool]:
+        """Remove elements; ``True`` for each one removed, ``False`` where it was absent
+        (or already removed earlier in the same call)."""
+        return self._delete_many(_check_ids(ids))
+
+    def scan(self) -> Iterator[Element]:
+        """Every element, in ``_id`` order. Failures while iterating are ``StorageError``."""
+        try:
+            yield from self._scan()
+        except DamasError:
+            raise
+        except Exception as e:
+            raise self.storage_error("scan", e) from e
+
+    @_translated
+    def find(
+        self, query: Node, sort: Sort | None = None, skip: int = 0, limit: int | None = None
+    ) -> list[str]:
+        """Ids of the elements matching ``query``: sorted by ``sort`` then ``_id``
+        (``_id`` order alone without a sort), then ``skip`` dropped and at most ``limit``
+        kept (``None`` or 0: no limit)."""
+        if skip < 0 or (limit is not None and limit < 0):
+            raise BadRequest("search error: skip and limit must not be negative")
+        return self._find(query, tuple(sort or ()), skip, limit or None)
+
+    @_translated
+    def count(self, query: Node) -> int:
+        """How many elements match ``query``."""
+        return self._count(query)
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """A write transaction (see the module docstring). Re-entrant."""
+        return self._translated_transaction()
+
+    @contextmanager
+    def _translated_transaction(self) -> Iterator[None]:
+        cm = self._transaction()
+        try:
+            cm.__enter__()
+        except DamasError:
+            raise
+        except Exception as e:
+            raise self.storage_error("transaction", e) from e
+        try:
+            yield
+        except BaseException as exc:
+            # The block failed: roll back; the block's own exception goes up untouched.
+            try:
+                cm.__exit__(type(exc), exc, exc.__traceback__)
+            except BaseException as rollback_error:
+                if rollback_error is not exc and not isinstance(rollback_error, DamasError):
+                    raise self.storage_error("rollback", rollback_error) from rollback_error
+                raise
+            raise
+        else:
+            try:
+                cm.__exit__(None, None, None)
+            except DamasError:
+                raise
+            except Exception as e:
+                raise self.storage_error("commit", e) from e
+
+    @_translated
+    def ensure_index(self, key: str) -> None:
+        """Keep a secondary index on the top-level ``key`` from now on (idempotent)."""
+        if key not in self.indexes:
+            self.indexes = (*self.indexes, key)
+        self._ensure_index(key)
+
+    def close(self) -> None:
+        """Release files and connections. Using the store afterwards is an error."""
+        self._close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what a backend implements --------------------------------------------------
+
+    @abc.abstractmethod
+    def _get_many(self, ids: list[str]) -> list[Element | None]:
+        """Fresh copies of the stored elements, ``None`` where absent."""
+
+    @abc.abstractmethod
+    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
+        """Insert atomically as one step (one write transaction)."""
+
+    @abc.abstractmethod
+    def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
+        """Apply atomically as one step; check each ``expect`` against the stored element."""
+
+    @abc.abstractmethod
+    def _delete_many(self, ids: list[str]) -> list[bool]:
+        """Delete atomically as one step."""
+
+    @abc.abstractmethod
+    def _scan(self) -> Iterable[Element]:
+        """Every stored element (copies), in ``_id`` order."""
+
+    @abc.abstractmethod
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """A re-entrant write transaction: commit on a clean exit, roll back otherwise."""
+
+    def _find(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[str]:
+        """Default: scan and filter with the Python predicate. Backends that can run
+        the query natively (an index, MongoDB, SQL) override this."""
+        return select(self._candidates(query), query, sort, skip, limit)
+
+    def _count(self, query: Node) -> int:
+        """Default: the length of an unlimited ``_find``."""
+        return len(self._find(query, (), 0, None))
+
+    def _candidates(self, query: Node) -> Iterable[Element]:
+        """Elements that may match ``query`` (a superset). Default: all of them.
+        A backend with secondary indexes narrows this with :func:`index_lookup`."""
+        return self._scan()
+
+    def _ensure_index(self, key: str) -> None:  # noqa: B027 - optional hook
+        """Build the index for ``key``. Default: nothing (the backend scans)."""
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources. Default: nothing."""
+
+
+def apply_patch(element: Element, patch: Patch) -> bool:
+    """Apply ``patch`` to ``element`` in place if its guard holds; ``True`` if applied.
+
+    The one implementation of patch semantics for backends that hold elements as
+    Python dicts (memory, LMDB, TinyDB).
+    """
+    if patch.expect:
+        for key, wanted in patch.expect.items():
+            if element.get(key, MISSING) != wanted or (
+                wanted is not MISSING and type(element.get(key)) is not type(wanted)
+                and not (isinstance(wanted, int | float) and not isinstance(wanted, bool))
+            ):
+                return False
+    for key in patch.unset:
+        element.pop(key, None)
+    element.update(patch.set)
+    return True
+
+
+def _check_ids(ids: Sequence[Any]) -> list[str]:
+    if isinstance(ids, str | bytes):
+        raise BadRequest("storage error: ids must be a list of strings, not a string")
+    out = list(ids)
+    for i in out:
+        if not isinstance(i, str) or i == "":
+            raise BadRequest(f"storage error: an _id must be a non-empty string, not {i!r}")
+    return out
+
+
+def select(
+    elements: Iterable[Element], query: Node, sort: Sort, skip: int, limit: int | None
+) -> list[str]:
+    """Filter ``elements`` with the Python predicate, then sort, skip and limit.
+
+    The one implementation of the ordering rules for backends without a native engine.
+    """
+    from damas_core.query.predicate import to_predicate
+
+    match = to_predicate(query)
+    hits = [e for e in elements if match(e)]
+    hits.sort(key=lambda e: e["_id"])
+    for key, direction in reversed(sort):
+        path = tuple(key.split("."))
+        hits.sort(key=lambda e, p=path: sort_key(resolve_first(e, p)), reverse=direction < 0)
+    ids = [e["_id"] for e in hits]
+    end = None if limit is None else skip + limit
+    return ids[skip:end]
+
+
+def resolve_first(element: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at a dotted path for sorting (``MISSING`` when absent)."""
+    value: Any = element
+    for part in path:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return MISSING
+    return value
+
+
+def index_lookup(query: Node, indexed: Sequence[str]) -> tuple[str, tuple[Any, ...]] | None:
+    """The indexed key and values a query pins down, if any.
+
+    Returns ``(key, values)`` when the query, or one term of a top-level ``And``, is an
+    ``Eq`` or ``In`` on a single-key path that is indexed, so that only elements whose
+    ``key`` holds one of ``values`` can match; ``None`` otherwise (scan). ``All`` and
+    queries on unindexed keys return ``None``.
+    """
+    terms = query.nodes if isinstance(query, And) else (query,)
+    for t in terms:
+        if isinstance(t, Eq | In) and len(t.path) == 1 and t.path[0] in indexed:
+            values = (t.value,) if isinstance(t, Eq) else t.values
+            if None in values:  # null also matches a missing key: not in any index
+                continue
+            return t.path[0], values
+    return None
+
+
+def index_values(element: Mapping[str, Any], key: str) -> list[Any]:
+    """The values under which ``element`` is indexed for ``key``: the value itself, or
+    each member of an array (so array members match), none when absent or ``null``."""
+    v = element.get(key, MISSING)
+    if v is MISSING or v is None:
+        return []
+    if isinstance(v, list):
+        return [m for m in v if m is not None and not isinstance(m, dict | list)]
+    if isinstance(v, dict):
+        return []
+    return [v]
+
+
+__all__ = [
+    "DEFAULT_INDEXES",
+    "All",
+    "Element",
+    "Patch",
+    "Storage",
+    "apply_patch",
+    "index_lookup",
+    "index_values",
+    "resolve_first",
+    "select",
+]

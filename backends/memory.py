@@ -1,0 +1,94 @@
+"""``memory://``: a faithful in-process backend for tests and throw-away trackers.
+
+Elements are kept as JSON bytes, so every read returns a fresh object and no caller
+can change stored state through a dict it holds (the same round trip the persistent
+backends make). Not shared between processes; threads are serialized by one lock.
+
+>>> import damas_core
+>>> t = damas_core.open("memory://")
+>>> t.create({"_id": "/a.txt"})["_id"]
+'/a.txt'
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import orjson
+
+from damas_core.backends.base import Element, Patch, Storage, apply_patch
+
+
+class MemoryStorage(Storage):
+    """Elements in a dict of JSON bytes; a transaction snapshots the dict to roll back."""
+
+    scheme = "memory"
+
+    def __init__(self, url: str = "memory://", **options: object) -> None:
+        super().__init__(url, **options)
+        self._data: dict[str, bytes] = {}
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    def _get_many(self, ids: list[str]) -> list[Element | None]:
+        with self._lock:
+            raw = [self._data.get(i) for i in ids]
+        return [None if r is None else orjson.loads(r) for r in raw]
+
+    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
+        encoded = [(e["_id"], orjson.dumps(e)) for e in elements]
+        with self._transaction():
+            out = []
+            for id_, raw in encoded:
+                fresh = id_ not in self._data
+                if fresh:
+                    self._data[id_] = raw
+                out.append(fresh)
+            return out
+
+    def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
+        with self._transaction():
+            out = []
+            for p in patches:
+                raw = self._data.get(p.id)
+                if raw is None:
+                    out.append(False)
+                    continue
+                element = orjson.loads(raw)
+                ok = apply_patch(element, p)
+                if ok:
+                    self._data[p.id] = orjson.dumps(element)
+                out.append(ok)
+            return out
+
+    def _delete_many(self, ids: list[str]) -> list[bool]:
+        with self._transaction():
+            return [self._data.pop(i, None) is not None for i in ids]
+
+    def _scan(self) -> Iterator[Element]:
+        with self._lock:
+            items = sorted(self._data.items())
+        for _, raw in items:
+            yield orjson.loads(raw)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            snapshot = dict(self._data)
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._data = snapshot
+                raise
+            finally:
+                self._depth = 0
