@@ -1,0 +1,376 @@
+"""``mongodb://`` and ``mongomock://``: elements as documents of one MongoDB collection.
+
+URLs:
+
+- ``mongodb://host:port/db?collection=node`` opens database ``db`` (default
+  ``damas``) and collection ``collection`` (default ``node``) with pymongo. Any other
+  query parameter is a pymongo connection option (``replicaSet``, ``authSource``...).
+  Option ``timeout_ms`` (or ``?timeout_ms=``, default 3000) bounds server selection, so
+  an unreachable server is a quick :class:`~damas_core.errors.StorageError` naming
+  its address.
+- ``mongomock://`` runs the same class on an in-memory ``mongomock`` server, for tests.
+  A bare ``mongomock://`` or ``mongomock:///db`` gets a fresh private server at each
+  open; a named one, ``mongomock://name/db``, is shared by every open of that name in
+  the process (reopening it finds the data again, as with a real server).
+
+Elements keep their string ``_id`` as MongoDB's ``_id`` (never an ObjectId). The
+search AST runs natively (:func:`damas_core.query.mongo.to_mongo`), sorted, skipped
+and limited by the server. Indexes on ``#parent``, ``src_id``, ``tgt_id`` and the
+``indexes`` option are created at open.
+
+Atomicity: on a replica set or sharded cluster (detected at open with ``hello``), a
+transaction block is a MongoDB multi-document transaction. On a standalone server and
+on mongomock there are no transactions: the block keeps an undo log (the prior state
+of every element it touched) and restores it if the block raises; other threads of the
+process wait, but other processes may see the block's writes before it ends, and a
+process killed mid-block leaves them behind (``atomic`` is then ``False``). A guarded
+patch (``Patch.expect``) is one atomic compare-and-set on every server.
+
+>>> from damas_core.backends.mongodb import MongoStorage
+>>> from damas_core.query.ast import Cmp
+>>> store = MongoStorage("mongomock://")
+>>> store.insert_many([{"_id": "/a", "n": 1}])
+[True]
+>>> store.find(Cmp(("n",), ">", 0))
+['/a']
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+from damas_core.backends.base import Element, Patch, Storage, select
+
+from damas_core.errors import DamasError, NotImplementedByBackend, StorageError
+from damas_core.ordering import MISSING
+from damas_core.query.ast import All, Eq, In, Node, Sort, walk
+from damas_core.query.mongo import field_name, to_mongo, to_mongo_sort
+
+DEFAULT_DATABASE = "damas"
+DEFAULT_COLLECTION = "node"
+DEFAULT_TIMEOUT_MS = 3000
+
+# Named mongomock servers shared within the process: "name" -> mongomock ServerStore.
+_MOCK_SERVERS: dict[str, Any] = {}
+_MOCK_SERVERS_LOCK = threading.Lock()
+
+
+def _json_copy(element: Mapping[str, Any]) -> Element:
+    """A deep copy through JSON: what is stored is JSON, never a caller's object."""
+    return orjson.loads(orjson.dumps(element))
+
+
+def _check_keys(keys: Any, id: str) -> None:
+    # A top-level key with a dot or a leading $ would be read by MongoDB as a path
+    # or an operator in updates and filters, so it is refused before any write.
+    for key in keys:
+        if "." in key or key.startswith("$"):
+            raise NotImplementedByBackend(
+                f"storage error: the key {key!r} of {id!r} cannot be stored on MongoDB "
+                "(keys with '.' or a leading '$')",
+                id=id,
+                key=key,
+            )
+
+
+def _expect_filter(expect: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Filter clauses that hold exactly when every ``expect`` key has its value."""
+    clauses: list[dict[str, Any]] = []
+    for key, wanted in (expect or {}).items():
+        name = field_name((key,))
+        if wanted is MISSING:
+            clauses.append({name: {"$exists": False}})
+            continue
+        clauses.append({name: wanted})
+        if not isinstance(wanted, list | dict):
+            # {k: v} also matches an array holding v; a guard wants the value itself.
+            clauses.append({name: {"$not": {"$type": "array"}}})
+        if wanted is None:  # {k: null} also matches a missing key
+            clauses.append({name: {"$exists": True}})
+    return clauses
+
+
+def _mongomock_deviates(query: Node) -> bool:
+    """True when mongomock answers ``query`` differently from a real MongoDB server.
+
+    mongomock compares with Python's ``==`` (so ``true`` equals ``1``) and misses a
+    ``null`` match on a dotted path whose parent is not an object; such queries are
+    answered on mongomock by the Python predicate over a scan instead.
+    """
+    for node in walk(query):
+        if isinstance(node, Eq | In):
+            values = (node.value,) if isinstance(node, Eq) else node.values
+            for v in values:
+                if isinstance(v, bool | int | float) or (v is None and len(node.path) > 1):
+                    return True
+    return False
+
+
+class MongoStorage(Storage):
+    """One MongoDB collection; see the module docstring for URLs and guarantees."""
+
+    scheme = "mongodb"
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        parts = urlsplit(url)
+        params = dict(parse_qsl(parts.query))
+        self.scheme = parts.scheme.lower()  # type: ignore[misc] - mongodb or mongomock
+        collection = str(options.get("collection") or params.pop("collection", DEFAULT_COLLECTION))
+        timeout_ms = int(options.get("timeout_ms") or params.pop("timeout_ms", DEFAULT_TIMEOUT_MS))
+        params.pop("collection", None)
+        params.pop("timeout_ms", None)
+        self.address = parts.netloc.rpartition("@")[2] or "(in-memory)"
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._mock = self.scheme == "mongomock"
+        try:
+            if self._mock:
+                import mongomock
+
+                name = parts.netloc
+                if name:
+                    with _MOCK_SERVERS_LOCK:
+                        server = _MOCK_SERVERS.setdefault(name, mongomock.store.ServerStore())
+                    self._client = mongomock.MongoClient(_store=server)
+                else:
+                    self._client = mongomock.MongoClient()
+                db_name = parts.path.strip("/") or DEFAULT_DATABASE
+                self._native_tx = False
+            else:
+                import pymongo
+
+                client_url = urlunsplit(parts._replace(query=urlencode(params)))
+                self._client = pymongo.MongoClient(
+                    client_url,
+                    serverSelectionTimeoutMS=timeout_ms,
+                    connectTimeoutMS=timeout_ms,
+                    document_class=dict,
+                    tz_aware=False,
+                )
+                db_name = parts.path.strip("/") or DEFAULT_DATABASE
+                hello = self._client.admin.command("hello")
+                # Transactions need a replica set member or a mongos router.
+                self._native_tx = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+            self._collection = self._client[db_name][collection]
+            for key in self.indexes:
+                self._collection.create_index(field_name((key,)))
+        except DamasError:
+            raise
+        except Exception as e:
+            raise self.storage_error("open", e) from e
+        # Without server transactions, other processes can see a block's writes early.
+        self.atomic = self._native_tx  # type: ignore[misc]
+
+    # -- errors -------------------------------------------------------------------------
+
+    def storage_error(self, op: str, error: BaseException) -> StorageError:
+        """A ``StorageError`` naming the operation and the server address."""
+        return StorageError(
+            f"MongoStorage {op.lstrip('_')} failed on server {self.address}: "
+            f"{type(error).__name__}: {error}",
+            op=op,
+        )
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @property
+    def _session(self) -> Any:
+        """The client session of this thread's native transaction, or ``None``."""
+        return getattr(self._local, "session", None)
+
+    def _remember(self, id: str, prior: Element | None) -> None:
+        """Record an element's state before this block first touched it (undo log)."""
+        undo = getattr(self._local, "undo", None)
+        if undo is not None and id not in undo:
+            undo[id] = prior
+
+    # -- primitives ---------------------------------------------------------------------
+
+    def _get_many(self, ids: list[str]) -> list[Element | None]:
+        unique = list(dict.fromkeys(ids))
+        found = {
+            d["_id"]: d
+            for d in self._collection.find({"_id": {"$in": unique}}, session=self._session)
+        }
+        out: list[Element | None] = []
+        given: set[str] = set()
+        for i in ids:
+            doc = found.get(i)
+            # A repeated id gets its own copy, so results never share a dict.
+            out.append(copy.deepcopy(doc) if doc is not None and i in given else doc)
+            given.add(i)
+        return out
+
+    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
+        import pymongo.errors
+
+        out = [False] * len(elements)
+        todo: dict[str, tuple[int, Element]] = {}
+        for index, element in enumerate(elements):
+            _check_keys(element, element["_id"])
+            todo.setdefault(element["_id"], (index, _json_copy(element)))
+        if not todo:
+            return out
+        with self._transaction():
+            session = self._session
+            # Skip ids already stored: a duplicate-key error would abort a transaction.
+            present = {
+                d["_id"]
+                for d in self._collection.find(
+                    {"_id": {"$in": list(todo)}}, {"_id": 1}, session=session
+                )
+            }
+            batch = [(i, doc) for id_, (i, doc) in todo.items() if id_ not in present]
+            if not batch:
+                return out
+            failed: set[int] = set()
+            error: Exception | None = None
+            try:
+                self._collection.insert_many([d for _, d in batch], ordered=False, session=session)
+            except pymongo.errors.BulkWriteError as e:
+                for write_error in e.details.get("writeErrors", []):
+                    failed.add(write_error["index"])
+                    if write_error.get("code") != 11000:  # a race on the same id is a False
+                        error = e
+            for k, (i, doc) in enumerate(batch):
+                if k not in failed:
+                    out[i] = True
+                    self._remember(doc["_id"], None)
+            if error is not None:
+                raise error
+            return out
+
+    def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
+        from pymongo import ReturnDocument
+
+        out: list[bool] = []
+        with self._transaction():
+            session = self._session
+            for p in patches:
+                _check_keys([*p.set, *p.unset], p.id)
+                filt: dict[str, Any] = {"_id": p.id}
+                clauses = _expect_filter(p.expect)
+                if clauses:
+                    filt = {"$and": [filt, *clauses]}
+                update: dict[str, Any] = {}
+                if p.set:
+                    update["$set"] = _json_copy(p.set)
+                unset = [k for k in p.unset if k not in p.set]  # set wins, as apply_patch
+                if unset:
+                    update["$unset"] = dict.fromkeys(unset, "")
+                if not update:
+                    out.append(
+                        self._collection.find_one(filt, {"_id": 1}, session=session) is not None
+                    )
+                    continue
+                # The guard is in the filter: check and write are one atomic step.
+                prior = self._collection.find_one_and_update(
+                    filt, update, return_document=ReturnDocument.BEFORE, session=session
+                )
+                if prior is not None:
+                    self._remember(p.id, prior)
+                out.append(prior is not None)
+        return out
+
+    def _delete_many(self, ids: list[str]) -> list[bool]:
+        out: list[bool] = []
+        with self._transaction():
+            for i in ids:
+                prior = self._collection.find_one_and_delete({"_id": i}, session=self._session)
+                if prior is not None:
+                    self._remember(i, prior)
+                out.append(prior is not None)
+        return out
+
+    def _scan(self) -> Iterator[Element]:
+        yield from self._collection.find({}, session=self._session).sort("_id", 1)
+
+    def _find(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[str]:
+        if self._mock and _mongomock_deviates(query):
+            return select(self._scan(), query, sort, skip, limit)
+        filt = to_mongo(query)
+        session = self._session
+        if sort and self._sort_needs_python(filt, sort):
+            keys = {key.split(".")[0]: 1 for key, _ in sort}
+            docs = self._collection.find(filt, keys, session=session)
+            return select(docs, All(), sort, skip, limit)
+        cursor = self._collection.find(filt, {"_id": 1}, session=session)
+        cursor = cursor.sort(to_mongo_sort(sort)).skip(skip)
+        if limit:
+            cursor = cursor.limit(limit)
+        return [d["_id"] for d in cursor]
+
+    def _sort_needs_python(self, filt: dict[str, Any], sort: Sort) -> bool:
+        """True when a matching element holds an array or an object on a sort path.
+
+        MongoDB sorts an array by its smallest (or largest) member and compares
+        objects field type first, where :func:`damas_core.ordering.sort_key` puts
+        arrays in their own bracket and compares key names first; those rare sorts
+        are done in Python so every backend gives the same order.
+        """
+        clauses: list[dict[str, Any]] = []
+        for key, _ in sort:
+            parts = tuple(key.split("."))
+            for end in range(1, len(parts) + 1):
+                clauses.append({field_name(parts[:end]): {"$type": "array"}})
+            clauses.append({field_name(parts): {"$type": "object"}})
+        probe = {"$and": [filt, {"$or": clauses}]}
+        return self._collection.find_one(probe, {"_id": 1}, session=self._session) is not None
+
+    def _count(self, query: Node) -> int:
+        if self._mock and _mongomock_deviates(query):
+            return len(select(self._scan(), query, (), 0, None))
+        return self._collection.count_documents(to_mongo(query), session=self._session)
+
+    def _ensure_index(self, key: str) -> None:
+        self._collection.create_index(field_name((key,)))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            local = self._local
+            if getattr(local, "depth", 0):
+                local.depth += 1
+                try:
+                    yield
+                finally:
+                    local.depth -= 1
+                return
+            local.depth = 1
+            try:
+                if self._native_tx:
+                    with self._client.start_session() as session, session.start_transaction():
+                        local.session = session
+                        yield  # start_transaction commits on a clean exit, aborts otherwise
+                else:
+                    local.undo = {}
+                    try:
+                        yield
+                    except BaseException:
+                        self._rollback(local.undo)
+                        raise
+            finally:
+                local.depth = 0
+                local.session = None
+                local.undo = None
+
+    def _rollback(self, undo: dict[str, Element | None]) -> None:
+        """Put every element the failed block touched back as it was, newest first."""
+        for id_, prior in reversed(list(undo.items())):
+            if prior is None:
+                self._collection.delete_one({"_id": id_})
+            else:
+                self._collection.replace_one({"_id": id_}, prior, upsert=True)
+
+    def _close(self) -> None:
+        self._client.close()
+
+
+__all__ = ["DEFAULT_COLLECTION", "DEFAULT_DATABASE", "MongoStorage"]

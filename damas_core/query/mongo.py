@@ -1,0 +1,130 @@
+"""Compile a search AST to a MongoDB filter document.
+
+One function per node type, chosen from a dispatch table, each giving exactly the
+semantics stated in :mod:`damas_core.query.ast`. MongoDB already does most of the
+work: it looks into arrays on the way and at the leaf, compares numbers by value and
+never equates ``true`` with ``1`` or ``"12"`` with ``12``, keeps ``$gt``/``$lt``
+within a type bracket, and lets ``{k: null}`` match a missing key.
+
+>>> from damas_core.query.ast import And, Cmp, Eq, In, Not, Regex
+>>> to_mongo(And((In(("n",), (12, "12")), Not(Eq(("#parent",), "/a")))))
+{'$and': [{'n': {'$in': [12, '12']}}, {'$nor': [{'#parent': '/a'}]}]}
+>>> to_mongo(Regex(("file",), "^/shots/.*\\\\.exr$", "gi"))
+{'file': {'$regex': '^/shots/.*\\\\.exr$', '$options': 'i'}}
+>>> to_mongo(Cmp(("file_size",), ">=", 100))
+{'file_size': {'$gte': 100}}
+
+A key containing a dot or starting with ``$`` cannot be named in a MongoDB filter:
+such a query raises :class:`~damas_core.errors.NotImplementedByBackend` (501).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from damas_core.errors import NotImplementedByBackend
+from damas_core.query.ast import All, And, Cmp, Eq, Exists, In, Node, Not, Or, Path, Regex, Sort
+
+Filter = dict[str, Any]
+
+_CMP_OPERATORS: dict[str, str] = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
+
+
+def field_name(path: Path) -> str:
+    """The dotted MongoDB field name of a path; refuses keys MongoDB would misread.
+
+    >>> field_name(("a", "#b"))
+    'a.#b'
+    """
+    for key in path:
+        if "." in key or key.startswith("$") or "\x00" in key:
+            raise NotImplementedByBackend(
+                f"search error: the key {key!r} cannot be searched on MongoDB "
+                "(keys with '.', a leading '$' or NUL)"
+            )
+    return ".".join(path)
+
+
+def _all(node: All) -> Filter:
+    return {}
+
+
+def _exists(node: Exists) -> Filter:
+    return {field_name(node.path): {"$exists": True}}
+
+
+def _eq(node: Eq) -> Filter:
+    # A bare value (not {"$eq": v}) is the plain form every MongoDB version and
+    # mongomock accept; null also matches a missing key, as the AST requires.
+    return {field_name(node.path): node.value}
+
+
+def _in(node: In) -> Filter:
+    return {field_name(node.path): {"$in": list(node.values)}}
+
+
+def _cmp(node: Cmp) -> Filter:
+    # MongoDB's comparison operators only match values of the operand's type bracket.
+    return {field_name(node.path): {_CMP_OPERATORS[node.op]: node.value}}
+
+
+def _regex(node: Regex) -> Filter:
+    spec: dict[str, Any] = {"$regex": node.pattern}
+    if node.inline_flags:  # g, u and y change nothing: only i, m and s are passed
+        spec["$options"] = node.inline_flags
+    return {field_name(node.path): spec}
+
+
+def _not(node: Not) -> Filter:
+    # $nor takes any filter, where $not only takes an operator expression.
+    return {"$nor": [to_mongo(node.node)]}
+
+
+def _and(node: And) -> Filter:
+    return {"$and": [to_mongo(n) for n in node.nodes]}
+
+
+def _or(node: Or) -> Filter:
+    return {"$or": [to_mongo(n) for n in node.nodes]}
+
+
+_COMPILERS: dict[type[Node], Callable[[Any], Filter]] = {
+    All: _all,
+    Exists: _exists,
+    Eq: _eq,
+    In: _in,
+    Cmp: _cmp,
+    Regex: _regex,
+    Not: _not,
+    And: _and,
+    Or: _or,
+}
+
+
+def to_mongo(node: Node) -> Filter:
+    """The MongoDB filter that selects exactly the elements ``node`` matches.
+
+    >>> to_mongo(Eq(("type",), None))
+    {'type': None}
+    """
+    try:
+        compile_node = _COMPILERS[type(node)]
+    except KeyError:
+        raise TypeError(f"not a query node: {node!r}") from None
+    return compile_node(node)
+
+
+def to_mongo_sort(sort: Sort) -> list[tuple[str, int]]:
+    """A MongoDB sort specification for a normalized sort, with ``_id`` breaking ties.
+
+    >>> to_mongo_sort((("time", -1),))
+    [('time', -1), ('_id', 1)]
+    """
+    spec = [(field_name(tuple(key.split("."))), 1 if direction >= 0 else -1) for key, direction in sort]
+    if "_id" not in (key for key, _ in spec):
+        spec.append(("_id", 1))
+    return spec
+
+
+__all__ = ["field_name", "to_mongo", "to_mongo_sort"]
