@@ -9,9 +9,10 @@ URLs:
   an unreachable server is a quick :class:`~damas_core.errors.StorageError` naming
   its address.
 - ``mongomock://`` runs the same class on an in-memory ``mongomock`` server, for tests.
-  A bare ``mongomock://`` or ``mongomock:///db`` gets a fresh private server at each
-  open; a named one, ``mongomock://name/db``, is shared by every open of that name in
-  the process (reopening it finds the data again, as with a real server).
+  A bare ``mongomock://`` gets a fresh private server at each open. Any other form,
+  ``mongomock:///db?collection=node`` or ``mongomock://name/db``, names a server
+  (``name``, or the unnamed one) that lives as long as the process: opening the same
+  URL again finds the data again, as with a real server.
 
 Elements keep their string ``_id`` as MongoDB's ``_id`` (never an ObjectId). The
 search AST runs natively (:func:`damas_core.query.mongo.to_mongo`), sorted, skipped
@@ -135,7 +136,7 @@ class MongoStorage(Storage):
                 import mongomock
 
                 name = parts.netloc
-                if name:
+                if name or parts.path.strip("/") or parts.query:
                     with _MOCK_SERVERS_LOCK:
                         server = _MOCK_SERVERS.setdefault(name, mongomock.store.ServerStore())
                     self._client = mongomock.MongoClient(_store=server)
@@ -293,19 +294,30 @@ class MongoStorage(Storage):
         yield from self._collection.find({}, session=self._session).sort("_id", 1)
 
     def _find(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[str]:
+        return [d["_id"] for d in self._query(query, sort, skip, limit, ids_only=True)]
+
+    def _find_elements(
+        self, query: Node, sort: Sort, skip: int, limit: int | None
+    ) -> list[Element]:
+        return self._query(query, sort, skip, limit, ids_only=False)
+
+    def _query(
+        self, query: Node, sort: Sort, skip: int, limit: int | None, *, ids_only: bool
+    ) -> list[Element]:
+        """Matching documents (only ``_id`` with ``ids_only``), sorted, skipped, limited."""
         if self._mock and _mongomock_deviates(query):
             return select(self._scan(), query, sort, skip, limit)
         filt = to_mongo(query)
         session = self._session
         if sort and self._sort_needs_python(filt, sort):
-            keys = {key.split(".")[0]: 1 for key, _ in sort}
+            keys = {key.split(".")[0]: 1 for key, _ in sort} if ids_only else None
             docs = self._collection.find(filt, keys, session=session)
             return select(docs, All(), sort, skip, limit)
-        cursor = self._collection.find(filt, {"_id": 1}, session=session)
+        cursor = self._collection.find(filt, {"_id": 1} if ids_only else None, session=session)
         cursor = cursor.sort(to_mongo_sort(sort)).skip(skip)
         if limit:
             cursor = cursor.limit(limit)
-        return [d["_id"] for d in cursor]
+        return list(cursor)
 
     def _sort_needs_python(self, filt: dict[str, Any], sort: Sort) -> bool:
         """True when a matching element holds an array or an object on a sort path.
