@@ -1,0 +1,429 @@
+"""The HTTP routes of the tracker: one table, one thin handler per route.
+
+Each handler parses what the request carries (path, query string, JSON body), calls
+one method of the caller's :class:`~damas_core.Session`, and says how to encode the
+result. Every rule about elements, users and permissions lives in the core; this
+module only knows the damas-core 2.x wire format:
+
+- ids in a URL are comma-separated and percent-decoded once, so ``%2C`` is a comma
+  inside an id and ``%2F`` a slash;
+- a JSON body may be one item or an array; one item gives one result, an array an
+  array; a bare JSON string is a valid id body and numbers are taken as ids too;
+- the status says how a multi-item call went (:func:`outcome`): all done → 200 (201
+  for create, publish, comment, version), some ``null`` → 207 with the array, all
+  ``null`` → 404 (409 for create and publish);
+- ``publish`` answers with the created file elements followed by their history
+  children, and ``comment`` with the flat list of created comments.
+
+:data:`ROUTES` is the table the WSGI application (:mod:`damas_core.wsgi`) dispatches
+on and the OpenAPI document (:mod:`damas_core.openapi`) is generated from.
+
+>>> outcome([{"_id": "a"}, None], ok=201, none=409)
+207
+>>> [r.method + " " + r.path for r in ROUTES if r.op == "read"]
+['GET /api/read/{ids}', 'POST /api/read/']
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import orjson
+
+from damas_core.errors import BadRequest, Conflict, DamasError, NotFound, Unauthorized
+
+if TYPE_CHECKING:
+    from damas_core.wsgi import Call
+
+#: JSON bodies may nest this deep; the core caps elements lower (64 levels).
+MAX_JSON_DEPTH = 100
+
+
+@dataclass
+class Answer:
+    """What a handler returns: a status and a JSON-encodable payload (or raw bytes)."""
+
+    status: int
+    payload: Any = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "application/json"
+    raw: bytes | None = None
+
+
+# -- status rules ------------------------------------------------------------------------
+
+
+def outcome(result: Any, *, ok: int = 200, none: int = 404) -> int:
+    """The status for a result: ``ok`` when nothing failed, 207 when some items are
+    ``None``, ``none`` when every item (or the single result) is ``None``."""
+    if result is None:
+        return none
+    if isinstance(result, list) and result:
+        holes = sum(1 for r in result if r is None)
+        if holes == len(result):
+            return none
+        if holes:
+            return 207
+    return ok
+
+
+_REASONS = {404: "not found", 409: "every item already exists"}
+
+
+def results(op: str, result: Any, *, ok: int = 200, none: int = 404) -> Answer:
+    """Encode a one-or-many result with the multi-status rules of :func:`outcome`."""
+    status = outcome(result, ok=ok, none=none)
+    if status == none and none >= 400:
+        reason = "not found" if none == 404 else _REASONS.get(none, "failed")
+        raise _status_error(none)(f"{op} error: {reason}", op=op)
+    return Answer(status, result)
+
+
+def _status_error(status: int) -> type[DamasError]:
+    return {404: NotFound, 409: Conflict}.get(status, DamasError)
+
+
+# -- request parts -----------------------------------------------------------------------
+
+
+def decode(raw: str, op: str) -> str:
+    """Percent-decode one URL part once, as UTF-8; 400 on invalid UTF-8."""
+    try:
+        return unquote(raw, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{op} error: the URL is not valid UTF-8 once percent-decoded", op=op) from None
+
+
+def url_ids(call: Call, name: str = "ids") -> str | list[str]:
+    """The comma-separated ids of a path parameter: one id gives a str, several a list."""
+    ids = [decode(part, call.op) for part in call.params[name].split(",")]
+    return ids[0] if len(ids) == 1 else ids
+
+
+def id_body(value: Any) -> Any:
+    """An ids body as damas-core takes it: numbers stand for their decimal string."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list):
+        return [id_body(v) for v in value]
+    return value
+
+
+def whole(value: Any, name: str, op: str, default: int | None = 0) -> int | None:
+    """A whole number >= 0 from JSON or a query string (``None``/``""`` → ``default``)."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str) and re.fullmatch(r"\d{1,18}", value.strip()):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise BadRequest(f"{op} error: {name} must be a whole number >= 0, not {value!r}", op=op)
+
+
+def flag(value: str | None) -> bool:
+    """A boolean query-string flag: ``1``, ``true``, ``yes``, ``on`` or present-and-empty."""
+    return value is not None and value.lower() in ("", "1", "true", "yes", "on")
+
+
+def sort_arg(value: str | None) -> Any:
+    """A ``sort`` query-string argument: JSON when it parses, else the plain text."""
+    if value is None or value == "":
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+
+
+# -- handlers: CRUD ------------------------------------------------------------------------
+
+
+def create(call: Call) -> Answer:
+    return results("create", call.session.create(call.body()), ok=201, none=409)
+
+
+def read_url(call: Call) -> Answer:
+    return results("read", call.session.read(url_ids(call)))
+
+
+def read_body(call: Call) -> Answer:
+    return results("read", call.session.read(id_body(call.body())))
+
+
+def update(call: Call) -> Answer:
+    return results("update", call.session.update(call.body()))
+
+
+def upsert(call: Call) -> Answer:
+    return results("upsert", call.session.upsert(call.body()))
+
+
+def delete(call: Call) -> Answer:
+    return results("delete", call.session.delete(id_body(call.body())))
+
+
+# -- handlers: graph and search ----------------------------------------------------------
+
+
+def _graph(call: Call, ids: Any) -> Answer:
+    depth = whole(decode(call.params["depth"], "graph"), "depth", "graph")
+    nodes = call.session.graph(ids, depth)
+    asked = set(ids if isinstance(ids, list) else [ids])
+    found = {n.get("_id") for n in nodes}
+    missing = asked - found
+    if missing == asked:
+        raise NotFound("graph error: not found", op="graph")
+    # damas-core answers 207 when some of the asked ids do not exist.
+    return Answer(207 if missing else 200, nodes)
+
+
+def graph_url(call: Call) -> Answer:
+    return _graph(call, url_ids(call))
+
+
+def graph_body(call: Call) -> Answer:
+    return _graph(call, id_body(call.body()))
+
+
+def search(call: Call) -> Answer:
+    args = call.args
+    ids = call.session.search(
+        decode(call.params["query"], "search"),
+        sort=sort_arg(args.get("sort")),
+        skip=whole(args.get("skip"), "skip", "search"),
+        limit=whole(args.get("limit"), "limit", "search", None),
+    )
+    return Answer(200, ids)
+
+
+def search_one(call: Call) -> Answer:
+    return Answer(200, call.session.search_one(decode(call.params["query"], "search_one")))
+
+
+def search_mongo(call: Call) -> Answer:
+    body = call.body()
+    if not isinstance(body, dict):
+        raise BadRequest("search_mongo error: the body is an object {query, sort, limit, skip}", op="search_mongo")
+    if isinstance(body.get("queryobj"), str):
+        # The damas-core form post: the whole request as a JSON string.
+        body = call.parse_json(body["queryobj"].encode())
+        if not isinstance(body, dict):
+            raise BadRequest("search_mongo error: queryobj must hold a JSON object", op="search_mongo")
+    found = call.session.search_mongo(
+        body.get("query"),
+        sort=body.get("sort"),
+        limit=whole(body.get("limit"), "limit", "search_mongo"),
+        skip=whole(body.get("skip"), "skip", "search_mongo"),
+    )
+    return Answer(200, found)
+
+
+# -- handlers: files -------------------------------------------------------------------------
+
+
+def publish(call: Call) -> Answer:
+    pairs = call.session.publish(call.body(), with_history=True)
+    pair_list = pairs if isinstance(pairs, list) else [pairs]
+    files = [p[0] if p is not None else None for p in pair_list]
+    status = outcome(files if isinstance(pairs, list) else files[0], ok=201, none=409)
+    if status == 409:
+        raise Conflict("publish error: every file is already tracked", op="publish")
+    children = [p[1] for p in pair_list if p is not None]
+    return Answer(status, files + children)
+
+
+def _locked(call: Call, op: str, done: bool, ids: Any) -> Answer:
+    if done:
+        return Answer(200, True)
+    if outcome(call.session.read(ids)) == 404:
+        raise NotFound(f"{op} error: not found", op=op)
+    raise Conflict(f"{op} error: locked by someone else, or not locked by you", op=op)
+
+
+def lock(call: Call) -> Answer:
+    ids = id_body(call.body())
+    return _locked(call, "lock", call.session.lock(ids), ids)
+
+
+def unlock(call: Call) -> Answer:
+    ids = id_body(call.body())
+    force = flag(call.args.get("force"))
+    return _locked(call, "unlock", call.session.unlock(ids, force=force), ids)
+
+
+def comment(call: Call) -> Answer:
+    made = call.session.comment(call.body())
+    flat: list[Any] = []
+    for item in made if isinstance(made, list) else [made]:
+        flat.extend(item if isinstance(item, list) else [item])
+    status = outcome(flat, ok=201, none=404)
+    if status == 404:
+        raise NotFound("comment error: no such parent", op="comment")
+    return Answer(status, flat)
+
+
+def version(call: Call) -> Answer:
+    body = call.body(required=False)
+    head = call.session.version(decode(call.params["id"], "version"), body)
+    if head is None:
+        raise NotFound("version error: not found", op="version")
+    return Answer(201, head)
+
+
+# -- handlers: accounts ------------------------------------------------------------------------
+
+
+def sign_in(call: Call) -> Answer:
+    return call.app.sign_in(call)
+
+
+def sign_out(call: Call) -> Answer:
+    return call.app.sign_out(call)
+
+
+def verify(call: Call) -> Answer:
+    return Answer(200, call.session.user)
+
+
+def openapi_document(call: Call) -> Answer:
+    from damas_core.openapi import document
+
+    return Answer(200, raw=call.app.cached(("openapi", call.base), lambda: orjson.dumps(document(call.base))))
+
+
+def landing(call: Call) -> Answer:
+    from damas_core.landing import page
+
+    origin = call.request.host_url.rstrip("/") + call.base
+    return Answer(200, raw=page(call.base, origin).encode(), content_type="text/html; charset=utf-8")
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route: method, OpenAPI path template and handler, plus what the document says.
+
+    ``body`` names the body form (a key of :data:`damas_core.openapi.BODIES`), ``ok``
+    the success statuses and ``errors`` the error statuses the route can answer.
+    ``public`` routes need no signed-in user.
+    """
+
+    method: str
+    path: str
+    handler: Callable[[Call], Answer]
+    op: str
+    summary: str
+    body: str | None = None
+    result: str = "element"
+    ok: tuple[int, ...] = (200,)
+    errors: tuple[int, ...] = (400, 401, 403)
+    public: bool = False
+    query: tuple[str, ...] = ()
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", _compile(self.path))
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    """A regex over the raw (still percent-encoded) path. ``{depth}`` is one segment;
+    other parameters take the rest of the path (ids may hold encoded slashes). A
+    trailing slash is optional, as in damas-core's Express routes."""
+    regex = ""
+    for part in re.split(r"(\{\w+\})", template):
+        if part.startswith("{"):
+            name = part[1:-1]
+            regex += f"(?P<{name}>[^/]+)" if name == "depth" else f"(?P<{name}>.+)"
+        else:
+            regex += re.escape(part)
+    if template.endswith("/"):
+        regex = regex[:-1] + "/?"
+    elif template.endswith("{depth}"):
+        regex += "/?"
+    return re.compile("^" + regex + "$")
+
+
+_IDS = (400, 401, 403, 413)
+_WRITE = (400, 401, 403, 413)
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/api/create/", create, "create", "Create elements", "elements", "elements",
+          ok=(201, 207), errors=(*_WRITE, 409)),
+    Route("GET", "/api/read/{ids}", read_url, "read", "Read elements by id (comma-separated)",
+          result="elements", ok=(200, 207), errors=(400, 401, 403, 404)),
+    Route("POST", "/api/read/", read_body, "read", "Read elements by id", "ids", "elements",
+          ok=(200, 207), errors=(*_IDS, 404)),
+    Route("PUT", "/api/update/", update, "update", "Set or remove keys of elements", "elements",
+          "elements", ok=(200, 207), errors=(*_WRITE, 404)),
+    Route("POST", "/api/upsert/", upsert, "upsert", "Create or update elements", "elements",
+          "elements", errors=_WRITE),
+    Route("DELETE", "/api/delete/", delete, "delete", "Delete elements and their links", "ids",
+          "ids", ok=(200, 207), errors=(*_IDS, 404)),
+    Route("GET", "/api/graph/{depth}/{ids}", graph_url, "graph",
+          "Nodes and links reached from ids (depth 0: unlimited)", result="graph",
+          ok=(200, 207), errors=(400, 401, 403, 404)),
+    Route("POST", "/api/graph/{depth}", graph_body, "graph",
+          "Nodes and links reached from ids (depth 0: unlimited)", "ids", "graph",
+          ok=(200, 207), errors=(*_IDS, 404)),
+    Route("GET", "/api/search/{query}", search, "search", "Ids matching a query",
+          result="id_list", query=("sort", "skip", "limit")),
+    Route("GET", "/api/search_one/{query}", search_one, "search_one",
+          "The first element matching a query, or null", result="element_or_null"),
+    Route("POST", "/api/search_mongo/", search_mongo, "search_mongo",
+          "Ids matching a MongoDB-style query, with the total count", "search_mongo", "count_ids",
+          errors=(*_IDS, 501)),
+    Route("POST", "/api/publish/", publish, "publish",
+          "Track new files; answers the files then their history children", "files", "elements",
+          ok=(201, 207), errors=(*_WRITE, 409)),
+    Route("PUT", "/api/lock/", lock, "lock", "Lock elements for the caller (all or none)", "ids",
+          "true", errors=(*_IDS, 404, 409)),
+    Route("PUT", "/api/unlock/", unlock, "unlock", "Unlock elements (all or none)", "ids", "true",
+          errors=(*_IDS, 404, 409), query=("force",)),
+    Route("POST", "/api/comment/", comment, "comment", "Comment on elements", "comments",
+          "elements", ok=(201, 207), errors=(*_WRITE, 404)),
+    Route("POST", "/api/version/{id}", version, "version",
+          "Archive an element's state as a child and update it", "keys", "element", ok=(201,),
+          errors=(*_WRITE, 404)),
+    Route("POST", "/api/signIn/", sign_in, "signIn", "Sign in: a token and the user", "signin",
+          "signin", errors=(400, 401, 413, 429), public=True),
+    Route("POST", "/api/signOut/", sign_out, "signOut", "Revoke the token of this request",
+          result="true", errors=(401,), public=True),
+    Route("GET", "/api/verify/", verify, "verify", "The signed-in user", result="user",
+          errors=(401,)),
+    Route("GET", "/api/openapi.json", openapi_document, "openapi", "This OpenAPI document",
+          result="openapi", errors=(), public=True),
+    Route("GET", "/", landing, "landing", "What this server is", result="html", errors=(),
+          public=True),
+)  # fmt: skip
+
+
+def match(path: str) -> list[tuple[Route, dict[str, str]]]:
+    """Every route whose path matches the raw ``path``, with its raw parameters."""
+    found = []
+    for route in ROUTES:
+        m = route.pattern.match(path)
+        if m:
+            found.append((route, m.groupdict()))
+    return found
+
+
+def check_depth(value: Any, op: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise :class:`BadRequest` if a parsed JSON value nests deeper than ``limit``."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise BadRequest(f"{op} error: the JSON body nests deeper than {limit} levels", op=op)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+
+
+__all__ = ["ROUTES", "Answer", "Route", "Unauthorized", "check_depth", "match", "outcome", "results"]

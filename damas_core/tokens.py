@@ -1,0 +1,215 @@
+"""Sign-in tokens: signed JWTs that expire, can be revoked, and die with a password change.
+
+A token is an HS256 JWT (PyJWT) with the claims ``sub`` (the username, without ``@``),
+``iat``, ``exp``, ``jti`` (a random id, the handle for revocation) and ``pwd`` (the
+user's password fingerprint when the token was issued). :meth:`Tokens.verify` accepts
+a token only if all of these hold:
+
+- it is signed with this store's secret, with HS256 (``alg: none`` and every other
+  algorithm are refused), and has not expired;
+- its ``jti`` is not in the revocation list (see :meth:`Tokens.revoke`);
+- its user still exists, is not disabled, and has the same password fingerprint
+  (so changing a password signs out every session of that user).
+
+The secret and the revocation list live in the store's internal settings
+(``tracker.get_setting``): the secret is generated at first use, shared by every
+process serving the same store, and never returned by the API.
+
+>>> import damas_core
+>>> tracker = damas_core.open("memory://")
+>>> tracker.create({"_id": "@alice", "class": "user", "password": "s3cret"})["_id"]
+'@alice'
+>>> tokens = Tokens(tracker)
+>>> token, claims = tokens.issue("alice")
+>>> tokens.verify(token)
+'alice'
+>>> tokens.revoke(token)
+>>> tokens.verify(token)
+Traceback (most recent call last):
+  ...
+damas_core.errors.Unauthorized: token error: this token was revoked (sign in again)
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+
+from damas_core.errors import BadRequest, Unauthorized
+
+SECRET_SETTING = "jwt_secret"
+REVOKED_SETTING = "jwt_revoked"
+ALGORITHM = "HS256"
+DEFAULT_LIFESPAN = 24 * 3600
+MAX_LIFESPAN = 366 * 24 * 3600
+
+# jsonwebtoken (the NodeJS library damas-core used) accepts "expiresIn" as seconds or a
+# "vercel/ms" string such as "2h", "7d" or "10 minutes": accept the same forms.
+_UNITS = {
+    "ms": 0.001, "msec": 0.001, "msecs": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+    "w": 604800, "week": 604800, "weeks": 604800,
+    "y": 31557600, "yr": 31557600, "yrs": 31557600, "year": 31557600, "years": 31557600,
+}  # fmt: skip
+_LIFESPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+
+def parse_lifespan(value: Any) -> int:
+    """Seconds from an ``expiresIn`` value: a number of seconds or a string like ``"2h"``.
+
+    Raises :class:`BadRequest` for anything else, for zero, and for more than a year.
+
+    >>> parse_lifespan("7d"), parse_lifespan(3600), parse_lifespan("90 minutes")
+    (604800, 3600, 5400)
+    """
+    if isinstance(value, bool):
+        raise BadRequest(f"signIn error: expiresIn must be seconds or a duration like '2h', not {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _LIFESPAN.match(value)):
+        number, unit = match.groups()
+        factor = _UNITS.get(unit.lower() or "s")
+        if factor is None:
+            raise BadRequest(f"signIn error: unknown time unit {unit!r} in expiresIn")
+        seconds = float(number) * factor
+    else:
+        raise BadRequest(f"signIn error: expiresIn must be seconds or a duration like '2h', not {value!r}")
+    if not 1 <= seconds <= MAX_LIFESPAN:
+        raise BadRequest("signIn error: expiresIn must be between 1 second and 366 days")
+    return int(seconds)
+
+
+def user_element(tracker: Any, name: str) -> dict[str, Any] | None:
+    """``tracker.user(name)``: the user element without its password, or ``None``.
+
+    Looked up on the class, because a ``Session`` also has a ``user`` attribute (the
+    element it acts as) that hides the method on the instance.
+    """
+    return type(tracker).user(tracker, name)
+
+
+class Tokens:
+    """Issues, verifies and revokes the sign-in tokens of one tracker.
+
+    ``lifespan`` is the default validity in seconds (one day); ``clock`` returns the
+    current time in seconds and exists for tests.
+    """
+
+    def __init__(
+        self,
+        tracker: Any,
+        *,
+        lifespan: int = DEFAULT_LIFESPAN,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tracker = tracker
+        self.lifespan = lifespan
+        self.clock = clock
+        self._secret: str | None = None
+        self._lock = threading.Lock()
+
+    # -- the secret -------------------------------------------------------------------
+
+    @property
+    def secret(self) -> str:
+        """The signing secret, generated and stored atomically on first use."""
+        if self._secret is None:
+            with self._lock:
+                if self._secret is None:
+                    fresh = secrets.token_urlsafe(48)
+                    # update_setting is atomic: two processes starting together agree
+                    # on whichever secret was stored first.
+                    self.tracker.update_setting(SECRET_SETTING, lambda old: old or fresh)
+                    self._secret = self.tracker.get_setting(SECRET_SETTING)
+        return self._secret
+
+    # -- issue / verify / revoke ------------------------------------------------------
+
+    def issue(self, username: str, lifespan: int | None = None) -> tuple[str, dict[str, Any]]:
+        """A new token for ``username`` (with or without ``@``) and its claims.
+
+        The caller has checked the password; this only signs.
+        """
+        name = username.removeprefix("@")
+        now = int(self.clock())
+        claims = {
+            "sub": name,
+            "iat": now,
+            "exp": now + (lifespan or self.lifespan),
+            "jti": secrets.token_urlsafe(16),
+            "pwd": self.tracker.password_fingerprint(name),
+        }
+        return jwt.encode(claims, self.secret, algorithm=ALGORITHM), claims
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The claims of a well-signed, unexpired, unrevoked token, else :class:`Unauthorized`.
+
+        This does not look at the user: :meth:`verify` does.
+        """
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                # Times are checked below against self.clock, not PyJWT's own clock.
+                options={
+                    "require": ["sub", "iat", "exp", "jti"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidTokenError as e:
+            raise Unauthorized(f"token error: invalid token ({e})") from None
+        if (
+            not isinstance(claims.get("sub"), str)
+            or not isinstance(claims.get("jti"), str)
+            or not isinstance(claims.get("exp"), int | float)
+        ):
+            raise Unauthorized("token error: invalid token (bad claims)")
+        if claims["exp"] <= self.clock():
+            raise Unauthorized("token error: this token has expired (sign in again)")
+        revoked = self.tracker.get_setting(REVOKED_SETTING) or {}
+        if claims["jti"] in revoked:
+            raise Unauthorized("token error: this token was revoked (sign in again)")
+        return claims
+
+    def verify(self, token: str) -> str:
+        """The username a valid token was issued to; :class:`Unauthorized` otherwise."""
+        claims = self.decode(token)
+        name = claims["sub"]
+        user = user_element(self.tracker, name)
+        if user is None:
+            raise Unauthorized("token error: the user of this token no longer exists")
+        if user.get("disabled"):
+            raise Unauthorized("token error: the user of this token is disabled")
+        if claims.get("pwd") != self.tracker.password_fingerprint(name):
+            raise Unauthorized("token error: the password changed since this token was issued")
+        return name
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` from now on, in every process serving this store.
+
+        Raises :class:`Unauthorized` if the token is not valid to begin with. Entries
+        are kept until the token would have expired anyway, then dropped.
+        """
+        claims = self.decode(token)
+        now = self.clock()
+
+        def add(old: dict[str, int] | None) -> dict[str, int]:
+            kept = {jti: exp for jti, exp in (old or {}).items() if exp > now}
+            kept[claims["jti"]] = int(claims["exp"])
+            return kept
+
+        self.tracker.update_setting(REVOKED_SETTING, add)
+
+
+__all__ = ["DEFAULT_LIFESPAN", "Tokens", "parse_lifespan", "user_element"]

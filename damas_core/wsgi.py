@@ -1,0 +1,390 @@
+"""The tracker's HTTP API as a plain WSGI application (PEP 3333).
+
+:func:`make_app` wraps an open :class:`~damas_core.Tracker`; the result can be served
+by any WSGI server (``damas serve`` uses waitress) or mounted under a prefix of a host
+application, e.g. with Werkzeug's ``DispatcherMiddleware``. The routes, bodies and
+status codes are damas-core 2.x's (see :mod:`damas_core.routes` and ``docs/http.md``).
+
+Authentication (``auth``, required):
+
+- ``"jwt"``: a token from ``POST /api/signIn/``, sent as ``Authorization: Bearer …``
+  or in a ``token`` cookie (see :mod:`damas_core.tokens`);
+- ``"none"``: every request acts as the tracker itself, an anonymous admin. For local
+  use only;
+- a callable ``(environ) -> username | None`` for host applications that authenticate
+  requests themselves (``None`` means not signed in: 401).
+
+Each request acts through ``tracker.as_user(name)``, so the core applies the user's
+class permissions and ``author_mode`` on every route.
+
+>>> import damas_core
+>>> from werkzeug.test import Client
+>>> app = make_app(damas_core.open("memory://"), auth="none")
+>>> answer = Client(app).post("/api/create/", json={"_id": "/a", "n": 1})
+>>> answer.status_code, answer.json["n"]
+(201, 1)
+>>> Client(app).get("/api/read/%2Fa,%2Fb").status_code
+207
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import quote, unquote
+
+import orjson
+from werkzeug.wrappers import Request
+
+from damas_core import routes
+from damas_core.errors import (
+    BadRequest,
+    DamasError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from damas_core.ratelimit import RateLimiter
+from damas_core.routes import Answer
+from damas_core.tokens import Tokens, parse_lifespan, user_element
+
+log = logging.getLogger("damas_core.wsgi")
+
+#: Default request body limit: 50 MB.
+MAX_BODY_SIZE = 50 * 1024 * 1024
+
+StartResponse = Callable[..., Any]
+AuthCallable = Callable[[dict[str, Any]], "str | None"]
+
+_REASONS = {
+    200: "OK", 201: "Created", 207: "Multi-Status", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+    413: "Content Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
+    501: "Not Implemented",
+}  # fmt: skip
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Characters a raw path keeps when it has to be rebuilt from PATH_INFO.
+_PATH_SAFE = "/,;:@!$&'()*+=~"
+
+
+def make_app(
+    tracker: Any,
+    *,
+    auth: str | AuthCallable,
+    max_body_size: int = MAX_BODY_SIZE,
+    token_lifespan: int | str = 24 * 3600,
+    sign_in_attempts: int = 5,
+    sign_in_window: float = 60.0,
+) -> DamasApp:
+    """A WSGI application serving ``tracker``'s HTTP API.
+
+    ``auth`` is ``"jwt"``, ``"none"`` or a callable ``(environ) -> username | None``.
+    ``max_body_size`` (bytes) bounds request bodies (413 beyond); ``token_lifespan`` is
+    the default token validity (seconds or ``"2h"``-like); ``sign_in_attempts`` failed
+    sign-ins per username and address are allowed per ``sign_in_window`` seconds.
+    """
+    return DamasApp(
+        tracker,
+        auth=auth,
+        max_body_size=max_body_size,
+        token_lifespan=parse_lifespan(token_lifespan),
+        sign_in_attempts=sign_in_attempts,
+        sign_in_window=sign_in_window,
+    )
+
+
+class DamasApp:
+    """The WSGI callable returned by :func:`make_app`."""
+
+    def __init__(
+        self,
+        tracker: Any,
+        *,
+        auth: str | AuthCallable,
+        max_body_size: int,
+        token_lifespan: int,
+        sign_in_attempts: int,
+        sign_in_window: float,
+    ) -> None:
+        if auth not in ("jwt", "none") and not callable(auth):
+            raise ValueError(f"auth must be 'jwt', 'none' or a callable (environ) -> username, not {auth!r}")
+        if auth == "none":
+            log.warning("auth='none': every request acts as an anonymous admin; use it locally only")
+        self.tracker = tracker
+        self.auth = auth
+        self.max_body_size = max_body_size
+        self.tokens = Tokens(tracker, lifespan=token_lifespan)
+        # Failed sign-ins per (username, address), and per address whatever the username.
+        self.sign_in_limit = RateLimiter(sign_in_attempts, sign_in_window)
+        self.address_limit = RateLimiter(sign_in_attempts * 4, sign_in_window)
+        self._cache: dict[Any, Any] = {}
+        self._cache_lock = threading.Lock()
+
+    # -- WSGI -------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        call = Call(self, environ)
+        try:
+            answer = self.dispatch(call)
+        except DamasError as e:
+            answer = Answer(e.status, e.to_dict())
+            if isinstance(e, Unauthorized):
+                answer.headers.append(("WWW-Authenticate", 'Bearer realm="damas"'))
+            if e.status >= 500:
+                log.error("%s %s: %s", call.method, call.path, e, exc_info=e)
+        except Exception as e:  # a bug: answer 500 and keep serving
+            log.exception("%s %s failed", call.method, call.path)
+            answer = Answer(500, {"error": f"{call.op} error: internal error ({type(e).__name__})", "status": 500})
+        return self.respond(answer, start_response)
+
+    def dispatch(self, call: Call) -> Answer:
+        length = call.content_length()
+        if length > self.max_body_size:
+            # Refused before reading a byte of it.
+            raise PayloadTooLarge(
+                f"request error: the body ({length} bytes) is over the limit of {self.max_body_size} bytes"
+            )
+        found = routes.match(call.path)
+        if not found:
+            raise NotFound(f"request error: no route {call.path!r} (see {call.base}/api/openapi.json)")
+        for route, params in found:
+            if route.method == call.method:
+                call.route, call.op, call.params = route, route.op, params
+                if not route.public:
+                    call.session = self.authenticate(call)
+                return route.handler(call)
+        allowed = sorted({route.method for route, _ in found})
+        answer = Answer(405, {"error": f"request error: {call.method} not allowed here; use {', '.join(allowed)}", "status": 405})
+        answer.headers.append(("Allow", ", ".join(allowed)))
+        return answer
+
+    def respond(self, answer: Answer, start_response: StartResponse) -> list[bytes]:
+        body = answer.raw if answer.raw is not None else orjson.dumps(answer.payload)
+        headers = [
+            ("Content-Type", answer.content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            *answer.headers,
+        ]
+        start_response(f"{answer.status} {_REASONS.get(answer.status, 'Unknown')}", headers)
+        return [body]
+
+    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
+        """A value computed once per app (the OpenAPI document per mount prefix)."""
+        with self._cache_lock:
+            if key not in self._cache:
+                self._cache[key] = make()
+            return self._cache[key]
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def authenticate(self, call: Call) -> Any:
+        """The session the request acts through; :class:`Unauthorized` if there is none."""
+        if self.auth == "none":
+            return self.tracker
+        if self.auth == "jwt":
+            token, from_cookie = call.token()
+            if token is None:
+                raise Unauthorized(f"{call.op} error: authentication required (sign in with POST /api/signIn/)", op=call.op)
+            if from_cookie and call.method not in _SAFE_METHODS and call.mimetype != "application/json":
+                # A cross-site form can send the cookie but not a JSON content type.
+                raise Forbidden(
+                    f"{call.op} error: a write authenticated by cookie needs Content-Type: application/json "
+                    "(or send the token in an Authorization header)",
+                    op=call.op,
+                )
+            name = self.tokens.verify(token)
+        else:
+            name = self.auth(call.environ)  # type: ignore[operator]
+            if not name:
+                raise Unauthorized(f"{call.op} error: authentication required", op=call.op)
+        try:
+            return self.tracker.as_user(name)
+        except NotFound:
+            raise Unauthorized(f"{call.op} error: unknown user {name!r}", op=call.op) from None
+
+    def sign_in(self, call: Call) -> Answer:
+        """``POST /api/signIn/``: ``{token, token_exp, token_iat, user}`` or 401."""
+        form = call.credentials()
+        username, password = form.get("username"), form.get("password")
+        if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+            raise BadRequest("signIn error: username and password are required", op="signIn")
+        lifespan = form.get("expiresIn")
+        lifespan = parse_lifespan(lifespan) if lifespan not in (None, "") else None
+        address = call.environ.get("REMOTE_ADDR", "")
+        key = (username.removeprefix("@").lower(), address)
+        wait = max(self.sign_in_limit.retry_after(key), self.address_limit.retry_after(address))
+        if wait:
+            answer = Answer(429, {"error": "signIn error: too many failed attempts; try again later", "status": 429})
+            answer.headers.append(("Retry-After", str(int(wait) + 1)))
+            return answer
+        if not self.tracker.check_password(username, password):
+            self.sign_in_limit.record(key)
+            self.address_limit.record(address)
+            # The same answer whether the user exists or not.
+            raise Unauthorized("signIn error: invalid username or password", op="signIn")
+        self.sign_in_limit.reset(key)
+        token, claims = self.tokens.issue(username, lifespan)
+        user = user_element(self.tracker, username)
+        return Answer(200, {"token": token, "token_exp": claims["exp"], "token_iat": claims["iat"], "user": user})
+
+    def sign_out(self, call: Call) -> Answer:
+        """``POST /api/signOut/``: revoke the request's token (200 ``true``)."""
+        token, _ = call.token()
+        if token is None:
+            if self.auth != "jwt":
+                return Answer(200, True)
+            raise Unauthorized("signOut error: no token to revoke", op="signOut")
+        self.tokens.revoke(token)
+        answer = Answer(200, True)
+        answer.headers.append(("Set-Cookie", "token=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"))
+        return answer
+
+
+class Call:
+    """One request being answered: its parts, parsed on demand."""
+
+    def __init__(self, app: DamasApp, environ: dict[str, Any]) -> None:
+        self.app = app
+        self.environ = environ
+        self.method: str = environ.get("REQUEST_METHOD", "GET").upper()
+        self.base: str = environ.get("SCRIPT_NAME", "").rstrip("/")
+        self.path: str = raw_path(environ)
+        self.route: routes.Route | None = None
+        self.op = "request"
+        self.params: dict[str, str] = {}
+        self.session: Any = None
+        self._request: Request | None = None
+
+    @property
+    def request(self) -> Request:
+        if self._request is None:
+            self._request = Request(self.environ)
+            self._request.max_content_length = self.app.max_body_size
+            self._request.max_form_memory_size = self.app.max_body_size
+        return self._request
+
+    @property
+    def args(self) -> Any:
+        """The query-string arguments."""
+        return self.request.args
+
+    @property
+    def mimetype(self) -> str:
+        return self.request.mimetype
+
+    def content_length(self) -> int:
+        raw = self.environ.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            raise BadRequest(f"request error: bad Content-Length {raw!r}") from None
+        if length < 0:
+            raise BadRequest(f"request error: bad Content-Length {raw!r}")
+        return length
+
+    def data(self) -> bytes:
+        """The request body, at most ``max_body_size`` bytes (413 beyond)."""
+        from werkzeug.exceptions import RequestEntityTooLarge
+
+        try:
+            data = self.request.get_data(cache=True)
+        except RequestEntityTooLarge:
+            raise PayloadTooLarge(
+                f"{self.op} error: the body is over the limit of {self.app.max_body_size} bytes", op=self.op
+            ) from None
+        if len(data) > self.app.max_body_size:
+            raise PayloadTooLarge(f"{self.op} error: the body is over the limit of {self.app.max_body_size} bytes", op=self.op)
+        return data
+
+    def parse_json(self, data: bytes) -> Any:
+        """Parse JSON; a malformed body is a 400 naming the position."""
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            raise BadRequest(
+                f"{self.op} error: malformed JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}",
+                op=self.op,
+                position=e.pos,
+            ) from None
+        routes.check_depth(value, self.op)
+        return value
+
+    def body(self, *, required: bool = True) -> Any:
+        """The JSON body (whatever the Content-Type says, as damas-core clients vary)."""
+        data = self.data()
+        if not data.strip():
+            if required:
+                raise BadRequest(f"{self.op} error: the request needs a JSON body", op=self.op)
+            return None
+        return self.parse_json(data)
+
+    def credentials(self) -> dict[str, Any]:
+        """Sign-in fields from a form (``username=…&password=…``) or a JSON object."""
+        if self.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+            try:
+                return dict(self.request.form.items())
+            except RequestEntityTooLarge:
+                raise PayloadTooLarge("signIn error: the form is too large", op="signIn") from None
+            except HTTPException as e:
+                raise BadRequest(f"signIn error: unreadable form ({e.description})", op="signIn") from None
+        body = self.body()
+        if not isinstance(body, dict):
+            raise BadRequest("signIn error: send a form or a JSON object {username, password}", op="signIn")
+        return body
+
+    def token(self) -> tuple[str | None, bool]:
+        """The bearer token (header first, then the ``token`` cookie) and whether it came
+        from the cookie."""
+        header = self.environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, value = header.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer" and value and value != "null":
+            return value, False
+        cookie = self.request.cookies.get("token")
+        if cookie and cookie != "null":
+            return cookie, True
+        return None, False
+
+
+def raw_path(environ: dict[str, Any]) -> str:
+    """The request path below the mount point, still percent-encoded.
+
+    WSGI's ``PATH_INFO`` is already decoded (``%2F`` became ``/``), so the raw request
+    line (``REQUEST_URI`` or ``RAW_URI``, set by waitress, gunicorn and Werkzeug) is used
+    when it agrees with ``PATH_INFO``; otherwise ``PATH_INFO`` is re-encoded, which only
+    loses the difference between ``,`` and ``%2C``.
+    """
+    script = environ.get("SCRIPT_NAME", "")
+    path_info = environ.get("PATH_INFO", "")
+    uri = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if uri:
+        path = uri.split("?", 1)[0]
+        if not path.startswith("/"):  # absolute form: http://host/path
+            scheme_end = path.find("://")
+            slash = path.find("/", scheme_end + 3) if scheme_end >= 0 else -1
+            path = path[slash:] if slash >= 0 else "/"
+        rest = _below(path, script)
+        if rest is not None and unquote(rest, encoding="latin-1") == path_info:
+            return rest
+    return quote(path_info.encode("latin-1"), safe=_PATH_SAFE)
+
+
+def _below(path: str, script: str) -> str | None:
+    """``path`` without the raw prefix that decodes to ``script``; None if there is none."""
+    if not script:
+        return path
+    if path.startswith(script) and (len(path) == len(script) or path[len(script)] == "/"):
+        return path[len(script) :]
+    for i, ch in enumerate(path):
+        if ch == "/" and i and unquote(path[:i], encoding="latin-1") == script:
+            return path[i:]
+    return "" if unquote(path, encoding="latin-1") == script else None
+
+
+__all__ = ["MAX_BODY_SIZE", "DamasApp", "make_app", "raw_path"]
