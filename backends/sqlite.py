@@ -1,0 +1,331 @@
+"""``sqlite://``: elements as JSON text in one SQLite table, searched with SQL (JSON1).
+
+URLs: ``sqlite:///abs/path/store.db`` (absolute), ``sqlite://relative/store.db``
+(relative to the working directory at open) and ``sqlite://:memory:`` (private to
+this store object). Options: ``indexes`` (keys to index besides ``#parent``,
+``src_id``, ``tgt_id``) and ``timeout`` (seconds a writer waits for another
+process's write transaction, 10 by default; then the call fails with
+:class:`~damas_core.errors.StorageError`).
+
+Layout:
+
+- ``elements(id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID``: one row per
+  element, ``doc`` being its JSON text (written by orjson);
+- ``element_index(key, value, id)``: one row per indexed key and scalar value of an
+  element (each member of an array gets its own row; booleans are the blobs ``t`` and
+  ``f`` so they never equal 0 and 1), kept by triggers on ``elements``, so every
+  writer maintains it whatever process or version of the code it runs;
+- ``indexed_keys(key)``: the keys ``element_index`` holds; a store opened with more
+  ``indexes`` adds them and fills their rows from the existing elements.
+
+Why a side table rather than expression indexes on ``json_extract(doc, '$."key"')``:
+an expression index cannot index array members, and SQLite only uses it when the
+query repeats the exact expression, literal JSON path included, whereas every path in
+the compiled SQL is a bound parameter. An equality on an indexed key compiles to
+``id IN (SELECT id FROM element_index WHERE key = ? AND value IN (?))``, answered
+from the side table's primary key whether the value is a scalar or in an array.
+
+Queries are compiled by :func:`damas_core.query.sql.to_sql` into one statement; the
+whole search language runs in SQLite, so no result is filtered in Python.
+
+Concurrency: the database is in WAL mode (readers never wait for a writer) with a
+busy timeout; each write transaction is ``BEGIN IMMEDIATE``, so writers from any
+number of processes queue instead of failing or losing updates. Within a process a
+store object has one connection, used by one thread at a time under a re-entrant
+lock: a thread inside ``transaction()`` keeps the store until it leaves the block.
+
+>>> store = SQLiteStorage("sqlite://:memory:")
+>>> store.insert_many([{"_id": "/a", "#parent": "/"}, {"_id": "/b", "#parent": "/a"}])
+[True, True]
+>>> from damas_core.query.ast import Eq
+>>> store.find(Eq(("#parent",), "/a"))
+['/b']
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from damas_core.backends.base import Element, Patch, Storage, apply_patch
+
+from damas_core.errors import BadRequest
+from damas_core.query.ast import Node, Sort
+from damas_core.query.sql import register_functions, to_sql, to_where
+
+# SQLite limits the number of parameters of one statement (32766 since 3.32, 999 before).
+_CHUNK = 900
+_SCAN_BATCH = 1000
+
+# The index rows of one element: each scalar value of an indexed key, and each scalar
+# member when the value is an array. ``{doc}`` and ``{id}`` name the row's columns.
+_INDEX_ROWS = """
+SELECT k.key, CASE t.type WHEN 'true' THEN X'74' WHEN 'false' THEN X'66' ELSE t.value END, {id}
+FROM json_each({doc}) AS t JOIN indexed_keys AS k ON k.key = t.key{key_filter}
+WHERE t.type IN ('integer', 'real', 'text', 'true', 'false')
+UNION ALL
+SELECT k.key, CASE m.type WHEN 'true' THEN X'74' WHEN 'false' THEN X'66' ELSE m.value END, {id}
+FROM json_each({doc}) AS t JOIN indexed_keys AS k ON k.key = t.key{key_filter},
+     json_each(CASE WHEN t.type = 'array' THEN t.value ELSE '[]' END) AS m
+WHERE t.type = 'array' AND m.type IN ('integer', 'real', 'text', 'true', 'false')
+"""
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS elements (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS indexed_keys (key TEXT PRIMARY KEY) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS element_index (key TEXT NOT NULL, value NOT NULL, id TEXT NOT NULL,"
+    " PRIMARY KEY (key, value, id)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS element_index_by_id ON element_index (id)",
+    "CREATE TRIGGER IF NOT EXISTS elements_indexed_insert AFTER INSERT ON elements BEGIN"
+    " INSERT OR IGNORE INTO element_index (key, value, id)"
+    + _INDEX_ROWS.format(doc="NEW.doc", id="NEW.id", key_filter="")
+    + "; END",
+    "CREATE TRIGGER IF NOT EXISTS elements_indexed_update AFTER UPDATE OF doc ON elements BEGIN"
+    " DELETE FROM element_index WHERE id = OLD.id;"
+    " INSERT OR IGNORE INTO element_index (key, value, id)"
+    + _INDEX_ROWS.format(doc="NEW.doc", id="NEW.id", key_filter="")
+    + "; END",
+    "CREATE TRIGGER IF NOT EXISTS elements_indexed_delete AFTER DELETE ON elements BEGIN"
+    " DELETE FROM element_index WHERE id = OLD.id; END",
+]
+
+
+def database_path(url: str) -> str:
+    """The file (or ``:memory:``) a ``sqlite://`` URL names.
+
+    >>> database_path("sqlite:///srv/damas.db"), database_path("sqlite://rel/damas.db")
+    ('/srv/damas.db', 'rel/damas.db')
+    """
+    if not url.startswith("sqlite://"):
+        raise BadRequest(f"a SQLite store URL looks like 'sqlite:///path/store.db', not {url!r}")
+    path = url[len("sqlite://"):]
+    if path in ("", ":memory:", "/:memory:"):
+        return ":memory:"
+    return path
+
+
+class SQLiteStorage(Storage):
+    """One SQLite database file; see the module docstring for layout and concurrency."""
+
+    scheme = "sqlite"
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.path = database_path(url)
+        try:
+            self.timeout = float(options.get("timeout", 10.0))
+        except (TypeError, ValueError):
+            raise BadRequest(f"sqlite option timeout must be a number of seconds, not {options['timeout']!r}") from None
+        if self.path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            self._conn = self._connect()
+        except sqlite3.Error as e:
+            raise self.storage_error("open", e) from e
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions, BEGIN/COMMIT are ours.
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+                # WAL + NORMAL: a crash of the process never loses a commit; a power cut
+                # may lose the last ones but never corrupts the database.
+                conn.execute("PRAGMA synchronous = NORMAL")
+            register_functions(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                for key in self.indexes:
+                    self._add_index_key(conn, key)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _add_index_key(conn: sqlite3.Connection, key: str) -> None:
+        if conn.execute("INSERT OR IGNORE INTO indexed_keys (key) VALUES (?)", (key,)).rowcount:
+            # A new key: index the elements already stored.
+            conn.execute(
+                "INSERT OR IGNORE INTO element_index (key, value, id) "
+                "SELECT * FROM (" + _INDEX_ROWS.format(
+                    doc="e.doc", id="e.id", key_filter=" AND k.key = ?"
+                ).replace("FROM json_each(e.doc)", "FROM elements AS e, json_each(e.doc)") + ")",
+                (key, key),
+            )
+
+    # -- transactions --------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, with one consistent snapshot for reads of several statements."""
+        with self._lock:
+            if self._depth:
+                yield self._conn
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    # -- primitives ----------------------------------------------------------------------
+
+    def _docs(self, conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(ids))
+        for i in range(0, len(unique), _CHUNK):
+            chunk = unique[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(conn.execute(f"SELECT id, doc FROM elements WHERE id IN ({marks})", chunk))
+        return found
+
+    def _get_many(self, ids: list[str]) -> list[Element | None]:
+        with self._reading() as conn:
+            found = self._docs(conn, ids)
+        return [None if (doc := found.get(i)) is None else orjson.loads(doc) for i in ids]
+
+    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
+        # Encode first: a value orjson cannot write fails before anything is stored.
+        rows = [(e["_id"], orjson.dumps(e).decode()) for e in elements]
+        with self._transaction():
+            existing = self._docs(self._conn, [r[0] for r in rows]).keys()
+            seen: set[str] = set(existing)
+            out: list[bool] = []
+            fresh: list[tuple[str, str]] = []
+            for row in rows:
+                ok = row[0] not in seen
+                if ok:
+                    seen.add(row[0])
+                    fresh.append(row)
+                out.append(ok)
+            self._conn.executemany("INSERT INTO elements (id, doc) VALUES (?, ?)", fresh)
+            return out
+
+    def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
+        with self._transaction():
+            docs = self._docs(self._conn, [p.id for p in patches])
+            current: dict[str, Element] = {}
+            changed: dict[str, Element] = {}
+            out: list[bool] = []
+            for p in patches:
+                element = current.get(p.id)
+                if element is None:
+                    raw = docs.get(p.id)
+                    if raw is None:
+                        out.append(False)
+                        continue
+                    element = current[p.id] = orjson.loads(raw)
+                ok = apply_patch(element, p)
+                if ok:
+                    changed[p.id] = element
+                out.append(ok)
+            rows = [(orjson.dumps(e).decode(), i) for i, e in changed.items()]
+            self._conn.executemany("UPDATE elements SET doc = ? WHERE id = ?", rows)
+            return out
+
+    def _delete_many(self, ids: list[str]) -> list[bool]:
+        with self._transaction():
+            remaining = set(self._docs(self._conn, ids))
+            out: list[bool] = []
+            gone: list[tuple[str]] = []
+            for i in ids:
+                ok = i in remaining
+                if ok:
+                    remaining.discard(i)
+                    gone.append((i,))
+                out.append(ok)
+            self._conn.executemany("DELETE FROM elements WHERE id = ?", gone)
+            return out
+
+    def _scan(self) -> Iterator[Element]:
+        # Batches by key, so no lock or read transaction stays open while the caller
+        # works on the elements.
+        last = ""
+        while True:
+            with self._lock:
+                batch = self._conn.execute(
+                    "SELECT id, doc FROM elements WHERE id > ? ORDER BY id LIMIT ?", (last, _SCAN_BATCH)
+                ).fetchall()
+            for _, doc in batch:
+                yield orjson.loads(doc)
+            if len(batch) < _SCAN_BATCH:
+                return
+            last = batch[-1][0]
+
+    # -- queries -------------------------------------------------------------------------
+
+    def _find(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[str]:
+        sql, params = to_sql(query, sort, skip, limit, indexed=self.indexes)
+        with self._lock:
+            return [row[0] for row in self._conn.execute(sql, params)]
+
+    def _find_elements(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[Element]:
+        sql, params = to_sql(query, sort, skip, limit, indexed=self.indexes, columns=("doc",))
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [orjson.loads(row[0]) for row in rows]
+
+    def _count(self, query: Node) -> int:
+        where, params = to_where(query, indexed=self.indexes)
+        with self._lock:
+            return self._conn.execute(f"SELECT count(*) FROM elements WHERE {where}", params).fetchone()[0]
+
+    def _ensure_index(self, key: str) -> None:
+        with self._transaction():
+            self._add_index_key(self._conn, key)
+
+    def query_plan(self, query: Node) -> list[str]:
+        """SQLite's ``EXPLAIN QUERY PLAN`` lines for ``find(query)``: which indexes it uses."""
+        sql, params = to_sql(query, indexed=self.indexes)
+        with self._lock:
+            return [row[-1] for row in self._conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+    def _close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+__all__ = ["SQLiteStorage", "database_path"]
