@@ -103,7 +103,7 @@ def database_path(url: str) -> str:
     """
     if not url.startswith("sqlite://"):
         raise BadRequest(f"a SQLite store URL looks like 'sqlite:///path/store.db', not {url!r}")
-    path = url[len("sqlite://"):]
+    path = url[len("sqlite://") :]
     if path in ("", ":memory:", "/:memory:"):
         return ":memory:"
     return path
@@ -120,7 +120,9 @@ class SQLiteStorage(Storage):
         try:
             self.timeout = float(options.get("timeout", 10.0))
         except (TypeError, ValueError):
-            raise BadRequest(f"sqlite option timeout must be a number of seconds, not {options['timeout']!r}") from None
+            raise BadRequest(
+                f"sqlite option timeout must be a number of seconds, not {options['timeout']!r}"
+            ) from None
         if self.path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._lock = threading.RLock()
@@ -164,9 +166,11 @@ class SQLiteStorage(Storage):
             # A new key: index the elements already stored.
             conn.execute(
                 "INSERT OR IGNORE INTO element_index (key, value, id) "
-                "SELECT * FROM (" + _INDEX_ROWS.format(
-                    doc="e.doc", id="e.id", key_filter=" AND k.key = ?"
-                ).replace("FROM json_each(e.doc)", "FROM elements AS e, json_each(e.doc)") + ")",
+                "SELECT * FROM ("
+                + _INDEX_ROWS.format(doc="e.doc", id="e.id", key_filter=" AND k.key = ?").replace(
+                    "FROM json_each(e.doc)", "FROM elements AS e, json_each(e.doc)"
+                )
+                + ")",
                 (key, key),
             )
 
@@ -287,7 +291,8 @@ class SQLiteStorage(Storage):
         while True:
             with self._lock:
                 batch = self._conn.execute(
-                    "SELECT id, doc FROM elements WHERE id > ? ORDER BY id LIMIT ?", (last, _SCAN_BATCH)
+                    "SELECT id, doc FROM elements WHERE id > ? ORDER BY id LIMIT ?",
+                    (last, _SCAN_BATCH),
                 ).fetchall()
             for _, doc in batch:
                 yield orjson.loads(doc)
@@ -302,7 +307,9 @@ class SQLiteStorage(Storage):
         with self._lock:
             return [row[0] for row in self._conn.execute(sql, params)]
 
-    def _find_elements(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[Element]:
+    def _find_elements(
+        self, query: Node, sort: Sort, skip: int, limit: int | None
+    ) -> list[Element]:
         sql, params = to_sql(query, sort, skip, limit, indexed=self.indexes, columns=("doc",))
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
@@ -311,7 +318,9 @@ class SQLiteStorage(Storage):
     def _count(self, query: Node) -> int:
         where, params = to_where(query, indexed=self.indexes)
         with self._lock:
-            return self._conn.execute(f"SELECT count(*) FROM elements WHERE {where}", params).fetchone()[0]
+            return self._conn.execute(
+                f"SELECT count(*) FROM elements WHERE {where}", params
+            ).fetchone()[0]
 
     def _ensure_index(self, key: str) -> None:
         with self._transaction():

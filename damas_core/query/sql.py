@@ -84,7 +84,7 @@ _CONTAINER_TYPES = ("object", "array")
 # SQLite's json_type names -> damas_core.ordering brackets.
 _BRACKETS = {"integer": 1, "real": 1, "text": 2, "object": 3, "array": 4, "true": 5, "false": 5}
 # A key that a quoted JSON path addresses the same way on every SQLite version.
-_PLAIN_KEY = re.compile(r'[ !#-\[\]-~]+')
+_PLAIN_KEY = re.compile(r"[ !#-\[\]-~]+")
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -196,7 +196,11 @@ def _exists(select: exp.Select) -> exp.Exists:
 
 
 def _paren(e: exp.Expression) -> exp.Expression:
-    return e if isinstance(e, exp.Paren | exp.Exists | exp.Coalesce | exp.Boolean) else exp.Paren(this=e)
+    return (
+        e
+        if isinstance(e, exp.Paren | exp.Exists | exp.Coalesce | exp.Boolean)
+        else exp.Paren(this=e)
+    )
 
 
 # A test of one candidate value: (json type expression, SQL value expression) -> condition.
@@ -264,7 +268,11 @@ class _Compiler:
         return visit(node)
 
     def param(self, value: Any) -> exp.Placeholder:
-        if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not _INT64[0] <= value <= _INT64[1]
+        ):
             value = float(value)  # SQLite integers are 64-bit; JSON1 reads bigger ones as reals
         self.params.append(value)
         return exp.Placeholder(this=f"p{len(self.params) - 1}")
@@ -303,7 +311,10 @@ class _Compiler:
             objects = exp.Case(
                 ifs=[
                     exp.If(this=exp.EQ(this=t, expression=_lit("array")), true=v),
-                    exp.If(this=exp.EQ(this=t, expression=_lit("object")), true=_fn("json_array", _fn("json", v))),
+                    exp.If(
+                        this=exp.EQ(this=t, expression=_lit("object")),
+                        true=_fn("json_array", _fn("json", v)),
+                    ),
                 ],
                 default=_lit("[]"),
             )
@@ -314,7 +325,12 @@ class _Compiler:
             n.levels.append((len(n.tables), len(n.conds), m, key))
             # CASE keeps json_each away from a non-object even if SQLite evaluated it early.
             member = exp.Case(
-                ifs=[exp.If(this=exp.EQ(this=_col(m, "type"), expression=_lit("object")), true=_col(m, "value"))],
+                ifs=[
+                    exp.If(
+                        this=exp.EQ(this=_col(m, "type"), expression=_lit("object")),
+                        true=_col(m, "value"),
+                    )
+                ],
                 default=_lit("{}"),
             )
             j = self.alias("j")
@@ -354,7 +370,11 @@ class _Compiler:
             members = _table(_fn("json_each", _col(n.alias, "value")), e)
         in_array = exp.and_(
             exp.EQ(this=t, expression=_lit("array")),
-            _exists(exp.select(exp.Literal.number(1)).from_(members).where(cond(_col(e, "type"), _col(e, "value")))),
+            _exists(
+                exp.select(exp.Literal.number(1))
+                .from_(members)
+                .where(cond(_col(e, "type"), _col(e, "value")))
+            ),
         )
         one = exp.or_(cond(t, v), in_array)
         if n.path is not None:
@@ -373,22 +393,30 @@ class _Compiler:
         """Equality with any of ``values``, typed as the AST says."""
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
         strings = [v for v in values if isinstance(v, str)]
-        types = [name for flag, name in ((True, "true"), (False, "false")) if any(v is flag for v in values)]
+        types = [
+            name
+            for flag, name in ((True, "true"), (False, "false"))
+            if any(v is flag for v in values)
+        ]
         if None in values:
             types.append("null")
 
         def cond(t: exp.Expression, v: exp.Expression) -> exp.Expression:
             terms: list[exp.Expression] = []
             if numbers:
-                terms.append(exp.and_(
-                    _is_in(t, [_lit(n) for n in _NUMBER_TYPES]),
-                    _is_in(v, [self.param(n) for n in numbers]),
-                ))
+                terms.append(
+                    exp.and_(
+                        _is_in(t, [_lit(n) for n in _NUMBER_TYPES]),
+                        _is_in(v, [self.param(n) for n in numbers]),
+                    )
+                )
             if strings:
-                terms.append(exp.and_(
-                    exp.EQ(this=t, expression=_lit("text")),
-                    _is_in(v, [self.param(s) for s in strings]),
-                ))
+                terms.append(
+                    exp.and_(
+                        exp.EQ(this=t, expression=_lit("text")),
+                        _is_in(v, [self.param(s) for s in strings]),
+                    )
+                )
             if types:
                 terms.append(_is_in(t, [_lit(n) for n in types]))
             return exp.or_(*terms) if terms else exp.false()
@@ -403,7 +431,9 @@ class _Compiler:
     def _exists(self, node: Exists) -> exp.Expression:
         n = self.nodes(node.path)
         if n.path is not None:
-            return exp.Not(this=exp.Is(this=_fn("json_type", exp.column("doc"), n.path), expression=exp.null()))
+            return exp.Not(
+                this=exp.Is(this=_fn("json_type", exp.column("doc"), n.path), expression=exp.null())
+            )
         return _exists(n.select())
 
     def _eq(self, node: Eq) -> exp.Expression:
@@ -421,10 +451,12 @@ class _Compiler:
         sub = (
             exp.select(exp.column("id"))
             .from_("element_index")
-            .where(exp.and_(
-                exp.EQ(this=exp.column("key"), expression=self.param(key)),
-                _is_in(exp.column("value"), [self.param(v) for v in encoded]),
-            ))
+            .where(
+                exp.and_(
+                    exp.EQ(this=exp.column("key"), expression=self.param(key)),
+                    _is_in(exp.column("value"), [self.param(v) for v in encoded]),
+                )
+            )
         )
         return exp.column("id").isin(query=sub)
 
@@ -434,7 +466,9 @@ class _Compiler:
         types = _NUMBER_TYPES if not isinstance(node.value, str) else ("text",)
 
         def cond(t: exp.Expression, v: exp.Expression) -> exp.Expression:
-            return exp.and_(_is_in(t, [_lit(n) for n in types]), op(this=v, expression=self.param(node.value)))
+            return exp.and_(
+                _is_in(t, [_lit(n) for n in types]), op(this=v, expression=self.param(node.value))
+            )
 
         return self.leaf(node.path, cond)
 
@@ -475,7 +509,12 @@ class _Compiler:
             tables.append(_table(_fn("json_each", source), j))
             conds.append(exp.EQ(this=_col(j, "key"), expression=self.param(key)))
             source = exp.Case(
-                ifs=[exp.If(this=exp.EQ(this=_col(j, "type"), expression=_lit("object")), true=_col(j, "value"))],
+                ifs=[
+                    exp.If(
+                        this=exp.EQ(this=_col(j, "type"), expression=_lit("object")),
+                        true=_col(j, "value"),
+                    )
+                ],
                 default=_lit("{}"),
             )
         chain = _Nodes(tables=tables, conds=conds, alias=j)
@@ -492,15 +531,31 @@ class _Compiler:
         desc = direction < 0
         bracket = exp.Case(
             this=t,
-            ifs=[exp.If(this=_lit(name), true=exp.Literal.number(b)) for name, b in _BRACKETS.items()],
+            ifs=[
+                exp.If(this=_lit(name), true=exp.Literal.number(b)) for name, b in _BRACKETS.items()
+            ],
             default=exp.Literal.number(0),
         )
         scalar = exp.Case(ifs=[exp.If(this=_is_in(t, [_lit(n) for n in _SCALAR_TYPES]), true=v)])
         container = exp.Collate(
-            this=exp.Case(ifs=[exp.If(this=_is_in(t, [_lit(n) for n in _CONTAINER_TYPES]), true=v)]),
+            this=exp.Case(
+                ifs=[exp.If(this=_is_in(t, [_lit(n) for n in _CONTAINER_TYPES]), true=v)]
+            ),
             expression=exp.Var(this=JSON_COLLATION),
         )
-        return [exp.Ordered(this=e, desc=desc, nulls_first=not desc) for e in (bracket, scalar, container)]
+        return [
+            exp.Ordered(this=e, desc=desc, nulls_first=not desc)
+            for e in (bracket, scalar, container)
+        ]
 
 
-__all__ = ["BOOL_BLOBS", "JSON_COLLATION", "REGEX_FUNCTION", "SQLQuery", "json_path", "register_functions", "to_sql", "to_where"]
+__all__ = [
+    "BOOL_BLOBS",
+    "JSON_COLLATION",
+    "REGEX_FUNCTION",
+    "SQLQuery",
+    "json_path",
+    "register_functions",
+    "to_sql",
+    "to_where",
+]
