@@ -179,6 +179,16 @@ class Storage(abc.ABC):
         return self._find(query, tuple(sort or ()), skip, limit or None)
 
     @_translated
+    def find_elements(
+        self, query: Node, sort: Sort | None = None, skip: int = 0, limit: int | None = None
+    ) -> list[Element]:
+        """Like :meth:`find`, but the matching elements themselves (one read instead of
+        ``find`` then ``get_many``)."""
+        if skip < 0 or (limit is not None and limit < 0):
+            raise BadRequest("search error: skip and limit must not be negative")
+        return self._find_elements(query, tuple(sort or ()), skip, limit or None)
+
+    @_translated
     def count(self, query: Node) -> int:
         """How many elements match ``query``."""
         return self._count(query)
@@ -189,8 +199,8 @@ class Storage(abc.ABC):
 
     @contextmanager
     def _translated_transaction(self) -> Iterator[None]:
-        cm = self._transaction()
         try:
+            cm = self._transaction()
             cm.__enter__()
         except DamasError:
             raise
@@ -260,7 +270,18 @@ class Storage(abc.ABC):
 
     def _find(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[str]:
         """Default: scan and filter with the Python predicate. Backends that can run
-        the query natively (an index, MongoDB, SQL) override this."""
+        the query natively (MongoDB, SQL) override this; backends with their own
+        indexes override :meth:`_candidates` instead."""
+        return [e["_id"] for e in select(self._candidates(query), query, sort, skip, limit)]
+
+    def _find_elements(
+        self, query: Node, sort: Sort, skip: int, limit: int | None
+    ) -> list[Element]:
+        """Default: the predicate over :meth:`_candidates`, or, for a backend that
+        overrides :meth:`_find`, its ids read back with :meth:`_get_many`."""
+        if type(self)._find is not Storage._find:
+            found = self._get_many(self._find(query, sort, skip, limit))
+            return [e for e in found if e is not None]
         return select(self._candidates(query), query, sort, skip, limit)
 
     def _count(self, query: Node) -> int:
@@ -310,10 +331,11 @@ def _check_ids(ids: Sequence[Any]) -> list[str]:
 
 def select(
     elements: Iterable[Element], query: Node, sort: Sort, skip: int, limit: int | None
-) -> list[str]:
+) -> list[Element]:
     """Filter ``elements`` with the Python predicate, then sort, skip and limit.
 
     The one implementation of the ordering rules for backends without a native engine.
+    ``elements`` may come in any order; the result is sorted by ``sort`` then ``_id``.
     """
     from damas_core.query.predicate import to_predicate
 
@@ -323,9 +345,8 @@ def select(
     for key, direction in reversed(sort):
         path = tuple(key.split("."))
         hits.sort(key=lambda e, p=path: sort_key(resolve_first(e, p)), reverse=direction < 0)
-    ids = [e["_id"] for e in hits]
     end = None if limit is None else skip + limit
-    return ids[skip:end]
+    return hits[skip:end]
 
 
 def resolve_first(element: Mapping[str, Any], path: tuple[str, ...]) -> Any:

@@ -1,0 +1,133 @@
+"""Element shapes shared by every operation: one-or-many inputs, ``_id`` unfolding,
+fresh ids, control keys and the reserved internal ids.
+
+>>> unfold([{"_id": ["/a", "/b"], "k": 1}])
+[{'_id': '/a', 'k': 1}, {'_id': '/b', 'k': 1}]
+>>> len(unfold([{"_id": "/shots/{#}.exr"}])[0]["_id"]) == len("/shots/.exr") + 26
+True
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from ulid import ULID
+
+from damas_core.errors import BadRequest
+
+Element = dict[str, Any]
+
+#: Ids starting with this are internal (settings, token revocations): operations never
+#: write them and never return them.
+RESERVED_PREFIX = "~"
+#: The one internal element: the tracker's settings.
+SETTINGS_ID = "~damas"
+#: Placeholder replaced by a fresh ULID inside a given ``_id``.
+ULID_PLACEHOLDER = "{#}"
+#: Keys an operation sets itself: who did it and when.
+CONTROL_KEYS = ("author", "time")
+#: How deep a JSON element may nest.
+MAX_DEPTH = 64
+MAX_ID_LENGTH = 4096
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch: the unit of ``time`` and ``synced_<site>``."""
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    """A fresh ULID string: sortable by creation time, unique across processes."""
+    return str(ULID())
+
+
+def as_list(items: Any, op: str) -> tuple[list[Any], bool]:
+    """``(items as a list, True if a single item was given)``."""
+    if isinstance(items, list | tuple):
+        return list(items), False
+    if items is None:
+        raise BadRequest(f"{op} error: nothing given", op=op)
+    return [items], True
+
+
+def check_id(value: Any, op: str, *, write: bool = False) -> str:
+    """An ``_id`` must be a non-empty string of bounded length, without NUL; ids
+    starting with ``~`` are reserved and cannot be written."""
+    if not isinstance(value, str) or value == "":
+        raise BadRequest(f"{op} error: an _id must be a non-empty string, not {value!r}", op=op)
+    if len(value) > MAX_ID_LENGTH:
+        raise BadRequest(f"{op} error: _id longer than {MAX_ID_LENGTH} characters", op=op)
+    if "\x00" in value:
+        raise BadRequest(f"{op} error: _id contains a NUL character: {value!r}", op=op, id=value)
+    if write and value.startswith(RESERVED_PREFIX):
+        raise BadRequest(
+            f"{op} error: ids starting with {RESERVED_PREFIX!r} are reserved: {value!r}", op=op, id=value
+        )
+    return value
+
+
+def check_ids(ids: Any, op: str) -> tuple[list[str], bool]:
+    """Validate a one-or-many id argument; returns ``(ids, single)``."""
+    items, single = as_list(ids, op)
+    return [check_id(i, op) for i in items], single
+
+
+def check_element(element: Any, op: str) -> Element:
+    """An element is a JSON object whose keys are non-empty strings, JSON-encodable,
+    nested at most :data:`MAX_DEPTH` levels."""
+    if not isinstance(element, dict):
+        raise BadRequest(f"{op} error: an element must be a JSON object, not {type(element).__name__}", op=op)
+    _check_depth(element, op, 0)
+    try:
+        orjson.dumps(element)
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise BadRequest(f"{op} error: element is not JSON: {e}", op=op) from None
+    return element
+
+
+def _check_depth(value: Any, op: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise BadRequest(f"{op} error: element nested deeper than {MAX_DEPTH} levels", op=op)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str) or k == "":
+                raise BadRequest(f"{op} error: keys must be non-empty strings, not {k!r}", op=op)
+            if isinstance(v, dict | list):
+                _check_depth(v, op, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, dict | list):
+                _check_depth(v, op, depth + 1)
+
+
+def fill_id(value: str) -> str:
+    """Replace every ``{#}`` in ``value`` by its own fresh ULID."""
+    while ULID_PLACEHOLDER in value:
+        value = value.replace(ULID_PLACEHOLDER, new_id(), 1)
+    return value
+
+
+def unfold(elements: Sequence[Element], *, fresh_ids: bool = True) -> list[Element]:
+    """One element per id: ``{_id: [a, b], k: v}`` gives two elements. With
+    ``fresh_ids``, a missing ``_id`` becomes a ULID and ``{#}`` is filled in."""
+    out: list[Element] = []
+    for e in elements:
+        ids = e.get("_id")
+        if isinstance(ids, list):
+            if not ids:
+                raise BadRequest("error: an _id list must not be empty")
+            for i in ids:
+                out.append({**e, "_id": fill_id(i) if fresh_ids and isinstance(i, str) else i})
+        elif ids is None and fresh_ids:
+            out.append({**e, "_id": new_id()})
+        else:
+            out.append({**e, "_id": fill_id(ids) if fresh_ids and isinstance(ids, str) else ids})
+    return out
+
+
+def has_list_id(items: Sequence[Any]) -> bool:
+    """True when an element's ``_id`` is a list (so one item gives several results)."""
+    return any(isinstance(e, dict) and isinstance(e.get("_id"), list) for e in items)

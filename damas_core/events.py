@@ -1,0 +1,56 @@
+"""Operation events: hooks before writes (may veto or replace) and after (observe).
+
+>>> ev = Events()
+>>> ev.on("pre-create", lambda session, items: [dict(i, tagged=True) for i in items])
+>>> ev.before("create", None, [{"_id": "/a"}])
+[{'_id': '/a', 'tagged': True}]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from damas_core.errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+NAMES = ("pre-create", "pre-update", "pre-delete", "create", "update", "delete")
+
+
+class Events:
+    """Callbacks by event name.
+
+    ``pre-<op>`` callbacks receive ``(session, items)`` before anything is written; they
+    may raise (the operation fails with that error and nothing is written) or return a
+    replacement list of items. ``<op>`` callbacks receive ``(session, results)`` after the
+    write; their errors are logged, never undo the write.
+    """
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callable[..., Any]]] = {n: [] for n in NAMES}
+
+    def on(self, name: str, callback: Callable[..., Any]) -> None:
+        """Register ``callback`` for event ``name`` (one of :data:`NAMES`)."""
+        if name not in self._callbacks:
+            raise BadRequest(f"unknown event {name!r} (known: {', '.join(NAMES)})")
+        self._callbacks[name].append(callback)
+
+    def before(self, op: str, session: Any, items: list[Any]) -> list[Any]:
+        """Run the ``pre-<op>`` callbacks in order; each may replace the items."""
+        for cb in self._callbacks.get(f"pre-{op}", ()):
+            replaced = cb(session, items)
+            if replaced is not None:
+                if not isinstance(replaced, list) or len(replaced) != len(items):
+                    raise BadRequest(f"{op} error: a pre-{op} hook must return a list of {len(items)} items")
+                items = replaced
+        return items
+
+    def after(self, op: str, session: Any, results: list[Any]) -> None:
+        """Run the ``<op>`` callbacks; a failing callback is logged and skipped."""
+        for cb in self._callbacks.get(op, ()):
+            try:
+                cb(session, results)
+            except Exception:
+                log.exception("%s event callback %r failed", op, cb)

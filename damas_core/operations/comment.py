@@ -1,0 +1,51 @@
+"""comment: attach a remark to one or several elements."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from damas_core.elements import Element, as_list, check_element, check_id, new_id, now_ms
+from damas_core.errors import BadRequest
+from damas_core.permissions import check_keys, require
+
+if TYPE_CHECKING:
+    from damas_core.tracker import Session
+
+
+def comment(session: Session, elements: Any) -> Any:
+    """``{"#parent": id or [ids], "comment": text, ...}`` → a comment element per
+    parent, with ``author`` and ``time``. For one parent the result is the comment
+    (``None`` if the parent does not exist); for a list of parents, a list."""
+    raw, single = as_list(elements, "comment")
+    require(session.user_class, "comment", session.username)
+    plans: list[tuple[bool, list[Element]]] = []
+    for e in raw:
+        check_element(e, "comment")
+        text = e.get("comment")
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest("comment error: a comment needs a non-empty 'comment' text", op="comment")
+        parents = e.get("#parent")
+        many = isinstance(parents, list)
+        parent_list = parents if many else [parents]
+        if not parent_list:
+            raise BadRequest("comment error: '#parent' must name at least one element", op="comment")
+        if not session.is_admin:
+            check_keys((k for k in e if k not in ("author", "time")), "comment", session.username, str(parents))
+        items = []
+        for p in parent_list:
+            check_id(p, "comment", write=True)
+            c = {k: v for k, v in e.items() if k not in ("_id", "#parent")}
+            c.update({"_id": new_id(), "#parent": p, "author": session.username, "time": now_ms()})
+            items.append(c)
+        plans.append((many, items))
+    storage = session.storage
+    results: list[Any] = []
+    with storage.transaction():
+        for many, items in plans:
+            exists = storage.get_many([c["#parent"] for c in items])
+            todo = [c for c, parent in zip(items, exists) if parent is not None and not session.hidden(c["#parent"])]
+            storage.insert_many(todo)
+            made = {id(c) for c in todo}
+            out = [c if id(c) in made else None for c in items]
+            results.append(out if many else out[0])
+    return results[0] if single else results

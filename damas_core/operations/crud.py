@@ -1,0 +1,178 @@
+"""create, read, update, upsert, delete."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from damas_core.backends.base import Patch
+from damas_core.elements import (
+    Element,
+    as_list,
+    check_element,
+    check_id,
+    check_ids,
+    has_list_id,
+    now_ms,
+    unfold,
+)
+from damas_core.errors import BadRequest
+from damas_core.operations.common import authorize, prepare_values, public
+from damas_core.permissions import require
+from damas_core.query.ast import In, Or
+
+if TYPE_CHECKING:
+    from damas_core.tracker import Session
+
+
+def _single_result(results: list[Any], single: bool) -> Any:
+    return results[0] if single else results
+
+
+def stamp(session: Session, element: Element) -> Element:
+    """Set ``author`` and ``time`` unless a caller allowed to set them did."""
+    if not (session.is_admin and "author" in element):
+        element["author"] = session.username
+    if not (session.is_admin and "time" in element):
+        element["time"] = now_ms()
+    return element
+
+
+def prepare_new(session: Session, raw: list[Any], op: str) -> list[Element]:
+    """Validate, unfold and authorize elements about to be created (nothing written)."""
+    for e in raw:
+        check_element(e, op)
+    elements = unfold(raw)
+    out = []
+    for e in elements:
+        check_id(e["_id"], op, write=True)
+        authorize(session, op, e["_id"], e.keys())
+        out.append(stamp(session, prepare_values(e, op, e["_id"])))
+    return out
+
+
+def create(session: Session, elements: Any) -> Any:
+    """Create elements; ``None`` where the ``_id`` already exists."""
+    raw, single = as_list(elements, "create")
+    require(session.user_class, "create", session.username)
+    single = single and not has_list_id(raw)
+    prepared = prepare_new(session, raw, "create")
+    prepared = session.events.before("create", session, prepared)
+    with session.storage.transaction():
+        inserted = session.storage.insert_many(prepared)
+    results = [public(dict(e)) if ok else None for e, ok in zip(prepared, inserted)]
+    session.events.after("create", session, results)
+    return _single_result(results, single)
+
+
+def read(session: Session, ids: Any) -> Any:
+    """The elements with these ids (``None`` where absent), without password hashes."""
+    require(session.user_class, "read", session.username)
+    id_list, single = check_ids(ids, "read")
+    found = session.storage.get_many([i for i in id_list if not session.hidden(i)])
+    by_id = {e["_id"]: e for e in found if e is not None}
+    results = [public(dict(by_id[i])) if i in by_id else None for i in id_list]
+    return _single_result(results, single)
+
+
+def _split_changes(element: Element) -> tuple[dict[str, Any], tuple[str, ...]]:
+    changes = {k: v for k, v in element.items() if k != "_id"}
+    to_set = {k: v for k, v in changes.items() if v is not None}
+    to_unset = tuple(k for k, v in changes.items() if v is None)
+    return to_set, to_unset
+
+
+def update(session: Session, elements: Any) -> Any:
+    """Set keys on existing elements (``null`` removes a key); ``None`` where absent.
+    Each element needs an ``_id`` and at least one other key. ``time`` is not bumped."""
+    raw, single = as_list(elements, "update")
+    single = single and not has_list_id(raw)
+    for e in raw:
+        check_element(e, "update")
+        if "_id" not in e:
+            raise BadRequest("update error: each element needs an _id", op="update")
+        if len(e) < 2:
+            raise BadRequest(f"update error: nothing to change on {e['_id']!r}", op="update", id=str(e["_id"]))
+    items = unfold(raw, fresh_ids=False)
+    for e in items:
+        check_id(e["_id"], "update", write=True)
+    items = session.events.before("update", session, items)
+    storage = session.storage
+    with storage.transaction():
+        existing = storage.get_many([e["_id"] for e in items])
+        patches = []
+        for e, old in zip(items, existing):
+            if old is None:
+                patches.append(None)
+                continue
+            authorize(session, "update", e["_id"], (k for k in e if k != "_id"), old)
+            to_set, to_unset = _split_changes(prepare_values(e, "update", e["_id"]))
+            patches.append(Patch(e["_id"], set=to_set, unset=to_unset))
+        applied = storage.patch_many([p for p in patches if p is not None])
+        flags = iter(applied)
+        ok = [p is not None and next(flags) for p in patches]
+        fresh = storage.get_many([e["_id"] for e in items])
+    results = [public(f) if good else None for f, good in zip(fresh, ok)]
+    session.events.after("update", session, results)
+    return _single_result(results, single)
+
+
+def upsert(session: Session, elements: Any) -> Any:
+    """Create each element, or update it when its ``_id`` exists. An absent ``_id``
+    or ``"null"`` creates a new element with a fresh id."""
+    raw, single = as_list(elements, "upsert")
+    single = single and not has_list_id(raw)
+    require(session.user_class, "upsert", session.username)
+    for e in raw:
+        check_element(e, "upsert")
+    normalized = [{k: v for k, v in e.items() if k != "_id"} if e.get("_id") in (None, "null") else e for e in raw]
+    items = unfold(normalized)
+    storage = session.storage
+    results: list[Element | None] = []
+    with storage.transaction():
+        existing = storage.get_many([check_id(e["_id"], "upsert", write=True) for e in items])
+        creates, patches = [], []
+        for e, old in zip(items, existing):
+            if old is None:
+                authorize(session, "upsert", e["_id"], e.keys())
+                creates.append(stamp(session, prepare_values({k: v for k, v in e.items() if v is not None}, "upsert", e["_id"])))
+            else:
+                authorize(session, "upsert", e["_id"], (k for k in e if k != "_id"), old)
+                to_set, to_unset = _split_changes(prepare_values(e, "upsert", e["_id"]))
+                patches.append(Patch(e["_id"], set=to_set, unset=to_unset))
+        storage.insert_many(creates)
+        storage.patch_many(patches)
+        fresh = storage.get_many([e["_id"] for e in items])
+    results = [public(f) for f in fresh]
+    return _single_result(results, single)
+
+
+def delete(session: Session, ids: Any) -> Any:
+    """Delete elements and every link to or from them; the deleted id or ``None``."""
+    require(session.user_class, "delete", session.username)
+    id_list, single = check_ids(ids, "delete")
+    for i in id_list:
+        check_id(i, "delete", write=True)
+    id_list = session.events.before("delete", session, id_list)
+    storage = session.storage
+    with storage.transaction():
+        existing = storage.get_many(id_list)
+        for i, old in zip(id_list, existing):
+            if old is not None:
+                authorize(session, "delete", i, (), old)
+        present = list(dict.fromkeys(i for i, old in zip(id_list, existing) if old is not None))
+        links: list[str] = []
+        if present:
+            values = tuple(present)
+            links = storage.find(Or((In(("src_id",), values), In(("tgt_id",), values))))
+        removed = set()
+        for i, ok in zip(present, storage.delete_many(present)):
+            if ok:
+                removed.add(i)
+        storage.delete_many([link for link in links if link not in removed])
+    results = []
+    seen: set[str] = set()
+    for i in id_list:
+        results.append(i if i in removed and i not in seen else None)
+        seen.add(i)
+    session.events.after("delete", session, results)
+    return _single_result(results, single)

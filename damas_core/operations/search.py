@@ -1,0 +1,80 @@
+"""search, search_one, search_mongo: queries in the search language or as MongoDB dicts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from damas_core.elements import RESERVED_PREFIX, SETTINGS_ID, Element
+from damas_core.errors import BadRequest
+from damas_core.operations.common import public
+from damas_core.permissions import require
+from damas_core.query.mongo_query import from_mongo
+from damas_core.query.parser import parse
+from damas_core.query.predicate import to_predicate
+from damas_core.query.sort import normalize_sort
+from damas_core.query.ast import Node
+
+if TYPE_CHECKING:
+    from damas_core.tracker import Session
+
+#: Internal elements every search leaves out.
+HIDDEN_IDS = (SETTINGS_ID,)
+
+
+def _as_query(query: str | Node) -> Node:
+    if isinstance(query, Node):
+        return query
+    if not isinstance(query, str):
+        raise BadRequest(f"search error: a query is a string, not {type(query).__name__}", op="search")
+    return parse(query)
+
+
+def _page(skip: Any, limit: Any) -> tuple[int, int | None]:
+    for name, v in (("skip", skip), ("limit", limit)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise BadRequest(f"search error: {name} must be a whole number >= 0, not {v!r}", op="search")
+    return skip or 0, limit or None
+
+
+def visible_ids(session: Session, node: Node, sort: Any, skip: int, limit: int | None) -> list[str]:
+    """Matching ids without the internal elements, then paged.
+
+    Asks the storage for ``len(HIDDEN_IDS)`` more than the page needs, so dropping
+    internal ids never leaves the page short.
+    """
+    wanted = None if limit is None else skip + limit + len(HIDDEN_IDS)
+    ids = session.storage.find(node, normalize_sort(sort), 0, wanted)
+    ids = [i for i in ids if not i.startswith(RESERVED_PREFIX)]
+    end = None if limit is None else skip + limit
+    return ids[skip:end]
+
+
+def search(session: Session, query: str | Node, sort: Any = None, skip: int = 0, limit: int | None = None) -> list[str]:
+    """Ids of the elements matching ``query``, sorted by ``sort`` (default ``_id``)."""
+    require(session.user_class, "search", session.username)
+    skip, limit = _page(skip, limit)
+    return visible_ids(session, _as_query(query), sort, skip, limit)
+
+
+def search_one(session: Session, query: str | Node) -> Element | None:
+    """The first element (in ``_id`` order) matching ``query``, or ``None``."""
+    require(session.user_class, "search_one", session.username)
+    ids = visible_ids(session, _as_query(query), None, 0, 1)
+    if not ids:
+        return None
+    return public(session.storage.get(ids[0]))
+
+
+def search_mongo(session: Session, query: Any, sort: Any = None, limit: int = 0, skip: int = 0) -> dict[str, Any]:
+    """``{"count": N, "ids": [...]}`` for a MongoDB-style query dict: ``count`` is the
+    total number of matches, ``ids`` the page after ``sort``, ``skip`` and ``limit``."""
+    require(session.user_class, "search_mongo", session.username)
+    skip, limit = _page(skip, limit)
+    node = from_mongo(query if query is not None else {})
+    ids = visible_ids(session, node, sort, skip, limit)
+    count = session.storage.count(node)
+    hidden = [e for e in session.storage.get_many(list(HIDDEN_IDS)) if e is not None]
+    if hidden:
+        match = to_predicate(node)
+        count -= sum(1 for e in hidden if match(e))
+    return {"count": count, "ids": ids}

@@ -1,0 +1,82 @@
+"""Who may do what (DESIGN.md §7): user classes, the class each operation needs, and
+the keys only admins may write.
+
+Classes, lowest to highest: ``guest`` (read, graph, search, verify), ``user`` (+ create,
+publish, comment, lock, unlock, version), ``editor`` (+ update, upsert, delete),
+``admin`` (everything, restricted keys, forced unlock, user accounts).
+
+>>> may("user", "publish"), may("user", "delete"), may("editor", "delete")
+(True, False, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from damas_core.errors import Forbidden
+
+CLASSES: tuple[str, ...] = ("guest", "user", "editor", "admin")
+RANK: dict[str, int] = {c: i for i, c in enumerate(CLASSES)}
+#: The class a user element without ``class`` has.
+DEFAULT_CLASS = "guest"
+
+REQUIRED: dict[str, str] = {
+    "read": "guest",
+    "graph": "guest",
+    "search": "guest",
+    "search_one": "guest",
+    "search_mongo": "guest",
+    "verify": "guest",
+    "create": "user",
+    "publish": "user",
+    "comment": "user",
+    "lock": "user",
+    "unlock": "user",
+    "version": "user",
+    "update": "editor",
+    "upsert": "editor",
+    "delete": "editor",
+}
+
+#: Keys a non-admin can never write through create, update, upsert or version.
+RESTRICTED_KEYS: frozenset[str] = frozenset({"author", "time", "class", "lock"})
+#: Keys anyone may change on their own user element.
+SELF_SERVICE_KEYS: frozenset[str] = frozenset({"password", "email", "fullname"})
+
+
+def class_of(user: dict[str, Any] | None) -> str:
+    """The class of a user element (``guest`` when unset or unknown)."""
+    c = (user or {}).get("class", DEFAULT_CLASS)
+    return c if c in RANK else DEFAULT_CLASS
+
+
+def may(user_class: str, op: str) -> bool:
+    """True when ``user_class`` may run ``op``."""
+    return RANK.get(user_class, 0) >= RANK[REQUIRED[op]]
+
+
+def require(user_class: str, op: str, username: str) -> None:
+    """Raise ``Forbidden`` unless ``user_class`` may run ``op``."""
+    if not may(user_class, op):
+        raise Forbidden(
+            f"{op} error: @{username} ({user_class}) may not {op}; it needs class {REQUIRED[op]} or higher",
+            op=op,
+        )
+
+
+def check_keys(keys: Iterable[str], op: str, username: str, element_id: str) -> None:
+    """Raise ``Forbidden`` naming the first restricted key a non-admin tries to write."""
+    for key in keys:
+        if key in RESTRICTED_KEYS:
+            raise Forbidden(
+                f"{op} error: only admins may set {key!r} (on {element_id!r})", op=op, id=element_id, key=key
+            )
+
+
+def is_author(element: dict[str, Any], username: str) -> bool:
+    """True when ``username`` is the element's author (``author`` may be a list)."""
+    author = element.get("author")
+    if isinstance(author, list):
+        return username in author
+    return author == username

@@ -1,0 +1,244 @@
+"""``Tracker`` (the embedded tracker, acting as the system) and ``Session`` (acting as
+one user, with that user's permissions).
+
+>>> import damas_core
+>>> t = damas_core.open("memory://")
+>>> t.create({"_id": "@alice", "class": "user", "password": "pw"})["class"]
+'user'
+>>> alice = t.as_user("alice")
+>>> alice.publish({"_id": "/shots/a.exr", "comment": "first", "origin": "paris"})["author"]
+'alice'
+>>> alice.lock("/shots/a.exr"), t.read("/shots/a.exr")["lock"]
+(True, 'alice')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from damas_core.backends.base import Patch, Storage
+from damas_core.elements import RESERVED_PREFIX, SETTINGS_ID, Element
+from damas_core.errors import BadRequest, Forbidden, NotFound
+from damas_core.events import Events
+from damas_core.operations import comment as _comment
+from damas_core.operations import crud as _crud
+from damas_core.operations import graph as _graph
+from damas_core.operations import lock as _lock
+from damas_core.operations import publish as _publish
+from damas_core.operations import search as _search
+from damas_core.operations import users as _users
+from damas_core.operations import version as _version
+from damas_core.operations.common import public
+from damas_core.ordering import MISSING
+from damas_core.permissions import class_of
+from damas_core.query.ast import Node
+
+
+class Session:
+    """The tracker operations, acting as one user and applying that user's class.
+
+    Every operation takes one item or a list: one item gives one result, a list gives
+    a list in input order with ``None`` where an item failed. Wrong input raises
+    :class:`~damas_core.errors.BadRequest`; missing rights raise
+    :class:`~damas_core.errors.Forbidden` and change nothing.
+    """
+
+    def __init__(self, tracker: Tracker, user: Element, *, admin: bool | None = None) -> None:
+        self.tracker = tracker
+        self.storage: Storage = tracker.storage
+        self.events: Events = tracker.events
+        self.user: Element = public(dict(user)) or {}
+        self.username: str = user["_id"][1:]
+        self.user_class: str = class_of(user)
+        self.is_admin: bool = self.user_class == "admin" if admin is None else admin
+        self.author_mode: bool = tracker.author_mode
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} @{self.username} ({self.user_class}) on {self.storage.url}>"
+
+    @staticmethod
+    def hidden(element_id: str) -> bool:
+        """True for internal ids, which no read path returns."""
+        return element_id.startswith(RESERVED_PREFIX)
+
+    # -- CRUD ---------------------------------------------------------------------------
+
+    def create(self, elements: Element | list[Element]) -> Any:
+        """Create elements; ``None`` where the ``_id`` exists.
+
+        >>> import damas_core
+        >>> damas_core.open("memory://").create([{"_id": "/a"}, {"_id": "/a"}])[1] is None
+        True
+        """
+        return _crud.create(self, elements)
+
+    def read(self, ids: str | list[str]) -> Any:
+        """Elements by id, ``None`` where absent; password hashes are never returned."""
+        return _crud.read(self, ids)
+
+    def update(self, elements: Element | list[Element]) -> Any:
+        """Set keys (``null`` removes one) on existing elements; ``None`` where absent."""
+        return _crud.update(self, elements)
+
+    def upsert(self, elements: Element | list[Element]) -> Any:
+        """Create or update; an ``_id`` absent or ``"null"`` creates with a fresh id."""
+        return _crud.upsert(self, elements)
+
+    def delete(self, ids: str | list[str]) -> Any:
+        """Delete elements and the links to or from them; the id or ``None``."""
+        return _crud.delete(self, ids)
+
+    # -- graph and search ---------------------------------------------------------------
+
+    def graph(self, ids: str | list[str], depth: int = 0) -> list[Element]:
+        """Nodes then links, walking links from ``tgt_id`` back to ``src_id``."""
+        return _graph.graph(self, ids, depth)
+
+    def search(
+        self, query: str | Node, sort: Any = None, skip: int = 0, limit: int | None = None
+    ) -> list[str]:
+        """Ids matching a query in the search language (see docs/query-language.md)."""
+        return _search.search(self, query, sort, skip, limit)
+
+    def search_one(self, query: str | Node) -> Element | None:
+        """The first element matching ``query``, or ``None``."""
+        return _search.search_one(self, query)
+
+    def search_mongo(
+        self, query: dict[str, Any], sort: Any = None, limit: int = 0, skip: int = 0
+    ) -> dict[str, Any]:
+        """``{"count": N, "ids": [...]}`` for a MongoDB-style query dict."""
+        return _search.search_mongo(self, query, sort, limit, skip)
+
+    # -- files --------------------------------------------------------------------------
+
+    def publish(self, elements: Element | list[Element], *, with_history: bool = False) -> Any:
+        """Track new files with their first history child; ``None`` if already tracked."""
+        return _publish.publish(self, elements, with_history=with_history)
+
+    def lock(self, ids: str | list[str]) -> bool:
+        """Lock all ids for this user, or none of them."""
+        return _lock.lock(self, ids)
+
+    def unlock(self, ids: str | list[str], force: bool = False) -> bool:
+        """Unlock all ids this user holds (any holder with ``force``, admins only)."""
+        return _lock.unlock(self, ids, force)
+
+    def comment(self, elements: Element | list[Element]) -> Any:
+        """Attach comments to one or several parents."""
+        return _comment.comment(self, elements)
+
+    def version(self, id: str, keys: dict[str, Any] | None = None) -> Element | None:
+        """Archive the current state as a child and update the head."""
+        return _version.version(self, id, keys)
+
+
+class Tracker(Session):
+    """An open tracker, acting as the system (an admin named ``system_user``).
+
+    Open one with :func:`damas_core.open`. ``as_user(name)`` gives a :class:`Session`
+    applying that user's permissions. Close it (or use ``with``) to release the store.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        author_mode: bool = False,
+        system_user: str = "damas",
+    ) -> None:
+        self.storage = storage
+        self.events = Events()
+        self.author_mode = bool(author_mode)
+        super().__init__(self, {"_id": f"@{system_user}", "class": "admin"}, admin=True)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the storage."""
+        self.storage.close()
+
+    def on(self, name: str, callback: Callable[..., Any]) -> None:
+        """Register an event callback (see :class:`damas_core.events.Events`)."""
+        self.events.on(name, callback)
+
+    def as_user(self, name: str) -> Session:
+        """A session acting as user ``name`` (``alice`` or ``@alice``).
+
+        Raises ``NotFound`` for an unknown user and ``Forbidden`` for a disabled one.
+        """
+        if not isinstance(name, str) or not name.strip("@"):
+            raise BadRequest(f"a user name is a non-empty string, not {name!r}")
+        uid = _users.user_id(name)
+        element = self.storage.get(uid)
+        if element is None:
+            raise NotFound(f"no user {uid!r}: create the element {uid!r} first", id=uid)
+        if element.get("disabled") is True:
+            raise Forbidden(f"user {uid!r} is disabled", id=uid)
+        return Session(self, element)
+
+    # -- accounts -------------------------------------------------------------------------
+
+    def user(self, name: str) -> Element | None:
+        """The user element (no password) or ``None``."""
+        return _users.user(self, name)
+
+    def check_password(self, name: str, password: str) -> bool:
+        """True when ``password`` is user ``name``'s (legacy hashes are upgraded)."""
+        return _users.check_password(self, name, password)
+
+    def password_fingerprint(self, name: str) -> str | None:
+        """Changes whenever the user's password changes; ``None`` for unknown users."""
+        return _users.password_fingerprint(self, name)
+
+    # -- internal settings ------------------------------------------------------------
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """An internal setting (never visible through operations)."""
+        settings = self.storage.get(SETTINGS_ID) or {}
+        return settings.get(key, default)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store an internal setting."""
+        self.update_setting(key, lambda _old: value)
+
+    def update_setting(self, key: str, fn: Callable[[Any], Any]) -> Any:
+        """Atomically replace a setting with ``fn(old value or None)``; returns the new value."""
+        if not isinstance(key, str) or not key or key == "_id":
+            raise BadRequest(f"a setting key is a non-empty string, not {key!r}")
+        with self.storage.transaction():
+            current = self.storage.get(SETTINGS_ID)
+            if current is None:
+                self.storage.insert_many([{"_id": SETTINGS_ID}])
+                current = {}
+            new = fn(current.get(key))
+            old = current.get(key, MISSING)
+            self.storage.patch_many([Patch(SETTINGS_ID, set={key: new}, expect={key: old})])
+        return new
+
+
+def open(url: str = "lmdb://./damas-data", **options: Any) -> Tracker:
+    """Open the tracker stored at ``url``.
+
+    URLs: ``memory://``, ``lmdb:///abs/path`` or ``lmdb://relative/path`` (the
+    embedded default), ``tinydb:///path.json``, ``sqlite:///path.db``,
+    ``mongodb://host/db?collection=node``, ``mongomock://``. Options:
+    ``author_mode`` (non-admins change only what they authored), ``system_user``
+    (the name the tracker acts as, default ``damas``), ``indexes`` (extra keys to
+    index) and backend options.
+
+    >>> import damas_core
+    >>> with damas_core.open("memory://") as t:
+    ...     t.search("*")
+    []
+    """
+    from damas_core.registry import open_storage
+
+    author_mode = options.pop("author_mode", False)
+    system_user = options.pop("system_user", "damas")
+    return Tracker(open_storage(url, **options), author_mode=author_mode, system_user=system_user)

@@ -1,0 +1,83 @@
+"""Shared fixtures: one ``tracker`` per backend URL, so every conformance test runs
+unchanged on every backend.
+
+Set ``DAMAS_TEST_MONGODB_URL=mongodb://host:port`` to add a real MongoDB server to
+the list (each test gets its own database).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+import damas_core
+from damas_core.errors import NotImplementedByBackend
+
+BACKENDS = ["memory", "lmdb", "tinydb", "sqlite", "mongomock"]
+if os.environ.get("DAMAS_TEST_MONGODB_URL"):
+    BACKENDS.append("mongodb")
+
+
+def backend_url(name: str, tmp_path) -> str:
+    """A fresh, empty store URL for backend ``name`` under ``tmp_path``."""
+    unique = uuid.uuid4().hex[:12]
+    if name == "memory":
+        return "memory://"
+    if name == "lmdb":
+        return f"lmdb://{tmp_path}/store-{unique}"
+    if name == "tinydb":
+        return f"tinydb://{tmp_path}/store-{unique}.json"
+    if name == "sqlite":
+        return f"sqlite://{tmp_path}/store-{unique}.db"
+    if name == "mongomock":
+        return f"mongomock:///t{unique}?collection=node"
+    if name == "mongodb":
+        parts = urlsplit(os.environ["DAMAS_TEST_MONGODB_URL"])
+        return urlunsplit((parts.scheme, parts.netloc, f"/damas_test_{unique}", parts.query, ""))
+    raise ValueError(name)
+
+
+def open_tracker(name: str, tmp_path, **options) -> damas_core.Tracker:
+    """Open a fresh tracker on backend ``name``; skip when the backend is unavailable."""
+    try:
+        return damas_core.open(backend_url(name, tmp_path), **options)
+    except NotImplementedByBackend as e:
+        pytest.skip(f"{name} backend unavailable here: {e}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """The backend name the test runs on."""
+    return request.param
+
+
+@pytest.fixture
+def make_tracker(backend, tmp_path) -> Iterator[Callable[..., damas_core.Tracker]]:
+    """Open fresh trackers on the current backend with options; all closed afterwards."""
+    opened: list[damas_core.Tracker] = []
+
+    def make(**options) -> damas_core.Tracker:
+        t = open_tracker(backend, tmp_path, **options)
+        opened.append(t)
+        return t
+
+    yield make
+    for t in opened:
+        t.close()
+
+
+@pytest.fixture
+def tracker(make_tracker) -> damas_core.Tracker:
+    """A fresh, empty tracker acting as the system, on the current backend."""
+    return make_tracker()
+
+
+@pytest.fixture
+def system(tracker) -> damas_core.Tracker:
+    """The embedded ``Tracker`` itself (tests that need ``as_user``, settings or the
+    storage). The HTTP parity run does not override this one."""
+    return tracker
