@@ -1,0 +1,563 @@
+"""The agent of one site: scan, plan, transfer, record; in a loop or once.
+
+``Agent(tracker, volume_id).run_once()`` does one full cycle and returns a
+:class:`Report`; ``run()`` repeats it every ``sleepBetweenScans`` seconds until
+SIGTERM/SIGINT (or :meth:`Agent.stop`), keeping the volume's ``agentStatus``,
+``agentStartTime``, ``agentVersion`` and ``lastConnection*`` keys current.
+``tracker`` is an embedded ``Tracker`` or a client connection signed in as an
+admin: the agent sets ``time``, ``origin`` and the per-site keys.
+
+The agent's own volume is read on this machine (its ``url`` path); other volumes
+are reached through their url (``file://`` directly, ``ssh://`` through ssh).
+
+>>> import damas_core, tempfile, pathlib
+>>> t = damas_core.open("memory://")
+>>> root = tempfile.mkdtemp() + "/"
+>>> _ = pathlib.Path(root, "a.txt").write_text("hi")
+>>> _ = t.create({"_id": "v_paris", "name": "paris", "url": "file://" + root})
+>>> Agent(t, "v_paris", settle=0).run_once().published
+['/a.txt']
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from damas_core.errors import BadRequest
+
+from . import rsync as rs
+from .planner import Plan, Task, plan
+from .scanner import Scanner, element_look, look_at, now_ms, same_look
+from .volumes import (
+    endpoint_of,
+    global_parameters,
+    local_root,
+    read_many,
+    tracked_files,
+    volume,
+    volumes,
+)
+
+log = logging.getLogger(__name__)
+
+try:
+    from importlib.metadata import version as _pkg_version
+
+    AGENT_VERSION = _pkg_version("damas-core")
+except Exception:  # pragma: no cover - running from a source tree without metadata
+    AGENT_VERSION = "0"
+
+_WRITE_BATCH = 1000
+_ALIVE_STATES = ("starting", "scanning", "receiving", "emitting", "idle")
+
+
+@dataclass
+class Report:
+    """What one cycle did. Lists hold file ids; ``failed`` maps ids to rsync exit codes."""
+
+    site: str = ""
+    scanned: int = 0
+    published: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)
+    emitted: list[str] = field(default_factory=list)
+    failed: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # unsafe ids never handed to rsync
+    rsync_calls: int = 0
+    scan_errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _stamp(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def conflict_name(file_id: str, site: str, ms: int) -> str:
+    """The id the incoming copy of a conflicting file is kept under.
+
+    >>> conflict_name("/shots/a.exr", "tokyo", 0)
+    '/shots/a.conflict-tokyo-19700101T000000Z.exr'
+    >>> conflict_name("/seq/", "tokyo", 0)
+    '/seq.conflict-tokyo-19700101T000000Z/'
+    """
+    mark = f".conflict-{site}-{_stamp(ms)}"
+    if file_id.endswith("/"):
+        return file_id[:-1] + mark + "/"
+    head, _, name = file_id.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not stem:  # no extension (or a dotfile)
+        return f"{head}/{name}{mark}"
+    return f"{head}/{stem}{mark}{dot}{ext}"
+
+
+class Agent:
+    """The sync agent of the volume ``volume_id``.
+
+    Options: ``root`` (this site's directory, default the url's path), ``settle``
+    (seconds a new file must stay still before it is published; default the
+    volume's ``settleTime`` or 2), ``ssh_command`` (the ssh program and options
+    used to reach ``ssh://`` volumes, e.g. ``["ssh", "-i", key]``), ``rsync`` (the
+    rsync program), ``progress`` (rich progress bars; default when stderr is a TTY).
+    """
+
+    def __init__(
+        self,
+        tracker: Any,
+        volume_id: str,
+        *,
+        root: str | None = None,
+        settle: float | None = None,
+        ssh_command: Sequence[str] | None = None,
+        rsync: str = "rsync",
+        progress: bool | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.volume_id = volume_id
+        vol = volume(tracker, volume_id)
+        self.site: str = vol["name"]
+        self.root = os.path.join(os.path.abspath(root or local_root(vol)), "")
+        settle = settle if settle is not None else vol.get("settleTime", 2.0)
+        self.scanner = Scanner(self.site, self.root, settle=float(settle))
+        self.ssh_command = list(ssh_command) if ssh_command else None
+        self.rsync = rsync
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.start_time = now_ms()
+        self._stop = threading.Event()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop after the current step."""
+        self._stop.set()
+
+    def run(self, *, max_cycles: int | None = None) -> None:
+        """Run cycles until stopped (SIGTERM/SIGINT or :meth:`stop`), then mark the volume stopped."""
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, lambda *_: self.stop())
+        cycles = 0
+        try:
+            self._status("starting", agentStartTime=self.start_time, agentVersion=AGENT_VERSION)
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                except Exception as e:
+                    log.exception("sync cycle of %s failed", self.site)
+                    self._status("error", stderr_scan=f"{type(e).__name__}: {e}"[:2000])
+                cycles += 1
+                if max_cycles is not None and cycles >= max_cycles:
+                    break
+                sleep = float(self._settings().get("sleepBetweenScans", 60))
+                self._stop.wait(sleep)
+        finally:
+            self._status("stopped")
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # -- one cycle -------------------------------------------------------------------------
+
+    def run_once(self) -> Report:
+        """One full cycle: scan, plan, receive, emit, record. Returns what it did."""
+        vol = volume(self.tracker, self.volume_id)
+        report = Report(site=self.site)
+        files = tracked_files(self.tracker)
+        if vol.get("enableScans", True) and vol.get("enableDiscovery", True):
+            self._status("scanning")
+            self._scan(vol, files, report)
+        if self._stop.is_set():
+            return report
+        vols = volumes(self.tracker)
+        params = global_parameters(self.tracker)
+        now = now_ms()
+        the_plan = plan(
+            files,
+            self.site,
+            vols,
+            params,
+            now=now,
+            alive=self._alive(vols, params, now),
+            lock_sites=self._lock_sites(files),
+            exists=lambda i: look_at(self.root, i) is not None,
+            volume=vol,
+        )
+        self._record_waiting(the_plan, files, report)
+        by_name = {v["name"]: v for v in vols}
+        if the_plan.receptions:
+            self._status("receiving")
+            self._transfer(
+                the_plan, the_plan.receptions, files, by_name, vol, params, report, "reception"
+            )
+        if the_plan.emissions and not self._stop.is_set():
+            self._status("emitting")
+            self._transfer(
+                the_plan, the_plan.emissions, files, by_name, vol, params, report, "emission"
+            )
+        self._status("idle")
+        return report
+
+    # -- scan ----------------------------------------------------------------------------------
+
+    def _scan(
+        self, vol: Mapping[str, Any], files: dict[str, dict[str, Any]], report: Report
+    ) -> None:
+        started = time.monotonic()
+        exit_code = 0
+        try:
+            changes = self.scanner.compare(vol, files, second_look=True)
+            report.scanned = changes.seen
+            report.pending = changes.pending
+            report.conflicts.extend(changes.conflicts)
+            report.scan_errors = changes.errors
+            for i in range(0, len(changes.publish), _WRITE_BATCH):
+                batch = changes.publish[i : i + _WRITE_BATCH]
+                for el in self.tracker.publish(batch):
+                    if el is not None:
+                        files[el["_id"]] = el
+                        report.published.append(el["_id"])
+            for i in range(0, len(changes.update), _WRITE_BATCH):
+                batch = changes.update[i : i + _WRITE_BATCH]
+                for patch, el in zip(batch, self.tracker.update(batch)):
+                    if el is None:
+                        continue
+                    files[el["_id"]] = el
+                    if patch.get("deleted"):
+                        report.deleted.append(el["_id"])
+                    elif f"modified_{self.site}" in patch:
+                        report.modified.append(el["_id"])
+            if changes.errors:
+                exit_code = 1
+        except Exception as e:
+            self._update_volume(
+                last_scan=now_ms(),
+                scan_duration=int((time.monotonic() - started) * 1000),
+                exit_scan=2,
+                stderr_scan=f"{type(e).__name__}: {e}"[:2000],
+            )
+            raise
+        self._update_volume(
+            last_scan=now_ms(),
+            scan_duration=int((time.monotonic() - started) * 1000),
+            exit_scan=exit_code,
+            stderr_scan="\n".join(changes.errors)[:2000],
+        )
+
+    # -- plan inputs -----------------------------------------------------------------------
+
+    def _settings(self) -> dict[str, Any]:
+        params = global_parameters(self.tracker)
+        vol = self.tracker.read(self.volume_id) or {}
+        return {**params, **{k: v for k, v in vol.items() if k in params}}
+
+    def _alive(self, vols: list[dict[str, Any]], params: Mapping[str, Any], now: int) -> list[str]:
+        timeout_ms = float(params.get("agentTimeout", 300)) * 1000
+        out = []
+        for v in vols:
+            last = v.get("lastConnection") or 0
+            if v.get("agentStatus") in _ALIVE_STATES and now - last <= timeout_ms:
+                out.append(v["name"])
+        out.append(self.site)
+        return out
+
+    def _lock_sites(self, files: Mapping[str, Mapping[str, Any]]) -> dict[str, str | None]:
+        holders = {el["lock"] for el in files.values() if isinstance(el.get("lock"), str)}
+        users = read_many(self.tracker, [f"@{h.lstrip('@')}" for h in holders]) if holders else {}
+        return {h: (users.get(f"@{h.lstrip('@')}") or {}).get("site") for h in holders}
+
+    def _record_waiting(
+        self, the_plan: Plan, files: Mapping[str, Mapping[str, Any]], report: Report
+    ) -> None:
+        patches = []
+        for (file_id, site), reason in the_plan.waiting.items():
+            if site == self.site:
+                report.waiting[file_id] = reason
+            el = files.get(file_id) or {}
+            if el.get(f"syncWait_{site}") != reason:
+                patches.append({"_id": file_id, f"syncWait_{site}": reason})
+        if patches:
+            self.tracker.update(patches)
+
+    # -- transfer -------------------------------------------------------------------------
+
+    def _rsync_options(
+        self, own: Mapping[str, Any], other: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        args = rs.check_user_args(params.get("rsync_args") or [], where="rsyncGlobalParameters")
+        args += rs.check_user_args(own.get("rsync_args") or [], where=f"volume {own.get('_id')!r}")
+        args += rs.check_user_args(
+            other.get("rsync_args") or [], where=f"volume {other.get('_id')!r}"
+        )
+        env = {**(own.get("rsync_env") or {}), **(other.get("rsync_env") or {})}
+        ssh = self.ssh_command
+        if ssh is None and env.get("RSYNC_RSH"):
+            ssh = shlex.split(env["RSYNC_RSH"])
+        return {
+            "rsync": self.rsync,
+            "timeout": int(params.get("timeout", 600)),
+            "ssh_command": ssh,
+            "extra_args": args,
+            "env": env,
+        }
+
+    def _safe(self, file_id: str, endpoints: Sequence[rs.Endpoint], report: Report) -> str | None:
+        try:
+            rel = rs.relpath_of(file_id)
+        except BadRequest as e:
+            report.refused[file_id] = str(e)
+            return None
+        for ep in endpoints:
+            if ep.is_local and not rs.inside_root(ep.root, file_id):
+                report.refused[file_id] = (
+                    f"sync error: {file_id!r} leaves the volume root {ep.root!r}"
+                )
+                return None
+            if ep.is_local and os.path.islink(os.path.join(ep.root, rel.rstrip("/"))):
+                report.refused[file_id] = f"sync error: {file_id!r} is a symlink"
+                return None
+        return rel
+
+    def _transfer(
+        self,
+        the_plan: Plan,
+        tasks: list[Task],
+        files: dict[str, dict[str, Any]],
+        by_name: Mapping[str, Mapping[str, Any]],
+        own: Mapping[str, Any],
+        params: Mapping[str, Any],
+        report: Report,
+        kind: str,
+    ) -> None:
+        last_rc = 0
+        stderr = []
+        buckets = the_plan.buckets(tasks)
+        progress = _Progress(self.progress, sum(len(b) for b in buckets), kind)
+        with progress:
+            for bucket in buckets:
+                if self._stop.is_set():
+                    break
+                first = bucket[0]
+                src_vol, dst_vol = by_name[first.source], by_name[first.target]
+                src = rs.Endpoint(self.root) if first.source == self.site else endpoint_of(src_vol)
+                dst = rs.Endpoint(self.root) if first.target == self.site else endpoint_of(dst_vol)
+                other = dst_vol if first.source == self.site else src_vol
+                options = self._rsync_options(own, other, params)
+                rc, err = self._run_bucket(bucket, src, dst, options, files, report, kind)
+                progress.advance(len(bucket))
+                if rc:
+                    last_rc = rc
+                    stderr.append(err.strip())
+        now = now_ms()
+        self._update_volume(
+            **{
+                f"last_{kind}": now,
+                f"exit_{kind}": last_rc,
+                f"stderr_{kind}": "\n".join(s for s in stderr if s)[-2000:],
+            }
+        )
+
+    def _run_bucket(
+        self,
+        bucket: list[Task],
+        src: rs.Endpoint,
+        dst: rs.Endpoint,
+        options: dict[str, Any],
+        files: dict[str, dict[str, Any]],
+        report: Report,
+        kind: str,
+    ) -> tuple[int, str]:
+        target = bucket[0].target
+        normal: list[tuple[str, str]] = []
+        conflicts: list[tuple[str, str, tuple[int, float]]] = []
+        for task in bucket:
+            rel = self._safe(task.file_id, [src, dst], report)
+            if rel is None:
+                continue
+            el = files[task.file_id]
+            if kind == "reception":
+                local = look_at(self.root, task.file_id)
+                if local is not None and not same_look(local, element_look(el)):
+                    synced = el.get(f"synced_{target}")
+                    changed_here = synced is None or local[1] * 1000 > synced
+                    if changed_here and (el.get("origin") != target or synced is not None):
+                        conflicts.append((task.file_id, rel, local))
+                        continue
+            normal.append((task.file_id, rel))
+        extra = list(options.pop("extra_args"))
+        if kind == "emission":
+            # a site whose agent is down only gets copies it lacks: nothing there is overwritten
+            extra.append("--ignore-existing")
+        rc, err = 0, ""
+        patches: list[dict[str, Any]] = []
+        if normal:
+            result = rs.transfer(src, dst, [r for _, r in normal], extra_args=extra, **options)
+            report.rsync_calls += 1
+            rc, err = result.returncode, result.stderr
+            remote_diff: set[str] | None = set()
+            if not dst.is_local:
+                remote_diff = rs.differing(
+                    src, dst, [r for _, r in normal], extra_args=extra, **options
+                )
+            now = now_ms()
+            for file_id, rel in normal:
+                el = files[file_id]
+                wanted_look = element_look(el)
+                if dst.is_local:
+                    ok = same_look(look_at(dst.root, file_id), wanted_look)
+                else:
+                    ok = (
+                        remote_diff is not None
+                        and rel.rstrip("/") not in remote_diff
+                        and same_look(look_at(src.root, file_id), wanted_look)
+                    )
+                if ok:
+                    patch = {
+                        "_id": file_id,
+                        f"synced_{target}": el.get("time") or now,
+                        f"syncError_{target}": None,
+                        f"syncFailures_{target}": None,
+                        f"syncWait_{target}": None,
+                        f"syncLastAttempt_{target}": now,
+                    }
+                    (report.received if kind == "reception" else report.emitted).append(file_id)
+                elif rc:
+                    code = result.code_for(rel)
+                    report.failed[file_id] = code
+                    patch = {
+                        "_id": file_id,
+                        f"syncError_{target}": code,
+                        f"syncFailures_{target}": (el.get(f"syncFailures_{target}") or 0) + 1,
+                        f"syncLastAttempt_{target}": now,
+                    }
+                elif kind == "emission":
+                    # rsync left an existing copy alone: that site's agent decides
+                    reason = f"a different copy exists at {target}; waits for its agent"
+                    report.waiting[file_id] = reason
+                    patch = {
+                        "_id": file_id,
+                        f"syncWait_{target}": reason,
+                        f"syncLastAttempt_{target}": now,
+                    }
+                else:
+                    # the source changed since it was scanned: the next scan gives a new version
+                    patch = {"_id": file_id, f"syncLastAttempt_{target}": now}
+                patches.append(patch)
+        for file_id, rel, local in conflicts:
+            patches.append(
+                self._keep_both(file_id, rel, local, bucket[0].source, src, options, report)
+            )
+        self._apply(patches, files)
+        return rc, err
+
+    def _keep_both(
+        self,
+        file_id: str,
+        rel: str,
+        local: tuple[int, float],
+        source: str,
+        src: rs.Endpoint,
+        options: dict[str, Any],
+        report: Report,
+    ) -> dict[str, Any]:
+        """Fetch the incoming copy under a conflict name next to ours and record it."""
+        now = now_ms()
+        incoming = conflict_name(file_id, source, now)
+        staging = os.path.join(self.root, rs.PARTIAL_DIR, f"conflict-{now}", "")
+        os.makedirs(staging, exist_ok=True)
+        try:
+            result = rs.transfer(src, rs.Endpoint(staging), [rel], **options)
+            report.rsync_calls += 1
+            fetched = os.path.join(staging, rel.rstrip("/"))
+            if result.returncode == 0 and os.path.lexists(fetched):
+                os.replace(fetched, os.path.join(self.root, incoming.lstrip("/").rstrip("/")))
+            else:
+                incoming = None
+        finally:
+            _remove_tree(staging)
+        report.conflicts.append(file_id)
+        log.warning("conflict on %s at %s: both copies kept (%s)", file_id, self.site, incoming)
+        return {
+            "_id": file_id,
+            f"conflict_{self.site}": {
+                "time": now,
+                "from": source,
+                "incoming": incoming,
+                "local_size": local[0],
+                "local_mtime": local[1],
+            },
+            f"syncLastAttempt_{self.site}": now,
+        }
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _apply(self, patches: list[dict[str, Any]], files: dict[str, dict[str, Any]]) -> None:
+        for i in range(0, len(patches), _WRITE_BATCH):
+            batch = patches[i : i + _WRITE_BATCH]
+            for el in self.tracker.update(batch):
+                if el is not None:
+                    files[el["_id"]] = el
+
+    def _update_volume(self, **keys: Any) -> None:
+        now = now_ms()
+        keys.update(
+            _id=self.volume_id,
+            lastConnection=now,
+            lastConnectionHost=socket.gethostname(),
+            lastConnectionPid=os.getpid(),
+        )
+        self.tracker.update(keys)
+
+    def _status(self, status: str, **keys: Any) -> None:
+        self._update_volume(agentStatus=status, **keys)
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class _Progress:
+    """A rich progress bar on a terminal, nothing otherwise."""
+
+    def __init__(self, enabled: bool, total: int, what: str) -> None:
+        self.enabled = enabled and total > 0
+        self.total = total
+        self.what = what
+        self._progress: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import Progress
+
+            self._progress = Progress(transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self.what, total=self.total)
+        return self
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+__all__ = ["AGENT_VERSION", "Agent", "Report", "conflict_name"]

@@ -1,0 +1,205 @@
+"""What a site's agent transfers next: a pure function of the file elements.
+
+:func:`plan` takes the tracked files, the volumes and the global parameters and
+returns the receptions (files this site should hold and lacks or holds outdated,
+with the site to copy them from) and the emissions (files this site wrote, pushed
+to sites whose agents are not running). Nothing is read or written here, so the
+order and the filtering are easy to test.
+
+Order: fresh files by ``sync_priority`` (highest first), then files that failed
+before, once their back-off (``retryDelay`` doubled per failure in a row, at most
+``retryMaxDelay``, counted from ``syncLastAttempt_<site>``) has passed; at most
+``syncAmountReception`` receptions and ``syncAmountEmission`` emissions per cycle.
+
+>>> files = {"/a": {"_id": "/a", "origin": "paris", "time": 5, "sync_tokyo": True}}
+>>> vols = [{"name": "paris", "url": "file:///p/"}, {"name": "tokyo", "url": "file:///t/"}]
+>>> [(t.file_id, t.source) for t in plan(files, "tokyo", vols, {}).receptions]
+[('/a', 'paris')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .scanner import holds_current, writer_of
+from .volumes import DEFAULTS
+
+Element = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One file to copy from ``source`` to ``target`` (site names)."""
+
+    file_id: str
+    source: str
+    target: str
+    priority: int = 0
+    retry: bool = False  # it failed before
+
+
+@dataclass
+class Plan:
+    """A cycle's work: receptions, emissions, and files that wait (with the reason)."""
+
+    receptions: list[Task] = field(default_factory=list)
+    emissions: list[Task] = field(default_factory=list)
+    waiting: dict[tuple[str, str], str] = field(default_factory=dict)  # (id, site) -> reason
+
+    def buckets(self, tasks: Iterable[Task]) -> list[list[Task]]:
+        """Tasks grouped into rsync calls: one per (source, target, priority), in plan order."""
+        groups: dict[tuple[str, str, int], list[Task]] = {}
+        for t in tasks:
+            groups.setdefault((t.source, t.target, t.priority), []).append(t)
+        return list(groups.values())
+
+
+def wanted(element: Element, site: str, params: Mapping[str, Any]) -> bool:
+    """True when ``site`` should hold the file.
+
+    ``sync_<site>`` (true/false) decides first, then the file's ``syncEverywhere``,
+    then the global one; the file's origin always keeps its own file, and a file
+    deleted at its origin is wanted nowhere.
+
+    >>> wanted({"_id": "/a", "origin": "p", "sync_t": False}, "t", {"syncEverywhere": True})
+    False
+    >>> wanted({"_id": "/a", "origin": "p"}, "t", {"syncEverywhere": True})
+    True
+    """
+    if element.get("deleted"):
+        return False
+    explicit = element.get(f"sync_{site}")
+    if isinstance(explicit, bool):
+        return explicit
+    if element.get("origin") == site or writer_of(element) == site:
+        return True
+    everywhere = element.get("syncEverywhere")
+    if isinstance(everywhere, bool):
+        return everywhere
+    return bool(params.get("syncEverywhere", DEFAULTS["syncEverywhere"]))
+
+
+def holders(element: Element, sites: Iterable[str]) -> list[str]:
+    """Sites holding the current version, the writer first.
+
+    >>> holders({"origin": "p", "time": 5, "synced_t": 5, "synced_x": 1}, ["p", "t", "x"])
+    ['p', 't']
+    """
+    writer = writer_of(element)
+    out = [writer] if writer else []
+    t = element.get("time") or 0
+    for s in sites:
+        synced = element.get(f"synced_{s}")
+        if s != writer and isinstance(synced, int | float) and synced >= t:
+            out.append(s)
+    return out
+
+
+def backoff_ms(failures: int, params: Mapping[str, Any]) -> int:
+    """Milliseconds to wait after ``failures`` failed attempts in a row.
+
+    >>> backoff_ms(1, {"retryDelay": 30, "retryMaxDelay": 3600}), backoff_ms(3, {"retryDelay": 30})
+    (30000, 120000)
+    """
+    base = float(params.get("retryDelay", DEFAULTS["retryDelay"]))
+    top = float(params.get("retryMaxDelay", DEFAULTS["retryMaxDelay"]))
+    return int(min(base * 2 ** max(failures - 1, 0), top) * 1000)
+
+
+def _retry_state(element: Element, site: str, params: Mapping[str, Any], now: int) -> bool | None:
+    """None: never failed; False: failed, back-off running; True: failed, may retry."""
+    if element.get(f"syncError_{site}") is None:
+        return None
+    last = element.get(f"syncLastAttempt_{site}") or 0
+    failures = element.get(f"syncFailures_{site}") or 1
+    return now - last >= backoff_ms(failures, params)
+
+
+def _ordered(tasks: list[Task], limit: int) -> list[Task]:
+    tasks.sort(key=lambda t: (t.retry, -t.priority, t.file_id))
+    return tasks[:limit]
+
+
+def plan(
+    files: Mapping[str, Element],
+    site: str,
+    volumes: Iterable[Element],
+    params: Mapping[str, Any],
+    *,
+    now: int = 0,
+    alive: Iterable[str] | None = None,
+    lock_sites: Mapping[str, str | None] | None = None,
+    exists: Callable[[str], bool] | None = None,
+    volume: Element | None = None,
+) -> Plan:
+    """The receptions and emissions of ``site`` for this cycle.
+
+    ``alive``: sites whose agents run (emission only targets the others; ``None``
+    means all alive, so no emission). ``lock_sites``: lock holder -> the site where
+    they work (``None``: unknown, the lock then holds every site). ``exists(id)``:
+    whether this site has a copy (a lock only prevents overwriting a copy).
+    ``volume`` (this site's volume) overrides the batch sizes of ``params``.
+    """
+    vols = {v["name"]: v for v in volumes if v.get("name")}
+    names = list(vols)
+    settings = {**DEFAULTS, **params, **{k: v for k, v in (volume or {}).items() if k in DEFAULTS}}
+    alive_set = set(names) if alive is None else set(alive)
+    lock_sites = lock_sites or {}
+    result = Plan()
+    receive: list[Task] = []
+    emit: list[Task] = []
+    reception_on = (volume or {}).get("enableReception", True)
+    emission_on = (volume or {}).get("enableEmission", True)
+
+    for file_id, el in files.items():
+        if not file_id.startswith("/") or el.get("deleted"):
+            continue
+        priority = el.get("sync_priority")
+        priority = priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
+        have = holders(el, names)
+        # reception: this site lacks the current version
+        if reception_on and wanted(el, site, settings) and not holds_current(el, site):
+            sources = [s for s in have if s != site and s in vols]
+            reason = None
+            if el.get(f"conflict_{site}", {}) and el[f"conflict_{site}"].get("incoming"):
+                reason = "conflict: both copies kept, waiting for a decision"
+            elif not sources:
+                reason = "no site holds the current version"
+            else:
+                lock = el.get("lock")
+                if lock and (exists is None or exists(file_id)):
+                    where = lock_sites.get(lock)
+                    if where is None or where == site:
+                        reason = f"locked by {lock}"
+            if reason:
+                result.waiting[(file_id, site)] = reason
+            else:
+                retry = _retry_state(el, site, settings, now)
+                if retry is not False:
+                    # a local source first (cheapest), the writer before other holders
+                    local_first = sorted(
+                        sources, key=lambda s: not vols[s]["url"].startswith("file:")
+                    )
+                    receive.append(Task(file_id, local_first[0], site, priority, bool(retry)))
+        # emission: push what this site wrote to wanted sites whose agents are down
+        if emission_on and writer_of(el) == site and not el.get(f"conflict_{site}"):
+            for target in names:
+                if target == site or target in alive_set or target in have:
+                    continue
+                if not wanted(el, target, settings) or el.get(f"conflict_{target}"):
+                    continue
+                if el.get("lock") and lock_sites.get(el["lock"]) in (None, target):
+                    result.waiting[(file_id, target)] = f"locked by {el['lock']}"
+                    continue
+                retry = _retry_state(el, target, settings, now)
+                if retry is not False:
+                    emit.append(Task(file_id, site, target, priority, bool(retry)))
+
+    result.receptions = _ordered(receive, int(settings["syncAmountReception"]))
+    result.emissions = _ordered(emit, int(settings["syncAmountEmission"]))
+    return result
+
+
+__all__ = ["Plan", "Task", "backoff_ms", "holders", "plan", "wanted"]

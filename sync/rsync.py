@@ -1,0 +1,347 @@
+"""The rsync transport: one subprocess call moves a batch of tracked paths between two sites.
+
+rsync runs with an argument list, never through a shell. The paths travel in a
+NUL-separated ``--files-from`` list (``--from0``), so a name with spaces, newlines or a
+leading ``-`` is never parsed as an option, and every path is checked by
+:func:`relpath_of` before it is listed: nothing that could leave the volume root
+(``..``, empty or ``.`` components, NUL) is ever handed to rsync.
+
+A site is an :class:`Endpoint`: a local directory (``file://`` volumes) or
+``user@host:path`` reached through ssh (``ssh://`` volumes). rsync handles one remote
+side per call, so a transfer between two ``ssh://`` volumes is refused here; the
+agent of one of the two sites does it instead (see ``docs/sync.md``).
+
+>>> relpath_of("/shots/a b.exr")
+'shots/a b.exr'
+>>> relpath_of("/shots/../etc/passwd")
+Traceback (most recent call last):
+...
+damas_core.errors.BadRequest: sync error: unsafe path '/shots/../etc/passwd' ('..' component)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from damas_core.errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+#: the rsync partial directory, relative to each destination directory
+PARTIAL_DIR = ".damas-partial"
+#: rsync's exit codes the engine records per file
+RC_MISSING = 23  # some files not transferred (e.g. the source does not exist)
+RC_VANISHED = 24  # a source file vanished while being sent
+
+# options the volume's rsync_args may not carry: they would change which files move,
+# where they go, or run commands (the engine owns these)
+_FORBIDDEN_OPTIONS = re.compile(
+    r"^(--files-from|--from0|--delete|--remove-source-files|--rsh|-e|--rsync-path|"
+    r"--partial-dir|--temp-dir|-T|--include|--exclude|--filter|-f|--backup-dir|"
+    r"--compare-dest|--copy-dest|--link-dest|--write-batch|--read-batch|--only-write-batch|"
+    r"--log-file|--daemon|--config|--server|--sender|--password-file|--out-format|--info)(=|$)"
+)
+# -d: directories named with a trailing slash (packages) copy their direct files;
+# -t: keep mtimes (the copy is checked by size and mtime); -s: no remote word splitting
+_BASE_ARGS = ("-d", "-t", "--from0", "-s")
+
+
+def relpath_of(file_id: str) -> str:
+    """The path of ``file_id`` relative to a volume root, or :class:`BadRequest`.
+
+    A package id (ending in ``/``) keeps its trailing slash so that rsync copies the
+    folder with the files directly inside it.
+
+    >>> relpath_of("/shots/seq/")
+    'shots/seq/'
+    >>> relpath_of("/-rf")
+    '-rf'
+    """
+    if not isinstance(file_id, str) or not file_id.startswith("/") or file_id == "/":
+        raise BadRequest(f"sync error: unsafe path {file_id!r} (a file id starts with '/')")
+    if "\x00" in file_id:
+        raise BadRequest(f"sync error: unsafe path {file_id!r} (NUL character)")
+    body = file_id[1:-1] if file_id.endswith("/") else file_id[1:]
+    for part in body.split("/"):
+        if part in ("", "."):
+            raise BadRequest(f"sync error: unsafe path {file_id!r} (empty or '.' component)")
+        if part == "..":
+            raise BadRequest(f"sync error: unsafe path {file_id!r} ('..' component)")
+    return file_id[1:]
+
+
+def inside_root(root: str, file_id: str) -> bool:
+    """True when ``root`` + ``file_id`` resolves inside ``root`` on this machine.
+
+    A symlink on the way that points out of the volume makes it False; a path that
+    does not exist yet is judged by its existing parents.
+
+    >>> inside_root("/tmp", "/x/y")
+    True
+    """
+    try:
+        rel = relpath_of(file_id)
+    except BadRequest:
+        return False
+    real_root = os.path.realpath(root)
+    target = os.path.realpath(os.path.join(real_root, rel))
+    return target == real_root or target.startswith(real_root.rstrip("/") + "/")
+
+
+def check_user_args(args: Sequence[str], *, where: str) -> list[str]:
+    """Validate extra rsync arguments from a volume or the global parameters.
+
+    Each must be a string starting with ``-`` (an option: no extra source or
+    destination can sneak in) and not one the engine owns (``--files-from``,
+    ``--delete``, ``-e``, ``--rsync-path``...).
+
+    >>> check_user_args(["--bwlimit=100", "-z"], where="volume v1")
+    ['--bwlimit=100', '-z']
+    >>> check_user_args(["--delete"], where="volume v1")
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: sync error: rsync_args of volume v1: '--delete' is reserved by the sync engine
+    """
+    out = []
+    for arg in args or ():
+        if not isinstance(arg, str) or not arg.startswith("-") or "\x00" in arg:
+            raise BadRequest(
+                f"sync error: rsync_args of {where}: {arg!r} is not an option (must start with '-')",
+                key="rsync_args",
+            )
+        if _FORBIDDEN_OPTIONS.match(arg):
+            raise BadRequest(
+                f"sync error: rsync_args of {where}: {arg!r} is reserved by the sync engine",
+                key="rsync_args",
+            )
+        out.append(arg)
+    return out
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of a transfer: a local directory or an ssh location.
+
+    ``root`` is the absolute project root (ends with ``/``). ``host`` is ``user@host``
+    for ssh sides, ``None`` for local ones; ``port`` the ssh port.
+
+    >>> Endpoint("/srv/p/").spec()
+    '/srv/p/'
+    >>> Endpoint("/srv/p/", host="me@h", port=2222).spec()
+    'me@h:/srv/p/'
+    """
+
+    root: str
+    host: str | None = None
+    port: int | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.host is None
+
+    def spec(self) -> str:
+        root = self.root if self.root.endswith("/") else self.root + "/"
+        return root if self.host is None else f"{self.host}:{root}"
+
+
+@dataclass
+class TransferResult:
+    """What one rsync call did: exit code, stderr, and the per-path codes rsync reported."""
+
+    returncode: int
+    stderr: str = ""
+    missing: set[str] = field(default_factory=set)  # relpaths rsync said do not exist (23)
+    vanished: set[str] = field(default_factory=set)  # relpaths that vanished mid-send (24)
+    args: list[str] = field(default_factory=list)
+
+    def code_for(self, relpath: str) -> int:
+        """The exit code to record for ``relpath`` when its copy did not verify."""
+        if relpath.rstrip("/") in self.vanished:
+            return RC_VANISHED
+        if relpath.rstrip("/") in self.missing:
+            return RC_MISSING
+        return self.returncode or RC_MISSING
+
+
+_LINK_STAT = re.compile(r'link_stat "(.*)" failed: No such file or directory')
+_VANISHED = re.compile(r'file has vanished: "(.*)"')
+
+
+def _paths_in(pattern: re.Pattern[str], stderr: str, root: str) -> set[str]:
+    out = set()
+    root = root.rstrip("/") + "/"
+    for m in pattern.finditer(stderr):
+        path = m.group(1)
+        # rsync prints the full source path (sometimes with the host or a "/./" marker)
+        if ":" in path and not path.startswith("/"):
+            path = path.split(":", 1)[1]
+        path = path.replace("/./", "/")
+        if path.startswith(root):
+            path = path[len(root) :]
+        out.add(path.rstrip("/"))
+    return out
+
+
+def build_args(
+    src: Endpoint,
+    dst: Endpoint,
+    list_path: str,
+    *,
+    rsync: str = "rsync",
+    timeout: int = 600,
+    ssh_command: Sequence[str] | None = None,
+    extra_args: Sequence[str] = (),
+    dry_run: bool = False,
+) -> list[str]:
+    """The rsync argument list for one batch; both sides may not be remote.
+
+    >>> build_args(Endpoint("/a/"), Endpoint("/b/"), "/tmp/l")[:4]
+    ['rsync', '-d', '-t', '--from0']
+    """
+    if not src.is_local and not dst.is_local:
+        raise BadRequest(
+            "sync error: rsync cannot copy between two remote (ssh://) volumes in one call; "
+            "let the agent of one of them do it"
+        )
+    args = [rsync, *_BASE_ARGS, f"--files-from={list_path}", f"--partial-dir={PARTIAL_DIR}"]
+    args.append(f"--timeout={int(timeout)}")
+    remote = src if not src.is_local else dst if not dst.is_local else None
+    if remote is not None:
+        ssh = list(ssh_command or ["ssh"])
+        if remote.port:
+            ssh += ["-p", str(remote.port)]
+        ssh += ["-o", "BatchMode=yes"]
+        args.append("--rsh=" + shlex.join(ssh))
+    if dry_run:
+        args += ["--dry-run", "--itemize-changes"]
+    args += list(extra_args)
+    # "--" ends the options: the two sides below are never read as options
+    args += ["--", src.spec(), dst.spec()]
+    return args
+
+
+def transfer(
+    src: Endpoint,
+    dst: Endpoint,
+    relpaths: Iterable[str],
+    *,
+    rsync: str = "rsync",
+    timeout: int = 600,
+    ssh_command: Sequence[str] | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+) -> TransferResult:
+    """Run one rsync call copying ``relpaths`` (from :func:`relpath_of`) from ``src`` to ``dst``.
+
+    Returns the exit code, stderr and the paths rsync reported missing or vanished;
+    it does not raise on a failed transfer (the caller records per-file errors after
+    checking each copy). ``extra_args`` must already be checked with
+    :func:`check_user_args`. With ``dry_run`` rsync changes nothing and its
+    itemized stdout is returned first in ``stderr``.
+
+    >>> import tempfile, pathlib
+    >>> a, b = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> _ = pathlib.Path(a, "x y").write_text("hi")
+    >>> transfer(Endpoint(a), Endpoint(b), ["x y"]).returncode
+    0
+    >>> pathlib.Path(b, "x y").read_text()
+    'hi'
+    """
+    paths = list(relpaths)
+    with tempfile.NamedTemporaryFile("wb", prefix="damas-files-", suffix=".lst", delete=False) as f:
+        for p in paths:
+            f.write(p.encode("utf-8", "surrogateescape") + b"\x00")
+        list_path = f.name
+    try:
+        args = build_args(
+            src,
+            dst,
+            list_path,
+            rsync=rsync,
+            timeout=timeout,
+            ssh_command=ssh_command,
+            extra_args=extra_args,
+            dry_run=dry_run,
+        )
+        full_env = None
+        if env:
+            full_env = dict(os.environ)
+            full_env.update({str(k): str(v) for k, v in env.items()})
+        log.debug("rsync %d path(s): %s", len(paths), args)
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            start_new_session=True,  # a Ctrl-C at the terminal reaches the agent, which stops rsync
+        )
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            # never leave an rsync writing behind us
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise
+        stderr = err.decode("utf-8", "replace")
+        if dry_run:
+            stderr = out.decode("utf-8", "replace") + stderr
+        result = TransferResult(proc.returncode, stderr, args=args)
+        result.missing = _paths_in(_LINK_STAT, stderr, src.root)
+        result.vanished = _paths_in(_VANISHED, stderr, src.root)
+        if proc.returncode:
+            log.info("rsync exited %d: %s", proc.returncode, stderr.strip()[-500:])
+        return result
+    finally:
+        os.unlink(list_path)
+
+
+def differing(
+    src: Endpoint,
+    dst: Endpoint,
+    relpaths: Iterable[str],
+    **options,
+) -> set[str] | None:
+    """The relpaths whose copy at ``dst`` differs from ``src`` (rsync's size+mtime check).
+
+    Used to verify a push to a remote destination that cannot be stat'ed here.
+    ``None`` when rsync itself failed.
+    """
+    result = transfer(src, dst, relpaths, dry_run=True, **options)
+    if result.returncode not in (0, RC_MISSING, RC_VANISHED):
+        return None
+    out = set()
+    for line in result.stderr.splitlines():
+        # itemized lines look like ">f+++++++++ path" or "cd+++++++++ dir/"
+        if len(line) > 12 and line[11] == " " and line[0] in "<>ch.*":
+            if line[0] == "." and line[1] == "d":
+                continue
+            out.add(line[12:].rstrip("/"))
+    return out
+
+
+__all__ = [
+    "PARTIAL_DIR",
+    "RC_MISSING",
+    "RC_VANISHED",
+    "Endpoint",
+    "TransferResult",
+    "build_args",
+    "check_user_args",
+    "differing",
+    "inside_root",
+    "relpath_of",
+    "transfer",
+]

@@ -1,0 +1,229 @@
+"""Volumes (one per site), the global parameters, and the tracked files the engine reads.
+
+A volume is an ordinary element with ``name`` (``^[a-z0-9_]{3,16}$``, the site name
+used in per-site keys) and ``url`` (``file:///abs/path/`` or
+``ssh://user@host[:port]/abs/path/``): the site's project root. Writes made through
+this module are validated against ``schemas/volume.json`` and only admins may set
+``url``, ``rsync_args`` and ``rsync_env``; :func:`protect` applies the same rule to
+every write made through the tracker.
+
+>>> import damas_core
+>>> t = damas_core.open("memory://")
+>>> _ = create_volume(t, {"_id": "vol_paris", "name": "paris", "url": "file:///srv/paris/"})
+>>> [v["name"] for v in volumes(t)]
+['paris']
+>>> endpoint_of(volumes(t)[0]).root
+'/srv/paris/'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from damas_core.schemas import validate
+
+from damas_core.errors import BadRequest, Forbidden, NotFound
+
+from .rsync import Endpoint, check_user_args
+
+GLOBAL_ID = "rsyncGlobalParameters"
+#: keys of a volume only admins may write: they decide where data goes and what runs
+ADMIN_KEYS = ("url", "rsync_args", "rsync_env")
+#: defaults of the global parameters when the element or a key is missing
+DEFAULTS: dict[str, Any] = {
+    "syncEverywhere": False,
+    "syncAmountEmission": 1000,
+    "syncAmountReception": 1000,
+    "sleepBetweenScans": 60,
+    "timeout": 600,
+    "retryDelay": 30,
+    "retryMaxDelay": 3600,
+    "agentTimeout": 300,
+}
+_BATCH = 2000
+
+
+def _is_admin(session: Any) -> bool:
+    # the embedded Tracker and admin sessions have is_admin; a client exposes the user
+    flag = getattr(session, "is_admin", None)
+    if flag is not None:
+        return bool(flag)
+    user = getattr(session, "user", None) or {}
+    return user.get("class") == "admin"
+
+
+def endpoint_of(volume: Mapping[str, Any]) -> Endpoint:
+    """The rsync :class:`Endpoint` of a volume element, from its ``url``.
+
+    >>> endpoint_of({"url": "ssh://me@host:2222/srv/p/"})
+    Endpoint(root='/srv/p/', host='me@host', port=2222)
+    """
+    url = volume.get("url")
+    if not isinstance(url, str):
+        raise BadRequest(f"sync error: volume {volume.get('_id')!r} has no url", key="url")
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if not path.startswith("/") or not path.endswith("/") or "\x00" in path:
+        raise BadRequest(
+            f"sync error: volume url {url!r}: the path must be absolute and end with '/'", key="url"
+        )
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise BadRequest(f"sync error: volume url {url!r}: a file url has no host", key="url")
+        return Endpoint(path)
+    if parts.scheme == "ssh":
+        user, host = parts.username, parts.hostname
+        if not user or not host or user.startswith("-") or host.startswith("-"):
+            raise BadRequest(
+                f"sync error: volume url {url!r} needs ssh://user@host/path/", key="url"
+            )
+        return Endpoint(path, host=f"{user}@{host}", port=parts.port)
+    raise BadRequest(f"sync error: volume url {url!r}: use file:// or ssh://", key="url")
+
+
+def local_root(volume: Mapping[str, Any]) -> str:
+    """The directory the volume's own agent scans: the path of its url on this machine."""
+    return endpoint_of(volume).root
+
+
+def volumes(tracker: Any) -> list[dict[str, Any]]:
+    """Every volume element (elements with a ``name`` and a ``file://``/``ssh://`` url).
+
+    Sorted by name; ``[]`` when there is none.
+    """
+    ids = [i for i in tracker.search("url:/^(file|ssh):\\/\\// name:*") if not i.startswith("/")]
+    out = [v for v in _read_all(tracker, ids) if v is not None]
+    return sorted(out, key=lambda v: str(v.get("name")))
+
+
+def volume(tracker: Any, volume_id: str) -> dict[str, Any]:
+    """The volume element ``volume_id``, checked; :class:`NotFound` when missing."""
+    element = tracker.read(volume_id)
+    if element is None:
+        raise NotFound(f"sync error: no volume {volume_id!r}", id=volume_id)
+    validate("volume", element)
+    endpoint_of(element)
+    return element
+
+
+def global_parameters(tracker: Any) -> dict[str, Any]:
+    """The ``rsyncGlobalParameters`` element merged over :data:`DEFAULTS`."""
+    element = tracker.read(GLOBAL_ID) or {}
+    return {**DEFAULTS, **{k: v for k, v in element.items() if v is not None}}
+
+
+def check_volume_write(session: Any, element: Mapping[str, Any], *, partial: bool) -> None:
+    """Raise unless ``session`` may write ``element`` to a volume (schema + admin keys)."""
+    validate("volume", dict(element), partial=partial)
+    for key in ADMIN_KEYS:
+        if key in element and not _is_admin(session):
+            raise Forbidden(
+                f"sync error: only admins may set {key!r} on a volume",
+                id=element.get("_id"),
+                key=key,
+            )
+    if element.get("url") is not None:
+        endpoint_of(element)
+    if element.get("rsync_args") is not None:
+        check_user_args(element["rsync_args"], where=f"volume {element.get('_id')!r}")
+
+
+def create_volume(session: Any, element: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Create a volume element after validating it; ``None`` when the id exists."""
+    check_volume_write(session, element, partial=False)
+    return session.create(dict(element))
+
+
+def update_volume(session: Any, element: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Update keys of a volume after validating them (``None`` removes a key)."""
+    check_volume_write(session, element, partial=True)
+    return session.update(dict(element))
+
+
+def set_global_parameters(session: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Create or update ``rsyncGlobalParameters`` with ``values`` (validated, admins only)."""
+    element = {**values, "_id": GLOBAL_ID}
+    validate("rsyncGlobalParameters", element, partial=True)
+    if not _is_admin(session):
+        raise Forbidden("sync error: only admins may change rsyncGlobalParameters", id=GLOBAL_ID)
+    if element.get("rsync_args") is not None:
+        check_user_args(element["rsync_args"], where=GLOBAL_ID)
+    if session.read(GLOBAL_ID) is None:
+        return session.create(element)
+    return session.update(element)
+
+
+def protect(tracker: Any) -> None:
+    """Make every write through ``tracker`` refuse volume admin keys from non-admins.
+
+    Registers ``pre-create``/``pre-update``/``pre-upsert`` hooks on an embedded
+    tracker: a non-admin setting ``url``, ``rsync_args`` or ``rsync_env`` on an
+    element that is (or becomes) a volume gets :class:`Forbidden` and nothing is
+    written.
+    """
+
+    def is_volume(element: Mapping[str, Any] | None) -> bool:
+        return bool(element) and "url" in element and "name" in element
+
+    def guard(session: Any, items: list[Any]) -> None:
+        if _is_admin(session):
+            return
+        for item in items:
+            if not isinstance(item, Mapping) or not any(k in item for k in ADMIN_KEYS):
+                continue
+            current = None
+            if isinstance(item.get("_id"), str):
+                current = tracker.read(item["_id"])
+            if not is_volume({**(current or {}), **item}):
+                continue
+            for key in ADMIN_KEYS:
+                if key in item:
+                    raise Forbidden(
+                        f"sync error: only admins may set {key!r} on a volume",
+                        id=item.get("_id"),
+                        key=key,
+                    )
+
+    for event in ("pre-create", "pre-update"):
+        tracker.on(event, guard)
+
+
+def read_many(tracker: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``{id: element}`` for ``ids``, read in batches (missing ids are left out)."""
+    return {e["_id"]: e for e in _read_all(tracker, list(ids)) if e is not None}
+
+
+def _read_all(tracker: Any, ids: list[str]) -> list[dict[str, Any] | None]:
+    out: list[dict[str, Any] | None] = []
+    for i in range(0, len(ids), _BATCH):
+        out.extend(tracker.read(ids[i : i + _BATCH]))
+    return out
+
+
+def tracked_files(tracker: Any) -> dict[str, dict[str, Any]]:
+    """Every file element (id starting with ``/``, not a history child), by id.
+
+    One search and batched reads: a few requests for the whole index.
+    """
+    ids = [i for i in tracker.search("origin:* -#parent:*") if i.startswith("/")]
+    return read_many(tracker, ids)
+
+
+__all__ = [
+    "ADMIN_KEYS",
+    "DEFAULTS",
+    "GLOBAL_ID",
+    "check_volume_write",
+    "create_volume",
+    "endpoint_of",
+    "global_parameters",
+    "local_root",
+    "protect",
+    "read_many",
+    "tracked_files",
+    "update_volume",
+    "volume",
+    "volumes",
+]
