@@ -339,7 +339,7 @@ def _compile(template: str) -> re.Pattern[str]:
     for part in re.split(r"(\{\w+\})", template):
         if part.startswith("{"):
             name = part[1:-1]
-            regex += f"(?P<{name}>[^/]+)" if name == "depth" else f"(?P<{name}>.+)"
+            regex += {"depth": "(?P<depth>[^/]+)", "query": "(?P<query>.*)"}.get(name, f"(?P<{name}>.+)")
         else:
             regex += re.escape(part)
     if template.endswith("/"):

@@ -12,6 +12,8 @@ Commands live in modules of this package and are imported only when used, so
 from __future__ import annotations
 
 import importlib
+import sys
+from typing import Any
 
 import click
 
@@ -43,7 +45,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """A group whose commands are imported on first use from :data:`COMMANDS`."""
+    """A group whose commands are imported on first use from :data:`COMMANDS`.
+
+    Usage errors exit with status 1 (click's default is 2), as damas-core's shell
+    command did.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            e.show()
+            sys.exit(1)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(COMMANDS) | set(self.commands))
@@ -63,6 +86,36 @@ class LazyGroup(click.Group):
         return getattr(module, attr)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+_EPILOG = """\b
+Examples:
+  damas serve                                   serve ./damas-data on port 8090
+  damas -s http://localhost:8090 signin alice   sign in (the token is saved)
+  damas create '{"_id": "/shots/a.exr", "status": "wip"}'
+  damas read /shots/a.exr
+  damas -l search 'status:wip'                  one id per line
+  damas search 'status:wip' | damas read -      read what a search found
+  damas --store lmdb://./damas-data read /a     no server: work on a store
+
+\b
+Exit codes: 0 ok, 1 usage, 3 server unreachable, 7 some items failed (207),
+40/41/43/44/49/50 for HTTP 400/401/403/404/409/500, 60 any other error.
+Environment: DAMAS_SERVER (server URL), DAMAS_TOKEN (token to send)."""
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_EPILOG,
+)
+@click.option("-s", "--server", envvar="DAMAS_SERVER", metavar="URL",
+              help="Server URL (default http://localhost:8090, or $DAMAS_SERVER).")
+@click.option("--store", metavar="URL", help="Work on this store directly, without a server.")
+@click.option("--token", "--apikey", "token", envvar="DAMAS_TOKEN", metavar="TOKEN",
+              help="Token to send (default: $DAMAS_TOKEN, then the one saved by signin).")
+@click.option("-l", "--lines", is_flag=True, help="Print one result per line.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; only the exit code tells.")
+@click.option("-v", "--verbose", is_flag=True, help="Print each request on standard error.")
+@click.pass_context
+def main(ctx: click.Context, **options: object) -> None:
     """damas: track the files of a project across sites."""
+    ctx.obj = {k: v for k, v in options.items() if v not in (None, False)}
