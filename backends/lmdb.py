@@ -1,0 +1,901 @@
+"""``lmdb://``: the embedded default backend, one LMDB environment shared by processes.
+
+An LMDB environment is a directory holding one memory-mapped B-tree file
+(``data.mdb``) and a lock file. Several processes (and threads) may open the same
+store: readers never block, and LMDB lets one writer at a time commit, which is what
+makes multi-element steps (a publish, a lock of several ids, a bulk create) atomic
+across processes. A crash, even ``kill -9`` in the middle of a commit, leaves the
+last committed state.
+
+Layout inside the environment:
+
+- ``elements``: ``_id`` (UTF-8) → the element as JSON bytes (orjson);
+- ``index:<key>``: one duplicate-sorted sub-database per indexed key, value key →
+  the ``_id`` keys of the elements holding it (array members indexed one by one);
+- ``meta``: the list of indexed keys, so a reopened store, or another process,
+  maintains and uses every index that exists.
+
+URLs: ``lmdb:///absolute/dir`` or ``lmdb://relative/dir`` (relative to the current
+directory); the directory is created. Options, as keywords or in the query string
+(``lmdb:///srv/damas?sync=false``): ``map_size`` (initial map, bytes, default
+64 MiB; the map grows by itself), ``indexes`` (more keys to index), ``sync``
+(default ``True``: a commit is on disk when it returns), ``max_dbs`` (default 128).
+
+>>> import tempfile
+>>> from damas_core.backends.lmdb import LMDBStorage
+>>> store = LMDBStorage(f"lmdb://{tempfile.mkdtemp()}", indexes=["type"])
+>>> store.insert_many([{"_id": "/a", "type": "shot"}, {"_id": "/b", "type": ["shot", "asset"]}])
+[True, True]
+>>> from damas_core.query.ast import Eq
+>>> store.find(Eq(("type",), "asset"))
+['/b']
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import lmdb
+import orjson
+from damas_core.backends.base import (
+    All,
+    Element,
+    Patch,
+    Storage,
+    apply_patch,
+    index_lookup,
+    index_values,
+    select,
+)
+
+from damas_core.errors import BadRequest, StorageError
+from damas_core.query.ast import Node, Sort
+
+DEFAULT_MAP_SIZE = 64 << 20
+DEFAULT_MAX_DBS = 128
+MAIN_DB = b"elements"
+META_DB = b"meta"
+INDEX_PREFIX = b"index:"
+META_INDEXES = b"indexes"
+
+# LMDB's compiled key size limit (also the limit of duplicate-sorted values).
+MAX_KEY = 511
+# A longer key keeps its first bytes (so nearby ids stay together) and gets a digest;
+# 0xFF never occurs in UTF-8, so such a key cannot collide with a plain one.
+_LONG_PREFIX = MAX_KEY - 1 - 32
+MAX_INDEX_NAME = 400
+# Bytes kept free above twice the used size before any write starts (see _room).
+_SLACK = 1 << 20
+# How long a map resize waits for this process's other transactions to end.
+_RESIZE_WAIT_S = 60.0
+
+_loads = orjson.loads
+_dumps = orjson.dumps
+
+
+# -- key encodings ----------------------------------------------------------------------
+
+
+def _fit(key: bytes) -> bytes:
+    if len(key) <= MAX_KEY:
+        return key
+    return key[:_LONG_PREFIX] + b"\xff" + hashlib.sha256(key).digest()
+
+
+def element_key(id: str) -> bytes:
+    """The ``elements`` key of an ``_id``: its UTF-8 bytes (a digest tail past 511 bytes).
+
+    >>> element_key("/a")
+    b'/a'
+    """
+    return _fit(id.encode("utf-8", "surrogatepass"))
+
+
+def index_key(value: Any) -> bytes:
+    """The index key of a scalar: numbers equal by value share one, while the number
+    12, the string ``"12"`` and ``true`` stay distinct.
+
+    >>> index_key(12) == index_key(12.0), index_key(12) == index_key("12")
+    (True, False)
+    >>> index_key(True) == index_key(1)
+    False
+    """
+    if isinstance(value, str):
+        return _fit(b"s" + value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, bool):
+        return b"t" if value else b"f"
+    if isinstance(value, int):
+        return _fit(b"n%d" % value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return _fit(b"n%d" % int(value))
+        return b"n" + repr(value).encode()
+    raise TypeError(f"cannot index {type(value).__name__} values")
+
+
+def store_path(url: str) -> tuple[str, dict[str, str]]:
+    """The directory an ``lmdb://`` URL names, and the options in its query string.
+
+    >>> store_path("lmdb:///srv/damas?sync=false")
+    ('/srv/damas', {'sync': 'false'})
+    >>> store_path("lmdb://data/store")
+    ('data/store', {})
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "lmdb":
+        raise BadRequest(f"not an lmdb:// URL: {url!r}")
+    path = unquote(parts.netloc + parts.path)
+    if not path:
+        raise BadRequest(
+            f"an LMDB store URL names a directory: 'lmdb:///abs/dir' or 'lmdb://rel/dir', not {url!r}"
+        )
+    return os.path.expanduser(path), dict(parse_qsl(parts.query))
+
+
+def _fingerprint(result: Any) -> Any:
+    """What a replayed step must reproduce (see ``LMDBStorage._regrow``)."""
+    return tuple(result) if isinstance(result, list) else result
+
+
+def _fingerprint_elements(result: list[Element]) -> bytes:
+    return _dumps(result)
+
+
+# -- per-process shared state -------------------------------------------------------------
+
+
+class _Gate:
+    """Lets transactions run together and a map resize run alone.
+
+    Resizing the map replaces the memory mapping, so it must wait until no
+    transaction of this process is open; new ones wait while it happens.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._active = 0
+        self._resizing = False
+        self._pid = os.getpid()
+
+    def enter(self) -> None:
+        if os.getpid() != self._pid:
+            raise StorageError(
+                "an LMDB store cannot be used across fork(): open it in the child process"
+            )
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._active += 1
+
+    def exit(self) -> None:
+        with self._cond:
+            self._active -= 1
+            if self._resizing and self._active == 0:
+                self._cond.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            if not self._cond.wait_for(lambda: self._active == 0, _RESIZE_WAIT_S):
+                self._resizing = False
+                self._cond.notify_all()
+                raise StorageError(
+                    "the LMDB map must grow but another transaction of this process stays open"
+                )
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class _Env:
+    """One open environment per directory and process (LMDB forbids opening twice)."""
+
+    def __init__(self, path: str, map_size: int, max_dbs: int, sync: bool) -> None:
+        self.path = path
+        self.env = lmdb.open(
+            path,
+            map_size=map_size,
+            max_dbs=max_dbs,
+            subdir=True,
+            lock=True,
+            sync=sync,
+            metasync=sync,
+            readahead=False,
+        )
+        self.env.reader_check()  # free reader slots of processes that died
+        self.psize: int = self.env.stat()["psize"]
+        self.main = self.env.open_db(MAIN_DB)
+        self.meta = self.env.open_db(META_DB)
+        # Replaced whole, never mutated, so readers in other threads can iterate it.
+        self.index_dbs: dict[str, Any] = {}
+        self.meta_raw: bytes | None = None
+        self.gate = _Gate()
+        self.local = threading.local()
+        self.lock = threading.RLock()
+        self.refs = 0
+        self.max_dbs = max_dbs
+
+
+_OPEN: dict[str, _Env] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+class _Block:
+    """A thread's open write transaction and the steps run in it (for replay)."""
+
+    __slots__ = ("holding", "log", "room", "spent", "txn")
+
+    def __init__(self) -> None:
+        self.txn: Any = None
+        self.holding = False
+        self.log: list[tuple[Callable[..., Any], tuple[Any, ...], Callable[[Any], Any], Any]] = []
+        self.room = 0
+        self.spent = 0
+
+
+class _Closed:
+    def __getattr__(self, name: str) -> Any:
+        raise StorageError("this LMDB store is closed")
+
+
+_CLOSED: Any = _Closed()
+
+
+# -- the backend ----------------------------------------------------------------------
+
+
+class LMDBStorage(Storage):
+    """Elements in an LMDB environment, with secondary indexes kept in the same commits.
+
+    Growth of the memory map: before a write starts, the map is grown (doubled, or
+    more for a large batch) unless it leaves room for the estimated new data plus the
+    whole used size (what copy-on-write may touch). A primitive called outside a
+    transaction that still hits ``MapFullError`` is aborted and run again after
+    growing. Inside ``with store.transaction():`` the block cannot be re-run, so every
+    step run in it is recorded with a fingerprint of its result; when the map fills
+    up, the transaction is aborted, the map grown, and the recorded steps replayed in
+    a new transaction. If another process changed what the block had seen in
+    between, the replay gives different results and the transaction fails with
+    ``StorageError`` (nothing written) instead of committing a mix.
+    """
+
+    scheme = "lmdb"
+
+    def __init__(self, url: str, **options: Any) -> None:
+        path, query = store_path(url)
+        merged: dict[str, Any] = {**query, **options}
+        super().__init__(url, **merged)
+        map_size = _int_option(merged, "map_size", DEFAULT_MAP_SIZE)
+        max_dbs = _int_option(merged, "max_dbs", DEFAULT_MAX_DBS)
+        sync = _bool_option(merged, "sync", True)
+        for key in self.indexes:
+            _check_index_name(key)
+        if len(self.indexes) + 2 > max_dbs:
+            raise BadRequest(f"too many indexes for max_dbs={max_dbs}: raise max_dbs")
+        self._h: Any = _CLOSED
+        try:
+            self._h = _acquire(path, map_size, max_dbs, sync)
+            raw = self._read(_op_meta, self._h.meta)
+            self._h.gate.enter()
+            try:
+                self._refresh_indexes(raw)
+            finally:
+                self._h.gate.exit()
+            missing = [k for k in self.indexes if k not in self._h.index_dbs]
+            if missing:
+                self._build_indexes(missing)
+        except (lmdb.Error, OSError) as e:
+            self.close()
+            raise self.storage_error("open", e) from e
+        except BaseException:
+            self.close()
+            raise
+        self.indexes = tuple(dict.fromkeys([*self.indexes, *self._h.index_dbs]))
+
+    @property
+    def path(self) -> str:
+        """The environment's directory (absolute)."""
+        return str(self._h.path)
+
+    # -- primitives ---------------------------------------------------------------------
+
+    def _get_many(self, ids: list[str]) -> list[Element | None]:
+        raws = self._read(self._op_get, [element_key(i) for i in ids])
+        return [None if r is None else _loads(r) for r in raws]
+
+    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
+        # Elements are encoded one by one as they are written (holding every encoded
+        # element at once costs more than the writes); an element that is not JSON
+        # aborts the write transaction, so nothing is written.
+        sample = elements[:64]
+        average = sum(len(_dumps(e)) for e in sample) // max(len(sample), 1)
+        need = (2 * average + 160) * len(elements)
+        return self._write(self._op_insert, list(elements), need=need, log=_json_copy)
+
+    def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
+        need = 0
+        for p in patches:
+            need += 2 * len(_dumps(dict(p.set))) + 1024  # fails here if a value is not JSON
+        return self._write(self._op_patch, list(patches), need=need, log=copy.deepcopy)
+
+    def _delete_many(self, ids: list[str]) -> list[bool]:
+        return self._write(self._op_delete, [element_key(i) for i in ids], need=64 * len(ids))
+
+    def _scan(self) -> Iterator[Element]:
+        if self._block() is not None:
+            raws, _ = self._read(self._op_scan_chunk, None, None)
+            yield from map(_loads, raws)
+            return
+        # Outside a transaction, read in chunks so no read transaction stays open while
+        # the caller works (it would hold back page reuse and map resizes).
+        after: bytes | None = None
+        while True:
+            raws, after = self._read(self._op_scan_chunk, after, 1000)
+            yield from map(_loads, raws)
+            if len(raws) < 1000:
+                return
+
+    def _find(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[str]:
+        return self._read(self._op_find_ids, query, sort, skip, limit, buffers=True)
+
+    def _find_elements(
+        self, query: Node, sort: Sort, skip: int, limit: int | None
+    ) -> list[Element]:
+        return self._read(
+            self._op_find_elements,
+            query,
+            sort,
+            skip,
+            limit,
+            buffers=True,
+            fingerprint=_fingerprint_elements,
+        )
+
+    def _count(self, query: Node) -> int:
+        return self._read(self._op_count, query, buffers=True)
+
+    def _candidates(self, query: Node) -> list[Element]:
+        return self._read(
+            self._op_candidates, query, buffers=True, fingerprint=_fingerprint_elements
+        )
+
+    def _ensure_index(self, key: str) -> None:
+        try:
+            _check_index_name(key)
+            if self._block() is not None:
+                raise BadRequest("ensure_index cannot run inside a transaction")
+        except BadRequest:
+            self.indexes = tuple(k for k in self.indexes if k != key)
+            raise
+        if key not in self._h.index_dbs:
+            self._build_indexes([key])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        h = self._h
+        if getattr(h.local, "block", None) is not None:
+            yield  # nested: join the thread's open transaction
+            return
+        self._ensure_room(0)
+        block = _Block()
+        h.gate.enter()
+        block.holding = True
+        try:
+            block.txn = self._begin_write()
+            block.room = self._room()
+        except BaseException:
+            h.gate.exit()
+            raise
+        h.local.block = block
+        try:
+            yield
+        except BaseException:
+            h.local.block = None
+            self._end_block(block)
+            raise
+        h.local.block = None
+        try:
+            while True:
+                if block.txn is None:
+                    raise StorageError("this transaction was aborted by an earlier failure")
+                try:
+                    block.txn.commit()
+                    block.txn = None
+                    break
+                except lmdb.MapFullError:
+                    block.txn = None  # a failed commit frees the transaction
+                    self._regrow(block, 0, replay_only=True)
+        finally:
+            self._end_block(block)
+
+    def _close(self) -> None:
+        h, self._h = self._h, _CLOSED
+        if h is _CLOSED:
+            return
+        with _OPEN_LOCK:
+            h.refs -= 1
+            if h.refs <= 0:
+                _OPEN.pop(h.path, None)
+                h.env.close()
+
+    # -- steps run inside a transaction (txn first; also replayed after a map growth) --
+
+    def _op_get(self, txn: Any, keys: list[bytes]) -> list[bytes | None]:
+        get, db = txn.get, self._h.main
+        return [get(k, db=db) for k in keys]
+
+    def _op_insert(self, txn: Any, elements: list[Element]) -> list[bool]:
+        put, main = txn.put, self._h.main
+        dbs = tuple(self._h.index_dbs.items())
+        out: list[bool] = []
+        append = out.append
+        for element in elements:
+            key = element["_id"].encode("utf-8", "surrogatepass")
+            if len(key) > MAX_KEY:
+                key = _fit(key)
+            fresh = put(key, _dumps(element), db=main, overwrite=False)
+            append(fresh)
+            if fresh:
+                for name, db in dbs:
+                    if name in element:
+                        value = element[name]
+                        if value.__class__ is str:  # the common case, without a set
+                            put(_fit(b"s" + value.encode("utf-8", "surrogatepass")), key, db=db)
+                        else:
+                            for ik in {index_key(v) for v in index_values(element, name)}:
+                                put(ik, key, db=db)
+        return out
+
+    def _op_patch(self, txn: Any, patches: list[Patch]) -> list[bool]:
+        get, put, delete, main = txn.get, txn.put, txn.delete, self._h.main
+        dbs = self._h.index_dbs
+        out = []
+        for p in patches:
+            key = element_key(p.id)
+            raw = get(key, db=main)
+            if raw is None:
+                out.append(False)
+                continue
+            element = _loads(raw)
+            touched = [n for n in dbs if n in p.set or n in p.unset]
+            before = [{index_key(v) for v in index_values(element, n)} for n in touched]
+            if not apply_patch(element, p):
+                out.append(False)
+                continue
+            put(key, _dumps(element), db=main)
+            for name, old in zip(touched, before):
+                new = {index_key(v) for v in index_values(element, name)}
+                for ik in old - new:
+                    delete(ik, key, db=dbs[name])
+                for ik in new - old:
+                    put(ik, key, db=dbs[name])
+            out.append(True)
+        return out
+
+    def _op_delete(self, txn: Any, keys: list[bytes]) -> list[bool]:
+        get, delete, main = txn.get, txn.delete, self._h.main
+        dbs = self._h.index_dbs.items()
+        out = []
+        for key in keys:
+            raw = get(key, db=main)
+            if raw is None:
+                out.append(False)
+                continue
+            element = _loads(raw)
+            for name, db in dbs:
+                for ik in {index_key(v) for v in index_values(element, name)}:
+                    delete(ik, key, db=db)
+            delete(key, db=main)
+            out.append(True)
+        return out
+
+    def _op_scan_chunk(
+        self, txn: Any, after: bytes | None, size: int | None
+    ) -> tuple[list[bytes], bytes | None]:
+        """Up to ``size`` raw elements after the key ``after``, and the last key read."""
+        cursor = txn.cursor(db=self._h.main)
+        ok = cursor.set_range(after) if after is not None else cursor.first()
+        if ok and after is not None and cursor.key() == after:
+            ok = cursor.next()
+        out: list[bytes] = []
+        last = after
+        if ok:
+            for key, raw in cursor:
+                out.append(raw)
+                last = key
+                if size is not None and len(out) >= size:
+                    break
+        return out, last
+
+    def _elements(self, txn: Any, query: Node) -> Iterator[Element] | list[Element]:
+        """The elements ``query`` may match: through an index when it pins an indexed
+        key to values, else every element (decoded lazily, as the cursor goes)."""
+        h = self._h
+        found = index_lookup(query, tuple(h.index_dbs))
+        if found is None:
+            return map(_loads, txn.cursor(db=h.main).iternext(keys=False, values=True))
+        name, values = found
+        cursor = txn.cursor(db=h.index_dbs[name])
+        keys: set[bytes] = set()
+        for v in values:
+            try:
+                ik = index_key(v)
+            except TypeError:
+                continue
+            if cursor.set_key(ik):
+                keys.update(bytes(k) for k in cursor.iternext_dup(keys=False, values=True))
+        get, main = txn.get, h.main
+        raws = (get(k, db=main) for k in sorted(keys))
+        return [_loads(r) for r in raws if r is not None]
+
+    def _op_find_elements(
+        self, txn: Any, query: Node, sort: Sort, skip: int, limit: int | None
+    ) -> list[Element]:
+        return select(self._elements(txn, query), query, sort, skip, limit)
+
+    def _op_find_ids(
+        self, txn: Any, query: Node, sort: Sort, skip: int, limit: int | None
+    ) -> list[str]:
+        if isinstance(query, All) and not sort:
+            # Every id, in key order: no element needs decoding (except long ids).
+            main = self._h.main
+            keys = txn.cursor(db=main).iternext(keys=True, values=False)
+            end = None if limit is None else skip + limit
+            out = []
+            for k in islice(keys, skip, end):
+                k = bytes(k)
+                out.append(
+                    _loads(txn.get(k, db=main))["_id"]
+                    if b"\xff" in k
+                    else k.decode("utf-8", "surrogatepass")
+                )
+            return out
+        return [e["_id"] for e in self._op_find_elements(txn, query, sort, skip, limit)]
+
+    def _op_count(self, txn: Any, query: Node) -> int:
+        if isinstance(query, All):
+            return int(txn.stat(self._h.main)["entries"])
+        from damas_core.query.predicate import to_predicate
+
+        return sum(map(to_predicate(query), self._elements(txn, query)))
+
+    def _op_candidates(self, txn: Any, query: Node) -> list[Element]:
+        return list(self._elements(txn, query))
+
+    # -- transactions, growth, replay ----------------------------------------------------
+
+    def _block(self) -> _Block | None:
+        return getattr(self._h.local, "block", None)
+
+    def _read(
+        self,
+        op: Callable[..., Any],
+        *args: Any,
+        buffers: bool = False,
+        fingerprint: Callable[[Any], Any] = _fingerprint,
+    ) -> Any:
+        """Run a read step: in the thread's write transaction if one is open (so it
+        sees its uncommitted writes), else in a read-only transaction of its own."""
+        h = self._h
+        block = getattr(h.local, "block", None)
+        if block is not None:
+            return self._in_block(block, op, args, 0, None, fingerprint)
+        gate = h.gate
+        gate.enter()
+        try:
+            while True:
+                try:
+                    txn = h.env.begin(buffers=buffers)
+                except lmdb.MapResizedError:
+                    gate.exit()
+                    try:
+                        self._adopt_map()
+                    finally:
+                        gate.enter()
+                    continue
+                try:
+                    return op(txn, *args)
+                finally:
+                    txn.abort()
+        finally:
+            gate.exit()
+
+    def _write(
+        self,
+        op: Callable[..., Any],
+        arg: Any,
+        *,
+        need: int,
+        log: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """Run a write step atomically: in the thread's open transaction, or in one of
+        its own, run again after growing the map if it fills up."""
+        h = self._h
+        block = getattr(h.local, "block", None)
+        if block is not None:
+            return self._in_block(block, op, (arg,), need, log, _fingerprint)
+        full = False
+        while True:
+            self._ensure_room(need, double=full)
+            h.gate.enter()
+            try:
+                txn = self._begin_write()
+                try:
+                    result = op(txn, arg)
+                    txn.commit()
+                    return result
+                except BaseException:
+                    txn.abort()
+                    raise
+            except lmdb.MapFullError:
+                full = True
+            finally:
+                h.gate.exit()
+
+    def _in_block(
+        self,
+        block: _Block,
+        op: Callable[..., Any],
+        args: tuple[Any, ...],
+        need: int,
+        log: Callable[[Any], Any] | None,
+        fingerprint: Callable[[Any], Any],
+    ) -> Any:
+        if block.txn is None:
+            raise StorageError("this transaction was aborted by an earlier failure")
+        # Copied first: the copy (a JSON round trip for elements) also proves the input
+        # is storable before anything is written.
+        logged = args if log is None else tuple(log(a) for a in args)
+        if need and need > block.room - block.spent:
+            self._regrow(block, need)
+        while True:
+            try:
+                result = op(block.txn, *args)
+                break
+            except lmdb.MapFullError:
+                self._regrow(block, need, full=True)
+            except BaseException:
+                if need:  # a write step failed half-way: the whole transaction is void
+                    block.txn.abort()
+                    block.txn = None
+                raise
+        block.spent += need
+        block.log.append((op, logged, fingerprint, fingerprint(result)))
+        return result
+
+    def _regrow(
+        self, block: _Block, need: int, *, full: bool = False, replay_only: bool = False
+    ) -> None:
+        """Abort the block's transaction, grow the map, and replay its steps in a new
+        one; ``StorageError`` (transaction closed) if a step now gives another result."""
+        h = self._h
+        if block.txn is not None:
+            block.txn.abort()
+            block.txn = None
+        if block.holding:
+            h.gate.exit()
+            block.holding = False
+        full = full or replay_only
+        while True:
+            self._ensure_room(block.spent + need, double=full)
+            h.gate.enter()
+            block.holding = True
+            txn = self._begin_write()
+            try:
+                for op, args, fingerprint, expected in block.log:
+                    if fingerprint(op(txn, *args)) != expected:
+                        raise StorageError(
+                            "transaction aborted: the LMDB map had to grow and another "
+                            "process changed the data this transaction had read; retry it"
+                        )
+            except lmdb.MapFullError:
+                txn.abort()
+                h.gate.exit()
+                block.holding = False
+                full = True
+                continue
+            except BaseException:
+                txn.abort()
+                raise
+            block.txn = txn
+            block.room = self._room()
+            return
+
+    def _end_block(self, block: _Block) -> None:
+        if block.txn is not None:
+            block.txn.abort()
+            block.txn = None
+        if block.holding:
+            self._h.gate.exit()
+            block.holding = False
+
+    def _begin_write(self) -> Any:
+        """A write transaction that knows every index (call with the gate entered)."""
+        h = self._h
+        while True:
+            try:
+                txn = h.env.begin(write=True)
+            except lmdb.MapResizedError:
+                h.gate.exit()
+                try:
+                    self._adopt_map()
+                finally:
+                    h.gate.enter()
+                continue
+            # Another process may have added an index: maintain it too.
+            raw = txn.get(META_INDEXES, db=h.meta)
+            if raw == h.meta_raw:
+                return txn
+            txn.abort()
+            self._refresh_indexes(raw)
+
+    def _room(self) -> int:
+        """Bytes of the map a new write may fill: what is left once the used size is
+        reserved a second time, since copy-on-write may rewrite every used page."""
+        h = self._h
+        info = h.env.info()
+        used = (info["last_pgno"] + 1) * h.psize
+        return int(info["map_size"]) - 2 * used - _SLACK
+
+    def _ensure_room(self, need: int, *, double: bool = False) -> None:
+        if not double and self._room() >= need:
+            return
+        h = self._h
+        with h.gate.alone():
+            info = h.env.info()
+            size = int(info["map_size"])
+            used = (info["last_pgno"] + 1) * h.psize
+            room = size - 2 * used - _SLACK
+            if room >= need and not double:
+                return  # another thread grew it meanwhile
+            new = max(size * 2, 2 * used + need + _SLACK)
+            new = -(-new // (1 << 20)) * (1 << 20)
+            h.env.set_mapsize(new)
+
+    def _adopt_map(self) -> None:
+        """Take the map size another process has grown the store to."""
+        with self._h.gate.alone():
+            self._h.env.set_mapsize(0)
+
+    # -- indexes ----------------------------------------------------------------------
+
+    def _refresh_indexes(self, raw: bytes | None) -> None:
+        """Open the index sub-databases that the ``meta`` list ``raw`` names (whoever
+        created them). Call with the gate entered and no transaction open."""
+        h = self._h
+        with h.lock:
+            names = _loads(raw) if raw is not None else []
+            dbs = dict(h.index_dbs)
+            for name in names:
+                if name not in dbs:
+                    dbs[name] = h.env.open_db(_index_db_name(name), dupsort=True)
+            h.index_dbs = dbs
+            h.meta_raw = raw
+            self.indexes = tuple(dict.fromkeys([*self.indexes, *dbs]))
+
+    def _build_indexes(self, names: list[str]) -> None:
+        """Create and fill the indexes for ``names`` in one write transaction."""
+        h = self._h
+        if len(h.index_dbs) + len(names) + 2 > h.max_dbs:
+            raise BadRequest(
+                f"too many indexes for max_dbs={h.max_dbs}: reopen with a larger max_dbs"
+            )
+        full = False
+        while True:
+            self._ensure_room(0, double=full)
+            h.gate.enter()
+            try:
+                with h.lock:
+                    txn = self._begin_write()
+                    try:
+                        raw = txn.get(META_INDEXES, db=h.meta)
+                        stored = _loads(raw) if raw is not None else []
+                        new = [n for n in dict.fromkeys(names) if n not in stored]
+                        dbs = {
+                            n: h.env.open_db(_index_db_name(n), txn=txn, dupsort=True) for n in new
+                        }
+                        if dbs:
+                            self._fill_indexes(txn, dbs)
+                        meta_raw = _dumps([*stored, *new])
+                        txn.put(META_INDEXES, meta_raw, db=h.meta)
+                        txn.commit()
+                    except BaseException:
+                        txn.abort()
+                        raise
+                    h.index_dbs = {**h.index_dbs, **dbs}
+                    h.meta_raw = meta_raw
+                    return
+            except lmdb.MapFullError:
+                full = True
+            finally:
+                h.gate.exit()
+
+    def _fill_indexes(self, txn: Any, dbs: dict[str, Any]) -> None:
+        put = txn.put
+        markers = [(name, db, _dumps(name) + b":") for name, db in dbs.items()]
+        for key, raw in txn.cursor(db=self._h.main).iternext():
+            if not any(m in raw for _, _, m in markers):
+                continue  # cheap test: the key name does not even occur in the JSON
+            element = _loads(raw)
+            for name, db, _ in markers:
+                for ik in {index_key(v) for v in index_values(element, name)}:
+                    put(ik, bytes(key), db=db)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _acquire(path: str, map_size: int, max_dbs: int, sync: bool) -> _Env:
+    os.makedirs(path, exist_ok=True)
+    real = os.path.realpath(path)
+    with _OPEN_LOCK:
+        h = _OPEN.get(real)
+        if h is not None and h.gate._pid != os.getpid():
+            raise StorageError(
+                "an LMDB store cannot be used across fork(): open it in the child process"
+            )
+        if h is None:
+            h = _OPEN[real] = _Env(real, map_size, max_dbs, sync)
+        h.refs += 1
+        return h
+
+
+def _op_meta(txn: Any, meta: Any) -> bytes | None:
+    return txn.get(META_INDEXES, db=meta)
+
+
+def _json_copy(elements: list[Element]) -> list[Element]:
+    # The caller may change its dicts later; a replay needs them as they were written.
+    return _loads(_dumps(elements))
+
+
+def _index_db_name(name: str) -> bytes:
+    return INDEX_PREFIX + name.encode("utf-8", "surrogatepass")
+
+
+def _check_index_name(name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"an index names a top-level key (a non-empty string), not {name!r}")
+    if len(_index_db_name(name)) > MAX_INDEX_NAME:
+        raise BadRequest(f"index key too long for LMDB: {name[:40]!r}…")
+
+
+def _int_option(options: dict[str, Any], name: str, default: int) -> int:
+    value = options.get(name, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(value, bool) or number <= 0:
+        raise BadRequest(f"LMDB option {name} must be a positive integer, not {value!r}")
+    return number
+
+
+def _bool_option(options: dict[str, Any], name: str, default: bool) -> bool:
+    value = options.get(name, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise BadRequest(f"LMDB option {name} must be true or false, not {value!r}")
+
+
+__all__ = ["DEFAULT_MAP_SIZE", "LMDBStorage", "element_key", "index_key", "store_path"]
