@@ -1,0 +1,66 @@
+"""Sites on one machine: a tracker, volume directories, and helpers to run agents."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import damas_core
+from damas_core.sync import Agent
+from damas_core.sync.volumes import create_volume, set_global_parameters
+
+needs_rsync = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed (.ci/run installs it)")
+
+
+class Sites:
+    """Volumes ``paris``, ``tokyo``, ``lyon`` (``file://``) on one tracker."""
+
+    def __init__(self, tmp: Path, tracker, names=("paris", "tokyo", "lyon")) -> None:
+        self.tracker = tracker
+        self.roots: dict[str, Path] = {}
+        self.agents: dict[str, Agent] = {}
+        for name in names:
+            root = tmp / f"site {name}"  # a space in every root
+            root.mkdir()
+            self.roots[name] = root
+            create_volume(tracker, {"_id": f"vol_{name}", "name": name, "url": f"file://{root}/"})
+        set_global_parameters(tracker, {"syncEverywhere": True, "retryDelay": 0})
+
+    def agent(self, name: str, **options) -> Agent:
+        if name not in self.agents:
+            options.setdefault("settle", 0)
+            self.agents[name] = Agent(self.tracker, f"vol_{name}", **options)
+        return self.agents[name]
+
+    def run(self, *names: str, rounds: int = 1):
+        reports = []
+        for _ in range(rounds):
+            for name in names or tuple(self.roots):
+                reports.append(self.agent(name).run_once())
+        return reports
+
+    def write(self, site: str, file_id: str, data: bytes | str, mtime: float | None = None) -> Path:
+        path = self.roots[site] / file_id.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
+        return path
+
+    def path(self, site: str, file_id: str) -> Path:
+        return self.roots[site] / file_id.lstrip("/")
+
+
+@pytest.fixture
+def tracker(tmp_path):
+    t = damas_core.open(f"lmdb://{tmp_path}/store")
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def sites(tmp_path, tracker):
+    return Sites(tmp_path, tracker)
