@@ -196,8 +196,16 @@ class Client:
         """Create elements; ``None`` where the ``_id`` exists."""
         return self._many("POST", "/api/create/", "create", elements, none=409, unfold=True)
 
+    @staticmethod
+    def _check_ids(ids: Any, op: str) -> None:
+        # The server takes numbers for ids (as damas-core did); the library does not.
+        for i in ids if isinstance(ids, list | tuple) else [ids]:
+            if isinstance(i, int | float) and not isinstance(i, bool):
+                raise BadRequest(f"{op} error: an _id must be a non-empty string, not {i!r}", op=op)
+
     def read(self, ids: Any) -> Any:
         """Elements by id, ``None`` where absent."""
+        self._check_ids(ids, "read")
         return self._many("POST", "/api/read/", "read", ids, none=404, unfold=False)
 
     def update(self, elements: Any) -> Any:
@@ -210,6 +218,7 @@ class Client:
 
     def delete(self, ids: Any) -> Any:
         """Delete elements and their links; the id or ``None``."""
+        self._check_ids(ids, "delete")
         return self._many("DELETE", "/api/delete/", "delete", ids, none=404, unfold=False)
 
     # -- graph and search -----------------------------------------------------------------
@@ -218,6 +227,7 @@ class Client:
         """Nodes then links, walking links from ``tgt_id`` back to ``src_id``."""
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
             raise BadRequest(f"graph error: depth must be a whole number >= 0, not {depth!r}", op="graph")
+        self._check_ids(ids, "graph")
         status, payload = self.request("POST", f"/api/graph/{depth}/", "graph", ids, allow=(404,))
         return [] if status == 404 else payload
 
@@ -276,11 +286,13 @@ class Client:
 
     def lock(self, ids: Any) -> bool:
         """Lock all ids for the caller, or none of them."""
+        self._check_ids(ids, "lock")
         status, _ = self.request("PUT", "/api/lock/", "lock", ids, allow=(404, 409))
         return status == 200
 
     def unlock(self, ids: Any, force: bool = False) -> bool:
         """Unlock all ids the caller holds (any holder with ``force``, admins only)."""
+        self._check_ids(ids, "unlock")
         params = {"force": "true"} if force else None
         status, _ = self.request("PUT", "/api/unlock/", "unlock", ids, params=params, allow=(404, 409))
         return status == 200

@@ -1,0 +1,110 @@
+"""Fixtures for the HTTP tests: a real waitress server on 127.0.0.1 with an ephemeral
+port, serving the WSGI app in a background thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import waitress
+
+import damas_core
+from damas_core.client import Client, connect
+from damas_core.wsgi import make_app
+
+#: Users every HTTP test tracker has, one per class (password = name + "-pw").
+USERS = {"gus": "guest", "ula": "user", "eddie": "editor", "ada": "admin"}
+
+
+class Switch:
+    """A WSGI app forwarding to ``self.app``, so one server can serve a fresh app per test."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+
+@contextmanager
+def serving(app: Any, **options: Any) -> Iterator[str]:
+    """Serve ``app`` with waitress on a free loopback port; yields the base URL."""
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4, **options)
+    stop = threading.Event()
+
+    def run() -> None:
+        # server.run() cannot be stopped from another thread without closing sockets
+        # under its poll: loop in short steps and close once it has stopped.
+        while not stop.is_set():
+            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
+
+    thread = threading.Thread(target=run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def add_users(tracker: damas_core.Tracker) -> None:
+    tracker.create([{"_id": f"@{n}", "class": c, "password": f"{n}-pw"} for n, c in USERS.items()])
+
+
+@pytest.fixture(scope="session")
+def shared_server() -> Iterator[tuple[Switch, str]]:
+    """One server for the whole run, whose app each test replaces."""
+    switch = Switch()
+    with serving(switch) as url:
+        yield switch, url
+
+
+@pytest.fixture
+def memory_tracker() -> Iterator[damas_core.Tracker]:
+    """A fresh in-memory tracker with one user per class."""
+    t = damas_core.open("memory://")
+    add_users(t)
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., str]]:
+    """``serve(app)`` → base URL; every server started is stopped at the end."""
+    stack: list[Any] = []
+
+    def start(app: Any, **options: Any) -> str:
+        cm = serving(app, **options)
+        stack.append(cm)
+        return cm.__enter__()
+
+    yield start
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def jwt_server(memory_tracker, serve) -> tuple[damas_core.Tracker, str]:
+    """``(tracker, url)``: the memory tracker served with ``auth="jwt"``."""
+    return memory_tracker, serve(make_app(memory_tracker, auth="jwt"))
+
+
+@pytest.fixture
+def signed_in(jwt_server) -> Iterator[Callable[[str], Client]]:
+    """``signed_in("ula")`` → a client signed in as that user."""
+    _, url = jwt_server
+    clients: list[Client] = []
+
+    def make(name: str) -> Client:
+        c = connect(url)
+        c.sign_in(name, f"{name}-pw")
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
