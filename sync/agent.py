@@ -291,6 +291,11 @@ class Agent:
             el = files.get(file_id) or {}
             if el.get(f"syncWait_{site}") != reason:
                 patches.append({"_id": file_id, f"syncWait_{site}": reason})
+        # a reason that no longer holds is cleared
+        key = f"syncWait_{self.site}"
+        for file_id, el in files.items():
+            if key in el and (file_id, self.site) not in the_plan.waiting:
+                patches.append({"_id": file_id, key: None})
         if patches:
             self.tracker.update(patches)
 

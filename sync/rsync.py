@@ -51,7 +51,8 @@ _FORBIDDEN_OPTIONS = re.compile(
 )
 # -d: directories named with a trailing slash (packages) copy their direct files;
 # -t: keep mtimes (the copy is checked by size and mtime); -s: no remote word splitting
-_BASE_ARGS = ("-d", "-t", "--from0", "-s")
+# --modify-window=-1: compare mtimes to the nanosecond (two edits in one second differ)
+_BASE_ARGS = ("-d", "-t", "--from0", "-s", "--modify-window=-1")
 
 
 def relpath_of(file_id: str) -> str:

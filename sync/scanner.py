@@ -477,6 +477,8 @@ class Scanner:
         }
         if el.get("deleted"):
             patch.update(deleted=None, deleted_time=None)
+        if el.get(f"syncWait_{site}") is not None:
+            patch[f"syncWait_{site}"] = None
         if el.get(f"syncError_{site}") is not None:
             patch[f"syncError_{site}"] = None
         changes.update.append(patch)

@@ -7,12 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-import damas_core
 from damas_core.sync import Agent
 from damas_core.sync.volumes import create_volume, set_global_parameters
 
-needs_rsync = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed (.ci/run installs it)")
+import damas_core
+
+needs_rsync = pytest.mark.skipif(
+    shutil.which("rsync") is None, reason="rsync is not installed (.ci/run installs it)"
+)
 
 
 class Sites:

@@ -58,7 +58,12 @@ def test_destination_filtering_keeps_files_away(sites):
     sites.write("paris", "/private.txt", "p")
     sites.write("paris", "/only_lyon.txt", "l")
     sites.run("paris")
-    t.update([{"_id": "/private.txt", "syncEverywhere": False}, {"_id": "/only_lyon.txt", "sync_tokyo": False}])
+    t.update(
+        [
+            {"_id": "/private.txt", "syncEverywhere": False},
+            {"_id": "/only_lyon.txt", "sync_tokyo": False},
+        ]
+    )
     sites.run("tokyo", "lyon")
     assert not sites.path("tokyo", "/private.txt").exists()
     assert not sites.path("lyon", "/private.txt").exists()
