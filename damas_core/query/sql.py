@@ -32,12 +32,15 @@ expressions, one dispatch table per node type, and gives exactly the semantics o
 equality on such a key becomes ``id IN (SELECT id FROM element_index WHERE …)`` so
 SQLite answers it from that table's index.
 
+Compiling is done once per query *shape* (node types, paths, value types, sort):
+the rendered SQL is cached and only the parameters change from one call to the next.
+
 >>> from damas_core.query.ast import Eq
 >>> sql, params = to_sql(Eq(("type",), "shot"), limit=10)
 >>> print(sql)  # doctest: +NORMALIZE_WHITESPACE
-SELECT id FROM elements WHERE COALESCE(JSON_TYPE(doc, ?) = 'text' AND JSON_EXTRACT(doc, ?) IN (?)
-OR JSON_TYPE(doc, ?) = 'array' AND EXISTS(SELECT 1 FROM JSON_EACH(doc, ?) AS e1
-WHERE e1.type = 'text' AND e1.value IN (?)), 0) ORDER BY id LIMIT ? OFFSET ?
+SELECT id FROM elements WHERE COALESCE((JSON_TYPE(doc, ?) = 'text' AND JSON_EXTRACT(doc, ?) IN (?))
+OR (JSON_TYPE(doc, ?) = 'array' AND EXISTS(SELECT 1 FROM JSON_EACH(doc, ?) AS e1
+WHERE e1.type = 'text' AND e1.value IN (?))), 0) ORDER BY id LIMIT ? OFFSET ?
 >>> params
 ['$."type"', '$."type"', 'shot', '$."type"', '$."type"', 'shot', 10, 0]
 """
@@ -68,6 +71,7 @@ from damas_core.query.ast import (
     Regex,
     Scalar,
     Sort,
+    walk,
 )
 
 #: Name of the registered regex function and of the collation for objects and arrays.
@@ -114,19 +118,142 @@ def to_sql(
     >>> to_sql(Exists(("#parent",))).params
     ['$."#parent"']
     """
-    c = _Compiler(frozenset(indexed))
-    query = exp.select(*(exp.column(n) for n in columns)).from_("elements").where(c.compile(node))
-    order = [o for key, direction in sort for o in c.order_terms(tuple(key.split(".")), direction)]
-    query = query.order_by(*order, exp.Ordered(this=exp.column("id"), desc=False, nulls_first=True))
-    if limit or skip:
-        query = query.limit(c.param(limit or -1)).offset(c.param(skip))
-    return c.render(query)
+    values: list[Any] = []
+    shape = _describe(node, values)
+    paging = bool(limit or skip)
+    if paging:
+        values += [limit or -1, skip]
+    sort = tuple((str(k), int(d)) for k, d in sort)
+    template = _template(shape, sort, paging, _relevant(indexed, node), tuple(columns), False)
+    return template.fill(values)
 
 
 def to_where(node: Node, *, indexed: Iterable[str] = ()) -> SQLQuery:
     """Only the condition, for ``SELECT … FROM elements WHERE <sql>`` (e.g. a count)."""
-    c = _Compiler(frozenset(indexed))
-    return c.render(c.compile(node))
+    values: list[Any] = []
+    shape = _describe(node, values)
+    return _template(shape, (), False, _relevant(indexed, node), (), True).fill(values)
+
+
+# -- compiled statements are cached by the query's shape -------------------------------
+#
+# Building and rendering sqlglot trees costs milliseconds, while the SQL text only
+# depends on the query's shape: its node types, paths, value types and sort, not on
+# the values (which are all parameters). So each shape is compiled once, with unique
+# sentinel objects standing for its values, and the template remembers which
+# parameter is which value.
+
+
+class _Template(NamedTuple):
+    sql: str
+    # For each positional parameter: (True, value slot) or (False, constant).
+    slots: tuple[tuple[bool, Any], ...]
+
+    def fill(self, values: list[Any]) -> SQLQuery:
+        return SQLQuery(self.sql, [_bindable(values[x]) if s else x for s, x in self.slots])
+
+
+def _bindable(value: Any) -> Any:
+    if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+        return float(value)  # SQLite integers are 64-bit; JSON1 reads bigger ones as reals
+    return value
+
+
+def _kind(value: Scalar, values: list[Any]) -> Any:
+    """A value's part of the shape: booleans and null themselves, else its type."""
+    if value is None or isinstance(value, bool):
+        return value
+    values.append(value)
+    return "str" if isinstance(value, str) else "num"
+
+
+def _describe(node: Node, values: list[Any]) -> tuple:
+    """The shape of ``node`` (hashable, value-free); its values go to ``values``."""
+    t = type(node)
+    if t is Eq:
+        return ("Eq", node.path, _kind(node.value, values))
+    if t is In:
+        return ("In", node.path, tuple(_kind(v, values) for v in node.values))
+    if t is Cmp:
+        return ("Cmp", node.path, node.op, _kind(node.value, values))
+    if t is Regex:
+        values.append(node.pattern)
+        return ("Regex", node.path, node.flags)
+    if t is Exists:
+        return ("Exists", node.path)
+    if t is All:
+        return ("All",)
+    if t is Not:
+        return ("Not", _describe(node.node, values))
+    if t is And or t is Or:
+        return (t.__name__, tuple(_describe(n, values) for n in node.nodes))
+    raise TypeError(f"not a query node: {node!r}")
+
+
+def _relevant(indexed: Iterable[str], node: Node) -> frozenset[str]:
+    """The indexed keys the query could use (keeps the cache key small)."""
+    keys = {n.path[0] for n in walk(node) if isinstance(n, Eq | In) and len(n.path) == 1}
+    return frozenset(k for k in indexed if k in keys)
+
+
+def _build(shape: tuple, sentinels: list[Any]) -> Node:
+    """A node of ``shape`` whose values are fresh sentinel objects."""
+
+    def value(kind: Any) -> Any:
+        if kind is None or isinstance(kind, bool):
+            return kind
+        i = len(sentinels)
+        # Built at run time, so each is a distinct object, recognised by identity.
+        v = f"\x00slot{i}\x00" if kind == "str" else 10**12 + i
+        sentinels.append(v)
+        return v
+
+    name = shape[0]
+    if name == "Eq":
+        return Eq(shape[1], value(shape[2]))
+    if name == "In":
+        return In(shape[1], tuple(value(k) for k in shape[2]))
+    if name == "Cmp":
+        return Cmp(shape[1], shape[2], value(shape[3]))
+    if name == "Regex":
+        return Regex(shape[1], value("str"), shape[2])
+    if name == "Exists":
+        return Exists(shape[1])
+    if name == "All":
+        return All()
+    if name == "Not":
+        return Not(_build(shape[1], sentinels))
+    nodes = tuple(_build(s, sentinels) for s in shape[1])
+    return And(nodes) if name == "And" else Or(nodes)
+
+
+@lru_cache(maxsize=1024)
+def _template(
+    shape: tuple,
+    sort: tuple[tuple[str, int], ...],
+    paging: bool,
+    indexed: frozenset[str],
+    columns: tuple[str, ...],
+    where_only: bool,
+) -> _Template:
+    sentinels: list[Any] = []
+    node = _build(shape, sentinels)
+    c = _Compiler(indexed)
+    if where_only:
+        sql, params = c.render(c.compile(node))
+    else:
+        query = exp.select(*(exp.column(n) for n in columns)).from_("elements")
+        query = query.where(c.compile(node))
+        order = [o for key, d in sort for o in c.order_terms(tuple(key.split(".")), d)]
+        query = query.order_by(*order, exp.Ordered(this=exp.column("id"), nulls_first=True))
+        if paging:
+            limit, skip = 10**12 + len(sentinels), 10**12 + len(sentinels) + 1
+            sentinels += [limit, skip]
+            query = query.limit(c.param(limit)).offset(c.param(skip))
+        sql, params = c.render(query)
+    slot_of = {id(v): i for i, v in enumerate(sentinels)}
+    slots = tuple((True, slot_of[id(p)]) if id(p) in slot_of else (False, p) for p in params)
+    return _Template(sql, slots)
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
@@ -268,12 +395,6 @@ class _Compiler:
         return visit(node)
 
     def param(self, value: Any) -> exp.Placeholder:
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and not _INT64[0] <= value <= _INT64[1]
-        ):
-            value = float(value)  # SQLite integers are 64-bit; JSON1 reads bigger ones as reals
         self.params.append(value)
         return exp.Placeholder(this=f"p{len(self.params) - 1}")
 

@@ -134,6 +134,16 @@ def test_true_is_not_one() -> None:
     assert run(conn, Eq(("flag",), 1)) == ["/04"]
 
 
+def test_queries_of_one_shape_share_the_sql_but_not_the_values() -> None:
+    conn = database()
+    shot, asset = to_sql(Eq(("type",), "shot")), to_sql(Eq(("type",), "asset"))
+    assert shot.sql == asset.sql and shot.params != asset.params
+    assert run(conn, Eq(("type",), "shot")) == ["/01", "/03"]
+    assert run(conn, Eq(("type",), "asset")) == ["/02", "/03"]
+    assert run(conn, All(), skip=1, limit=2) == ["/02", "/03"]
+    assert run(conn, All(), skip=2, limit=1) == ["/03"]
+
+
 def test_to_where_counts() -> None:
     conn = database()
     where, params = to_where(Eq(("type",), "shot"))
