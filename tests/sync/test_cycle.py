@@ -79,7 +79,7 @@ def test_destination_filtering_keeps_files_away(sites):
 def test_priorities_order_the_transfers(sites):
     t = sites.tracker
     sites.run()
-    for i, prio in enumerate([0, 5, 1, 9]):
+    for i in range(4):
         sites.write("paris", f"/f{i}", str(i))
     sites.run("paris")
     t.update([{"_id": f"/f{i}", "sync_priority": p} for i, p in enumerate([0, 5, 1, 9])])

@@ -1,0 +1,89 @@
+"""An ssh:// volume through a private sshd on a loopback port with generated keys."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from damas_core.sync import Agent
+from damas_core.sync.volumes import create_volume
+
+SSHD = "/usr/sbin/sshd"
+pytestmark = [
+    pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed (.ci/run installs it)"),
+    pytest.mark.skipif(not os.access(SSHD, os.X_OK), reason="sshd is not installed (.ci/run installs openssh-server)"),
+    pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen is not installed"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    d = tmp_path / "sshd"
+    d.mkdir()
+    for name in ("host", "user"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+    (d / "authorized_keys").write_text((d / "user.pub").read_text())
+    os.chmod(d / "authorized_keys", 0o600)
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nPermitRootLogin yes\n"
+        "KbdInteractiveAuthentication no\nSubsystem sftp internal-sftp\n"
+    )
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.skip(f"sshd could not start: {proc.stderr.read().decode()[-300:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    ssh = ["ssh", "-i", str(d / "user"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+           "-o", "LogLevel=ERROR"]
+    yield port, ssh
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_ssh_volume_receives_and_emits(sites, sshd, tmp_path):
+    port, ssh = sshd
+    user = getpass.getuser()
+    remote_root = tmp_path / "remote site"
+    remote_root.mkdir()
+    create_volume(sites.tracker, {"_id": "vol_remote", "name": "remote", "url": f"ssh://{user}@127.0.0.1:{port}{remote_root}/"})
+    paris = sites.agent("paris", ssh_command=ssh)
+    sites.run()
+    # the remote site's agent: its volume is local to it
+    remote = Agent(sites.tracker, "vol_remote", settle=0, ssh_command=ssh)
+    (remote_root / "from remote.txt").write_text("r")
+    remote.run_once()
+    # paris pulls from the ssh volume
+    sites.write("paris", "/from paris.txt", "p")
+    r = paris.run_once()
+    assert "/from remote.txt" in r.received, sites.tracker.read("vol_paris").get("stderr_reception")
+    assert sites.path("paris", "/from remote.txt").read_text() == "r"
+    # the remote agent is down: paris pushes its own file through ssh
+    sites.tracker.update({"_id": "vol_remote", "agentStatus": "stopped"})
+    r = paris.run_once()
+    assert r.emitted == ["/from paris.txt"], r
+    assert (remote_root / "from paris.txt").read_text() == "p"
+    el = sites.tracker.read("/from paris.txt")
+    assert el["synced_remote"] >= el["time"]
