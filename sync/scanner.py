@@ -12,8 +12,9 @@ Rules (all optional, from the volume element):
 - ``excludePatternRules``: RE2 patterns; a file id, or a folder id ending in ``/``
   (the folder is then not entered), that matches one is skipped;
 - ``excludedFiles``: exact names (``Thumbs.db``) or ids (``/tmp/x``) skipped;
-- ``packagePatternRules``: RE2 patterns on folder ids; a matching folder (and any
-  folder already tracked with an id ending in ``/``) is a folder package.
+- ``packagePatternRules``: RE2 patterns on folder ids; with
+  ``enableDiscoveryPackages`` a matching folder is a folder package. A folder
+  already tracked with an id ending in ``/`` is a package at every site.
 
 Symlinks, sockets and devices are never tracked. rsync's partial directory, its
 temporary files (``.name.XXXXXX``) and the renamed copies kept by a conflict
@@ -94,9 +95,12 @@ class Rules:
             include=_compile(volume.get("includePatternRules"), "includePatternRules"),
             exclude=_compile(volume.get("excludePatternRules"), "excludePatternRules"),
             excluded=frozenset(volume.get("excludedFiles") or ()),
-            package_rules=_compile(volume.get("packagePatternRules"), "packagePatternRules"),
-            packages=frozenset(packages) if discover else frozenset(),
-            discover_packages=discover,
+            package_rules=_compile(volume.get("packagePatternRules"), "packagePatternRules")
+            if discover
+            else [],
+            # packages already tracked are packages at every site
+            packages=frozenset(packages),
+            discover_packages=discover or bool(packages),
         )
 
     def wants(self, file_id: str) -> bool:
@@ -118,8 +122,6 @@ class Rules:
         return not any(p.search(folder_id) for p in self.exclude)
 
     def is_package(self, folder_id: str) -> bool:
-        if not self.discover_packages:
-            return False
         return folder_id in self.packages or any(p.search(folder_id) for p in self.package_rules)
 
 
@@ -143,9 +145,8 @@ def package_look(path: str) -> tuple[Look, int] | None:
     mtime = 0.0
     count = 0
     try:
+        # the folder's own mtime is left out: rsync's partial directory touches it
         with os.scandir(path) as it:
-            st_dir = os.stat(path)
-            mtime = st_dir.st_mtime
             for e in it:
                 if _skipped_name(e.name) or not e.is_file(follow_symlinks=False):
                     continue
@@ -169,9 +170,9 @@ def walk(
     """Every tracked-to-be file under ``root`` as ``{id: (size, mtime)}``.
 
     Ids are paths from ``root`` starting with ``/``. A folder package appears once,
-    as its id ending in ``/`` with the size sum and the latest mtime of the folder
-    and of its direct files; its subfolders are walked as usual. Unreadable folders
-    are skipped and reported in ``errors``.
+    as its id ending in ``/``; its subfolders are walked as usual. Unreadable folders
+    are skipped and reported in ``errors``. A package's look is the size sum and the
+    latest mtime of its direct files (the folder's own mtime is not used).
     """
     rules = rules or Rules()
     check_rules = bool(rules.include or rules.exclude or rules.excluded)

@@ -10,14 +10,18 @@ import subprocess
 import time
 
 import pytest
-
 from damas_core.sync import Agent
 from damas_core.sync.volumes import create_volume
 
 SSHD = "/usr/sbin/sshd"
 pytestmark = [
-    pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed (.ci/run installs it)"),
-    pytest.mark.skipif(not os.access(SSHD, os.X_OK), reason="sshd is not installed (.ci/run installs openssh-server)"),
+    pytest.mark.skipif(
+        shutil.which("rsync") is None, reason="rsync is not installed (.ci/run installs it)"
+    ),
+    pytest.mark.skipif(
+        not os.access(SSHD, os.X_OK),
+        reason="sshd is not installed (.ci/run installs openssh-server)",
+    ),
     pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen is not installed"),
 ]
 
@@ -33,7 +37,9 @@ def sshd(tmp_path):
     d = tmp_path / "sshd"
     d.mkdir()
     for name in ("host", "user"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True
+        )
     (d / "authorized_keys").write_text((d / "user.pub").read_text())
     os.chmod(d / "authorized_keys", 0o600)
     port = _free_port()
@@ -45,7 +51,9 @@ def sshd(tmp_path):
     )
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -55,8 +63,17 @@ def sshd(tmp_path):
             break
         except OSError:
             time.sleep(0.05)
-    ssh = ["ssh", "-i", str(d / "user"), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-           "-o", "LogLevel=ERROR"]
+    ssh = [
+        "ssh",
+        "-i",
+        str(d / "user"),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
     yield port, ssh
     proc.terminate()
     proc.wait(timeout=10)
@@ -68,7 +85,14 @@ def test_ssh_volume_receives_and_emits(sites, sshd, tmp_path):
     user = getpass.getuser()
     remote_root = tmp_path / "remote site"
     remote_root.mkdir()
-    create_volume(sites.tracker, {"_id": "vol_remote", "name": "remote", "url": f"ssh://{user}@127.0.0.1:{port}{remote_root}/"})
+    create_volume(
+        sites.tracker,
+        {
+            "_id": "vol_remote",
+            "name": "remote",
+            "url": f"ssh://{user}@127.0.0.1:{port}{remote_root}/",
+        },
+    )
     paris = sites.agent("paris", ssh_command=ssh)
     sites.run()
     # the remote site's agent: its volume is local to it
