@@ -34,10 +34,10 @@ directory); the directory is created. Options, as keywords or in the query strin
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
@@ -150,6 +150,10 @@ def _fingerprint_elements(result: list[Element]) -> bytes:
     return _dumps(result)
 
 
+def _fingerprint_write(result: tuple[list[bool], int]) -> tuple[tuple[bool, ...], int]:
+    return tuple(result[0]), result[1]
+
+
 # -- per-process shared state -------------------------------------------------------------
 
 
@@ -243,7 +247,7 @@ class _Block:
     def __init__(self) -> None:
         self.txn: Any = None
         self.holding = False
-        self.log: list[tuple[Callable[..., Any], tuple[Any, ...], Callable[[Any], Any], Any]] = []
+        self.log: list[tuple[Callable[[Any], Any], Callable[[Any], Any], Any]] = []
         self.room = 0
         self.spent = 0
 
@@ -267,11 +271,14 @@ class LMDBStorage(Storage):
     whole used size (what copy-on-write may touch). A primitive called outside a
     transaction that still hits ``MapFullError`` is aborted and run again after
     growing. Inside ``with store.transaction():`` the block cannot be re-run, so every
-    step run in it is recorded with a fingerprint of its result; when the map fills
-    up, the transaction is aborted, the map grown, and the recorded steps replayed in
-    a new transaction. If another process changed what the block had seen in
-    between, the replay gives different results and the transaction fails with
-    ``StorageError`` (nothing written) instead of committing a mix.
+    step run in it is recorded with a fingerprint of its result (for writes, a CRC of
+    the bytes written, so nothing is copied); when the map fills up, the transaction
+    is aborted, the map grown, and the recorded steps replayed in a new transaction.
+    If another process changed what the block had read in between, or the caller
+    changed an element it had passed in, the replay gives a different fingerprint
+    and the transaction fails with ``StorageError`` (nothing written) instead of
+    committing a mix. A write step that fails half-way inside a block voids the
+    whole transaction.
     """
 
     scheme = "lmdb"
@@ -325,13 +332,13 @@ class LMDBStorage(Storage):
         sample = elements[:64]
         average = sum(len(_dumps(e)) for e in sample) // max(len(sample), 1)
         need = (2 * average + 160) * len(elements)
-        return self._write(self._op_insert, list(elements), need=need, log=_json_copy)
+        return self._write(self._op_insert, list(elements), need=need)
 
     def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
         need = 0
         for p in patches:
             need += 2 * len(_dumps(dict(p.set))) + 1024  # fails here if a value is not JSON
-        return self._write(self._op_patch, list(patches), need=need, log=copy.deepcopy)
+        return self._write(self._op_patch, list(patches), need=need)
 
     def _delete_many(self, ids: list[str]) -> list[bool]:
         return self._write(self._op_delete, [element_key(i) for i in ids], need=64 * len(ids))
@@ -439,8 +446,11 @@ class LMDBStorage(Storage):
         get, db = txn.get, self._h.main
         return [get(k, db=db) for k in keys]
 
-    def _op_insert(self, txn: Any, elements: list[Element]) -> list[bool]:
+    def _op_insert(self, txn: Any, elements: list[Element], checked: bool = False) -> Any:
+        """Write new elements; with ``checked``, also a CRC of every byte written (what
+        a replay compares, so that elements changed by the caller since are noticed)."""
         put, main = txn.put, self._h.main
+        crc = 0
         dbs = tuple(self._h.index_dbs.items())
         out: list[bool] = []
         append = out.append
@@ -448,8 +458,11 @@ class LMDBStorage(Storage):
             key = element["_id"].encode("utf-8", "surrogatepass")
             if len(key) > MAX_KEY:
                 key = _fit(key)
-            fresh = put(key, _dumps(element), db=main, overwrite=False)
+            raw = _dumps(element)
+            fresh = put(key, raw, db=main, overwrite=False)
             append(fresh)
+            if checked:
+                crc = zlib.crc32(raw, crc)
             if fresh:
                 for name, db in dbs:
                     if name in element:
@@ -459,12 +472,13 @@ class LMDBStorage(Storage):
                         else:
                             for ik in {index_key(v) for v in index_values(element, name)}:
                                 put(ik, key, db=db)
-        return out
+        return (out, crc) if checked else out
 
-    def _op_patch(self, txn: Any, patches: list[Patch]) -> list[bool]:
+    def _op_patch(self, txn: Any, patches: list[Patch], checked: bool = False) -> Any:
         get, put, delete, main = txn.get, txn.put, txn.delete, self._h.main
         dbs = self._h.index_dbs
         out = []
+        crc = 0
         for p in patches:
             key = element_key(p.id)
             raw = get(key, db=main)
@@ -477,7 +491,10 @@ class LMDBStorage(Storage):
             if not apply_patch(element, p):
                 out.append(False)
                 continue
-            put(key, _dumps(element), db=main)
+            raw = _dumps(element)
+            put(key, raw, db=main)
+            if checked:
+                crc = zlib.crc32(raw, crc)
             for name, old in zip(touched, before):
                 new = {index_key(v) for v in index_values(element, name)}
                 for ik in old - new:
@@ -485,9 +502,9 @@ class LMDBStorage(Storage):
                 for ik in new - old:
                     put(ik, key, db=dbs[name])
             out.append(True)
-        return out
+        return (out, crc) if checked else out
 
-    def _op_delete(self, txn: Any, keys: list[bytes]) -> list[bool]:
+    def _op_delete(self, txn: Any, keys: list[bytes], checked: bool = False) -> Any:
         get, delete, main = txn.get, txn.delete, self._h.main
         dbs = self._h.index_dbs.items()
         out = []
@@ -502,7 +519,7 @@ class LMDBStorage(Storage):
                     delete(ik, key, db=db)
             delete(key, db=main)
             out.append(True)
-        return out
+        return (out, 0) if checked else out
 
     def _op_scan_chunk(
         self, txn: Any, after: bytes | None, size: int | None
@@ -594,7 +611,7 @@ class LMDBStorage(Storage):
         h = self._h
         block = getattr(h.local, "block", None)
         if block is not None:
-            return self._in_block(block, op, args, 0, None, fingerprint)
+            return self._in_block(block, lambda txn: op(txn, *args), 0, fingerprint)
         gate = h.gate
         gate.enter()
         try:
@@ -615,20 +632,14 @@ class LMDBStorage(Storage):
         finally:
             gate.exit()
 
-    def _write(
-        self,
-        op: Callable[..., Any],
-        arg: Any,
-        *,
-        need: int,
-        log: Callable[[Any], Any] | None = None,
-    ) -> Any:
+    def _write(self, op: Callable[..., Any], arg: Any, *, need: int) -> Any:
         """Run a write step atomically: in the thread's open transaction, or in one of
         its own, run again after growing the map if it fills up."""
         h = self._h
         block = getattr(h.local, "block", None)
         if block is not None:
-            return self._in_block(block, op, (arg,), need, log, _fingerprint)
+            step = lambda txn: op(txn, arg, True)  # noqa: E731 - recorded for replay
+            return self._in_block(block, step, need, _fingerprint_write)[0]
         full = False
         while True:
             self._ensure_room(need, double=full)
@@ -650,22 +661,18 @@ class LMDBStorage(Storage):
     def _in_block(
         self,
         block: _Block,
-        op: Callable[..., Any],
-        args: tuple[Any, ...],
+        step: Callable[[Any], Any],
         need: int,
-        log: Callable[[Any], Any] | None,
         fingerprint: Callable[[Any], Any],
     ) -> Any:
+        """Run ``step`` in the block's transaction and record it for a replay."""
         if block.txn is None:
             raise StorageError("this transaction was aborted by an earlier failure")
-        # Copied first: the copy (a JSON round trip for elements) also proves the input
-        # is storable before anything is written.
-        logged = args if log is None else tuple(log(a) for a in args)
         if need and need > block.room - block.spent:
             self._regrow(block, need)
         while True:
             try:
-                result = op(block.txn, *args)
+                result = step(block.txn)
                 break
             except lmdb.MapFullError:
                 self._regrow(block, need, full=True)
@@ -675,14 +682,16 @@ class LMDBStorage(Storage):
                     block.txn = None
                 raise
         block.spent += need
-        block.log.append((op, logged, fingerprint, fingerprint(result)))
+        block.log.append((step, fingerprint, fingerprint(result)))
         return result
 
     def _regrow(
         self, block: _Block, need: int, *, full: bool = False, replay_only: bool = False
     ) -> None:
         """Abort the block's transaction, grow the map, and replay its steps in a new
-        one; ``StorageError`` (transaction closed) if a step now gives another result."""
+        one; ``StorageError`` (transaction closed) if a step now gives another result
+        (another process changed what the block read, or the caller changed elements
+        it had passed in)."""
         h = self._h
         if block.txn is not None:
             block.txn.abort()
@@ -697,11 +706,11 @@ class LMDBStorage(Storage):
             block.holding = True
             txn = self._begin_write()
             try:
-                for op, args, fingerprint, expected in block.log:
-                    if fingerprint(op(txn, *args)) != expected:
+                for step, fingerprint, expected in block.log:
+                    if fingerprint(step(txn)) != expected:
                         raise StorageError(
-                            "transaction aborted: the LMDB map had to grow and another "
-                            "process changed the data this transaction had read; retry it"
+                            "transaction aborted: the LMDB map had to grow and the data "
+                            "this transaction had read or written changed meanwhile; retry it"
                         )
             except lmdb.MapFullError:
                 txn.abort()
@@ -857,11 +866,6 @@ def _acquire(path: str, map_size: int, max_dbs: int, sync: bool) -> _Env:
 
 def _op_meta(txn: Any, meta: Any) -> bytes | None:
     return txn.get(META_INDEXES, db=meta)
-
-
-def _json_copy(elements: list[Element]) -> list[Element]:
-    # The caller may change its dicts later; a replay needs them as they were written.
-    return _loads(_dumps(elements))
 
 
 def _index_db_name(name: str) -> bytes:

@@ -305,6 +305,16 @@ def test_map_grows_inside_a_transaction_by_replaying_it(tmp_path):
         assert s.count(All()) == 6001 and s.get("/seen")["v"] == 2
 
 
+def test_replay_notices_elements_changed_by_the_caller(tmp_path):
+    with LMDBStorage(f"lmdb://{tmp_path}/s", map_size=64 << 10) as s:
+        mine = {"_id": "/mine", "v": 1}
+        with pytest.raises(StorageError, match="retry"), s.transaction():
+            s.insert_many([mine])
+            mine["v"] = 2  # the stored copy must not change: a replay would write v=2
+            s.insert_many([{"_id": f"/a{i:05d}", "pad": "y" * 300} for i in range(3000)])
+        assert s.count(All()) == 0
+
+
 def test_replay_that_reads_changed_data_fails_and_writes_nothing(tmp_path, monkeypatch):
     with LMDBStorage(f"lmdb://{tmp_path}/s", map_size=64 << 10) as s:
         s.insert_many([{"_id": "/x", "v": 1}])
@@ -382,15 +392,23 @@ def test_writers_in_threads_wait_for_an_open_transaction(store):
     assert order == ["block", [False]] and store.get("/a")["by"] == "block"
 
 
-def test_refused_write_inside_a_transaction_changes_nothing(store):
+def test_refused_patch_inside_a_transaction_changes_nothing(store):
     with store.transaction():
         store.insert_many([{"_id": "/a"}])
         with pytest.raises(StorageError):
             store.patch_many([Patch("/a", set={"ok": 1}), Patch("/a", set={"v": object()})])
-        with pytest.raises(StorageError):
-            store.insert_many([{"_id": "/c"}, {"_id": "/d", "v": object()}])
         store.insert_many([{"_id": "/b"}])
     assert store.find(All()) == ["/a", "/b"] and store.get("/a") == {"_id": "/a"}
+
+
+def test_non_json_insert_inside_a_transaction_voids_it(store):
+    with pytest.raises(StorageError, match="aborted"), store.transaction():
+        store.insert_many([{"_id": "/a"}])
+        batch = [{"_id": f"/c{i:03d}"} for i in range(100)] + [{"_id": "/d", "v": object()}]
+        with pytest.raises(StorageError):
+            store.insert_many(batch)  # found bad only after writing the first hundred
+        store.insert_many([{"_id": "/b"}])
+    assert store.count(All()) == 0
 
 
 def test_write_failing_half_way_voids_the_transaction(store, monkeypatch):
