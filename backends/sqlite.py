@@ -13,10 +13,11 @@ Layout:
   element, ``doc`` being its JSON text (written by orjson);
 - ``element_index(key, value, id)``: one row per indexed key and scalar value of an
   element (each member of an array gets its own row; booleans are the blobs ``t`` and
-  ``f`` so they never equal 0 and 1), kept by triggers on ``elements``, so every
-  writer maintains it whatever process or version of the code it runs;
-- ``indexed_keys(key)``: the keys ``element_index`` holds; a store opened with more
-  ``indexes`` adds them and fills their rows from the existing elements.
+  ``f`` so they never equal 0 and 1), written in the same transaction as the element;
+- ``indexed_keys(key)``: the keys ``element_index`` holds. Every write transaction
+  reads it and maintains all of them, so a process opened with fewer ``indexes``
+  still keeps the others' index right; a store opened with more ``indexes`` adds them
+  and fills their rows from the existing elements.
 
 Why a side table rather than expression indexes on ``json_extract(doc, '$."key"')``:
 an expression index cannot index array members, and SQLite only uses it when the
@@ -47,33 +48,20 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from damas_core.backends.base import Element, Patch, Storage, apply_patch
+from damas_core.backends.base import Element, Patch, Storage, apply_patch, index_values
 
 from damas_core.errors import BadRequest
 from damas_core.query.ast import Node, Sort
-from damas_core.query.sql import register_functions, to_sql, to_where
+from damas_core.query.sql import BOOL_BLOBS, register_functions, to_sql, to_where
 
 # SQLite limits the number of parameters of one statement (32766 since 3.32, 999 before).
 _CHUNK = 900
 _SCAN_BATCH = 1000
-
-# The index rows of one element: each scalar value of an indexed key, and each scalar
-# member when the value is an array. ``{doc}`` and ``{id}`` name the row's columns.
-_INDEX_ROWS = """
-SELECT k.key, CASE t.type WHEN 'true' THEN X'74' WHEN 'false' THEN X'66' ELSE t.value END, {id}
-FROM json_each({doc}) AS t JOIN indexed_keys AS k ON k.key = t.key{key_filter}
-WHERE t.type IN ('integer', 'real', 'text', 'true', 'false')
-UNION ALL
-SELECT k.key, CASE m.type WHEN 'true' THEN X'74' WHEN 'false' THEN X'66' ELSE m.value END, {id}
-FROM json_each({doc}) AS t JOIN indexed_keys AS k ON k.key = t.key{key_filter},
-     json_each(CASE WHEN t.type = 'array' THEN t.value ELSE '[]' END) AS m
-WHERE t.type = 'array' AND m.type IN ('integer', 'real', 'text', 'true', 'false')
-"""
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS elements (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID",
@@ -81,18 +69,29 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS element_index (key TEXT NOT NULL, value NOT NULL, id TEXT NOT NULL,"
     " PRIMARY KEY (key, value, id)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS element_index_by_id ON element_index (id)",
-    "CREATE TRIGGER IF NOT EXISTS elements_indexed_insert AFTER INSERT ON elements BEGIN"
-    " INSERT OR IGNORE INTO element_index (key, value, id)"
-    + _INDEX_ROWS.format(doc="NEW.doc", id="NEW.id", key_filter="")
-    + "; END",
-    "CREATE TRIGGER IF NOT EXISTS elements_indexed_update AFTER UPDATE OF doc ON elements BEGIN"
-    " DELETE FROM element_index WHERE id = OLD.id;"
-    " INSERT OR IGNORE INTO element_index (key, value, id)"
-    + _INDEX_ROWS.format(doc="NEW.doc", id="NEW.id", key_filter="")
-    + "; END",
-    "CREATE TRIGGER IF NOT EXISTS elements_indexed_delete AFTER DELETE ON elements BEGIN"
-    " DELETE FROM element_index WHERE id = OLD.id; END",
 ]
+_INT64 = (-(2**63), 2**63 - 1)
+_INSERT_ELEMENT = "INSERT OR IGNORE INTO elements (id, doc) VALUES (?, ?)"
+_INSERT_INDEX = "INSERT OR IGNORE INTO element_index (key, value, id) VALUES (?, ?, ?)"
+
+
+def index_rows(element: Element, keys: Sequence[str]) -> list[tuple[str, Any, str]]:
+    """The ``element_index`` rows of ``element`` for ``keys``: one per scalar value
+    (see :func:`~damas_core.backends.base.index_values`), booleans as blobs.
+
+    >>> index_rows({"_id": "/a", "#parent": "/", "tags": ["x", True]}, ["#parent", "tags"])
+    [('#parent', '/', '/a'), ('tags', 'x', '/a'), ('tags', b't', '/a')]
+    """
+    id_ = element["_id"]
+    rows = []
+    for key in keys:
+        for v in index_values(element, key):
+            if type(v) is bool:
+                v = BOOL_BLOBS[v]
+            elif type(v) is int and not _INT64[0] <= v <= _INT64[1]:
+                v = float(v)  # as SQLite's JSON1 reads it
+            rows.append((key, v, id_))
+    return rows
 
 
 def database_path(url: str) -> str:
@@ -164,15 +163,20 @@ class SQLiteStorage(Storage):
     def _add_index_key(conn: sqlite3.Connection, key: str) -> None:
         if conn.execute("INSERT OR IGNORE INTO indexed_keys (key) VALUES (?)", (key,)).rowcount:
             # A new key: index the elements already stored.
-            conn.execute(
-                "INSERT OR IGNORE INTO element_index (key, value, id) "
-                "SELECT * FROM ("
-                + _INDEX_ROWS.format(doc="e.doc", id="e.id", key_filter=" AND k.key = ?").replace(
-                    "FROM json_each(e.doc)", "FROM elements AS e, json_each(e.doc)"
-                )
-                + ")",
-                (key, key),
-            )
+            last = ""
+            while batch := conn.execute(
+                "SELECT id, doc FROM elements WHERE id > ? ORDER BY id LIMIT ?", (last, _SCAN_BATCH)
+            ).fetchall():
+                rows = [r for _, doc in batch for r in index_rows(orjson.loads(doc), [key])]
+                conn.executemany(_INSERT_INDEX, rows)
+                last = batch[-1][0]
+
+    def _index_keys(self) -> list[str]:
+        """The keys to maintain, read inside the write transaction (any process may add one)."""
+        return [k for (k,) in self._conn.execute("SELECT key FROM indexed_keys")]
+
+    def _reindex(self, elements: Sequence[Element], keys: Sequence[str]) -> None:
+        self._conn.executemany(_INSERT_INDEX, [r for e in elements for r in index_rows(e, keys)])
 
     # -- transactions --------------------------------------------------------------------
 
@@ -234,19 +238,45 @@ class SQLiteStorage(Storage):
     def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
         # Encode first: a value orjson cannot write fails before anything is stored.
         rows = [(e["_id"], orjson.dumps(e).decode()) for e in elements]
+        out: list[bool] = []
+        fresh: list[int] = []
+        seen: set[str] = set()
+        for i, (id_, _) in enumerate(rows):
+            ok = id_ not in seen
+            if ok:
+                seen.add(id_)
+                fresh.append(i)
+            out.append(ok)
         with self._transaction():
-            existing = self._docs(self._conn, [r[0] for r in rows]).keys()
-            seen: set[str] = set(existing)
-            out: list[bool] = []
-            fresh: list[tuple[str, str]] = []
-            for row in rows:
-                ok = row[0] not in seen
-                if ok:
-                    seen.add(row[0])
-                    fresh.append(row)
-                out.append(ok)
-            self._conn.executemany("INSERT INTO elements (id, doc) VALUES (?, ?)", fresh)
-            return out
+            conn = self._conn
+            # Optimistic: insert everything new to this call, and only look for ids
+            # already stored if some row was ignored.
+            conn.execute("SAVEPOINT damas_insert")
+            before = conn.total_changes
+            conn.executemany(_INSERT_ELEMENT, [rows[i] for i in fresh])
+            if conn.total_changes - before != len(fresh):
+                conn.execute("ROLLBACK TO damas_insert")
+                stored = self._ids(conn, seen)
+                for i in fresh:
+                    if rows[i][0] in stored:
+                        out[i] = False
+                fresh = [i for i in fresh if out[i]]
+                conn.executemany(_INSERT_ELEMENT, [rows[i] for i in fresh])
+            conn.execute("RELEASE damas_insert")
+            self._reindex([elements[i] for i in fresh], self._index_keys())
+        return out
+
+    @staticmethod
+    def _ids(conn: sqlite3.Connection, ids: Iterable[str]) -> set[str]:
+        unique = list(ids)
+        found: set[str] = set()
+        for i in range(0, len(unique), _CHUNK):
+            chunk = unique[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                r[0] for r in conn.execute(f"SELECT id FROM elements WHERE id IN ({marks})", chunk)
+            )
+        return found
 
     def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
         with self._transaction():
@@ -268,11 +298,15 @@ class SQLiteStorage(Storage):
                 out.append(ok)
             rows = [(orjson.dumps(e).decode(), i) for i, e in changed.items()]
             self._conn.executemany("UPDATE elements SET doc = ? WHERE id = ?", rows)
+            self._conn.executemany(
+                "DELETE FROM element_index WHERE id = ?", [(i,) for i in changed]
+            )
+            self._reindex(list(changed.values()), self._index_keys())
             return out
 
     def _delete_many(self, ids: list[str]) -> list[bool]:
         with self._transaction():
-            remaining = set(self._docs(self._conn, ids))
+            remaining = self._ids(self._conn, set(ids))
             out: list[bool] = []
             gone: list[tuple[str]] = []
             for i in ids:
@@ -282,6 +316,7 @@ class SQLiteStorage(Storage):
                     gone.append((i,))
                 out.append(ok)
             self._conn.executemany("DELETE FROM elements WHERE id = ?", gone)
+            self._conn.executemany("DELETE FROM element_index WHERE id = ?", gone)
             return out
 
     def _scan(self) -> Iterator[Element]:

@@ -1,0 +1,151 @@
+"""SQLite backend against raw ``sqlite3`` doing the same work in the same run.
+
+- ``indexed search``: ``tracker.search("#parent:X")`` returning the 10 children of one
+  parent among N elements, against raw primary-key gets of the same 10 ids (goal ≤ 25×);
+- ``bulk insert``: ``insert_many`` of N elements in one call (one transaction, index
+  rows written by triggers), against encoding the same dicts with orjson and one
+  ``executemany`` into a table of the same shape (goal ≤ 2×).
+
+Run on its own: ``python -m tests.benchmarks.bench_sqlite [--quick]``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+from damas_core.backends.sqlite import SQLiteStorage
+
+import damas_core
+
+SCALES = {"full": 200_000, "quick": 20_000}
+SEARCHES = 200  # distinct parents searched, to time more than one cache-warm query
+
+
+def elements(n: int) -> list[dict]:
+    """``n`` file-like elements, ten children per parent."""
+    return [
+        {
+            "_id": f"/project/shots/s{i // 10:06d}/take{i % 10}.exr",
+            "#parent": f"/project/shots/s{i // 10:06d}",
+            "type": "take",
+            "file_size": 1000 + i,
+            "file_mtime": 1_700_000_000 + i,
+            "author": "alice",
+            "time": 1_700_000_000_000 + i,
+        }
+        for i in range(n)
+    ]
+
+
+def raw_connection(path: Path) -> sqlite3.Connection:
+    """A bare sqlite3 database shaped and tuned like the backend's."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE elements (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID")
+    return conn
+
+
+def best(fn: Callable[[], object], repeat: int = 3) -> float:
+    """The best wall time of ``repeat`` runs of ``fn``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def figure(name: str, n: int, ours: float, raw: float, goal: float) -> dict:
+    ratio = ours / raw
+    return {
+        "area": "sqlite",
+        "figure": name,
+        "n": n,
+        "ours_s": ours,
+        "raw_s": raw,
+        "ratio": ratio,
+        "goal": f"≤ {goal:g}×",
+        "ok": ratio <= goal,
+    }
+
+
+def bulk_insert(n: int, tmp: Path) -> dict:
+    docs = elements(n)
+    runs = iter(range(100))
+
+    def ours() -> None:
+        store = SQLiteStorage(f"sqlite://{tmp}/ours-{next(runs)}.db")
+        try:
+            store.insert_many(docs)
+        finally:
+            store.close()
+
+    def raw() -> None:
+        conn = raw_connection(tmp / f"raw-{next(runs)}.db")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO elements (id, doc) VALUES (?, ?)",
+                [(d["_id"], orjson.dumps(d).decode()) for d in docs],
+            )
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    return figure("bulk insert", n, best(ours), best(raw), 2)
+
+
+def indexed_search(n: int, tmp: Path) -> dict:
+    docs = elements(n)
+    parents = [f"/project/shots/s{p:06d}" for p in range(0, n // 10, max(1, n // 10 // SEARCHES))]
+    children = {p: [f"{p}/take{k}.exr" for k in range(10)] for p in parents}
+    url = f"sqlite://{tmp}/search.db"
+    store = SQLiteStorage(url)
+    store.insert_many(docs)
+    store.close()
+    conn = raw_connection(tmp / "search-raw.db")
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO elements (id, doc) VALUES (?, ?)",
+        [(d["_id"], orjson.dumps(d).decode()) for d in docs],
+    )
+    conn.execute("COMMIT")
+
+    with damas_core.open(url) as tracker:
+        assert tracker.search(f"#parent:{parents[0]}") == children[parents[0]]
+
+        def ours() -> None:
+            for p in parents:
+                tracker.search(f"#parent:{p}")
+
+        def raw() -> None:
+            for p in parents:
+                for i in children[p]:
+                    conn.execute("SELECT doc FROM elements WHERE id = ?", (i,)).fetchone()
+
+        result = figure("indexed search (10 hits)", n, best(ours), best(raw), 25)
+    conn.close()
+    return result
+
+
+def figures(scale: str) -> Iterator[dict]:
+    """The SQLite figures at ``scale`` (``"full"``: 200k elements, ``"quick"``: 20k)."""
+    n = SCALES[scale]
+    with tempfile.TemporaryDirectory(prefix="bench-sqlite-") as tmp:
+        yield indexed_search(n, Path(tmp))
+        yield bulk_insert(n, Path(tmp))
+
+
+if __name__ == "__main__":
+    for f in figures("quick" if "--quick" in sys.argv else "full"):
+        print(
+            f"{f['figure']:28} n={f['n']:<7} ours={f['ours_s']:.4f}s raw={f['raw_s']:.4f}s "
+            f"ratio={f['ratio']:.2f} goal {f['goal']} {'ok' if f['ok'] else 'MISSED'}"
+        )
