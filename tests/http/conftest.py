@@ -51,8 +51,20 @@ def serving(app: Any, **options: Any) -> Iterator[str]:
         server.close()
 
 
+_HASHES: dict[str, str] = {}
+
+
 def add_users(tracker: damas_core.Tracker) -> None:
-    tracker.create([{"_id": f"@{n}", "class": c, "password": f"{n}-pw"} for n, c in USERS.items()])
+    """Store the users of :data:`USERS`; hashes are computed once per run (argon2 is slow
+    on purpose), then stored as they are."""
+    from damas_core.passwords import hash_password
+
+    for name in USERS:
+        if name not in _HASHES:
+            _HASHES[name] = hash_password(f"{name}-pw")
+    tracker.storage.insert_many(
+        [{"_id": f"@{n}", "class": c, "password": _HASHES[n], "author": "damas"} for n, c in USERS.items()]
+    )
 
 
 @pytest.fixture(scope="session")

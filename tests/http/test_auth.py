@@ -1,0 +1,310 @@
+"""Sign-in, tokens and permissions over HTTP (``auth="jwt"`` and a host callable)."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+import jwt
+import pytest
+import requests
+
+import damas_core
+from damas_core.client import connect
+from damas_core.errors import Unauthorized
+from damas_core.permissions import CLASSES, REQUIRED, RANK
+from damas_core.query.ast import All
+from damas_core.tokens import Tokens
+from damas_core.wsgi import make_app
+from tests.http.conftest import USERS, add_users
+
+
+@pytest.fixture
+def jwt_api(shared_server):
+    """``(tracker, url, app)``: a fresh memory tracker with users, served with jwt."""
+    switch, url = shared_server
+    tracker = damas_core.open("memory://")
+    add_users(tracker)
+    switch.app = make_app(tracker, auth="jwt")
+    yield tracker, url, switch.app
+    tracker.close()
+
+
+def token_for(url: str, name: str) -> str:
+    r = requests.post(f"{url}/api/signIn/", data={"username": name, "password": f"{name}-pw"})
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def snapshot(tracker) -> dict:
+    ids = tracker.storage.find(All())
+    return {e["_id"]: e for e in tracker.storage.get_many(ids) if e and not e["_id"].startswith("~")}
+
+
+# -- sign-in -------------------------------------------------------------------------
+
+
+def test_sign_in_with_a_form_or_json(jwt_api):
+    tracker, url, _ = jwt_api
+    r = requests.post(f"{url}/api/signIn", data={"username": "ula", "password": "ula-pw"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["user"]["_id"] == "@ula" and "password" not in body["user"]
+    assert body["token_exp"] - body["token_iat"] == 24 * 3600
+    r = requests.post(f"{url}/api/signIn/", json={"username": "ula", "password": "ula-pw", "expiresIn": "1h"})
+    assert r.json()["token_exp"] - r.json()["token_iat"] == 3600
+    r = requests.get(f"{url}/api/verify/", headers=bearer(r.json()["token"]))
+    assert r.status_code == 200 and r.json()["_id"] == "@ula" and "password" not in r.json()
+    assert requests.post(f"{url}/api/signIn/", json={"username": "ula", "password": "ula-pw", "expiresIn": "soon"}).status_code == 400
+    assert requests.post(f"{url}/api/signIn/", json={"username": "ula"}).status_code == 400
+
+
+def test_failures_do_not_say_whether_the_user_exists(jwt_api):
+    _, url, _ = jwt_api
+    wrong = requests.post(f"{url}/api/signIn/", data={"username": "ula", "password": "nope"})
+    unknown = requests.post(f"{url}/api/signIn/", data={"username": "nobody", "password": "nope"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json() == {"error": "signIn error: invalid username or password", "status": 401}
+
+
+def test_sign_in_is_rate_limited_per_user_and_address(jwt_api):
+    _, url, _ = jwt_api
+    for _ in range(5):
+        assert requests.post(f"{url}/api/signIn/", data={"username": "ula", "password": "x"}).status_code == 401
+    r = requests.post(f"{url}/api/signIn/", data={"username": "ula", "password": "ula-pw"})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    # Another user from the same address is not locked out by ula's failures.
+    assert requests.post(f"{url}/api/signIn/", data={"username": "eddie", "password": "eddie-pw"}).status_code == 200
+
+
+def test_the_secret_is_never_returned(jwt_api):
+    tracker, url, _ = jwt_api
+    token = token_for(url, "ada")
+    secret = tracker.get_setting("jwt_secret")
+    assert secret
+    h = bearer(token)
+    answers = [
+        requests.get(f"{url}/api/search/*", headers=h),
+        requests.get(f"{url}/api/read/~damas", headers=h),
+        requests.post(f"{url}/api/search_mongo/", json={"query": {}}, headers=h),
+        requests.get(f"{url}/api/verify/", headers=h),
+    ]
+    assert "~damas" not in answers[0].json() and answers[1].status_code == 404
+    assert all(secret not in a.text for a in answers)
+    assert requests.put(f"{url}/api/update/", json={"_id": "~damas", "jwt_secret": "x"}, headers=h).status_code == 400
+    assert tracker.get_setting("jwt_secret") == secret
+
+
+def test_reading_a_user_never_returns_its_password(jwt_api):
+    _, url, _ = jwt_api
+    h = bearer(token_for(url, "ada"))
+    for r in (
+        requests.get(f"{url}/api/read/@ula,@ada", headers=h),
+        requests.get(f"{url}/api/graph/0/@ula", headers=h),
+        requests.get(f"{url}/api/search_one/_id:@ula", headers=h),
+        requests.put(f"{url}/api/update/", json={"_id": "@ula", "email": "u@x"}, headers=h),
+        requests.post(f"{url}/api/upsert/", json={"_id": "@new", "password": "pw"}, headers=h),
+    ):
+        assert r.status_code < 300 and "password" not in r.text and "argon2" not in r.text
+
+
+# -- tokens ----------------------------------------------------------------------------
+
+
+def claims(name: str = "ula", **more) -> dict:
+    now = int(time.time())
+    return {"sub": name, "iat": now, "exp": now + 3600, "jti": "x", **more}
+
+
+@pytest.mark.parametrize("kind", ["forged", "alg-none", "garbage", "expired", "no-exp", "hs512"])
+def test_bad_tokens_get_401(jwt_api, kind):
+    tracker, url, app = jwt_api
+    token_for(url, "ula")  # makes the secret exist
+    secret = tracker.get_setting("jwt_secret")
+    tokens = {
+        "forged": lambda: jwt.encode(claims(), "not-the-secret", algorithm="HS256"),
+        "alg-none": lambda: jwt.encode(claims(), None, algorithm="none"),
+        "garbage": lambda: "not.a.token",
+        "expired": lambda: Tokens(tracker, clock=lambda: time.time() - 3 * 86400).issue("ula")[0],
+        "no-exp": lambda: jwt.encode({"sub": "ula", "iat": 1, "jti": "x"}, secret, algorithm="HS256"),
+        "hs512": lambda: jwt.encode(claims(), secret, algorithm="HS512"),
+    }
+    before = snapshot(tracker)
+    h = bearer(tokens[kind]())
+    assert requests.get(f"{url}/api/verify/", headers=h).status_code == 401
+    r = requests.post(f"{url}/api/create/", json={"_id": "/x"}, headers=h)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert snapshot(tracker) == before
+
+
+@pytest.mark.parametrize("change", ["sign-out", "password", "disabled", "deleted"])
+def test_tokens_die(jwt_api, change):
+    tracker, url, _ = jwt_api
+    client = connect(url)
+    client.sign_in("ula", "ula-pw")
+    token = client.token
+    assert client.verify()["_id"] == "@ula"
+    if change == "sign-out":
+        client.sign_out()
+        client.use_token(token)
+    elif change == "password":
+        tracker.update({"_id": "@ula", "password": "new-pw"})
+    elif change == "disabled":
+        tracker.update({"_id": "@ula", "disabled": True})
+    else:
+        tracker.delete("@ula")
+    with pytest.raises(Unauthorized):
+        client.verify()
+    with pytest.raises(Unauthorized):
+        client.create({"_id": "/x"})
+    assert tracker.read("/x") is None
+
+
+def test_token_cookie(jwt_api):
+    tracker, url, _ = jwt_api
+    token = token_for(url, "ula")
+    cookies = {"token": token}
+    assert requests.get(f"{url}/api/verify/", cookies=cookies).json()["_id"] == "@ula"
+    # A cross-site form can carry the cookie but not a JSON content type: refused.
+    r = requests.post(f"{url}/api/create/", data='{"_id": "/x"}', cookies=cookies,
+                      headers={"Content-Type": "text/plain"})
+    assert r.status_code == 403 and tracker.read("/x") is None
+    assert requests.post(f"{url}/api/create/", json={"_id": "/x"}, cookies=cookies).status_code == 201
+
+
+def test_no_credentials_get_401_on_every_private_route(jwt_api):
+    from damas_core.routes import ROUTES
+
+    tracker, url, _ = jwt_api
+    before = snapshot(tracker)
+    for route in ROUTES:
+        if route.public:
+            continue
+        path = route.path.format(ids="%2Fa", id="%2Fa", query="*", depth="0")
+        r = requests.request(route.method, url + path, json={"_id": "/a"})
+        assert r.status_code == 401, (route.method, route.path, r.text)
+    assert snapshot(tracker) == before
+
+
+def test_host_callable_auth(memory_tracker, serve):
+    url = serve(make_app(memory_tracker, auth=lambda environ: environ.get("HTTP_X_USER")))
+    assert requests.post(f"{url}/api/create/", json={"_id": "/a"}, headers={"X-User": "ula"}).json()["author"] == "ula"
+    assert requests.post(f"{url}/api/create/", json={"_id": "/b"}).status_code == 401
+    assert requests.post(f"{url}/api/create/", json={"_id": "/b"}, headers={"X-User": "nobody"}).status_code == 401
+    assert requests.delete(f"{url}/api/delete/", json="/a", headers={"X-User": "ula"}).status_code == 403
+    assert memory_tracker.read("/b") is None and memory_tracker.read("/a") is not None
+
+
+# -- permissions: every class x every route --------------------------------------------------
+
+REQUESTS = {
+    "create": ("POST", "/api/create/", {"_id": "/new"}),
+    "read": ("GET", "/api/read/%2Ft", None),
+    "read_body": ("POST", "/api/read/", "/t"),
+    "update": ("PUT", "/api/update/", {"_id": "/t", "k": 2}),
+    "upsert": ("POST", "/api/upsert/", {"_id": "/t", "k": 3}),
+    "delete": ("DELETE", "/api/delete/", "/t"),
+    "graph": ("GET", "/api/graph/0/%2Ft", None),
+    "graph_body": ("POST", "/api/graph/0/", ["/t"]),
+    "search": ("GET", "/api/search/k:1", None),
+    "search_one": ("GET", "/api/search_one/k:1", None),
+    "search_mongo": ("POST", "/api/search_mongo/", {"query": {"k": 1}}),
+    "publish": ("POST", "/api/publish/", {"_id": "/p", "comment": "c", "origin": "o"}),
+    "lock": ("PUT", "/api/lock/", "/t"),
+    "unlock": ("PUT", "/api/unlock/", "/mine"),
+    "comment": ("POST", "/api/comment/", {"#parent": "/t", "comment": "hi"}),
+    "version": ("POST", "/api/version/%2Ft", {"note": "v2"}),
+    "verify": ("GET", "/api/verify/", None),
+}
+
+
+def test_the_table_covers_every_private_route():
+    from damas_core.routes import ROUTES
+
+    covered = {(m, p.rstrip("/")) for m, p, _ in REQUESTS.values()}
+    for route in ROUTES:
+        if route.public:
+            continue
+        path = route.path.format(ids="%2Ft", id="%2Ft", query="k:1", depth="0").rstrip("/")
+        assert (route.method, path) in covered, route.path
+
+
+@pytest.mark.parametrize("name", list(USERS))
+@pytest.mark.parametrize("case", list(REQUESTS))
+def test_permission_table(jwt_api, name, case):
+    tracker, url, app = jwt_api
+    tracker.create([{"_id": "/t", "k": 1}, {"_id": "/mine", "lock": name}])
+    user_class = USERS[name]
+    op = case.removesuffix("_body")
+    allowed = RANK[user_class] >= RANK[REQUIRED[op]]
+    method, path, body = REQUESTS[case]
+    token = app.tokens.issue(name)[0]  # signing in is tested above; argon2 is slow
+    before = snapshot(tracker)
+    r = requests.request(method, url + path, json=body, headers=bearer(token))
+    if allowed:
+        assert r.status_code in (200, 201), (case, name, r.text)
+    else:
+        assert r.status_code == 403, (case, name, r.text)
+        assert r.json()["error"].startswith(f"{op} error")
+        assert snapshot(tracker) == before
+
+
+@pytest.mark.parametrize("key,value", [("author", "someone"), ("time", 1), ("class", "admin"), ("lock", "eddie")])
+@pytest.mark.parametrize("how", ["create", "update", "upsert", "upsert-new"])
+def test_non_admins_cannot_set_restricted_keys(jwt_api, key, value, how):
+    tracker, url, _ = jwt_api
+    tracker.create({"_id": "/t", "k": 1})
+    before = snapshot(tracker)
+    h = bearer(token_for(url, "eddie"))
+    requests_by_how = {
+        "create": ("POST", "/api/create/", {"_id": "/n", key: value}),
+        "update": ("PUT", "/api/update/", {"_id": "/t", key: value}),
+        "upsert": ("POST", "/api/upsert/", {"_id": "/t", key: value}),
+        "upsert-new": ("POST", "/api/upsert/", {"_id": "/n", key: value}),
+    }
+    method, path, body = requests_by_how[how]
+    r = requests.request(method, url + path, json=body, headers=h)
+    assert r.status_code == 403 and repr(key) in r.json()["error"]
+    assert snapshot(tracker) == before
+
+
+def test_guest_tries_every_write(jwt_api):
+    tracker, url, _ = jwt_api
+    tracker.create({"_id": "/t", "k": 1})
+    before = snapshot(tracker)
+    h = bearer(token_for(url, "gus"))
+    for case, (method, path, body) in REQUESTS.items():
+        if RANK["guest"] >= RANK[REQUIRED[case.removesuffix("_body")]]:
+            continue
+        assert requests.request(method, url + path, json=body, headers=h).status_code == 403, case
+    assert requests.put(f"{url}/api/unlock/?force=1", json="/t", headers=bearer(token_for(url, "ula"))).status_code == 403
+    assert snapshot(tracker) == before
+
+
+def test_author_mode_over_http(shared_server):
+    switch, url = shared_server
+    tracker = damas_core.open("memory://", author_mode=True)
+    add_users(tracker)
+    switch.app = make_app(tracker, auth="jwt")
+    tracker.create({"_id": "/theirs", "author": "someone"})
+    h = bearer(token_for(url, "eddie"))
+    assert requests.put(f"{url}/api/update/", json={"_id": "/theirs", "k": 1}, headers=h).status_code == 403
+    assert requests.post(f"{url}/api/create/", json={"_id": "/own"}, headers=h).status_code == 201
+    assert requests.put(f"{url}/api/update/", json={"_id": "/own", "k": 1}, headers=h).status_code == 200
+    assert "k" not in tracker.read("/theirs")
+    tracker.close()
+
+
+def test_classes_list_is_what_the_table_uses():
+    assert set(USERS.values()) == set(CLASSES)
+
+
+def test_quote_helper_matches_server_decoding(jwt_api):
+    tracker, url, _ = jwt_api
+    tracker.create({"_id": "/a b"})
+    h = bearer(token_for(url, "gus"))
+    assert requests.get(f"{url}/api/read/{quote('/a b', safe='')}", headers=h).status_code == 200
