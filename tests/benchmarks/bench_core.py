@@ -1,0 +1,199 @@
+"""The core on the LMDB backend, through the public API, against raw py-lmdb.
+
+Each figure times a ``Tracker`` method on ``lmdb://`` and raw py-lmdb doing the same
+work on an environment of the same shape in the same run (``orjson`` for the JSON):
+
+- ``bulk create``: ``tracker.create(N elements)`` in one call, against one raw write
+  transaction putting the same elements (goal ≤ 2×);
+- ``read one id``: ``tracker.read(id)`` per id, against a read transaction, ``get``
+  and decode per id (goal ≤ 3×);
+- ``read 1000 ids``: ``tracker.read([1000 ids])``, against 1000 gets in one read
+  transaction (goal ≤ 1.5×);
+- ``indexed search``: ``tracker.search('#parent:"X"')`` (10 hits), against 10 raw gets
+  of those children (goal ≤ 25×, and flat from 200k to 1M elements);
+- ``full-scan search``: ``tracker.search("file_size>X")``, against a raw cursor scan,
+  decode and a hand-written filter (goal ≤ 2×);
+- ``graph depth 3``: ``tracker.graph(root, depth=3)`` on trees of 40 nodes and 39
+  links, against raw gets of the same 79 elements (goal ≤ 3×).
+
+One store per size is reused by every figure. Run on its own:
+``python -m tests.benchmarks.bench_core [--quick]``.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import lmdb
+import orjson
+
+import damas_core
+from tests.benchmarks.harness import best, figure, once, print_table
+
+AREA = "core"
+SCALES = {"full": (200_000, 1_000_000), "quick": (20_000,)}
+READ_ONE = 2000  # ids read one call each
+READ_BATCHES = 20  # calls of 1000 ids
+SEARCHES = 200  # parents searched
+TREES = 50  # graph roots
+BRANCHING = 3
+FLAT_GOAL = 1.5  # indexed search time at the largest size / at the smallest
+
+loads, dumps = orjson.loads, orjson.dumps
+
+
+def elements(n: int) -> list[dict]:
+    """``n`` file-like elements, ten children per parent."""
+    return [
+        {
+            "_id": f"/project/shots/s{i // 10:06d}/take{i % 10}.exr",
+            "#parent": f"/project/shots/s{i // 10:06d}",
+            "type": "take",
+            "file_size": 1000 + i,
+            "file_mtime": 1_700_000_000 + i,
+            "origin": "paris",
+            "comment": "scanned at paris",
+        }
+        for i in range(n)
+    ]
+
+
+def trees(count: int) -> tuple[list[str], list[dict], dict[str, list[str]]]:
+    """Graph fixtures: roots, every node and link, and the ids a depth-3 walk reaches."""
+    roots, out, reached = [], [], {}
+    for t in range(count):
+        root = f"/graph/t{t}"
+        roots.append(root)
+        out.append({"_id": root, "type": "asset"})
+        ids = [root]
+        level = [root]
+        for depth in range(3):
+            nxt = []
+            for parent in level:
+                for b in range(BRANCHING):
+                    node = f"{parent}/{depth}{b}"
+                    link = f"/links{node}"
+                    out.append({"_id": node, "type": "asset"})
+                    out.append({"_id": link, "src_id": node, "tgt_id": parent})
+                    ids += [node, link]
+                    nxt.append(node)
+            level = nxt
+        reached[root] = ids
+    return roots, out, reached
+
+
+class Raw:
+    """A bare py-lmdb environment shaped like the backend's ``elements`` database."""
+
+    def __init__(self, path: str) -> None:
+        self.env = lmdb.open(path, map_size=16 << 30, max_dbs=4, readahead=False)
+        self.db = self.env.open_db(b"elements")
+
+    def put_all(self, items: list[dict]) -> None:
+        db = self.db
+        with self.env.begin(write=True) as txn:
+            put = txn.put
+            for e in items:
+                put(e["_id"].encode(), dumps(e), db=db, overwrite=False)
+
+    def read_each(self, ids: list[str]) -> list[dict]:
+        db, begin = self.db, self.env.begin
+        out = []
+        for i in ids:
+            with begin() as txn:
+                out.append(loads(txn.get(i.encode(), db=db)))
+        return out
+
+    def read_many(self, ids: list[str]) -> list[dict]:
+        db = self.db
+        with self.env.begin() as txn:
+            get = txn.get
+            return [loads(get(i.encode(), db=db)) for i in ids]
+
+    def scan_larger(self, x: int) -> list[str]:
+        with self.env.begin(buffers=True) as txn:
+            hits = []
+            for raw in txn.cursor(db=self.db).iternext(keys=False):
+                e = loads(raw)
+                v = e.get("file_size")
+                if type(v) in (int, float) and v > x:
+                    hits.append(e["_id"])
+            return hits
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def figures(scale: str) -> Iterator[dict]:
+    """The core figures at every size of ``scale`` ("full" or "quick")."""
+    indexed: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="damas-bench-") as tmp:
+        for n in SCALES[scale]:
+            yield from _figures_at(n, Path(tmp), indexed)
+    sizes = SCALES[scale]
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        row = figure(
+            AREA, f"indexed search, {large:,} vs {small:,} elements", large,
+            ours_s=indexed[large], raw_s=indexed[small], goal=FLAT_GOAL,
+        )  # fmt: skip
+        yield row
+
+
+def _figures_at(n: int, tmp: Path, indexed: dict[int, float]) -> Iterator[dict]:
+    rng = random.Random(n)
+    data = elements(n)
+    roots, graph_elements, reached = trees(TREES)
+    raw = Raw(str(tmp / f"raw-{n}"))
+    tracker = damas_core.open(f"lmdb://{tmp}/ours-{n}")
+    try:
+        raw_s = once(lambda: raw.put_all(data))
+        ours_s = once(lambda: tracker.create(data))
+        yield figure(AREA, "bulk create (one call)", n, ours_s=ours_s, raw_s=raw_s, goal=2.0)
+        raw.put_all(graph_elements)
+        tracker.create(graph_elements)
+        data.clear()  # free the memory before the read figures
+
+        ids = [f"/project/shots/s{i // 10:06d}/take{i % 10}.exr" for i in range(n)]
+        one = rng.sample(ids, min(READ_ONE, n))
+        raw_s = best(lambda: raw.read_each(one))
+        ours_s = best(lambda: [tracker.read(i) for i in one])
+        yield figure(AREA, "read one id (per call)", len(one), ours_s=ours_s, raw_s=raw_s, goal=3.0)
+
+        batches = [rng.sample(ids, 1000) for _ in range(READ_BATCHES)]
+        raw_s = best(lambda: [raw.read_many(b) for b in batches])
+        ours_s = best(lambda: [tracker.read(b) for b in batches])
+        yield figure(AREA, "read 1000 ids (one call)", 1000, ours_s=ours_s, raw_s=raw_s, goal=1.5)
+
+        parents = [f"/project/shots/s{p:06d}" for p in rng.sample(range(n // 10), SEARCHES)]
+        children = {p: [f"{p}/take{t}.exr" for t in range(10)] for p in parents}
+        queries = [f'#parent:"{p}"' for p in parents]
+        assert tracker.search(queries[0]) == children[parents[0]]
+        raw_s = best(lambda: [raw.read_many(children[p]) for p in parents])
+        ours_s = best(lambda: [tracker.search(q) for q in queries])
+        indexed[n] = ours_s
+        yield figure(
+            AREA, "indexed search #parent (10 hits)", n, ours_s=ours_s, raw_s=raw_s, goal=25.0
+        )
+
+        x = 1000 + n - n // 100  # the last 1% of the elements
+        assert tracker.search(f"file_size>{x}") == raw.scan_larger(x)
+        raw_s = best(lambda: raw.scan_larger(x))
+        ours_s = best(lambda: tracker.search(f"file_size>{x}"))
+        yield figure(AREA, "full-scan search file_size>X", n, ours_s=ours_s, raw_s=raw_s, goal=2.0)
+
+        assert len(tracker.graph(roots[0], depth=3)) == len(reached[roots[0]])
+        raw_s = best(lambda: [raw.read_many(reached[r]) for r in roots])
+        ours_s = best(lambda: [tracker.graph(r, depth=3) for r in roots])
+        yield figure(AREA, "graph depth 3 (79 elements)", n, ours_s=ours_s, raw_s=raw_s, goal=3.0)
+    finally:
+        tracker.close()
+        raw.close()
+
+
+if __name__ == "__main__":
+    print_table(list(figures("quick" if "--quick" in sys.argv else "full")))
