@@ -184,6 +184,9 @@ class Agent:
             self._scan(vol, files, report)
         if self._stop.is_set():
             return report
+        if vol.get("enableReception", True) is False and vol.get("enableEmission", True) is False:
+            self._status("idle")
+            return report
         vols = volumes(self.tracker)
         params = global_parameters(self.tracker)
         now = now_ms()
