@@ -268,6 +268,8 @@ def comment(call: Call) -> Answer:
 
 def version(call: Call) -> Answer:
     body = call.body(required=False)
+    if body is not None and not isinstance(body, dict):
+        raise BadRequest("version error: the body is a JSON object of keys to set", op="version")
     head = call.session.version(decode(call.params["id"], "version"), body)
     if head is None:
         raise NotFound("version error: not found", op="version")

@@ -133,7 +133,7 @@ class DamasApp:
             answer = Answer(e.status, e.to_dict())
             if isinstance(e, Unauthorized):
                 answer.headers.append(("WWW-Authenticate", 'Bearer realm="damas"'))
-            if e.status >= 500:
+            if e.status >= 500 and e.status != 501:  # 501: valid but unsupported input
                 log.error("%s %s: %s", call.method, call.path, e, exc_info=e)
         except Exception as e:  # a bug: answer 500 and keep serving
             log.exception("%s %s failed", call.method, call.path)

@@ -74,7 +74,7 @@ def test_search_in_the_url(api):
 
 
 def test_create_status_codes_and_body_forms(api):
-    tracker, url, http = api
+    _tracker, url, http = api
     r = http.post(f"{url}/api/create/", json={"_id": "/a"})
     assert r.status_code == 201 and r.json()["_id"] == "/a"
     r = http.post(f"{url}/api/create/", json=[{"_id": "/a"}, {"_id": "/b"}])
@@ -107,7 +107,7 @@ def test_read_update_delete_with_bare_string_bodies(api):
 
 
 def test_publish_answers_files_then_history(api):
-    tracker, url, http = api
+    _tracker, url, http = api
     one = {"_id": "/f", "comment": "first", "origin": "paris"}
     r = http.post(f"{url}/api/publish/", json=one)
     assert r.status_code == 201

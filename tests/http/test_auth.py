@@ -12,7 +12,7 @@ import requests
 import damas_core
 from damas_core.client import connect
 from damas_core.errors import Unauthorized
-from damas_core.permissions import CLASSES, REQUIRED, RANK
+from damas_core.permissions import CLASSES, RANK, REQUIRED
 from damas_core.query.ast import All
 from damas_core.tokens import Tokens
 from damas_core.wsgi import make_app
@@ -49,7 +49,7 @@ def snapshot(tracker) -> dict:
 
 
 def test_sign_in_with_a_form_or_json(jwt_api):
-    tracker, url, _ = jwt_api
+    _tracker, url, _ = jwt_api
     r = requests.post(f"{url}/api/signIn", data={"username": "ula", "password": "ula-pw"})
     assert r.status_code == 200
     body = r.json()
@@ -122,7 +122,7 @@ def claims(name: str = "ula", **more) -> dict:
 
 @pytest.mark.parametrize("kind", ["forged", "alg-none", "garbage", "expired", "no-exp", "hs512"])
 def test_bad_tokens_get_401(jwt_api, kind):
-    tracker, url, app = jwt_api
+    tracker, url, _app = jwt_api
     token_for(url, "ula")  # makes the secret exist
     secret = tracker.get_setting("jwt_secret")
     tokens = {
