@@ -16,7 +16,9 @@ URLs:
 
 Elements keep their string ``_id`` as MongoDB's ``_id`` (never an ObjectId). The
 search AST runs natively (:func:`damas_core.query.mongo.to_mongo`), sorted, skipped
-and limited by the server. Indexes on ``#parent``, ``src_id``, ``tgt_id`` and the
+and limited by the server, except regexes: the server selects the candidates the rest
+of the query allows and RE2 decides, so no pattern can take more than linear time
+(option ``native_regex=True`` lets a trusted deployment run them on the server). Indexes on ``#parent``, ``src_id``, ``tgt_id`` and the
 ``indexes`` option are created at open.
 
 Atomicity: on a replica set or sharded cluster (detected at open with ``hello``), a
@@ -50,7 +52,7 @@ from damas_core.backends.base import Element, Patch, Storage, select
 
 from damas_core.errors import DamasError, NotImplementedByBackend, StorageError
 from damas_core.ordering import MISSING
-from damas_core.query.ast import All, Eq, In, Node, Sort, walk
+from damas_core.query.ast import All, And, Eq, In, Node, Not, Or, Regex, Sort, walk
 from damas_core.query.mongo import field_name, to_mongo, to_mongo_sort
 
 DEFAULT_DATABASE = "damas"
@@ -97,6 +99,25 @@ def _expect_filter(expect: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return clauses
 
 
+def regex_superset(node: Node, positive: bool = True) -> Node:
+    """``node`` with every regex relaxed so that it matches at least what ``node`` does.
+
+    A regex where it counts for a match becomes ``All()``, one under an odd number of
+    ``Not`` becomes ``Not(All())``; the exact answer then comes from RE2 over those
+    candidates, so no pattern runs on the server's backtracking engine.
+
+    >>> regex_superset(And((Eq(("a",), 1), Not(Regex(("b",), "x")))))
+    And(nodes=(Eq(path=('a',), value=1), Not(node=Not(node=All()))))
+    """
+    if isinstance(node, Regex):
+        return All() if positive else Not(All())
+    if isinstance(node, Not):
+        return Not(regex_superset(node.node, not positive))
+    if isinstance(node, And | Or):
+        return type(node)(tuple(regex_superset(n, positive) for n in node.nodes))
+    return node
+
+
 def _mongomock_deviates(query: Node) -> bool:
     """True when mongomock answers ``query`` differently from a real MongoDB server.
 
@@ -131,6 +152,9 @@ class MongoStorage(Storage):
         self._local = threading.local()
         self._lock = threading.RLock()
         self._mock = self.scheme == "mongomock"
+        # Regexes run on RE2 in this process unless the server may run them: MongoDB's
+        # PCRE (and mongomock's re) backtrack, so a hostile pattern could take forever.
+        self._native_regex = bool(options.get("native_regex")) and not self._mock
         try:
             if self._mock:
                 import mongomock
@@ -307,8 +331,11 @@ class MongoStorage(Storage):
         """Matching documents (only ``_id`` with ``ids_only``), sorted, skipped, limited."""
         if self._mock and _mongomock_deviates(query):
             return select(self._scan(), query, sort, skip, limit)
-        filt = to_mongo(query)
         session = self._session
+        if not self._native_regex and any(isinstance(n, Regex) for n in walk(query)):
+            candidates = self._collection.find(to_mongo(regex_superset(query)), session=session)
+            return select(candidates, query, sort, skip, limit)
+        filt = to_mongo(query)
         if sort and self._sort_needs_python(filt, sort):
             keys = {key.split(".")[0]: 1 for key, _ in sort} if ids_only else None
             docs = self._collection.find(filt, keys, session=session)
@@ -337,7 +364,9 @@ class MongoStorage(Storage):
         return self._collection.find_one(probe, {"_id": 1}, session=self._session) is not None
 
     def _count(self, query: Node) -> int:
-        if self._mock and _mongomock_deviates(query):
+        if (self._mock and _mongomock_deviates(query)) or (
+            not self._native_regex and any(isinstance(n, Regex) for n in walk(query))
+        ):
             return len(select(self._scan(), query, (), 0, None))
         return self._collection.count_documents(to_mongo(query), session=self._session)
 
