@@ -34,6 +34,8 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import re2
+
 from damas_core.errors import BadRequest
 from damas_core.ordering import MISSING
 from damas_core.query.ast import (
@@ -261,12 +263,39 @@ def _cmp(node: Cmp) -> Predicate:
     return cmp_single
 
 
+def _searcher(node: Regex) -> Callable[[str], bool]:
+    """``found(text) -> bool``: does the regex occur in ``text``.
+
+    google-re2's public ``search`` builds a match object through a Python generator,
+    which costs five times the search itself on short strings; the RE2 object
+    underneath answers directly. If that internal API is not there (another
+    google-re2 release), the public one is used.
+    """
+    compiled = node.compiled
+    raw = getattr(getattr(compiled, "_regexp", None), "Match", None)
+    anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if raw is not None and anchor is not None:
+        try:
+            usable = raw(anchor, b"", 0, 0)[0][0] in (-1, 0)
+        except Exception:
+            usable = False
+        if usable:
+
+            def found(text: str) -> bool:
+                encoded = text.encode()
+                return raw(anchor, encoded, 0, len(encoded))[0][0] >= 0
+
+            return found
+    search = compiled.search
+    return lambda text: search(text) is not None
+
+
 def _regex(node: Regex) -> Predicate:
-    search = node.compiled.search
+    search = _searcher(node)
     path = node.path
 
     def test(v: Any) -> bool:
-        return type(v) is str and search(v) is not None
+        return type(v) is str and search(v)
 
     if len(path) != 1:
         return _on_path(path, test)
@@ -275,10 +304,10 @@ def _regex(node: Regex) -> Predicate:
     def regex_single(element: Mapping[str, Any]) -> bool:
         v = element.get(key)
         if type(v) is str:
-            return search(v) is not None
+            return search(v)
         if type(v) is list:
             for m in v:
-                if type(m) is str and search(m) is not None:
+                if type(m) is str and search(m):
                     return True
         return False
 

@@ -269,3 +269,24 @@ def test_unknown_node_is_a_bad_request():
 
     with pytest.raises(BadRequest):
         to_predicate(Strange())
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "text"),
+    [
+        ("é$", "", "café"),
+        ("^É", "i", "école"),
+        ("", "", ""),
+        ("^$", "", ""),
+        (r"\bshot\b", "", "a shot here"),
+        ("a.c", "s", "a\nc"),
+        ("^b", "m", "a\nb"),
+        ("日本", "", "にっぽん日本"),
+        ("x", "", "y" * 1000),
+    ],
+)
+def test_regex_fast_path_agrees_with_re2_search(pattern, flags, text):
+    node = Regex(("k",), pattern, flags)
+    expected = node.compiled.search(text) is not None
+    assert to_predicate(node)({"k": text}) is expected
+    assert to_predicate(Regex(("w", "k"), pattern, flags))({"w": {"k": text}}) is expected
