@@ -189,7 +189,7 @@ class Runner:
 
 def _stdin_values() -> Any:
     """Standard input as one JSON value, or one JSON value (else a plain id) per line."""
-    text = click.get_text_stream("stdin").read()
+    text = sys.stdin.read()
     if not text.strip():
         raise click.UsageError("nothing on standard input")
     try:
