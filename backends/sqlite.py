@@ -68,11 +68,11 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS indexed_keys (key TEXT PRIMARY KEY) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS element_index (key TEXT NOT NULL, value NOT NULL, id TEXT NOT NULL,"
     " PRIMARY KEY (key, value, id)) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS element_index_by_id ON element_index (id)",
 ]
 _INT64 = (-(2**63), 2**63 - 1)
 _INSERT_ELEMENT = "INSERT OR IGNORE INTO elements (id, doc) VALUES (?, ?)"
 _INSERT_INDEX = "INSERT OR IGNORE INTO element_index (key, value, id) VALUES (?, ?, ?)"
+_DELETE_INDEX = "DELETE FROM element_index WHERE key = ? AND value = ? AND id = ?"
 
 
 def index_rows(element: Element, keys: Sequence[str]) -> list[tuple[str, Any, str]]:
@@ -85,6 +85,12 @@ def index_rows(element: Element, keys: Sequence[str]) -> list[tuple[str, Any, st
     id_ = element["_id"]
     rows = []
     for key in keys:
+        v = element.get(key)
+        if v is None:
+            continue
+        if type(v) is str:  # the common case, without the general helper
+            rows.append((key, v, id_))
+            continue
         for v in index_values(element, key):
             if type(v) is bool:
                 v = BOOL_BLOBS[v]
@@ -282,8 +288,10 @@ class SQLiteStorage(Storage):
         with self._transaction():
             docs = self._docs(self._conn, [p.id for p in patches])
             current: dict[str, Element] = {}
+            old_rows: list[tuple[str, Any, str]] = []
             changed: dict[str, Element] = {}
             out: list[bool] = []
+            keys = self._index_keys()
             for p in patches:
                 element = current.get(p.id)
                 if element is None:
@@ -292,31 +300,35 @@ class SQLiteStorage(Storage):
                         out.append(False)
                         continue
                     element = current[p.id] = orjson.loads(raw)
+                    old_rows += index_rows(element, keys)
                 ok = apply_patch(element, p)
                 if ok:
                     changed[p.id] = element
                 out.append(ok)
             rows = [(orjson.dumps(e).decode(), i) for i, e in changed.items()]
             self._conn.executemany("UPDATE elements SET doc = ? WHERE id = ?", rows)
-            self._conn.executemany(
-                "DELETE FROM element_index WHERE id = ?", [(i,) for i in changed]
-            )
-            self._reindex(list(changed.values()), self._index_keys())
+            # Only the index rows that differ are written (a lock touches none).
+            old = {r for r in old_rows if r[2] in changed}
+            new = {r for e in changed.values() for r in index_rows(e, keys)}
+            self._conn.executemany(_DELETE_INDEX, old - new)
+            self._conn.executemany(_INSERT_INDEX, new - old)
             return out
 
     def _delete_many(self, ids: list[str]) -> list[bool]:
         with self._transaction():
-            remaining = self._ids(self._conn, set(ids))
+            docs = self._docs(self._conn, ids)
+            keys = self._index_keys()
             out: list[bool] = []
             gone: list[tuple[str]] = []
+            old_rows: list[tuple[str, Any, str]] = []
             for i in ids:
-                ok = i in remaining
-                if ok:
-                    remaining.discard(i)
+                raw = docs.pop(i, None)
+                out.append(raw is not None)
+                if raw is not None:
                     gone.append((i,))
-                out.append(ok)
+                    old_rows += index_rows(orjson.loads(raw), keys)
             self._conn.executemany("DELETE FROM elements WHERE id = ?", gone)
-            self._conn.executemany("DELETE FROM element_index WHERE id = ?", gone)
+            self._conn.executemany(_DELETE_INDEX, old_rows)
             return out
 
     def _scan(self) -> Iterator[Element]:

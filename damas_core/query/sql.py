@@ -29,8 +29,9 @@ expressions, one dispatch table per node type, and gives exactly the semantics o
 
 ``indexed`` names keys that have rows in the side table
 ``element_index(key, value, id)`` (see :mod:`damas_core.backends.sqlite`): an
-equality on such a key becomes ``id IN (SELECT id FROM element_index WHERE …)`` so
-SQLite answers it from that table's index.
+equality on such a key becomes ``id IN (SELECT id FROM element_index WHERE …)``
+(and the condition itself, checked on those candidates only), so SQLite answers it
+from that table's primary key.
 
 Compiling is done once per query *shape* (node types, paths, value types, sort):
 the rendered SQL is cached and only the parameters change from one call to the next.
@@ -563,9 +564,12 @@ class _Compiler:
     def _in(self, node: In) -> exp.Expression:
         if not node.values:
             return exp.false()
+        match = self.leaf(node.path, self.value_cond(node.values), missing=None in node.values)
         if len(node.path) == 1 and node.path[0] in self.indexed and None not in node.values:
-            return self._indexed(node.path[0], node.values)
-        return self.leaf(node.path, self.value_cond(node.values), missing=None in node.values)
+            # The index finds the candidates; the condition, checked on those few
+            # documents only, keeps the answer exact whatever the index holds.
+            return exp.and_(self._indexed(node.path[0], node.values), _paren(match))
+        return match
 
     def _indexed(self, key: str, values: Sequence[Scalar]) -> exp.Expression:
         encoded = [BOOL_BLOBS[v] if isinstance(v, bool) else v for v in values]

@@ -280,6 +280,12 @@ def test_new_index_keys_are_filled_and_kept_by_every_opener(url) -> None:
         typed.close()
 
 
+def test_an_index_row_alone_never_makes_a_match(store) -> None:
+    store.insert_many([{"_id": "/a", "#parent": "/x"}])
+    store._conn.execute("INSERT INTO element_index VALUES ('#parent', '/other', '/a')")
+    assert store.find(Eq(("#parent",), "/other")) == []
+
+
 def test_index_rows_of_an_element() -> None:
     e = {"_id": "/a", "k": [1, True, None, {"x": 1}, [2], "s"], "n": None}
     assert index_rows(e, ["k", "n", "missing"]) == [
