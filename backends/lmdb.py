@@ -80,6 +80,7 @@ _RESIZE_WAIT_S = 60.0
 
 _loads = orjson.loads
 _dumps = orjson.dumps
+_getpid = os.getpid
 
 
 # -- key encodings ----------------------------------------------------------------------
@@ -165,13 +166,19 @@ class _Gate:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._active = 0
         self._resizing = False
         self._pid = os.getpid()
 
     def enter(self) -> None:
-        if os.getpid() != self._pid:
+        # The plain lock first: this runs for every read, and a resize is rare.
+        with self._lock:
+            if not self._resizing and _getpid() == self._pid:
+                self._active += 1
+                return
+        if _getpid() != self._pid:
             raise StorageError(
                 "an LMDB store cannot be used across fork(): open it in the child process"
             )
@@ -181,7 +188,7 @@ class _Gate:
             self._active += 1
 
     def exit(self) -> None:
-        with self._cond:
+        with self._lock:
             self._active -= 1
             if self._resizing and self._active == 0:
                 self._cond.notify_all()
@@ -322,7 +329,28 @@ class LMDBStorage(Storage):
     # -- primitives ---------------------------------------------------------------------
 
     def _get_many(self, ids: list[str]) -> list[Element | None]:
-        raws = self._read(self._op_get, [element_key(i) for i in ids])
+        keys = [i.encode("utf-8", "surrogatepass") for i in ids]
+        if keys and max(map(len, keys)) > MAX_KEY:
+            keys = [_fit(k) for k in keys]
+        h = self._h
+        if getattr(h.local, "block", None) is None:
+            # The common case, inlined: reading by id is what a tracker does most.
+            gate = h.gate
+            gate.enter()
+            try:
+                txn = h.env.begin()
+                try:
+                    get, db = txn.get, h.main
+                    raws = [get(k, db=db) for k in keys]
+                finally:
+                    txn.abort()
+            except lmdb.MapResizedError:
+                raws = None
+            finally:
+                gate.exit()
+            if raws is not None:
+                return [None if r is None else _loads(r) for r in raws]
+        raws = self._read(self._op_get, keys)
         return [None if r is None else _loads(r) for r in raws]
 
     def _insert_many(self, elements: Sequence[Element]) -> list[bool]:

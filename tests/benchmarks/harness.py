@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 
-def best(fn: Callable[[], object], repeat: int = 3) -> float:
+def best(fn: Callable[[], object], repeat: int = 5) -> float:
     """The best wall time, in seconds, of ``repeat`` runs of ``fn`` (the least disturbed)."""
     times = []
     for _ in range(repeat):
