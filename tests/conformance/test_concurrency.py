@@ -19,6 +19,8 @@ import damas_core
 # ``{tmp}`` is replaced by a fresh directory for each test.
 STORE_URLS: list[str] = [
     "lmdb://{tmp}/store",
+    "tinydb://{tmp}/store.json",
+    "sqlite://{tmp}/store.db",
 ]
 
 PROCESSES = 4
