@@ -405,10 +405,21 @@ ROUTES: tuple[Route, ...] = (
 )  # fmt: skip
 
 
+def _section(path: str) -> str:
+    """``/api/read/…`` → ``read``: routes are grouped by it so a request tries few."""
+    parts = path.split("/", 3)
+    return parts[2] if len(parts) > 2 and parts[1] == "api" else ""
+
+
+_BY_SECTION: dict[str, list[Route]] = {}
+for _route in ROUTES:
+    _BY_SECTION.setdefault(_section(_route.path), []).append(_route)
+
+
 def match(path: str) -> list[tuple[Route, dict[str, str]]]:
     """Every route whose path matches the raw ``path``, with its raw parameters."""
     found = []
-    for route in ROUTES:
+    for route in _BY_SECTION.get(_section(path), ()):
         m = route.pattern.match(path)
         if m:
             found.append((route, m.groupdict()))

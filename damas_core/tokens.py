@@ -36,6 +36,7 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -116,6 +117,11 @@ class Tokens:
         self.clock = clock
         self._secret: str | None = None
         self._lock = threading.Lock()
+        # Checking a signature costs more than the rest of a read: remember the claims
+        # of tokens whose signature was checked. Expiry, revocation and the user are
+        # still checked on every call.
+        self._signed: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._signed_max = 4096
 
     # -- the secret -------------------------------------------------------------------
 
@@ -155,6 +161,16 @@ class Tokens:
 
         This does not look at the user: :meth:`verify` does.
         """
+        cached = self._signed.get(token)
+        claims = dict(cached) if cached is not None else self._check_signature(token)
+        if claims["exp"] <= self.clock():
+            raise Unauthorized("token error: this token has expired (sign in again)")
+        revoked = self.tracker.get_setting(REVOKED_SETTING) or {}
+        if claims["jti"] in revoked:
+            raise Unauthorized("token error: this token was revoked (sign in again)")
+        return claims
+
+    def _check_signature(self, token: str) -> dict[str, Any]:
         try:
             claims = jwt.decode(
                 token,
@@ -175,25 +191,34 @@ class Tokens:
             or not isinstance(claims.get("exp"), int | float)
         ):
             raise Unauthorized("token error: invalid token (bad claims)")
-        if claims["exp"] <= self.clock():
-            raise Unauthorized("token error: this token has expired (sign in again)")
-        revoked = self.tracker.get_setting(REVOKED_SETTING) or {}
-        if claims["jti"] in revoked:
-            raise Unauthorized("token error: this token was revoked (sign in again)")
+        with self._lock:
+            self._signed[token] = dict(claims)
+            while len(self._signed) > self._signed_max:
+                self._signed.popitem(last=False)
         return claims
+
+    def session(self, token: str) -> Any:
+        """The session of the user a valid token was issued to; :class:`Unauthorized` if
+        the token is invalid, or its user was deleted, disabled or changed password."""
+        from damas_core.passwords import fingerprint
+        from damas_core.tracker import Session
+
+        claims = self.decode(token)
+        name = claims["sub"]
+        # One read of the user element answers existence, "disabled" and the password
+        # fingerprint (tracker.as_user and password_fingerprint would read it twice).
+        user = self.tracker.storage.get(f"@{name}")
+        if user is None:
+            raise Unauthorized("token error: the user of this token no longer exists")
+        if user.get("disabled") is True:
+            raise Unauthorized("token error: the user of this token is disabled")
+        if claims.get("pwd") != fingerprint(user.get("password")):
+            raise Unauthorized("token error: the password changed since this token was issued")
+        return Session(self.tracker, user)
 
     def verify(self, token: str) -> str:
         """The username a valid token was issued to; :class:`Unauthorized` otherwise."""
-        claims = self.decode(token)
-        name = claims["sub"]
-        user = user_element(self.tracker, name)
-        if user is None:
-            raise Unauthorized("token error: the user of this token no longer exists")
-        if user.get("disabled"):
-            raise Unauthorized("token error: the user of this token is disabled")
-        if claims.get("pwd") != self.tracker.password_fingerprint(name):
-            raise Unauthorized("token error: the password changed since this token was issued")
-        return name
+        return self.session(token).username
 
     def revoke(self, token: str) -> None:
         """Refuse ``token`` from now on, in every process serving this store.

@@ -196,7 +196,7 @@ class DamasApp:
                     "(or send the token in an Authorization header)",
                     op=call.op,
                 )
-            name = self.tokens.verify(token)
+            return self.tokens.session(token)
         else:
             name = self.auth(call.environ)  # type: ignore[operator]
             if not name:
@@ -205,6 +205,8 @@ class DamasApp:
             return self.tracker.as_user(name)
         except NotFound:
             raise Unauthorized(f"{call.op} error: unknown user {name!r}", op=call.op) from None
+        except Forbidden:
+            raise Unauthorized(f"{call.op} error: user {name!r} is disabled", op=call.op) from None
 
     def sign_in(self, call: Call) -> Answer:
         """``POST /api/signIn/``: ``{token, token_exp, token_iat, user}`` or 401."""
