@@ -58,7 +58,7 @@ from damas_core.backends.base import (
 )
 
 from damas_core.errors import BadRequest, StorageError
-from damas_core.query.ast import Node, Sort
+from damas_core.query.ast import Eq, In, Node, Sort
 
 DEFAULT_MAP_SIZE = 64 << 20
 DEFAULT_MAX_DBS = 128
@@ -567,15 +567,9 @@ class LMDBStorage(Storage):
                     break
         return out, last
 
-    def _elements(self, txn: Any, query: Node) -> Iterator[Element] | list[Element]:
-        """The elements ``query`` may match: through an index when it pins an indexed
-        key to values, else every element (decoded lazily, as the cursor goes)."""
-        h = self._h
-        found = index_lookup(query, tuple(h.index_dbs))
-        if found is None:
-            return map(_loads, txn.cursor(db=h.main).iternext(keys=False, values=True))
-        name, values = found
-        cursor = txn.cursor(db=h.index_dbs[name])
+    def _index_hits(self, txn: Any, name: str, values: tuple[Any, ...]) -> list[bytes]:
+        """The element keys the index on ``name`` holds under any of ``values``, sorted."""
+        cursor = txn.cursor(db=self._h.index_dbs[name])
         keys: set[bytes] = set()
         for v in values:
             try:
@@ -584,25 +578,63 @@ class LMDBStorage(Storage):
                 continue
             if cursor.set_key(ik):
                 keys.update(bytes(k) for k in cursor.iternext_dup(keys=False, values=True))
-        get, main = txn.get, h.main
-        raws = (get(k, db=main) for k in sorted(keys))
+        return sorted(keys)
+
+    def _exact(self, query: Node) -> tuple[str, tuple[Any, ...]] | None:
+        """``(key, values)`` when the index answers ``query`` exactly (no predicate to
+        run): a lone ``Eq``/``In`` on an indexed top-level key."""
+        if isinstance(query, Eq | In):
+            return index_lookup(query, tuple(self._h.index_dbs))
+        return None
+
+    def _elements(self, txn: Any, query: Node) -> Iterator[Element] | list[Element]:
+        """The elements ``query`` may match: through an index when it pins an indexed
+        key to values, else every element (decoded lazily, as the cursor goes)."""
+        h = self._h
+        found = index_lookup(query, tuple(h.index_dbs))
+        if found is None:
+            return map(_loads, txn.cursor(db=h.main).iternext(keys=False, values=True))
+        return self._fetch(txn, self._index_hits(txn, *found))
+
+    def _fetch(self, txn: Any, keys: list[bytes]) -> list[Element]:
+        get, main = txn.get, self._h.main
+        raws = (get(k, db=main) for k in keys)
         return [_loads(r) for r in raws if r is not None]
+
+    def _exact_hits(
+        self, txn: Any, query: Node, sort: Sort, skip: int, limit: int | None
+    ) -> list[bytes] | None:
+        """The keys of the page asked for, straight from an index, when it answers the
+        query exactly and key order is ``_id`` order (no sort, no digest-shortened key)."""
+        found = None if sort else self._exact(query)
+        if found is None:
+            return None
+        keys = self._index_hits(txn, *found)
+        if any(len(k) == MAX_KEY for k in keys):
+            return None
+        return keys[skip : None if limit is None else skip + limit]
 
     def _op_find_elements(
         self, txn: Any, query: Node, sort: Sort, skip: int, limit: int | None
     ) -> list[Element]:
+        keys = self._exact_hits(txn, query, sort, skip, limit)
+        if keys is not None:
+            return self._fetch(txn, keys)
         return select(self._elements(txn, query), query, sort, skip, limit)
 
     def _op_find_ids(
         self, txn: Any, query: Node, sort: Sort, skip: int, limit: int | None
     ) -> list[str]:
+        keys = self._exact_hits(txn, query, sort, skip, limit)
+        if keys is not None:  # ids from the index alone: nothing to decode
+            return [k.decode("utf-8", "surrogatepass") for k in keys]
         if isinstance(query, All) and not sort:
             # Every id, in key order: no element needs decoding (except long ids).
             main = self._h.main
-            keys = txn.cursor(db=main).iternext(keys=True, values=False)
+            all_keys = txn.cursor(db=main).iternext(keys=True, values=False)
             end = None if limit is None else skip + limit
             out = []
-            for k in islice(keys, skip, end):
+            for k in islice(all_keys, skip, end):
                 k = bytes(k)
                 out.append(
                     _loads(txn.get(k, db=main))["_id"]
@@ -615,6 +647,9 @@ class LMDBStorage(Storage):
     def _op_count(self, txn: Any, query: Node) -> int:
         if isinstance(query, All):
             return int(txn.stat(self._h.main)["entries"])
+        found = self._exact(query)
+        if found is not None:
+            return len(self._index_hits(txn, *found))
         from damas_core.query.predicate import to_predicate
 
         return sum(map(to_predicate(query), self._elements(txn, query)))

@@ -115,7 +115,12 @@ def test_long_ids_round_trip(store):
 def test_indexed_search_decodes_only_the_hits(store, decodes):
     store.insert_many([{"_id": f"/e{i}", "#parent": f"/p{i % 50}"} for i in range(1000)])
     decodes["n"] = 0
-    assert store.find(Eq(("#parent",), "/p7")) == sorted(f"/e{i}" for i in range(7, 1000, 50))
+    hits = sorted(f"/e{i}" for i in range(7, 1000, 50))
+    assert store.find(Eq(("#parent",), "/p7")) == hits
+    assert decodes["n"] == 0  # the index alone answers: ids without reading elements
+    assert store.find(Eq(("#parent",), "/p7"), skip=2, limit=3) == hits[2:5]
+    assert store.count(In(("#parent",), ("/p7", "/p8"))) == 40 and decodes["n"] == 0
+    assert [e["_id"] for e in store.find_elements(Eq(("#parent",), "/p7"))] == hits
     assert decodes["n"] == 20
     decodes["n"] = 0
     assert store.count(And((Eq(("#parent",), "/p7"), Cmp(("x",), ">", 1)))) == 0
@@ -226,7 +231,7 @@ def test_reopen_keeps_and_uses_indexes(tmp_path, decodes):
     with LMDBStorage(url) as s:
         assert s.indexes == ("#parent", "src_id", "tgt_id", "kind")
         decodes["n"] = 0
-        assert len(s.find(Eq(("kind",), "k3"))) == 10
+        assert len(s.find(And((Eq(("kind",), "k3"), Cmp(("x",), "<", 1))))) == 0
         assert decodes["n"] == 10
 
 
