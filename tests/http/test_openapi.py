@@ -61,6 +61,6 @@ CHECKS = [no_server_error, status_code_conformance, content_type_conformance, re
 
 @pytest.mark.slow
 @SCHEMA.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_schemathesis(case):
     case.call_and_validate(checks=CHECKS)
