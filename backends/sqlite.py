@@ -71,7 +71,11 @@ _SCHEMA = [
 ]
 _INT64 = (-(2**63), 2**63 - 1)
 _INSERT_ELEMENT = "INSERT OR IGNORE INTO elements (id, doc) VALUES (?, ?)"
-_INSERT_INDEX = "INSERT OR IGNORE INTO element_index (key, value, id) VALUES (?, ?, ?)"
+_INDEX_BATCH = 300  # rows per INSERT: 900 parameters, within every SQLite's limit
+_INSERT_INDEX = "INSERT OR IGNORE INTO element_index (key, value, id) VALUES " + ",".join(
+    ["(?, ?, ?)"] * _INDEX_BATCH
+)
+_INSERT_INDEX_ONE = "INSERT OR IGNORE INTO element_index (key, value, id) VALUES (?, ?, ?)"
 _DELETE_INDEX = "DELETE FROM element_index WHERE key = ? AND value = ? AND id = ?"
 
 
@@ -112,6 +116,16 @@ def database_path(url: str) -> str:
     if path in ("", ":memory:", "/:memory:"):
         return ":memory:"
     return path
+
+
+def insert_index_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, Any, str]]) -> None:
+    """Write index rows, many per statement (about twice as fast as ``executemany``)."""
+    full = len(rows) - len(rows) % _INDEX_BATCH
+    flat = [x for r in rows[:full] for x in r]
+    step = 3 * _INDEX_BATCH
+    for i in range(0, len(flat), step):
+        conn.execute(_INSERT_INDEX, flat[i : i + step])
+    conn.executemany(_INSERT_INDEX_ONE, rows[full:])
 
 
 class SQLiteStorage(Storage):
@@ -173,8 +187,9 @@ class SQLiteStorage(Storage):
             while batch := conn.execute(
                 "SELECT id, doc FROM elements WHERE id > ? ORDER BY id LIMIT ?", (last, _SCAN_BATCH)
             ).fetchall():
-                rows = [r for _, doc in batch for r in index_rows(orjson.loads(doc), [key])]
-                conn.executemany(_INSERT_INDEX, rows)
+                insert_index_rows(
+                    conn, [r for _, d in batch for r in index_rows(orjson.loads(d), [key])]
+                )
                 last = batch[-1][0]
 
     def _index_keys(self) -> list[str]:
@@ -182,7 +197,7 @@ class SQLiteStorage(Storage):
         return [k for (k,) in self._conn.execute("SELECT key FROM indexed_keys")]
 
     def _reindex(self, elements: Sequence[Element], keys: Sequence[str]) -> None:
-        self._conn.executemany(_INSERT_INDEX, [r for e in elements for r in index_rows(e, keys)])
+        insert_index_rows(self._conn, [r for e in elements for r in index_rows(e, keys)])
 
     # -- transactions --------------------------------------------------------------------
 
@@ -244,25 +259,29 @@ class SQLiteStorage(Storage):
     def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
         # Encode first: a value orjson cannot write fails before anything is stored.
         rows = [(e["_id"], orjson.dumps(e).decode()) for e in elements]
-        out: list[bool] = []
-        fresh: list[int] = []
-        seen: set[str] = set()
-        for i, (id_, _) in enumerate(rows):
-            ok = id_ not in seen
-            if ok:
-                seen.add(id_)
-                fresh.append(i)
-            out.append(ok)
+        ids = {r[0] for r in rows}
+        if len(ids) == len(rows):  # the usual case: no id twice in the call
+            out = [True] * len(rows)
+            fresh = list(range(len(rows)))
+        else:
+            out, fresh, seen = [], [], set()
+            for i, (id_, _) in enumerate(rows):
+                out.append(id_ not in seen)
+                if out[-1]:
+                    seen.add(id_)
+                    fresh.append(i)
         with self._transaction():
             conn = self._conn
             # Optimistic: insert everything new to this call, and only look for ids
             # already stored if some row was ignored.
             conn.execute("SAVEPOINT damas_insert")
             before = conn.total_changes
-            conn.executemany(_INSERT_ELEMENT, [rows[i] for i in fresh])
+            conn.executemany(
+                _INSERT_ELEMENT, rows if len(fresh) == len(rows) else [rows[i] for i in fresh]
+            )
             if conn.total_changes - before != len(fresh):
                 conn.execute("ROLLBACK TO damas_insert")
-                stored = self._ids(conn, seen)
+                stored = self._ids(conn, ids)
                 for i in fresh:
                     if rows[i][0] in stored:
                         out[i] = False
@@ -311,7 +330,7 @@ class SQLiteStorage(Storage):
             old = {r for r in old_rows if r[2] in changed}
             new = {r for e in changed.values() for r in index_rows(e, keys)}
             self._conn.executemany(_DELETE_INDEX, old - new)
-            self._conn.executemany(_INSERT_INDEX, new - old)
+            insert_index_rows(self._conn, list(new - old))
             return out
 
     def _delete_many(self, ids: list[str]) -> list[bool]:

@@ -280,6 +280,16 @@ def test_new_index_keys_are_filled_and_kept_by_every_opener(url) -> None:
         typed.close()
 
 
+def test_large_writes_index_every_element(store) -> None:
+    store.insert_many([{"_id": f"/{i:04d}", "#parent": f"/p{i % 7}"} for i in range(1000)])
+    assert rows(store, "SELECT count(*) FROM element_index") == [(1000,)]
+    store.patch_many([Patch(f"/{i:04d}", set={"#parent": "/q"}) for i in range(0, 1000, 2)])
+    assert len(store.find(Eq(("#parent",), "/q"))) == 500
+    assert store.find(Eq(("#parent",), "/p0")) == [
+        f"/{i:04d}" for i in range(1, 1000, 2) if i % 7 == 0
+    ]
+
+
 def test_an_index_row_alone_never_makes_a_match(store) -> None:
     store.insert_many([{"_id": "/a", "#parent": "/x"}])
     store._conn.execute("INSERT INTO element_index VALUES ('#parent', '/other', '/a')")
