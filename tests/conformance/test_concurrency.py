@@ -98,7 +98,7 @@ def test_publish_race_has_one_winner_with_its_history(url):
             assert tracker.read(path)["origin"] == winners[0]
             children = tracker.search_mongo({"#parent": path})["ids"]
             assert len(children) == 1
-            assert tracker.read(children[0])["origin"] == winners[0]
+            assert tracker.read(children[0])["comment"] == winners[0]
 
 
 def _bulk_creator(url: str, writing, done) -> None:
