@@ -65,7 +65,9 @@ ERRORS: dict[int, type[DamasError]] = {
 }
 
 
-def connect(url: str, token: str | None = None, *, timeout: float = 300.0, verify: bool = True) -> Client:
+def connect(
+    url: str, token: str | None = None, *, timeout: float = 300.0, verify: bool = True
+) -> Client:
     """A client for the server at ``url`` (``http://host:8090``; a trailing ``/api`` is
     fine), optionally with a token from an earlier sign-in.
 
@@ -81,7 +83,10 @@ def _count(items: Any, *, unfold: bool) -> int:
         items = [items]
     if not unfold:
         return len(items)
-    return sum(len(e["_id"]) if isinstance(e, dict) and isinstance(e.get("_id"), list) else 1 for e in items)
+    return sum(
+        len(e["_id"]) if isinstance(e, dict) and isinstance(e.get("_id"), list) else 1
+        for e in items
+    )
 
 
 def _single(items: Any, *, unfold: bool) -> bool:
@@ -93,7 +98,9 @@ def _single(items: Any, *, unfold: bool) -> bool:
 class Client:
     """The tracker operations over HTTP; see :func:`connect`."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 300.0, verify: bool = True) -> None:
+    def __init__(
+        self, url: str, token: str | None = None, *, timeout: float = 300.0, verify: bool = True
+    ) -> None:
         url = url.rstrip("/")
         if url.endswith("/api"):
             url = url[: -len("/api")]
@@ -167,7 +174,9 @@ class Client:
         raise self.error(status, payload, op, answer)
 
     @staticmethod
-    def error(status: int, payload: Any, op: str, answer: requests.Response | None = None) -> DamasError:
+    def error(
+        status: int, payload: Any, op: str, answer: requests.Response | None = None
+    ) -> DamasError:
         """The exception for an error answer."""
         message = payload.get("error") if isinstance(payload, dict) else None
         if not isinstance(message, str):
@@ -226,7 +235,9 @@ class Client:
     def graph(self, ids: Any, depth: int = 0) -> list[dict[str, Any]]:
         """Nodes then links, walking links from ``tgt_id`` back to ``src_id``."""
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise BadRequest(f"graph error: depth must be a whole number >= 0, not {depth!r}", op="graph")
+            raise BadRequest(
+                f"graph error: depth must be a whole number >= 0, not {depth!r}", op="graph"
+            )
         self._check_ids(ids, "graph")
         status, payload = self.request("POST", f"/api/graph/{depth}/", "graph", ids, allow=(404,))
         return [] if status == 404 else payload
@@ -243,7 +254,9 @@ class Client:
             return to_text(query)
         raise BadRequest(f"{op} error: a query is a string, not {type(query).__name__}", op=op)
 
-    def search(self, query: Any, sort: Any = None, skip: int = 0, limit: int | None = None) -> list[str]:
+    def search(
+        self, query: Any, sort: Any = None, skip: int = 0, limit: int | None = None
+    ) -> list[str]:
         """Ids matching a query in the search language."""
         params: dict[str, Any] = {}
         if sort is not None:
@@ -252,17 +265,23 @@ class Client:
             if value is None or (name == "skip" and value == 0 and not isinstance(value, bool)):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise BadRequest(f"search error: {name} must be a whole number >= 0, not {value!r}", op="search")
+                raise BadRequest(
+                    f"search error: {name} must be a whole number >= 0, not {value!r}", op="search"
+                )
             params[name] = value
         text = self._query_text(query, "search")
-        return self.request("GET", "/api/search/" + quote(text, safe=""), "search", params=params)[1]
+        return self.request("GET", "/api/search/" + quote(text, safe=""), "search", params=params)[
+            1
+        ]
 
     def search_one(self, query: Any) -> dict[str, Any] | None:
         """The first element matching ``query``, or ``None``."""
         text = self._query_text(query, "search_one")
         return self.request("GET", "/api/search_one/" + quote(text, safe=""), "search_one")[1]
 
-    def search_mongo(self, query: Any, sort: Any = None, limit: int = 0, skip: int = 0) -> dict[str, Any]:
+    def search_mongo(
+        self, query: Any, sort: Any = None, limit: int = 0, skip: int = 0
+    ) -> dict[str, Any]:
         """``{"count": N, "ids": [...]}`` for a MongoDB-style query dict."""
         body = {"query": query, "sort": sort, "limit": limit, "skip": skip}
         return self.request("POST", "/api/search_mongo/", "search_mongo", body)[1]
@@ -294,7 +313,9 @@ class Client:
         """Unlock all ids the caller holds (any holder with ``force``, admins only)."""
         self._check_ids(ids, "unlock")
         params = {"force": "true"} if force else None
-        status, _ = self.request("PUT", "/api/unlock/", "unlock", ids, params=params, allow=(404, 409))
+        status, _ = self.request(
+            "PUT", "/api/unlock/", "unlock", ids, params=params, allow=(404, 409)
+        )
         return status == 200
 
     def comment(self, elements: Any) -> Any:
@@ -314,15 +335,23 @@ class Client:
     def version(self, id: str, keys: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Archive the current state as a child and update the head; ``None`` if absent."""
         if not isinstance(id, str) or not id:
-            raise BadRequest(f"version error: an _id must be a non-empty string, not {id!r}", op="version")
+            raise BadRequest(
+                f"version error: an _id must be a non-empty string, not {id!r}", op="version"
+            )
         status, payload = self.request(
-            "POST", "/api/version/" + quote(id, safe=""), "version", keys if keys is not None else {}, allow=(404,)
+            "POST",
+            "/api/version/" + quote(id, safe=""),
+            "version",
+            keys if keys is not None else {},
+            allow=(404,),
         )
         return None if status == 404 else payload
 
     # -- accounts ---------------------------------------------------------------------------
 
-    def sign_in(self, username: str, password: str, expires_in: int | str | None = None) -> dict[str, Any]:
+    def sign_in(
+        self, username: str, password: str, expires_in: int | str | None = None
+    ) -> dict[str, Any]:
         """Sign in; returns ``{"token", "token_exp", "token_iat", "user"}`` and uses the
         token for the next requests. Raises ``Unauthorized`` on a wrong password."""
         form: dict[str, Any] = {"username": username, "password": password}

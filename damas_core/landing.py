@@ -44,7 +44,9 @@ and send the token as <code>Authorization: Bearer &lt;token&gt;</code>.</li>
 def page(base: str, origin: str | None = None) -> str:
     """The landing page for an app mounted at ``base`` (``""`` at the root)."""
     base = escape(base.rstrip("/"), quote=True)
-    return _PAGE.format(base=base, origin=escape(origin or f"http://host{base}"), version=damas_core.__version__)
+    return _PAGE.format(
+        base=base, origin=escape(origin or f"http://host{base}"), version=damas_core.__version__
+    )
 
 
 __all__ = ["page"]

@@ -58,7 +58,7 @@ BODIES: dict[str, dict[str, Any]] = {
         "example": {"_id": "/shots/a.exr", "comment": "first take", "origin": "paris"},
     },
     "comments": {
-        "description": "`{\"#parent\": id or [ids], \"comment\": text}` or an array of them.",
+        "description": '`{"#parent": id or [ids], "comment": text}` or an array of them.',
         "schema": {"anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
         "example": {"#parent": "/shots/a.exr", "comment": "looks good"},
     },
@@ -113,14 +113,19 @@ RESULTS: dict[str, dict[str, Any]] = {
         "description": "One element for one item in, else an array in input order with `null` holes.",
         "anyOf": [_ELEMENT, {"type": "array", "items": _NULLABLE_ELEMENT}],
     },
-    "ids": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "null"]}}]},
+    "ids": {
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "null"]}}]
+    },
     "graph": {"type": "array", "items": _ELEMENT, "description": "Nodes, then the links walked."},
     "id_list": {"type": "array", "items": {"type": "string"}},
     "element_or_null": _NULLABLE_ELEMENT,
     "count_ids": {
         "type": "object",
         "required": ["count", "ids"],
-        "properties": {"count": {"type": "integer"}, "ids": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            "count": {"type": "integer"},
+            "ids": {"type": "array", "items": {"type": "string"}},
+        },
     },
     "true": {"type": "boolean", "const": True},
     "user": _ELEMENT,
@@ -144,7 +149,7 @@ _PARAMS = {
     "depth": "How many levels of links to walk; 0 walks them all.",
 }
 _QUERY = {
-    "sort": ({}, "Sort key(s): `key`, `-key`, or JSON such as `{\"time\": -1}`."),
+    "sort": ({}, 'Sort key(s): `key`, `-key`, or JSON such as `{"time": -1}`.'),
     "skip": ({"type": "integer", "minimum": 0}, "Results to skip."),
     "limit": ({"type": "integer", "minimum": 0}, "At most this many results."),
     "force": ({"type": "boolean"}, "Unlock whoever holds the lock (admins only)."),
@@ -170,13 +175,17 @@ def _operation(route: Route) -> dict[str, Any]:
             "in": "path",
             "required": True,
             "description": _PARAMS[name],
-            "schema": {"type": "integer", "minimum": 0} if name == "depth" else {"type": "string", "minLength": 1},
+            "schema": {"type": "integer", "minimum": 0}
+            if name == "depth"
+            else {"type": "string", "minLength": 1},
         }
         for name in re.findall(r"\{(\w+)\}", route.path)
     ]
     for name in route.query:
         schema, text = _QUERY[name]
-        params.append({"name": name, "in": "query", "required": False, "description": text, "schema": schema})
+        params.append(
+            {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+        )
     if params:
         op["parameters"] = params
     if route.body == "signin":

@@ -95,7 +95,9 @@ def decode(raw: str, op: str) -> str:
     try:
         return unquote(raw, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
-        raise BadRequest(f"{op} error: the URL is not valid UTF-8 once percent-decoded", op=op) from None
+        raise BadRequest(
+            f"{op} error: the URL is not valid UTF-8 once percent-decoded", op=op
+        ) from None
 
 
 def url_ids(call: Call, name: str = "ids") -> str | list[str]:
@@ -207,12 +209,17 @@ def search_one(call: Call) -> Answer:
 def search_mongo(call: Call) -> Answer:
     body = call.body()
     if not isinstance(body, dict):
-        raise BadRequest("search_mongo error: the body is an object {query, sort, limit, skip}", op="search_mongo")
+        raise BadRequest(
+            "search_mongo error: the body is an object {query, sort, limit, skip}",
+            op="search_mongo",
+        )
     if isinstance(body.get("queryobj"), str):
         # The damas-core form post: the whole request as a JSON string.
         body = call.parse_json(body["queryobj"].encode())
         if not isinstance(body, dict):
-            raise BadRequest("search_mongo error: queryobj must hold a JSON object", op="search_mongo")
+            raise BadRequest(
+                "search_mongo error: queryobj must hold a JSON object", op="search_mongo"
+            )
     found = call.session.search_mongo(
         body.get("query"),
         sort=body.get("sort"),
@@ -294,14 +301,18 @@ def verify(call: Call) -> Answer:
 def openapi_document(call: Call) -> Answer:
     from damas_core.openapi import document
 
-    return Answer(200, raw=call.app.cached(("openapi", call.base), lambda: orjson.dumps(document(call.base))))
+    return Answer(
+        200, raw=call.app.cached(("openapi", call.base), lambda: orjson.dumps(document(call.base)))
+    )
 
 
 def landing(call: Call) -> Answer:
     from damas_core.landing import page
 
     origin = call.request.host_url.rstrip("/") + call.base
-    return Answer(200, raw=page(call.base, origin).encode(), content_type="text/html; charset=utf-8")
+    return Answer(
+        200, raw=page(call.base, origin).encode(), content_type="text/html; charset=utf-8"
+    )
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -341,7 +352,9 @@ def _compile(template: str) -> re.Pattern[str]:
     for part in re.split(r"(\{\w+\})", template):
         if part.startswith("{"):
             name = part[1:-1]
-            regex += {"depth": "(?P<depth>[^/]+)", "query": "(?P<query>.*)"}.get(name, f"(?P<{name}>.+)")
+            regex += {"depth": "(?P<depth>[^/]+)", "query": "(?P<query>.*)"}.get(
+                name, f"(?P<{name}>.+)"
+            )
         else:
             regex += re.escape(part)
     if template.endswith("/"):
@@ -439,4 +452,13 @@ def check_depth(value: Any, op: str, limit: int = MAX_JSON_DEPTH) -> None:
             stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
 
 
-__all__ = ["ROUTES", "Answer", "Route", "Unauthorized", "check_depth", "match", "outcome", "results"]
+__all__ = [
+    "ROUTES",
+    "Answer",
+    "Route",
+    "Unauthorized",
+    "check_depth",
+    "match",
+    "outcome",
+    "results",
+]

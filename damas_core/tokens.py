@@ -73,7 +73,9 @@ def parse_lifespan(value: Any) -> int:
     (604800, 3600, 5400)
     """
     if isinstance(value, bool):
-        raise BadRequest(f"signIn error: expiresIn must be seconds or a duration like '2h', not {value!r}")
+        raise BadRequest(
+            f"signIn error: expiresIn must be seconds or a duration like '2h', not {value!r}"
+        )
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (match := _LIFESPAN.match(value)):
@@ -83,7 +85,9 @@ def parse_lifespan(value: Any) -> int:
             raise BadRequest(f"signIn error: unknown time unit {unit!r} in expiresIn")
         seconds = float(number) * factor
     else:
-        raise BadRequest(f"signIn error: expiresIn must be seconds or a duration like '2h', not {value!r}")
+        raise BadRequest(
+            f"signIn error: expiresIn must be seconds or a duration like '2h', not {value!r}"
+        )
     if not 1 <= seconds <= MAX_LIFESPAN:
         raise BadRequest("signIn error: expiresIn must be between 1 second and 366 days")
     return int(seconds)

@@ -110,9 +110,13 @@ class DamasApp:
         sign_in_window: float,
     ) -> None:
         if auth not in ("jwt", "none") and not callable(auth):
-            raise ValueError(f"auth must be 'jwt', 'none' or a callable (environ) -> username, not {auth!r}")
+            raise ValueError(
+                f"auth must be 'jwt', 'none' or a callable (environ) -> username, not {auth!r}"
+            )
         if auth == "none":
-            log.warning("auth='none': every request acts as an anonymous admin; use it locally only")
+            log.warning(
+                "auth='none': every request acts as an anonymous admin; use it locally only"
+            )
         self.tracker = tracker
         self.auth = auth
         self.max_body_size = max_body_size
@@ -137,7 +141,10 @@ class DamasApp:
                 log.error("%s %s: %s", call.method, call.path, e, exc_info=e)
         except Exception as e:  # a bug: answer 500 and keep serving
             log.exception("%s %s failed", call.method, call.path)
-            answer = Answer(500, {"error": f"{call.op} error: internal error ({type(e).__name__})", "status": 500})
+            answer = Answer(
+                500,
+                {"error": f"{call.op} error: internal error ({type(e).__name__})", "status": 500},
+            )
         return self.respond(answer, start_response)
 
     def dispatch(self, call: Call) -> Answer:
@@ -149,7 +156,9 @@ class DamasApp:
             )
         found = routes.match(call.path)
         if not found:
-            raise NotFound(f"request error: no route {call.path!r} (see {call.base}/api/openapi.json)")
+            raise NotFound(
+                f"request error: no route {call.path!r} (see {call.base}/api/openapi.json)"
+            )
         for route, params in found:
             if route.method == call.method:
                 call.route, call.op, call.params = route, route.op, params
@@ -157,7 +166,13 @@ class DamasApp:
                     call.session = self.authenticate(call)
                 return route.handler(call)
         allowed = sorted({route.method for route, _ in found})
-        answer = Answer(405, {"error": f"request error: {call.method} not allowed here; use {', '.join(allowed)}", "status": 405})
+        answer = Answer(
+            405,
+            {
+                "error": f"request error: {call.method} not allowed here; use {', '.join(allowed)}",
+                "status": 405,
+            },
+        )
         answer.headers.append(("Allow", ", ".join(allowed)))
         return answer
 
@@ -188,8 +203,15 @@ class DamasApp:
         if self.auth == "jwt":
             token, from_cookie = call.token()
             if token is None:
-                raise Unauthorized(f"{call.op} error: authentication required (sign in with POST /api/signIn/)", op=call.op)
-            if from_cookie and call.method not in _SAFE_METHODS and call.mimetype != "application/json":
+                raise Unauthorized(
+                    f"{call.op} error: authentication required (sign in with POST /api/signIn/)",
+                    op=call.op,
+                )
+            if (
+                from_cookie
+                and call.method not in _SAFE_METHODS
+                and call.mimetype != "application/json"
+            ):
                 # A cross-site form can send the cookie but not a JSON content type.
                 raise Forbidden(
                     f"{call.op} error: a write authenticated by cookie needs Content-Type: application/json "
@@ -212,7 +234,12 @@ class DamasApp:
         """``POST /api/signIn/``: ``{token, token_exp, token_iat, user}`` or 401."""
         form = call.credentials()
         username, password = form.get("username"), form.get("password")
-        if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+        if (
+            not isinstance(username, str)
+            or not isinstance(password, str)
+            or not username
+            or not password
+        ):
             raise BadRequest("signIn error: username and password are required", op="signIn")
         lifespan = form.get("expiresIn")
         lifespan = parse_lifespan(lifespan) if lifespan not in (None, "") else None
@@ -220,7 +247,10 @@ class DamasApp:
         key = (username.removeprefix("@").lower(), address)
         wait = max(self.sign_in_limit.retry_after(key), self.address_limit.retry_after(address))
         if wait:
-            answer = Answer(429, {"error": "signIn error: too many failed attempts; try again later", "status": 429})
+            answer = Answer(
+                429,
+                {"error": "signIn error: too many failed attempts; try again later", "status": 429},
+            )
             answer.headers.append(("Retry-After", str(int(wait) + 1)))
             return answer
         if not self.tracker.check_password(username, password):
@@ -231,7 +261,10 @@ class DamasApp:
         self.sign_in_limit.reset(key)
         token, claims = self.tokens.issue(username, lifespan)
         user = user_element(self.tracker, username)
-        return Answer(200, {"token": token, "token_exp": claims["exp"], "token_iat": claims["iat"], "user": user})
+        return Answer(
+            200,
+            {"token": token, "token_exp": claims["exp"], "token_iat": claims["iat"], "user": user},
+        )
 
     def sign_out(self, call: Call) -> Answer:
         """``POST /api/signOut/``: revoke the request's token (200 ``true``)."""
@@ -296,10 +329,14 @@ class Call:
             data = self.request.get_data(cache=True)
         except RequestEntityTooLarge:
             raise PayloadTooLarge(
-                f"{self.op} error: the body is over the limit of {self.app.max_body_size} bytes", op=self.op
+                f"{self.op} error: the body is over the limit of {self.app.max_body_size} bytes",
+                op=self.op,
             ) from None
         if len(data) > self.app.max_body_size:
-            raise PayloadTooLarge(f"{self.op} error: the body is over the limit of {self.app.max_body_size} bytes", op=self.op)
+            raise PayloadTooLarge(
+                f"{self.op} error: the body is over the limit of {self.app.max_body_size} bytes",
+                op=self.op,
+            )
         return data
 
     def parse_json(self, data: bytes) -> Any:
@@ -334,10 +371,14 @@ class Call:
             except RequestEntityTooLarge:
                 raise PayloadTooLarge("signIn error: the form is too large", op="signIn") from None
             except HTTPException as e:
-                raise BadRequest(f"signIn error: unreadable form ({e.description})", op="signIn") from None
+                raise BadRequest(
+                    f"signIn error: unreadable form ({e.description})", op="signIn"
+                ) from None
         body = self.body()
         if not isinstance(body, dict):
-            raise BadRequest("signIn error: send a form or a JSON object {username, password}", op="signIn")
+            raise BadRequest(
+                "signIn error: send a form or a JSON object {username, password}", op="signIn"
+            )
         return body
 
     def token(self) -> tuple[str | None, bool]:

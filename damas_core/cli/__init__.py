@@ -107,11 +107,22 @@ Environment: DAMAS_SERVER (server URL), DAMAS_TOKEN (token to send)."""
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=_EPILOG,
 )
-@click.option("-s", "--server", envvar="DAMAS_SERVER", metavar="URL",
-              help="Server URL (default http://localhost:8090, or $DAMAS_SERVER).")
+@click.option(
+    "-s",
+    "--server",
+    envvar="DAMAS_SERVER",
+    metavar="URL",
+    help="Server URL (default http://localhost:8090, or $DAMAS_SERVER).",
+)
 @click.option("--store", metavar="URL", help="Work on this store directly, without a server.")
-@click.option("--token", "--apikey", "token", envvar="DAMAS_TOKEN", metavar="TOKEN",
-              help="Token to send (default: $DAMAS_TOKEN, then the one saved by signin).")
+@click.option(
+    "--token",
+    "--apikey",
+    "token",
+    envvar="DAMAS_TOKEN",
+    metavar="TOKEN",
+    help="Token to send (default: $DAMAS_TOKEN, then the one saved by signin).",
+)
 @click.option("-l", "--lines", is_flag=True, help="Print one result per line.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing; only the exit code tells.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each request on standard error.")

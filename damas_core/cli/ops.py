@@ -52,8 +52,15 @@ def exit_code(status: int) -> int:
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The connection and output options, accepted after the command name too."""
     options = [
-        click.option("-s", "--server", metavar="URL", help="Server URL (default $DAMAS_SERVER or http://localhost:8090)."),
-        click.option("--store", metavar="URL", help="Work on this store directly, without a server."),
+        click.option(
+            "-s",
+            "--server",
+            metavar="URL",
+            help="Server URL (default $DAMAS_SERVER or http://localhost:8090).",
+        ),
+        click.option(
+            "--store", metavar="URL", help="Work on this store directly, without a server."
+        ),
         click.option("--token", "--apikey", "token", metavar="TOKEN", help="Token to send."),
         click.option("-l", "--lines", is_flag=True, help="Print one result per line."),
         click.option("-q", "--quiet", is_flag=True, help="Print nothing."),
@@ -138,7 +145,11 @@ class Runner:
                 request = response.request
                 click.echo(f"{request.method} {request.url} -> {response.status_code}", err=True)
                 if request.body and self.verbose:
-                    body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
+                    body = (
+                        request.body
+                        if isinstance(request.body, bytes)
+                        else str(request.body).encode()
+                    )
                     click.echo(body[:2000].decode(errors="replace"), err=True)
 
             client.http.hooks["response"].append(show)
@@ -222,7 +233,9 @@ def json_argument(args: tuple[str, ...], what: str) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as e:
-        raise DamasError(f"malformed JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}") from None
+        raise DamasError(
+            f"malformed JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}"
+        ) from None
 
 
 def ids_argument(args: tuple[str, ...]) -> Any:
@@ -266,12 +279,14 @@ _ARGS = click.argument("args", nargs=-1)
 # -- the commands -------------------------------------------------------------------------
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas create '{"_id": "/shots/a.exr", "status": "wip"}'
   damas create '[{"_id": "/a"}, {"_id": "/b"}]'
   damas create '{"_id": ["/a", "/b"], "tag": "x"}'     one element per id
-  cat elements.json | damas create -""")
+  cat elements.json | damas create -"""
+)
 @_ARGS
 @_common
 def create(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
@@ -280,11 +295,13 @@ def create(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
     Runner(ctx, options).run(lambda t: t.create(elements), lambda r: outcome(r, ok=201, none=409))
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas read /shots/a.exr
   damas read '["/shots/a.exr", "/shots/b.exr"]'
-  damas search 'status:wip' | damas read -""")
+  damas search 'status:wip' | damas read -"""
+)
 @_ARGS
 @_common
 def read(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
@@ -293,10 +310,12 @@ def read(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
     Runner(ctx, options).run(lambda t: t.read(ids), outcome)
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas update '{"_id": "/shots/a.exr", "status": "done"}'
-  damas update '{"_id": "/shots/a.exr", "status": null}'   removes the key""")
+  damas update '{"_id": "/shots/a.exr", "status": null}'   removes the key"""
+)
 @_ARGS
 @_common
 def update(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
@@ -305,9 +324,11 @@ def update(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
     Runner(ctx, options).run(lambda t: t.update(elements), outcome)
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
-  damas upsert '{"_id": "/shots/a.exr", "status": "wip"}'""")
+  damas upsert '{"_id": "/shots/a.exr", "status": "wip"}'"""
+)
 @_ARGS
 @_common
 def upsert(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
@@ -316,10 +337,12 @@ def upsert(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
     Runner(ctx, options).run(lambda t: t.upsert(elements), outcome)
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas delete /shots/a.exr
-  damas -l search 'status:obsolete' | damas delete -""")
+  damas -l search 'status:obsolete' | damas delete -"""
+)
 @_ARGS
 @_common
 def delete(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
@@ -328,12 +351,19 @@ def delete(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
     Runner(ctx, options).run(lambda t: t.delete(ids), outcome)
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas graph /shots/a.exr
-  damas graph --depth 1 '["/a", "/b"]'""")
-@click.option("--depth", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Levels of links to walk (0: all).")
+  damas graph --depth 1 '["/a", "/b"]'"""
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Levels of links to walk (0: all).",
+)
 @_ARGS
 @_common
 def graph(ctx: click.Context, args: tuple[str, ...], depth: int, **options: Any) -> None:
@@ -342,18 +372,26 @@ def graph(ctx: click.Context, args: tuple[str, ...], depth: int, **options: Any)
     Runner(ctx, options).run(lambda t: t.graph(ids, depth), lambda r: 200 if r else 404)
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas search 'origin:paris'
   damas search '_id:/.*mov/'
-  damas -l search 'file_size>1000' --sort '-file_size' --limit 10""")
+  damas -l search 'file_size>1000' --sort '-file_size' --limit 10"""
+)
 @click.option("--sort", help="Sort key (`key`, `-key`) or JSON.")
 @click.option("--skip", type=click.IntRange(min=0), default=0)
 @click.option("--limit", type=click.IntRange(min=0), default=None)
 @_ARGS
 @_common
-def search(ctx: click.Context, args: tuple[str, ...], sort: str | None, skip: int, limit: int | None,
-           **options: Any) -> None:
+def search(
+    ctx: click.Context,
+    args: tuple[str, ...],
+    sort: str | None,
+    skip: int,
+    limit: int | None,
+    **options: Any,
+) -> None:
     """Ids of the elements matching a query (the words are joined)."""
     if not args:
         raise click.UsageError("missing query (e.g. 'origin:paris' or '*')")
@@ -367,9 +405,11 @@ def search(ctx: click.Context, args: tuple[str, ...], sort: str | None, skip: in
     Runner(ctx, options).run(lambda t: t.search(query, sort=sort_value, skip=skip, limit=limit))
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
-  damas search_one 'origin:paris'""")
+  damas search_one 'origin:paris'"""
+)
 @_ARGS
 @_common
 def search_one(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
@@ -380,25 +420,31 @@ def search_one(ctx: click.Context, args: tuple[str, ...], **options: Any) -> Non
     Runner(ctx, options).run(lambda t: t.search_one(query))
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas search_mongo '{"deleted": true}' '{"_id": 1}' 0 0
-  damas -l search_mongo '{"_id": "REGEX_^/shots/"}'""")
+  damas -l search_mongo '{"_id": "REGEX_^/shots/"}'"""
+)
 @click.argument("query")
 @click.argument("sort", required=False, default="null")
 @click.argument("limit", required=False, type=click.IntRange(min=0), default=0)
 @click.argument("skip", required=False, type=click.IntRange(min=0), default=0)
 @_common
-def search_mongo(ctx: click.Context, query: str, sort: str, limit: int, skip: int, **options: Any) -> None:
+def search_mongo(
+    ctx: click.Context, query: str, sort: str, limit: int, skip: int, **options: Any
+) -> None:
     """A MongoDB-style search: QUERY SORT LIMIT SKIP; prints {count, ids}."""
     q = _guard(lambda: json_argument((query,), "query"))
     s = _guard(lambda: json_argument((sort,), "sort"))
     Runner(ctx, options).run(lambda t: t.search_mongo(q, s, limit, skip))
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
-  damas publish '{"_id": "/shots/a.exr", "comment": "first take", "origin": "paris"}'""")
+  damas publish '{"_id": "/shots/a.exr", "comment": "first take", "origin": "paris"}'"""
+)
 @_ARGS
 @_common
 def publish(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
@@ -407,9 +453,11 @@ def publish(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
     Runner(ctx, options).run(lambda t: t.publish(elements), lambda r: outcome(r, ok=201, none=409))
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
-  damas lock /shots/a.exr /shots/b.exr""")
+  damas lock /shots/a.exr /shots/b.exr"""
+)
 @_ARGS
 @_common
 def lock(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
@@ -418,10 +466,12 @@ def lock(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
     Runner(ctx, options).run(lambda t: t.lock(ids), lambda r: 200 if r else 409)
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas unlock /shots/a.exr
-  damas unlock --force /shots/a.exr     admins: whoever holds it""")
+  damas unlock --force /shots/a.exr     admins: whoever holds it"""
+)
 @click.option("--force", is_flag=True, help="Unlock whoever holds the lock (admins only).")
 @_ARGS
 @_common
@@ -431,21 +481,27 @@ def unlock(ctx: click.Context, args: tuple[str, ...], force: bool, **options: An
     Runner(ctx, options).run(lambda t: t.unlock(ids, force=force), lambda r: 200 if r else 409)
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas comment '{"#parent": "/shots/a.exr", "comment": "looks good"}'
-  damas comment '{"#parent": ["/a", "/b"], "comment": "both ok"}'""")
+  damas comment '{"#parent": ["/a", "/b"], "comment": "both ok"}'"""
+)
 @_ARGS
 @_common
 def comment(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
     """Comment on element(s): {"#parent": id or [ids], "comment": text}."""
     elements = _guard(lambda: json_argument(args, "comment"))
-    Runner(ctx, options).run(lambda t: t.comment(elements), lambda r: outcome(_flat(r), ok=201, none=404))
+    Runner(ctx, options).run(
+        lambda t: t.comment(elements), lambda r: outcome(_flat(r), ok=201, none=404)
+    )
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
-  damas version /shots/a.exr '{"file": "/shots/a_v2.exr"}'""")
+  damas version /shots/a.exr '{"file": "/shots/a_v2.exr"}'"""
+)
 @click.argument("id")
 @click.argument("keys", nargs=-1)
 @_common
@@ -455,21 +511,30 @@ def version(ctx: click.Context, id: str, keys: tuple[str, ...], **options: Any) 
     Runner(ctx, options).run(lambda t: t.version(id, values), lambda r: outcome(r, ok=201))
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas -s https://tracker.example.com signin alice
   damas signin alice 's3cret' 7d          a token valid 7 days
-  damas signin                            asks for both""")
+  damas signin                            asks for both"""
+)
 @click.argument("username", required=False)
 @click.argument("password", required=False)
 @click.argument("lifespan", required=False)
 @_common
-def signin(ctx: click.Context, username: str | None, password: str | None, lifespan: str | None,
-           **options: Any) -> None:
+def signin(
+    ctx: click.Context,
+    username: str | None,
+    password: str | None,
+    lifespan: str | None,
+    **options: Any,
+) -> None:
     """Sign in to the server and save the token (mode 0600) for the next commands."""
     runner = Runner(ctx, options)
     if runner.store:
-        raise click.UsageError("signin talks to a server; with --store there is nobody to sign in to")
+        raise click.UsageError(
+            "signin talks to a server; with --store there is nobody to sign in to"
+        )
     runner.lines = True  # the bare token, as damas-core's shell command printed it
     if not username:
         username = click.prompt("login", err=True)
@@ -484,15 +549,19 @@ def signin(ctx: click.Context, username: str | None, password: str | None, lifes
     runner.run(sign)
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
-  damas signout""")
+  damas signout"""
+)
 @_common
 def signout(ctx: click.Context, **options: Any) -> None:
     """Revoke the saved token on the server and forget it."""
     runner = Runner(ctx, options)
     if runner.store:
-        raise click.UsageError("signout talks to a server; with --store there is nobody to sign out from")
+        raise click.UsageError(
+            "signout talks to a server; with --store there is nobody to sign out from"
+        )
     runner.quiet = True
 
     def sign_out(client: Any) -> bool:
@@ -510,9 +579,11 @@ def signout(ctx: click.Context, **options: Any) -> None:
     runner.run(sign_out)
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
-  damas verify""")
+  damas verify"""
+)
 @_common
 def verify(ctx: click.Context, **options: Any) -> None:
     """Print the signed-in user; exits 41 if the token is missing or invalid."""

@@ -37,36 +37,76 @@ def ensure_admin(tracker: Any, password: str | None = None) -> str | None:
     return password
 
 
-@click.command(epilog="""\b
+@click.command(
+    epilog="""\b
 Examples:
   damas serve                                     ./damas-data on 127.0.0.1:8090
   damas serve --store lmdb:///srv/damas --host 0.0.0.0 --port 80
   damas serve --store memory:// --auth none       local experiments only
-  damas serve --admin-password-file /run/secrets/damas-admin""")
-@click.option("--store", default="lmdb://./damas-data", show_default=True, metavar="URL",
-              help="The store to serve.")
+  damas serve --admin-password-file /run/secrets/damas-admin"""
+)
+@click.option(
+    "--store",
+    default="lmdb://./damas-data",
+    show_default=True,
+    metavar="URL",
+    help="The store to serve.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8090, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on (0: any free port).")
-@click.option("--auth", type=click.Choice(["jwt", "none"]), default="jwt", show_default=True,
-              help="jwt: sign in for a token; none: every request is an anonymous admin.")
-@click.option("--admin-password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Password for the @admin created on first start (instead of a random one).")
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
-              help="Worker threads.")
-@click.option("--max-body-size", default=MAX_BODY_SIZE, show_default=True, type=click.IntRange(1),
-              help="Largest request body, in bytes (413 beyond).")
-@click.option("--token-lifespan", default="1d", show_default=True,
-              help="Default token validity: seconds or a duration like 12h, 7d.")
-def serve(store: str, host: str, port: int, auth: str, admin_password_file: Path | None, threads: int,
-          max_body_size: int, token_lifespan: str) -> None:
+@click.option(
+    "--port",
+    default=8090,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--auth",
+    type=click.Choice(["jwt", "none"]),
+    default="jwt",
+    show_default=True,
+    help="jwt: sign in for a token; none: every request is an anonymous admin.",
+)
+@click.option(
+    "--admin-password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Password for the @admin created on first start (instead of a random one).",
+)
+@click.option(
+    "--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Worker threads."
+)
+@click.option(
+    "--max-body-size",
+    default=MAX_BODY_SIZE,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest request body, in bytes (413 beyond).",
+)
+@click.option(
+    "--token-lifespan",
+    default="1d",
+    show_default=True,
+    help="Default token validity: seconds or a duration like 12h, 7d.",
+)
+def serve(
+    store: str,
+    host: str,
+    port: int,
+    auth: str,
+    admin_password_file: Path | None,
+    threads: int,
+    max_body_size: int,
+    token_lifespan: str,
+) -> None:
     """Serve the tracker's HTTP API (damas-core 2.x routes) with waitress."""
     import waitress
 
     import damas_core
     from damas_core.errors import DamasError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         tracker = damas_core.open(store)
     except DamasError as e:
@@ -83,13 +123,25 @@ def serve(store: str, host: str, port: int, auth: str, admin_password_file: Path
                 click.echo(f"Created the admin user @admin with password: {password}")
                 click.echo("It is shown only this once: sign in and change it.")
             elif password is not None:
-                click.echo("Created the admin user @admin with the password from --admin-password-file.")
-        app = make_app(tracker, auth=auth, max_body_size=max_body_size, token_lifespan=token_lifespan)
+                click.echo(
+                    "Created the admin user @admin with the password from --admin-password-file."
+                )
+        app = make_app(
+            tracker, auth=auth, max_body_size=max_body_size, token_lifespan=token_lifespan
+        )
         # waitress refuses bodies of max_request_body_size bytes or more before reading them.
         server = waitress.create_server(
-            app, host=host, port=port, threads=threads, max_request_body_size=max_body_size + 1, ident="damas"
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            max_request_body_size=max_body_size + 1,
+            ident="damas",
         )
-        click.echo(f"damas: serving {store} on http://{host}:{server.effective_port}/ (auth {auth})", err=True)
+        click.echo(
+            f"damas: serving {store} on http://{host}:{server.effective_port}/ (auth {auth})",
+            err=True,
+        )
         try:
             server.run()
         except KeyboardInterrupt:

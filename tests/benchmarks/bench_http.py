@@ -43,7 +43,9 @@ def bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     body = b'{"_id":"/bench/a","file_size":1234,"author":"bench","time":1700000000000}'
     if environ.get("CONTENT_LENGTH"):
         environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
@@ -128,7 +130,9 @@ def figures(scale: str) -> Iterator[dict]:
             load(raw, "GET", "/api/read/%2Fbench%2Fa", "", 200, token)
             ours_s = load(ours, "GET", "/api/read/%2Fbench%2Fa", "", n, token)
             raw_s = load(raw, "GET", "/api/read/%2Fbench%2Fa", "", n, token)
-            yield figure(AREA, "GET /api/read/ID (jwt)", n, ours_s=ours_s, raw_s=raw_s, goal=1 / 0.6)
+            yield figure(
+                AREA, "GET /api/read/ID (jwt)", n, ours_s=ours_s, raw_s=raw_s, goal=1 / 0.6
+            )
             body = '{"_id": "/bench/{#}", "file_size": 1}'
             ours_s = load(ours, "POST", "/api/create/", body, n, token)
             raw_s = load(raw, "POST", "/api/create/", body, n, token)

@@ -63,7 +63,10 @@ def add_users(tracker: damas_core.Tracker) -> None:
         if name not in _HASHES:
             _HASHES[name] = hash_password(f"{name}-pw")
     tracker.storage.insert_many(
-        [{"_id": f"@{n}", "class": c, "password": _HASHES[n], "author": "damas"} for n, c in USERS.items()]
+        [
+            {"_id": f"@{n}", "class": c, "password": _HASHES[n], "author": "damas"}
+            for n, c in USERS.items()
+        ]
     )
 
 

@@ -27,7 +27,15 @@ def api(shared_server):
     tracker.close()
 
 
-SPECIAL_IDS = ["/a/b c.exr", "/semi;colon", "/what?x=1", "/hash#1", "/per%cent", "/com,ma", "/ünï/日本.txt"]
+SPECIAL_IDS = [
+    "/a/b c.exr",
+    "/semi;colon",
+    "/what?x=1",
+    "/hash#1",
+    "/per%cent",
+    "/com,ma",
+    "/ünï/日本.txt",
+]
 
 
 def quote_id(i: str) -> str:
@@ -60,7 +68,9 @@ def test_double_encoded_percent_is_decoded_once(api):
 
 def test_search_in_the_url(api):
     tracker, url, http = api
-    tracker.create([{"_id": "/a", "origin": "paris", "n": 2}, {"_id": "/b", "origin": "paris", "n": 1}])
+    tracker.create(
+        [{"_id": "/a", "origin": "paris", "n": 2}, {"_id": "/b", "origin": "paris", "n": 1}]
+    )
     assert http.get(f"{url}/api/search/origin:paris").json() == ["/a", "/b"]
     r = http.get(f"{url}/api/search/origin:paris%20n%3E1")
     assert r.json() == ["/a"]
@@ -80,11 +90,18 @@ def test_create_status_codes_and_body_forms(api):
     r = http.post(f"{url}/api/create/", json=[{"_id": "/a"}, {"_id": "/b"}])
     assert r.status_code == 207 and r.json()[0] is None and r.json()[1]["_id"] == "/b"
     r = http.post(f"{url}/api/create/", json={"_id": "/a"})
-    assert r.status_code == 409 and r.json() == {"error": "create error: every item already exists", "status": 409}
+    assert r.status_code == 409 and r.json() == {
+        "error": "create error: every item already exists",
+        "status": 409,
+    }
     r = http.post(f"{url}/api/create/", json={"_id": ["/c", "/d"], "tag": "x"})
     assert r.status_code == 201 and [e["_id"] for e in r.json()] == ["/c", "/d"]
     # Without the trailing slash, and with a form content type (curl -d), as old clients do.
-    r = http.post(f"{url}/api/create", data='{"_id": "/e"}', headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = http.post(
+        f"{url}/api/create",
+        data='{"_id": "/e"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 201
 
 
@@ -115,9 +132,16 @@ def test_publish_answers_files_then_history(api):
     assert body[0]["_id"] == "/f" and body[1]["#parent"] == "/f" and len(body) == 2
     r = http.post(f"{url}/api/publish/", json=[one, {**one, "_id": "/g"}])
     assert r.status_code == 207
-    assert [b and b.get("_id") for b in r.json()[:2]] == [None, "/g"] and r.json()[2]["#parent"] == "/g"
+    assert [b and b.get("_id") for b in r.json()[:2]] == [None, "/g"] and r.json()[2][
+        "#parent"
+    ] == "/g"
     assert http.post(f"{url}/api/publish/", json=one).status_code == 409
-    assert http.post(f"{url}/api/publish/", json={"_id": "nope", "comment": "c", "origin": "o"}).status_code == 400
+    assert (
+        http.post(
+            f"{url}/api/publish/", json={"_id": "nope", "comment": "c", "origin": "o"}
+        ).status_code
+        == 400
+    )
 
 
 def test_comment_lock_unlock(api):
@@ -127,7 +151,9 @@ def test_comment_lock_unlock(api):
     assert r.status_code == 201 and r.json()[0]["#parent"] == "/a"
     r = http.post(f"{url}/api/comment/", json={"#parent": ["/a", "/zz"], "comment": "x"})
     assert r.status_code == 207 and r.json()[1] is None
-    assert http.post(f"{url}/api/comment/", json={"#parent": "/zz", "comment": "x"}).status_code == 404
+    assert (
+        http.post(f"{url}/api/comment/", json={"#parent": "/zz", "comment": "x"}).status_code == 404
+    )
     assert http.put(f"{url}/api/lock/", json=["/a", "/b"]).status_code == 200
     tracker.update({"_id": "/b", "lock": "someone"})
     assert http.put(f"{url}/api/lock/", data='"/b"').status_code == 409
@@ -139,8 +165,10 @@ def test_comment_lock_unlock(api):
 
 
 def test_mounted_under_a_prefix(memory_tracker, serve):
-    host = DispatcherMiddleware(lambda e, s: (s("404 Not Found", []), [b""])[1],
-                                {"/tracker": make_app(memory_tracker, auth="none")})
+    host = DispatcherMiddleware(
+        lambda e, s: (s("404 Not Found", []), [b""])[1],
+        {"/tracker": make_app(memory_tracker, auth="none")},
+    )
     url = serve(host)
     memory_tracker.create({"_id": "/a/b"})
     r = requests.get(f"{url}/tracker/api/read/%2Fa%2Fb")
@@ -162,7 +190,11 @@ def test_unknown_routes_and_methods(api):
 
 def test_malformed_json_names_the_position(api):
     tracker, url, http = api
-    r = http.post(f"{url}/api/create/", data=b'{"_id": "/a", "k": }', headers={"Content-Type": "application/json"})
+    r = http.post(
+        f"{url}/api/create/",
+        data=b'{"_id": "/a", "k": }',
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 400
     assert "malformed JSON at line 1 column 20 (char 19)" in r.json()["error"]
     assert http.post(f"{url}/api/create/", data=b"").status_code == 400
@@ -218,9 +250,14 @@ def test_catastrophic_regex_answers_fast(api):
 def test_search_mongo_forms(api):
     tracker, url, http = api
     tracker.create([{"_id": "/a", "deleted": True}, {"_id": "/b", "deleted": True}, {"_id": "/c"}])
-    r = http.post(f"{url}/api/search_mongo/", json={"query": {"deleted": True}, "sort": {"_id": -1}, "limit": 1, "skip": 0})
+    r = http.post(
+        f"{url}/api/search_mongo/",
+        json={"query": {"deleted": True}, "sort": {"_id": -1}, "limit": 1, "skip": 0},
+    )
     assert r.json() == {"count": 2, "ids": ["/b"]}
-    r = http.post(f"{url}/api/search_mongo/", json={"queryobj": '{"query": {"_id": "RX_^/[ab]_RXi"}}'})
+    r = http.post(
+        f"{url}/api/search_mongo/", json={"queryobj": '{"query": {"_id": "RX_^/[ab]_RXi"}}'}
+    )
     assert r.json()["ids"] == ["/a", "/b"]
     r = http.post(f"{url}/api/search_mongo/", json={"query": {"deleted": True}, "limit": "x"})
     assert r.status_code == 400
@@ -237,17 +274,27 @@ def test_body_over_the_limit_is_refused_before_reading():
         readinto = read
 
     environ = {
-        "REQUEST_METHOD": "POST", "PATH_INFO": "/api/create/", "SCRIPT_NAME": "",
-        "CONTENT_LENGTH": str(60 * 1024 * 1024), "CONTENT_TYPE": "application/json",
-        "wsgi.input": Unreadable(), "SERVER_NAME": "x", "SERVER_PORT": "80", "wsgi.url_scheme": "http",
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/create/",
+        "SCRIPT_NAME": "",
+        "CONTENT_LENGTH": str(60 * 1024 * 1024),
+        "CONTENT_TYPE": "application/json",
+        "wsgi.input": Unreadable(),
+        "SERVER_NAME": "x",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
     }
     statuses = []
     body = b"".join(app(environ, lambda status, headers: statuses.append(status)))
     assert statuses == ["413 Content Too Large"] and b'"status":413' in body
     # A chunked body (no Content-Length) is cut at the limit too.
     client = WsgiClient(app)
-    r = client.post("/api/create/", input_stream=io.BytesIO(b"[" + b"1," * 2000 + b"1]"),
-                    headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+    r = client.post(
+        "/api/create/",
+        input_stream=io.BytesIO(b"[" + b"1," * 2000 + b"1]"),
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
     assert r.status_code == 413
     assert tracker.search("*") == []
 
@@ -257,11 +304,15 @@ def test_sixty_megabytes_through_waitress(memory_tracker, serve):
     import socket
 
     limit = 50 * 1024 * 1024
-    url = serve(make_app(memory_tracker, auth="none", max_body_size=limit), max_request_body_size=limit + 1)
+    url = serve(
+        make_app(memory_tracker, auth="none", max_body_size=limit), max_request_body_size=limit + 1
+    )
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(b"POST /api/create/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: %d\r\n\r\n" % (60 * 1024 * 1024))
+        s.sendall(
+            b"POST /api/create/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (60 * 1024 * 1024)
+        )
         answer = s.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413")
     assert memory_tracker.search("*") == sorted(memory_tracker.search("*"))  # still answering

@@ -42,7 +42,9 @@ def bearer(token: str) -> dict[str, str]:
 
 def snapshot(tracker) -> dict:
     ids = tracker.storage.find(All())
-    return {e["_id"]: e for e in tracker.storage.get_many(ids) if e and not e["_id"].startswith("~")}
+    return {
+        e["_id"]: e for e in tracker.storage.get_many(ids) if e and not e["_id"].startswith("~")
+    }
 
 
 # -- sign-in -------------------------------------------------------------------------
@@ -55,11 +57,19 @@ def test_sign_in_with_a_form_or_json(jwt_api):
     body = r.json()
     assert body["user"]["_id"] == "@ula" and "password" not in body["user"]
     assert body["token_exp"] - body["token_iat"] == 24 * 3600
-    r = requests.post(f"{url}/api/signIn/", json={"username": "ula", "password": "ula-pw", "expiresIn": "1h"})
+    r = requests.post(
+        f"{url}/api/signIn/", json={"username": "ula", "password": "ula-pw", "expiresIn": "1h"}
+    )
     assert r.json()["token_exp"] - r.json()["token_iat"] == 3600
     r = requests.get(f"{url}/api/verify/", headers=bearer(r.json()["token"]))
     assert r.status_code == 200 and r.json()["_id"] == "@ula" and "password" not in r.json()
-    assert requests.post(f"{url}/api/signIn/", json={"username": "ula", "password": "ula-pw", "expiresIn": "soon"}).status_code == 400
+    assert (
+        requests.post(
+            f"{url}/api/signIn/",
+            json={"username": "ula", "password": "ula-pw", "expiresIn": "soon"},
+        ).status_code
+        == 400
+    )
     assert requests.post(f"{url}/api/signIn/", json={"username": "ula"}).status_code == 400
 
 
@@ -68,17 +78,31 @@ def test_failures_do_not_say_whether_the_user_exists(jwt_api):
     wrong = requests.post(f"{url}/api/signIn/", data={"username": "ula", "password": "nope"})
     unknown = requests.post(f"{url}/api/signIn/", data={"username": "nobody", "password": "nope"})
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {"error": "signIn error: invalid username or password", "status": 401}
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {"error": "signIn error: invalid username or password", "status": 401}
+    )
 
 
 def test_sign_in_is_rate_limited_per_user_and_address(jwt_api):
     _, url, _ = jwt_api
     for _ in range(5):
-        assert requests.post(f"{url}/api/signIn/", data={"username": "ula", "password": "x"}).status_code == 401
+        assert (
+            requests.post(
+                f"{url}/api/signIn/", data={"username": "ula", "password": "x"}
+            ).status_code
+            == 401
+        )
     r = requests.post(f"{url}/api/signIn/", data={"username": "ula", "password": "ula-pw"})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
     # Another user from the same address is not locked out by ula's failures.
-    assert requests.post(f"{url}/api/signIn/", data={"username": "eddie", "password": "eddie-pw"}).status_code == 200
+    assert (
+        requests.post(
+            f"{url}/api/signIn/", data={"username": "eddie", "password": "eddie-pw"}
+        ).status_code
+        == 200
+    )
 
 
 def test_the_secret_is_never_returned(jwt_api):
@@ -95,7 +119,12 @@ def test_the_secret_is_never_returned(jwt_api):
     ]
     assert "~damas" not in answers[0].json() and answers[1].status_code == 404
     assert all(secret not in a.text for a in answers)
-    assert requests.put(f"{url}/api/update/", json={"_id": "~damas", "jwt_secret": "x"}, headers=h).status_code == 400
+    assert (
+        requests.put(
+            f"{url}/api/update/", json={"_id": "~damas", "jwt_secret": "x"}, headers=h
+        ).status_code
+        == 400
+    )
     assert tracker.get_setting("jwt_secret") == secret
 
 
@@ -130,7 +159,9 @@ def test_bad_tokens_get_401(jwt_api, kind):
         "alg-none": lambda: jwt.encode(claims(), None, algorithm="none"),
         "garbage": lambda: "not.a.token",
         "expired": lambda: Tokens(tracker, clock=lambda: time.time() - 3 * 86400).issue("ula")[0],
-        "no-exp": lambda: jwt.encode({"sub": "ula", "iat": 1, "jti": "x"}, secret, algorithm="HS256"),
+        "no-exp": lambda: jwt.encode(
+            {"sub": "ula", "iat": 1, "jti": "x"}, secret, algorithm="HS256"
+        ),
         "hs512": lambda: jwt.encode(claims(), secret, algorithm="HS512"),
     }
     before = snapshot(tracker)
@@ -170,10 +201,16 @@ def test_token_cookie(jwt_api):
     cookies = {"token": token}
     assert requests.get(f"{url}/api/verify/", cookies=cookies).json()["_id"] == "@ula"
     # A cross-site form can carry the cookie but not a JSON content type: refused.
-    r = requests.post(f"{url}/api/create/", data='{"_id": "/x"}', cookies=cookies,
-                      headers={"Content-Type": "text/plain"})
+    r = requests.post(
+        f"{url}/api/create/",
+        data='{"_id": "/x"}',
+        cookies=cookies,
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 403 and tracker.read("/x") is None
-    assert requests.post(f"{url}/api/create/", json={"_id": "/x"}, cookies=cookies).status_code == 201
+    assert (
+        requests.post(f"{url}/api/create/", json={"_id": "/x"}, cookies=cookies).status_code == 201
+    )
 
 
 def test_no_credentials_get_401_on_every_private_route(jwt_api):
@@ -192,10 +229,23 @@ def test_no_credentials_get_401_on_every_private_route(jwt_api):
 
 def test_host_callable_auth(memory_tracker, serve):
     url = serve(make_app(memory_tracker, auth=lambda environ: environ.get("HTTP_X_USER")))
-    assert requests.post(f"{url}/api/create/", json={"_id": "/a"}, headers={"X-User": "ula"}).json()["author"] == "ula"
+    assert (
+        requests.post(f"{url}/api/create/", json={"_id": "/a"}, headers={"X-User": "ula"}).json()[
+            "author"
+        ]
+        == "ula"
+    )
     assert requests.post(f"{url}/api/create/", json={"_id": "/b"}).status_code == 401
-    assert requests.post(f"{url}/api/create/", json={"_id": "/b"}, headers={"X-User": "nobody"}).status_code == 401
-    assert requests.delete(f"{url}/api/delete/", json="/a", headers={"X-User": "ula"}).status_code == 403
+    assert (
+        requests.post(
+            f"{url}/api/create/", json={"_id": "/b"}, headers={"X-User": "nobody"}
+        ).status_code
+        == 401
+    )
+    assert (
+        requests.delete(f"{url}/api/delete/", json="/a", headers={"X-User": "ula"}).status_code
+        == 403
+    )
     assert memory_tracker.read("/b") is None and memory_tracker.read("/a") is not None
 
 
@@ -253,7 +303,9 @@ def test_permission_table(jwt_api, name, case):
         assert snapshot(tracker) == before
 
 
-@pytest.mark.parametrize("key,value", [("author", "someone"), ("time", 1), ("class", "admin"), ("lock", "eddie")])
+@pytest.mark.parametrize(
+    "key,value", [("author", "someone"), ("time", 1), ("class", "admin"), ("lock", "eddie")]
+)
 @pytest.mark.parametrize("how", ["create", "update", "upsert", "upsert-new"])
 def test_non_admins_cannot_set_restricted_keys(jwt_api, key, value, how):
     tracker, url, _ = jwt_api
@@ -281,7 +333,12 @@ def test_guest_tries_every_write(jwt_api):
         if RANK["guest"] >= RANK[REQUIRED[case.removesuffix("_body")]]:
             continue
         assert requests.request(method, url + path, json=body, headers=h).status_code == 403, case
-    assert requests.put(f"{url}/api/unlock/?force=1", json="/t", headers=bearer(token_for(url, "ula"))).status_code == 403
+    assert (
+        requests.put(
+            f"{url}/api/unlock/?force=1", json="/t", headers=bearer(token_for(url, "ula"))
+        ).status_code
+        == 403
+    )
     assert snapshot(tracker) == before
 
 
@@ -292,9 +349,15 @@ def test_author_mode_over_http(shared_server):
     switch.app = make_app(tracker, auth="jwt")
     tracker.create({"_id": "/theirs", "author": "someone"})
     h = bearer(token_for(url, "eddie"))
-    assert requests.put(f"{url}/api/update/", json={"_id": "/theirs", "k": 1}, headers=h).status_code == 403
+    assert (
+        requests.put(f"{url}/api/update/", json={"_id": "/theirs", "k": 1}, headers=h).status_code
+        == 403
+    )
     assert requests.post(f"{url}/api/create/", json={"_id": "/own"}, headers=h).status_code == 201
-    assert requests.put(f"{url}/api/update/", json={"_id": "/own", "k": 1}, headers=h).status_code == 200
+    assert (
+        requests.put(f"{url}/api/update/", json={"_id": "/own", "k": 1}, headers=h).status_code
+        == 200
+    )
     assert "k" not in tracker.read("/theirs")
     tracker.close()
 

@@ -150,8 +150,12 @@ def test_damas_serve_creates_the_admin_once(tmp_path):
     damas = os.path.join(os.path.dirname(sys.executable), "damas")
 
     def start(*extra: str) -> tuple[subprocess.Popen, str, list[str]]:
-        proc = subprocess.Popen([damas, "serve", "--store", store, "--port", "0", *extra],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [damas, "serve", "--store", store, "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         out: list[str] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -189,9 +193,21 @@ def test_damas_serve_admin_password_file(tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("from-a-file\n")
     damas = os.path.join(os.path.dirname(sys.executable), "damas")
-    proc = subprocess.Popen([damas, "serve", "--store", f"lmdb://{tmp_path}/d", "--port", "0",
-                             "--admin-password-file", str(secret)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            damas,
+            "serve",
+            "--store",
+            f"lmdb://{tmp_path}/d",
+            "--port",
+            "0",
+            "--admin-password-file",
+            str(secret),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = ""
         while "serving" not in line:

@@ -39,13 +39,19 @@ def test_every_route_the_app_answers_is_documented(shared_server):
     # And each documented operation is answered (not 404 "no route", not 405).
     for method, path in documented:
         concrete = path.format(ids="%2Fa", id="%2Fa", query="*", depth="0")
-        r = requests.request(method, url + concrete, json="/a" if "read" in path or "delete" in path else {"_id": "/a"})
+        r = requests.request(
+            method,
+            url + concrete,
+            json="/a" if "read" in path or "delete" in path else {"_id": "/a"},
+        )
         assert r.status_code not in (405,) and "no route" not in r.text, (method, path, r.text)
     tracker.close()
 
 
 APP_TRACKER = damas_core.open("memory://")
-APP_TRACKER.create([{"_id": "/a", "k": 1}, {"_id": "/b", "src_id": "/a", "tgt_id": "/c"}, {"_id": "/c"}])
+APP_TRACKER.create(
+    [{"_id": "/a", "k": 1}, {"_id": "/b", "src_id": "/a", "tgt_id": "/c"}, {"_id": "/c"}]
+)
 SCHEMA = schemathesis.openapi.from_wsgi("/api/openapi.json", make_app(APP_TRACKER, auth="none"))
 
 
@@ -56,7 +62,12 @@ def no_server_error(ctx, response, case) -> None:
         raise AssertionError(f"server error {response.status_code}: {response.text[:300]}")
 
 
-CHECKS = [no_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    no_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.mark.slow
