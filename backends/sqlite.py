@@ -2,7 +2,8 @@
 
 URLs: ``sqlite:///abs/path/store.db`` (absolute), ``sqlite://relative/store.db``
 (relative to the working directory at open) and ``sqlite://:memory:`` (private to
-this store object). Options: ``indexes`` (keys to index besides ``#parent``,
+this store object); ``~`` is expanded and missing directories are created. Options,
+as keywords or in the query string (``sqlite:///srv/damas.db?indexes=type&timeout=30``): ``indexes`` (keys to index besides ``#parent``,
 ``src_id``, ``tgt_id``) and ``timeout`` (seconds a writer waits for another
 process's write transaction, 10 by default; then the call fails with
 :class:`~damas_core.errors.StorageError`).
@@ -51,6 +52,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 from damas_core.backends.base import Element, Patch, Storage, apply_patch, index_values
@@ -104,18 +106,22 @@ def index_rows(element: Element, keys: Sequence[str]) -> list[tuple[str, Any, st
     return rows
 
 
-def database_path(url: str) -> str:
-    """The file (or ``:memory:``) a ``sqlite://`` URL names.
+def database_path(url: str) -> tuple[str, dict[str, str]]:
+    """The file (or ``:memory:``) a ``sqlite://`` URL names, and the options in its
+    query string.
 
-    >>> database_path("sqlite:///srv/damas.db"), database_path("sqlite://rel/damas.db")
-    ('/srv/damas.db', 'rel/damas.db')
+    >>> database_path("sqlite:///srv/damas.db?timeout=5")
+    ('/srv/damas.db', {'timeout': '5'})
+    >>> database_path("sqlite://rel/damas.db")
+    ('rel/damas.db', {})
     """
-    if not url.startswith("sqlite://"):
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
         raise BadRequest(f"a SQLite store URL looks like 'sqlite:///path/store.db', not {url!r}")
-    path = url[len("sqlite://") :]
+    path = unquote(parts.netloc + parts.path)
     if path in ("", ":memory:", "/:memory:"):
-        return ":memory:"
-    return path
+        return ":memory:", dict(parse_qsl(parts.query))
+    return os.path.expanduser(path), dict(parse_qsl(parts.query))
 
 
 def insert_index_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, Any, str]]) -> None:
@@ -134,8 +140,9 @@ class SQLiteStorage(Storage):
     scheme = "sqlite"
 
     def __init__(self, url: str, **options: Any) -> None:
+        self.path, query = database_path(url)
+        options = {**query, **options}  # keyword options win over the query string
         super().__init__(url, **options)
-        self.path = database_path(url)
         try:
             self.timeout = float(options.get("timeout", 10.0))
         except (TypeError, ValueError):

@@ -38,9 +38,10 @@ def rows(store: SQLiteStorage, sql: str, params=()) -> list[tuple]:
 
 
 def test_urls_name_absolute_relative_and_memory_databases(tmp_path, monkeypatch) -> None:
-    assert database_path("sqlite:///srv/x.db") == "/srv/x.db"
-    assert database_path("sqlite://rel/x.db") == "rel/x.db"
-    assert database_path("sqlite://:memory:") == ":memory:"
+    assert database_path("sqlite:///srv/x.db") == ("/srv/x.db", {})
+    assert database_path("sqlite://rel/x.db?timeout=2") == ("rel/x.db", {"timeout": "2"})
+    assert database_path("sqlite://:memory:") == (":memory:", {})
+    assert database_path("sqlite:///a%20b.db") == ("/a b.db", {})
     monkeypatch.chdir(tmp_path)
     with open_storage("sqlite://sub/dir/rel.db") as s:
         s.insert_many([{"_id": "/a"}])
@@ -48,6 +49,15 @@ def test_urls_name_absolute_relative_and_memory_databases(tmp_path, monkeypatch)
     with open_storage("sqlite://:memory:") as s:
         assert s.insert_many([{"_id": "/a"}]) == [True]
         assert s.get("/a") == {"_id": "/a"}
+
+
+def test_options_in_the_query_string(tmp_path) -> None:
+    with SQLiteStorage(f"sqlite://{tmp_path}/q.db?indexes=type,origin&timeout=2") as s:
+        assert s.indexes == ("#parent", "src_id", "tgt_id", "type", "origin")
+        assert rows(s, "PRAGMA busy_timeout") == [(2000,)]
+        assert (tmp_path / "q.db").is_file()
+    with SQLiteStorage(f"sqlite://{tmp_path}/q.db?timeout=2", timeout=3) as s:
+        assert rows(s, "PRAGMA busy_timeout") == [(3000,)]
 
 
 def test_bad_options_are_refused(tmp_path) -> None:
@@ -367,7 +377,7 @@ def test_threads_sharing_a_store_lose_nothing(store) -> None:
 
 def test_the_database_stays_readable_by_plain_sqlite3(url, store) -> None:
     store.insert_many([{"_id": "/a", "type": "shot"}])
-    conn = sqlite3.connect(database_path(url))
+    conn = sqlite3.connect(database_path(url)[0])
     try:
         assert conn.execute("SELECT json_extract(doc, '$.type') FROM elements").fetchall() == [
             ("shot",)
