@@ -29,8 +29,6 @@ SETTINGS_ID = "~damas"
 ULID_PLACEHOLDER = "{#}"
 #: Keys an operation sets itself: who did it and when.
 CONTROL_KEYS = ("author", "time")
-#: How deep a JSON element may nest.
-MAX_DEPTH = 64
 MAX_ID_LENGTH = 4096
 
 
@@ -56,6 +54,13 @@ def as_list(items: Any, op: str) -> tuple[list[Any], bool]:
 def check_id(value: Any, op: str, *, write: bool = False) -> str:
     """An ``_id`` must be a non-empty string of bounded length, without NUL; ids
     starting with ``~`` are reserved and cannot be written."""
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and "\x00" not in value
+        and not (write and value[0] == RESERVED_PREFIX)
+    ):
+        return value  # the common case, checked in one go
     if not isinstance(value, str) or value == "":
         raise BadRequest(f"{op} error: an _id must be a non-empty string, not {value!r}", op=op)
     if len(value) > MAX_ID_LENGTH:
@@ -76,31 +81,17 @@ def check_ids(ids: Any, op: str) -> tuple[list[str], bool]:
 
 
 def check_element(element: Any, op: str) -> Element:
-    """An element is a JSON object whose keys are non-empty strings, JSON-encodable,
-    nested at most :data:`MAX_DEPTH` levels."""
+    """An element is a JSON object with non-empty string keys that encodes as JSON
+    (orjson refuses non-string keys, non-JSON values and nesting deeper than 254)."""
     if not isinstance(element, dict):
         raise BadRequest(f"{op} error: an element must be a JSON object, not {type(element).__name__}", op=op)
-    _check_depth(element, op, 0)
+    if "" in element:
+        raise BadRequest(f"{op} error: keys must be non-empty strings", op=op)
     try:
         orjson.dumps(element)
     except (TypeError, orjson.JSONEncodeError) as e:
         raise BadRequest(f"{op} error: element is not JSON: {e}", op=op) from None
     return element
-
-
-def _check_depth(value: Any, op: str, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise BadRequest(f"{op} error: element nested deeper than {MAX_DEPTH} levels", op=op)
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str) or k == "":
-                raise BadRequest(f"{op} error: keys must be non-empty strings, not {k!r}", op=op)
-            if isinstance(v, dict | list):
-                _check_depth(v, op, depth + 1)
-    elif isinstance(value, list):
-        for v in value:
-            if isinstance(v, dict | list):
-                _check_depth(v, op, depth + 1)
 
 
 def fill_id(value: str) -> str:
@@ -112,11 +103,14 @@ def fill_id(value: str) -> str:
 
 def unfold(elements: Sequence[Element], *, fresh_ids: bool = True) -> list[Element]:
     """One element per id: ``{_id: [a, b], k: v}`` gives two elements. With
-    ``fresh_ids``, a missing ``_id`` becomes a ULID and ``{#}`` is filled in."""
+    ``fresh_ids``, a missing ``_id`` becomes a ULID and ``{#}`` is filled in.
+    Always returns new dicts: callers may change them freely."""
     out: list[Element] = []
     for e in elements:
         ids = e.get("_id")
-        if isinstance(ids, list):
+        if isinstance(ids, str) and ULID_PLACEHOLDER not in ids:
+            out.append(dict(e))
+        elif isinstance(ids, list):
             if not ids:
                 raise BadRequest("error: an _id list must not be empty")
             for i in ids:

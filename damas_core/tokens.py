@@ -94,12 +94,8 @@ def parse_lifespan(value: Any) -> int:
 
 
 def user_element(tracker: Any, name: str) -> dict[str, Any] | None:
-    """``tracker.user(name)``: the user element without its password, or ``None``.
-
-    Looked up on the class, because a ``Session`` also has a ``user`` attribute (the
-    element it acts as) that hides the method on the instance.
-    """
-    return type(tracker).user(tracker, name)
+    """The user element without its password, or ``None``."""
+    return tracker.get_user(name)
 
 
 class Tokens:

@@ -184,8 +184,9 @@ class Tracker(Session):
 
     # -- accounts -------------------------------------------------------------------------
 
-    def user(self, name: str) -> Element | None:
-        """The user element (no password) or ``None``."""
+    def get_user(self, name: str) -> Element | None:
+        """The user element ``name`` or ``@name`` (no password), or ``None``.
+        (``tracker.user`` is the element the tracker itself acts as.)"""
         return _users.user(self, name)
 
     def check_password(self, name: str, password: str) -> bool:

@@ -73,7 +73,10 @@ def authorize(
 
 
 def prepare_values(values: dict[str, Any], op: str, element_id: str) -> dict[str, Any]:
-    """Check account keys and hash a password being written (in a copy)."""
+    """Check account keys and hash a password being written. Returns ``values``
+    itself when nothing changes, else a copy."""
+    if "class" not in values and "password" not in values:
+        return values
     out = dict(values)
     if "class" in out and out["class"] is not None and out["class"] not in CLASSES:
         raise BadRequest(

@@ -28,25 +28,26 @@ def _single_result(results: list[Any], single: bool) -> Any:
     return results[0] if single else results
 
 
-def stamp(session: Session, element: Element) -> Element:
+def stamp(session: Session, element: Element, now: int | None = None) -> Element:
     """Set ``author`` and ``time`` unless a caller allowed to set them did."""
     if not (session.is_admin and "author" in element):
         element["author"] = session.username
     if not (session.is_admin and "time" in element):
-        element["time"] = now_ms()
+        element["time"] = now_ms() if now is None else now
     return element
 
 
 def prepare_new(session: Session, raw: list[Any], op: str) -> list[Element]:
-    """Validate, unfold and authorize elements about to be created (nothing written)."""
+    """Validate, unfold and authorize elements about to be created (nothing written).
+    Every element of one call gets the same ``time``."""
     for e in raw:
         check_element(e, op)
-    elements = unfold(raw)
+    now = now_ms()
     out = []
-    for e in elements:
+    for e in unfold(raw):
         check_id(e["_id"], op, write=True)
         authorize(session, op, e["_id"], e.keys())
-        out.append(stamp(session, prepare_values(e, op, e["_id"])))
+        out.append(stamp(session, prepare_values(e, op, e["_id"]), now))
     return out
 
 
@@ -70,7 +71,14 @@ def read(session: Session, ids: Any) -> Any:
     id_list, single = check_ids(ids, "read")
     found = session.storage.get_many([i for i in id_list if not session.hidden(i)])
     by_id = {e["_id"]: e for e in found if e is not None}
-    results = [public(dict(by_id[i])) if i in by_id else None for i in id_list]
+    results: list[Element | None] = []
+    given: set[str] = set()
+    for i in id_list:
+        e = by_id.get(i)
+        if e is not None and i in given:
+            e = dict(e)  # a repeated id gets its own copy
+        given.add(i)
+        results.append(public(e))
     return _single_result(results, single)
 
 

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
     """The nodes ``ids`` and every node reached through links whose ``tgt_id`` is in
-    the set (taking the link's ``src_id``), ``depth`` levels deep (0: no limit).
+    the set (taking the link's ``src_id``), ``depth`` levels deep (0: no limit). The
+    walk starts from the given ids that exist; a link's ``src_id`` that does not exist
+    is walked through but not returned as a node.
 
     Returns the nodes first (the given ids that exist, then the ones reached, in the
     order they were reached), then the links walked. Ids that do not exist are left out.
@@ -26,7 +28,9 @@ def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
         raise BadRequest(f"graph error: depth must be a whole number >= 0, not {depth!r}", op="graph")
     storage = session.storage
-    seen: dict[str, None] = dict.fromkeys(i for i in id_list if not session.hidden(i))
+    wanted = [i for i in dict.fromkeys(id_list) if not session.hidden(i)]
+    start = [e for e in storage.get_many(wanted) if e is not None]
+    seen: dict[str, None] = dict.fromkeys(e["_id"] for e in start)
     links: dict[str, Element] = {}
     frontier = list(seen)
     level = 0
@@ -42,5 +46,6 @@ def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
             if isinstance(src, str) and src not in seen and not session.hidden(src):
                 seen[src] = None
                 frontier.append(src)
-    nodes = [n for n in storage.get_many(list(seen)) if n is not None]
+    reached = [n for n in storage.get_many(list(seen)[len(start):]) if n is not None]
+    nodes = start + reached
     return [public(n) for n in nodes] + [public(link) for link in links.values()]

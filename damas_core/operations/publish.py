@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from damas_core.elements import Element, as_list, check_element, check_id, has_list_id, new_id, unfold
+from damas_core.elements import (
+    Element,
+    as_list,
+    check_element,
+    check_id,
+    has_list_id,
+    new_id,
+    unfold,
+)
 from damas_core.errors import BadRequest
 from damas_core.operations.common import authorize, prepare_values, public
 from damas_core.operations.crud import stamp
@@ -23,9 +31,14 @@ def _check_publishable(e: Element) -> None:
             raise BadRequest(f"publish error: {fid!r} needs a non-empty {key!r}", op="publish", id=fid, key=key)
 
 
+#: What a history entry records of a publish: who, when and why, not the file's keys,
+#: so that searches on file keys (``origin:paris``) find files, not their history.
+HISTORY_KEYS = ("author", "time", "comment")
+
+
 def history_entry(file: Element) -> Element:
-    """The child recorded with a file: a snapshot of it, hanging off ``#parent``."""
-    child = {k: v for k, v in file.items() if k != "_id"}
+    """The child recorded with a published file, hanging off ``#parent``."""
+    child = {k: file[k] for k in HISTORY_KEYS if k in file}
     child["_id"] = new_id()
     child["#parent"] = file["_id"]
     return child

@@ -8,11 +8,11 @@ from damas_core.elements import RESERVED_PREFIX, SETTINGS_ID, Element
 from damas_core.errors import BadRequest
 from damas_core.operations.common import public
 from damas_core.permissions import require
+from damas_core.query.ast import Node
 from damas_core.query.mongo_query import from_mongo
 from damas_core.query.parser import parse
 from damas_core.query.predicate import to_predicate
 from damas_core.query.sort import normalize_sort
-from damas_core.query.ast import Node
 
 if TYPE_CHECKING:
     from damas_core.tracker import Session

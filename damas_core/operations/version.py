@@ -21,8 +21,7 @@ def version(session: Session, id: str, keys: dict[str, Any] | None = None) -> El
     ``version`` = 1 + the number of its children. ``None`` if ``id`` does not exist."""
     require(session.user_class, "version", session.username)
     check_id(id, "version", write=True)
-    keys = dict(keys or {})
-    check_element(keys, "version")
+    keys = check_element({} if keys is None else keys, "version")
     if "_id" in keys:
         raise BadRequest("version error: the keys cannot change _id", op="version", id=id)
     storage = session.storage
@@ -35,7 +34,7 @@ def version(session: Session, id: str, keys: dict[str, Any] | None = None) -> El
         archived.update({"_id": new_id(), "#parent": id})
         storage.insert_many([archived])
         children = storage.count(Eq(("#parent",), id))
-        values = prepare_values(keys, "version", id)
+        values = prepare_values(dict(keys), "version", id)
         to_set = {k: v for k, v in values.items() if v is not None}
         to_set.update({"author": session.username, "time": now_ms(), "version": children + 1})
         unset = tuple(k for k, v in values.items() if v is None)

@@ -169,7 +169,7 @@ def test_create_bad_input_raises_and_changes_nothing(tracker, bad):
 def test_very_deep_element_is_refused(tracker):
     deep: dict = {}
     node = deep
-    for _ in range(200):
+    for _ in range(300):
         node["x"] = {}
         node = node["x"]
     with pytest.raises(BadRequest):

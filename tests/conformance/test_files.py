@@ -17,7 +17,9 @@ def test_publish_creates_file_and_history_child(tracker):
     children = tracker.search("#parent:/shots/a.exr")
     assert len(children) == 1
     child = tracker.read(children[0])
-    assert child["comment"] == "first" and child["file_size"] == 10 and child["time"] == f["time"]
+    assert child["comment"] == "first" and child["author"] == "damas" and child["time"] == f["time"]
+    assert "file_size" not in child and "origin" not in child
+    assert tracker.search("origin:paris") == ["/shots/a.exr"]
 
 
 def test_publish_with_history_returns_pairs(tracker):
