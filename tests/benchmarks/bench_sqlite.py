@@ -3,7 +3,7 @@
 - ``indexed search``: ``tracker.search("#parent:X")`` returning the 10 children of one
   parent among N elements, against raw primary-key gets of the same 10 ids (goal ≤ 25×);
 - ``bulk insert``: ``insert_many`` of N elements in one call (one transaction, index
-  rows written by triggers), against encoding the same dicts with orjson and one
+  rows written in the same transaction), against encoding the same dicts with orjson and one
   ``executemany`` into a table of the same shape (goal ≤ 2×).
 
 Run on its own: ``python -m tests.benchmarks.bench_sqlite [--quick]``.
@@ -14,14 +14,14 @@ from __future__ import annotations
 import sqlite3
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 from damas_core.backends.sqlite import SQLiteStorage
 
 import damas_core
+from tests.benchmarks.harness import best, figure, once, print_table
 
 SCALES = {"full": 200_000, "quick": 20_000}
 SEARCHES = 200  # distinct parents searched, to time more than one cache-warm query
@@ -52,30 +52,6 @@ def raw_connection(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def best(fn: Callable[[], object], repeat: int = 3) -> float:
-    """The best wall time of ``repeat`` runs of ``fn``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def figure(name: str, n: int, ours: float, raw: float, goal: float) -> dict:
-    ratio = ours / raw
-    return {
-        "area": "sqlite",
-        "figure": name,
-        "n": n,
-        "ours_s": ours,
-        "raw_s": raw,
-        "ratio": ratio,
-        "goal": f"≤ {goal:g}×",
-        "ok": ratio <= goal,
-    }
-
-
 def bulk_insert(n: int, tmp: Path) -> dict:
     docs = elements(n)
 
@@ -104,10 +80,12 @@ def bulk_insert(n: int, tmp: Path) -> dict:
     for run in range(3):
         for name, fn in (("ours", ours), ("raw", raw)):
             path = tmp / f"bulk-{name}-{run}.db"
-            times[name].append(best(lambda fn=fn, path=path: fn(path), repeat=1))
+            times[name].append(once(lambda fn=fn, path=path: fn(path)))
             for f in tmp.glob(f"{path.name}*"):
                 f.unlink()
-    return figure("bulk insert", n, min(times["ours"]), min(times["raw"]), 2)
+    return figure(
+        "sqlite", "bulk insert", n, ours_s=min(times["ours"]), raw_s=min(times["raw"]), goal=2
+    )
 
 
 def indexed_search(n: int, tmp: Path) -> dict:
@@ -138,7 +116,14 @@ def indexed_search(n: int, tmp: Path) -> dict:
                 for i in children[p]:
                     conn.execute("SELECT doc FROM elements WHERE id = ?", (i,)).fetchone()
 
-        result = figure("indexed search (10 hits)", n, best(ours), best(raw), 25)
+        result = figure(
+            "sqlite",
+            "indexed search (10 hits)",
+            n,
+            ours_s=best(ours, 3),
+            raw_s=best(raw, 3),
+            goal=25,
+        )
     conn.close()
     return result
 
@@ -152,8 +137,4 @@ def figures(scale: str) -> Iterator[dict]:
 
 
 if __name__ == "__main__":
-    for f in figures("quick" if "--quick" in sys.argv else "full"):
-        print(
-            f"{f['figure']:28} n={f['n']:<7} ours={f['ours_s']:.4f}s raw={f['raw_s']:.4f}s "
-            f"ratio={f['ratio']:.2f} goal {f['goal']} {'ok' if f['ok'] else 'MISSED'}"
-        )
+    print_table(list(figures("quick" if "--quick" in sys.argv else "full")))
