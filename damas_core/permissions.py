@@ -41,6 +41,9 @@ REQUIRED: dict[str, str] = {
 
 #: Keys a non-admin can never write through create, update, upsert or version.
 RESTRICTED_KEYS: frozenset[str] = frozenset({"author", "time", "class", "lock"})
+#: Keys of a volume (an element with ``name`` and ``url``) only admins may write:
+#: they decide where files are copied and how rsync runs.
+VOLUME_ADMIN_KEYS: frozenset[str] = frozenset({"url", "rsync_args", "rsync_env"})
 #: Keys anyone may change on their own user element.
 SELF_SERVICE_KEYS: frozenset[str] = frozenset({"password", "email", "fullname"})
 
@@ -71,6 +74,27 @@ def check_keys(keys: Iterable[str], op: str, username: str, element_id: str) -> 
         if key in RESTRICTED_KEYS:
             raise Forbidden(
                 f"{op} error: only admins may set {key!r} (on {element_id!r})", op=op, id=element_id, key=key
+            )
+
+
+def check_volume_keys(
+    keys: Iterable[str], existing_keys: Iterable[str], op: str, element_id: str
+) -> None:
+    """Raise ``Forbidden`` when a non-admin writes a volume's ``url``, ``rsync_args``
+    or ``rsync_env`` (on an element that is, or would become, a volume: it has both
+    ``name`` and ``url``). ``rsync_args`` and ``rsync_env`` are refused on any element."""
+    keys = set(keys)
+    touched = keys & VOLUME_ADMIN_KEYS
+    if not touched:
+        return
+    after = keys | set(existing_keys)
+    for key in sorted(touched):
+        if key != "url" or {"name", "url"} <= after:
+            raise Forbidden(
+                f"{op} error: only admins may set {key!r} on a volume ({element_id!r})",
+                op=op,
+                id=element_id,
+                key=key,
             )
 
 

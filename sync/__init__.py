@@ -20,7 +20,7 @@ from __future__ import annotations
 from .agent import Agent, Report
 from .conflicts import conflicts, resolve
 from .status import status
-from .volumes import create_volume, global_parameters, protect, update_volume, volumes
+from .volumes import create_volume, global_parameters, update_volume, volumes
 
 __all__ = [
     "Agent",
@@ -28,7 +28,6 @@ __all__ = [
     "conflicts",
     "create_volume",
     "global_parameters",
-    "protect",
     "resolve",
     "status",
     "update_volume",

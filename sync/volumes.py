@@ -4,8 +4,8 @@ A volume is an ordinary element with ``name`` (``^[a-z0-9_]{3,16}$``, the site n
 used in per-site keys) and ``url`` (``file:///abs/path/`` or
 ``ssh://user@host[:port]/abs/path/``): the site's project root. Writes made through
 this module are validated against ``schemas/volume.json`` and only admins may set
-``url``, ``rsync_args`` and ``rsync_env``; :func:`protect` applies the same rule to
-every write made through the tracker.
+``url``, ``rsync_args`` and ``rsync_env`` (the core enforces that rule on every
+write path: :func:`damas_core.permissions.check_volume_keys`).
 
 >>> import damas_core
 >>> t = damas_core.open("memory://")
@@ -155,41 +155,6 @@ def set_global_parameters(session: Any, values: Mapping[str, Any]) -> dict[str, 
     return session.update(element)
 
 
-def protect(tracker: Any) -> None:
-    """Make every write through ``tracker`` refuse volume admin keys from non-admins.
-
-    Registers ``pre-create``/``pre-update``/``pre-upsert`` hooks on an embedded
-    tracker: a non-admin setting ``url``, ``rsync_args`` or ``rsync_env`` on an
-    element that is (or becomes) a volume gets :class:`Forbidden` and nothing is
-    written.
-    """
-
-    def is_volume(element: Mapping[str, Any] | None) -> bool:
-        return bool(element) and "url" in element and "name" in element
-
-    def guard(session: Any, items: list[Any]) -> None:
-        if _is_admin(session):
-            return
-        for item in items:
-            if not isinstance(item, Mapping) or not any(k in item for k in ADMIN_KEYS):
-                continue
-            current = None
-            if isinstance(item.get("_id"), str):
-                current = tracker.read(item["_id"])
-            if not is_volume({**(current or {}), **item}):
-                continue
-            for key in ADMIN_KEYS:
-                if key in item:
-                    raise Forbidden(
-                        f"sync error: only admins may set {key!r} on a volume",
-                        id=item.get("_id"),
-                        key=key,
-                    )
-
-    for event in ("pre-create", "pre-update"):
-        tracker.on(event, guard)
-
-
 def read_many(tracker: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``{id: element}`` for ``ids``, read in batches (missing ids are left out)."""
     return {e["_id"]: e for e in _read_all(tracker, list(ids)) if e is not None}
@@ -220,7 +185,6 @@ __all__ = [
     "endpoint_of",
     "global_parameters",
     "local_root",
-    "protect",
     "read_many",
     "tracked_files",
     "update_volume",

@@ -13,6 +13,7 @@ from damas_core.permissions import (
     CLASSES,
     SELF_SERVICE_KEYS,
     check_keys,
+    check_volume_keys,
     is_author,
     require,
 )
@@ -63,6 +64,7 @@ def authorize(
     if is_user_id(element_id):
         raise Forbidden(f"{op} error: only admins may change user accounts ({element_id!r})", op=op, id=element_id)
     check_keys(keys, op, session.username, element_id)
+    check_volume_keys(keys, existing or (), op, element_id)
     if session.author_mode and existing is not None and not is_author(existing, session.username):
         raise Forbidden(
             f"{op} error: {element_id!r} belongs to {existing.get('author')!r}; "

@@ -7,7 +7,7 @@ import os
 import pytest
 from damas_core.schemas import validate
 from damas_core.sync.rsync import check_user_args, relpath_of
-from damas_core.sync.volumes import create_volume, protect, update_volume
+from damas_core.sync.volumes import create_volume, update_volume
 
 from damas_core.errors import BadRequest, Forbidden
 
@@ -125,9 +125,15 @@ def test_volume_schema_and_admin_keys(tracker):
             update_volume(ed, {"_id": "v", key: value})
         assert e.value.key == key
     update_volume(ed, {"_id": "v", "sleepBetweenScans": 5})
-    protect(tracker)
-    with pytest.raises(Forbidden):
-        ed.update({"_id": "v", "url": "file:///elsewhere/"})
+    # the same rule holds on the generic write paths
+    for call in (
+        lambda: ed.update({"_id": "v", "url": "file:///elsewhere/"}),
+        lambda: ed.upsert({"_id": "v", "rsync_args": ["-e", "sh"]}),
+        lambda: ed.create({"_id": "v2", "name": "evil", "url": "file:///etc/"}),
+    ):
+        with pytest.raises(Forbidden):
+            call()
+    assert tracker.read("v2") is None
     assert tracker.read("v")["url"] == "file:///p/"
     update_volume(tracker, {"_id": "v", "url": "file:///q/"})
     assert tracker.read("v")["url"] == "file:///q/"
