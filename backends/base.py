@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from damas_core.errors import BadRequest, DamasError, StorageError
-from damas_core.ordering import MISSING, sort_key
+from damas_core.ordering import MISSING, bracket, sort_key
 from damas_core.query.ast import All, And, Eq, In, Node, Sort
 
 Element = dict[str, Any]
@@ -308,11 +308,12 @@ def apply_patch(element: Element, patch: Patch) -> bool:
     """
     if patch.expect:
         for key, wanted in patch.expect.items():
-            if element.get(key, MISSING) != wanted or (
-                wanted is not MISSING and type(element.get(key)) is not type(wanted)
-                and not (isinstance(wanted, int | float) and not isinstance(wanted, bool))
-            ):
-                return False
+            current = element.get(key, MISSING)
+            if wanted is MISSING or current is MISSING:
+                if current is not wanted:
+                    return False
+            elif current != wanted or bracket(current) != bracket(wanted):
+                return False  # 1 == True in Python, but not in JSON
     for key in patch.unset:
         element.pop(key, None)
     element.update(patch.set)
