@@ -109,7 +109,9 @@ class Storage(abc.ABC):
     def storage_error(self, op: str, error: BaseException) -> StorageError:
         """The one place a driver error becomes a ``StorageError`` naming backend and op."""
         name = type(self).__name__
-        return StorageError(f"{name} {op.lstrip('_')} failed: {type(error).__name__}: {error}", op=op)
+        return StorageError(
+            f"{name} {op.lstrip('_')} failed: {type(error).__name__}: {error}", op=op
+        )
 
     # -- public, final ------------------------------------------------------------------
 
@@ -134,7 +136,9 @@ class Storage(abc.ABC):
         """
         for e in elements:
             if not isinstance(e, dict):
-                raise BadRequest(f"storage error: an element must be an object, not {type(e).__name__}")
+                raise BadRequest(
+                    f"storage error: an element must be an object, not {type(e).__name__}"
+                )
             _check_ids([e.get("_id")])
         return self._insert_many(elements)
 

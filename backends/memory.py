@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import orjson
-
 from damas_core.backends.base import Element, Patch, Storage, apply_patch
 
 

@@ -69,7 +69,9 @@ def check_id(value: Any, op: str, *, write: bool = False) -> str:
         raise BadRequest(f"{op} error: _id contains a NUL character: {value!r}", op=op, id=value)
     if write and value.startswith(RESERVED_PREFIX):
         raise BadRequest(
-            f"{op} error: ids starting with {RESERVED_PREFIX!r} are reserved: {value!r}", op=op, id=value
+            f"{op} error: ids starting with {RESERVED_PREFIX!r} are reserved: {value!r}",
+            op=op,
+            id=value,
         )
     return value
 
@@ -84,7 +86,9 @@ def check_element(element: Any, op: str) -> Element:
     """An element is a JSON object with non-empty string keys that encodes as JSON
     (orjson refuses non-string keys, non-JSON values and nesting deeper than 254)."""
     if not isinstance(element, dict):
-        raise BadRequest(f"{op} error: an element must be a JSON object, not {type(element).__name__}", op=op)
+        raise BadRequest(
+            f"{op} error: an element must be a JSON object, not {type(element).__name__}", op=op
+        )
     if "" in element:
         raise BadRequest(f"{op} error: keys must be non-empty strings", op=op)
     try:

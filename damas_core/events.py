@@ -43,7 +43,9 @@ class Events:
             replaced = cb(session, items)
             if replaced is not None:
                 if not isinstance(replaced, list) or len(replaced) != len(items):
-                    raise BadRequest(f"{op} error: a pre-{op} hook must return a list of {len(items)} items")
+                    raise BadRequest(
+                        f"{op} error: a pre-{op} hook must return a list of {len(items)} items"
+                    )
                 items = replaced
         return items
 

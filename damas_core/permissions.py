@@ -73,7 +73,10 @@ def check_keys(keys: Iterable[str], op: str, username: str, element_id: str) -> 
     for key in keys:
         if key in RESTRICTED_KEYS:
             raise Forbidden(
-                f"{op} error: only admins may set {key!r} (on {element_id!r})", op=op, id=element_id, key=key
+                f"{op} error: only admins may set {key!r} (on {element_id!r})",
+                op=op,
+                id=element_id,
+                key=key,
             )
 
 

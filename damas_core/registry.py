@@ -41,7 +41,9 @@ def storage_class(url: str) -> type[Storage]:
         module_name, class_name, extra = BACKENDS[scheme]
     except KeyError:
         known = ", ".join(BACKENDS)
-        raise BadRequest(f"unknown store URL scheme {scheme!r} in {url!r} (known: {known})") from None
+        raise BadRequest(
+            f"unknown store URL scheme {scheme!r} in {url!r} (known: {known})"
+        ) from None
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:

@@ -23,14 +23,23 @@ def comment(session: Session, elements: Any) -> Any:
         check_element(e, "comment")
         text = e.get("comment")
         if not isinstance(text, str) or not text.strip():
-            raise BadRequest("comment error: a comment needs a non-empty 'comment' text", op="comment")
+            raise BadRequest(
+                "comment error: a comment needs a non-empty 'comment' text", op="comment"
+            )
         parents = e.get("#parent")
         many = isinstance(parents, list)
         parent_list = parents if many else [parents]
         if not parent_list:
-            raise BadRequest("comment error: '#parent' must name at least one element", op="comment")
+            raise BadRequest(
+                "comment error: '#parent' must name at least one element", op="comment"
+            )
         if not session.is_admin:
-            check_keys((k for k in e if k not in ("author", "time")), "comment", session.username, str(parents))
+            check_keys(
+                (k for k in e if k not in ("author", "time")),
+                "comment",
+                session.username,
+                str(parents),
+            )
         items = []
         for p in parent_list:
             check_id(p, "comment", write=True)
@@ -43,7 +52,11 @@ def comment(session: Session, elements: Any) -> Any:
     with storage.transaction():
         for many, items in plans:
             exists = storage.get_many([c["#parent"] for c in items])
-            todo = [c for c, parent in zip(items, exists) if parent is not None and not session.hidden(c["#parent"])]
+            todo = [
+                c
+                for c, parent in zip(items, exists)
+                if parent is not None and not session.hidden(c["#parent"])
+            ]
             storage.insert_many(todo)
             made = {id(c) for c in todo}
             out = [c if id(c) in made else None for c in items]

@@ -58,11 +58,19 @@ def authorize(
     if session.is_admin:
         return
     keys = list(keys)
-    if self_service(session, element_id, keys) and op in ("update", "upsert") and existing is not None:
+    if (
+        self_service(session, element_id, keys)
+        and op in ("update", "upsert")
+        and existing is not None
+    ):
         return
     require(session.user_class, op, session.username)
     if is_user_id(element_id):
-        raise Forbidden(f"{op} error: only admins may change user accounts ({element_id!r})", op=op, id=element_id)
+        raise Forbidden(
+            f"{op} error: only admins may change user accounts ({element_id!r})",
+            op=op,
+            id=element_id,
+        )
     check_keys(keys, op, session.username, element_id)
     check_volume_keys(keys, existing or (), op, element_id)
     if session.author_mode and existing is not None and not is_author(existing, session.username):
@@ -90,6 +98,11 @@ def prepare_values(values: dict[str, Any], op: str, element_id: str) -> dict[str
     if "password" in out and out["password"] is not None:
         pw = out["password"]
         if not isinstance(pw, str) or pw == "":
-            raise BadRequest(f"{op} error: a password must be a non-empty string", op=op, id=element_id, key="password")
+            raise BadRequest(
+                f"{op} error: a password must be a non-empty string",
+                op=op,
+                id=element_id,
+                key="password",
+            )
         out["password"] = hash_password(pw)
     return out

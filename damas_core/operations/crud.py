@@ -99,7 +99,9 @@ def update(session: Session, elements: Any) -> Any:
         if "_id" not in e:
             raise BadRequest("update error: each element needs an _id", op="update")
         if len(e) < 2:
-            raise BadRequest(f"update error: nothing to change on {e['_id']!r}", op="update", id=str(e["_id"]))
+            raise BadRequest(
+                f"update error: nothing to change on {e['_id']!r}", op="update", id=str(e["_id"])
+            )
     items = unfold(raw, fresh_ids=False)
     for e in items:
         check_id(e["_id"], "update", write=True)
@@ -132,7 +134,10 @@ def upsert(session: Session, elements: Any) -> Any:
     require(session.user_class, "upsert", session.username)
     for e in raw:
         check_element(e, "upsert")
-    normalized = [{k: v for k, v in e.items() if k != "_id"} if e.get("_id") in (None, "null") else e for e in raw]
+    normalized = [
+        {k: v for k, v in e.items() if k != "_id"} if e.get("_id") in (None, "null") else e
+        for e in raw
+    ]
     items = unfold(normalized)
     storage = session.storage
     results: list[Element | None] = []
@@ -142,7 +147,14 @@ def upsert(session: Session, elements: Any) -> Any:
         for e, old in zip(items, existing):
             if old is None:
                 authorize(session, "upsert", e["_id"], e.keys())
-                creates.append(stamp(session, prepare_values({k: v for k, v in e.items() if v is not None}, "upsert", e["_id"])))
+                creates.append(
+                    stamp(
+                        session,
+                        prepare_values(
+                            {k: v for k, v in e.items() if v is not None}, "upsert", e["_id"]
+                        ),
+                    )
+                )
             else:
                 authorize(session, "upsert", e["_id"], (k for k in e if k != "_id"), old)
                 to_set, to_unset = _split_changes(prepare_values(e, "upsert", e["_id"]))

@@ -26,7 +26,9 @@ def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
     require(session.user_class, "graph", session.username)
     id_list, _ = check_ids(ids, "graph")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-        raise BadRequest(f"graph error: depth must be a whole number >= 0, not {depth!r}", op="graph")
+        raise BadRequest(
+            f"graph error: depth must be a whole number >= 0, not {depth!r}", op="graph"
+        )
     storage = session.storage
     wanted = [i for i in dict.fromkeys(id_list) if not session.hidden(i)]
     start = [e for e in storage.get_many(wanted) if e is not None]
@@ -46,6 +48,6 @@ def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
             if isinstance(src, str) and src not in seen and not session.hidden(src):
                 seen[src] = None
                 frontier.append(src)
-    reached = [n for n in storage.get_many(list(seen)[len(start):]) if n is not None]
+    reached = [n for n in storage.get_many(list(seen)[len(start) :]) if n is not None]
     nodes = start + reached
     return [public(n) for n in nodes] + [public(link) for link in links.values()]

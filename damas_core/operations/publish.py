@@ -25,10 +25,14 @@ if TYPE_CHECKING:
 def _check_publishable(e: Element) -> None:
     fid = e["_id"]
     if not isinstance(fid, str) or not fid.startswith("/"):
-        raise BadRequest(f"publish error: a file _id is a path starting with '/', not {fid!r}", op="publish")
+        raise BadRequest(
+            f"publish error: a file _id is a path starting with '/', not {fid!r}", op="publish"
+        )
     for key in ("comment", "origin"):
         if not isinstance(e.get(key), str) or not e[key].strip():
-            raise BadRequest(f"publish error: {fid!r} needs a non-empty {key!r}", op="publish", id=fid, key=key)
+            raise BadRequest(
+                f"publish error: {fid!r} needs a non-empty {key!r}", op="publish", id=fid, key=key
+            )
 
 
 #: What a history entry records of a publish: who, when and why, not the file's keys,

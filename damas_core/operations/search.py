@@ -25,14 +25,18 @@ def _as_query(query: str | Node) -> Node:
     if isinstance(query, Node):
         return query
     if not isinstance(query, str):
-        raise BadRequest(f"search error: a query is a string, not {type(query).__name__}", op="search")
+        raise BadRequest(
+            f"search error: a query is a string, not {type(query).__name__}", op="search"
+        )
     return parse(query)
 
 
 def _page(skip: Any, limit: Any) -> tuple[int, int | None]:
     for name, v in (("skip", skip), ("limit", limit)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise BadRequest(f"search error: {name} must be a whole number >= 0, not {v!r}", op="search")
+            raise BadRequest(
+                f"search error: {name} must be a whole number >= 0, not {v!r}", op="search"
+            )
     return skip or 0, limit or None
 
 
@@ -49,7 +53,9 @@ def visible_ids(session: Session, node: Node, sort: Any, skip: int, limit: int |
     return ids[skip:end]
 
 
-def search(session: Session, query: str | Node, sort: Any = None, skip: int = 0, limit: int | None = None) -> list[str]:
+def search(
+    session: Session, query: str | Node, sort: Any = None, skip: int = 0, limit: int | None = None
+) -> list[str]:
     """Ids of the elements matching ``query``, sorted by ``sort`` (default ``_id``)."""
     require(session.user_class, "search", session.username)
     skip, limit = _page(skip, limit)
@@ -65,7 +71,9 @@ def search_one(session: Session, query: str | Node) -> Element | None:
     return public(session.storage.get(ids[0]))
 
 
-def search_mongo(session: Session, query: Any, sort: Any = None, limit: int = 0, skip: int = 0) -> dict[str, Any]:
+def search_mongo(
+    session: Session, query: Any, sort: Any = None, limit: int = 0, skip: int = 0
+) -> dict[str, Any]:
     """``{"count": N, "ids": [...]}`` for a MongoDB-style query dict: ``count`` is the
     total number of matches, ``ids`` the page after ``sort``, ``skip`` and ``limit``."""
     require(session.user_class, "search_mongo", session.username)

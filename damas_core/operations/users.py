@@ -36,7 +36,9 @@ def check_password(session: Session, name: str, password: str) -> bool:
     if not verify_password(stored, password):
         return False
     if needs_upgrade(stored):
-        session.storage.patch_many([Patch(uid, set={"password": hash_password(password)}, expect={"password": stored})])
+        session.storage.patch_many(
+            [Patch(uid, set={"password": hash_password(password)}, expect={"password": stored})]
+        )
     return True
 
 

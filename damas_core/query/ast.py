@@ -68,7 +68,9 @@ def _check_scalar(value: object, *, what: str) -> None:
         if not math.isfinite(value):
             raise BadRequest(f"search error: {what} must be a finite number, not {value!r}")
         return
-    raise BadRequest(f"search error: {what} must be a string, number, boolean or null, not {value!r}")
+    raise BadRequest(
+        f"search error: {what} must be a string, number, boolean or null, not {value!r}"
+    )
 
 
 class Node:

@@ -93,7 +93,8 @@ def _as_regex(value: Any) -> tuple[str, str] | None:
         if value.flags & re.VERBOSE:
             _unsupported("the regex option x (verbose)")
         flags = "".join(
-            f for f, bit in (("i", re.IGNORECASE), ("m", re.MULTILINE), ("s", re.DOTALL))
+            f
+            for f, bit in (("i", re.IGNORECASE), ("m", re.MULTILINE), ("s", re.DOTALL))
             if value.flags & bit
         )
         return value.pattern, flags
@@ -191,7 +192,9 @@ def _equal(path: Path, key: str, value: Any, what: str) -> Node:
     if regex is not None:
         return _regex_node(path, *regex)
     if isinstance(value, Mapping | list | tuple):
-        _unsupported(f"{what} with an {'object' if isinstance(value, Mapping) else 'array'} (key {key!r})")
+        _unsupported(
+            f"{what} with an {'object' if isinstance(value, Mapping) else 'array'} (key {key!r})"
+        )
     if not isinstance(value, _SCALARS):
         _bad(f"{what} needs a string, number, boolean or null (key {key!r})")
     return Eq(path, value)
@@ -305,7 +308,11 @@ def _op_not(path: Path, key: str, arg: Any, ops: Mapping[str, Any], depth: int) 
     regex = _as_regex(arg)
     if regex is not None:
         return Not(_regex_node(path, *regex))
-    if isinstance(arg, Mapping) and arg and all(isinstance(k, str) and k.startswith("$") for k in arg):
+    if (
+        isinstance(arg, Mapping)
+        and arg
+        and all(isinstance(k, str) and k.startswith("$") for k in arg)
+    ):
         return Not(_operators(path, key, arg, depth + 1))
     _bad(f"$not needs an operator object or a regex (key {key!r})")
 

@@ -423,7 +423,9 @@ def parse(text: str) -> Node:
     if not isinstance(text, str):
         raise BadRequest(f"search error: a query must be a string, not {type(text).__name__}")
     if len(text) > MAX_QUERY_LENGTH:
-        _fail(f"query too long ({len(text)} characters, at most {MAX_QUERY_LENGTH})", MAX_QUERY_LENGTH)
+        _fail(
+            f"query too long ({len(text)} characters, at most {MAX_QUERY_LENGTH})", MAX_QUERY_LENGTH
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
@@ -431,4 +433,12 @@ def parse(text: str) -> Node:
     return _Parser(_Lexer(text).tokens(), len(text)).parse()
 
 
-__all__ = ["MAX_DEPTH", "MAX_QUERY_LENGTH", "NUMBER_RE", "is_typed", "parse", "regex_parts", "typed_value"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_QUERY_LENGTH",
+    "NUMBER_RE",
+    "is_typed",
+    "parse",
+    "regex_parts",
+    "typed_value",
+]

@@ -12,19 +12,21 @@ from damas_core.permissions import REQUIRED, RESTRICTED_KEYS
 
 @pytest.fixture
 def people(system):
-    system.create([
-        {"_id": "@guest1", "class": "guest", "password": "g"},
-        {"_id": "@user1", "class": "user", "password": "u"},
-        {"_id": "@editor1", "class": "editor", "password": "e"},
-        {"_id": "@admin1", "class": "admin", "password": "a"},
-        {"_id": "@off", "class": "admin", "password": "o", "disabled": True},
-    ])
+    system.create(
+        [
+            {"_id": "@guest1", "class": "guest", "password": "g"},
+            {"_id": "@user1", "class": "user", "password": "u"},
+            {"_id": "@editor1", "class": "editor", "password": "e"},
+            {"_id": "@admin1", "class": "admin", "password": "a"},
+            {"_id": "@off", "class": "admin", "password": "o", "disabled": True},
+        ]
+    )
     return system
 
 
 def test_passwords_are_hashed_and_never_read(people):
     raw = people.storage.get("@user1")["password"]
-    assert raw.startswith("$argon2id$") and "u" != raw
+    assert raw.startswith("$argon2id$") and raw != "u"
     assert "password" not in people.read("@user1")
     assert all("password" not in e for e in people.graph("@user1"))
     assert "password" not in people.search_one("_id:@user1")
@@ -41,10 +43,12 @@ def test_check_password(people):
 
 
 def test_legacy_hashes_verify_and_upgrade(system):
-    system.storage.insert_many([
-        {"_id": "@old5", "class": "user", "password": hashlib.md5(b"pw").hexdigest()},
-        {"_id": "@old1", "class": "user", "password": hashlib.sha1(b"pw").hexdigest()},
-    ])
+    system.storage.insert_many(
+        [
+            {"_id": "@old5", "class": "user", "password": hashlib.md5(b"pw").hexdigest()},
+            {"_id": "@old1", "class": "user", "password": hashlib.sha1(b"pw").hexdigest()},
+        ]
+    )
     for name in ("old5", "old1"):
         fp = system.password_fingerprint(name)
         assert not system.check_password(name, "bad")
@@ -87,7 +91,11 @@ def test_permission_table(people, user_class, op):
     people.create({"_id": "/f"})
     session = people.as_user(f"{user_class}1")
     allowed = ["guest", "user", "editor", "admin"].index(user_class) >= [
-        "guest", "user", "editor", "admin"].index(REQUIRED[op])
+        "guest",
+        "user",
+        "editor",
+        "admin",
+    ].index(REQUIRED[op])
     before = [people.storage.get(i) for i in ("/f", "/new", "/pub")]
     if allowed:
         operation_calls()[op](session)
@@ -143,7 +151,9 @@ def test_user_accounts_are_admin_only_but_self_service_works(people):
     assert people.check_password("guest1", "new")
     with pytest.raises(Forbidden):
         guest.update({"_id": "@guest1", "class": "admin"})
-    assert people.as_user("admin1").update({"_id": "@user1", "class": "editor"})["class"] == "editor"
+    assert (
+        people.as_user("admin1").update({"_id": "@user1", "class": "editor"})["class"] == "editor"
+    )
 
 
 def test_bad_class_value(people):

@@ -136,11 +136,13 @@ def test_delete_returns_ids_and_none_for_missing(tracker):
 
 def test_delete_removes_links_to_and_from(tracker):
     tracker.create([{"_id": "/a"}, {"_id": "/b"}, {"_id": "/c"}])
-    tracker.create([
-        {"_id": "l1", "src_id": "/a", "tgt_id": "/b"},
-        {"_id": "l2", "src_id": "/b", "tgt_id": "/c"},
-        {"_id": "l3", "src_id": "/a", "tgt_id": "/c"},
-    ])
+    tracker.create(
+        [
+            {"_id": "l1", "src_id": "/a", "tgt_id": "/b"},
+            {"_id": "l2", "src_id": "/b", "tgt_id": "/c"},
+            {"_id": "l3", "src_id": "/a", "tgt_id": "/c"},
+        ]
+    )
     assert tracker.delete("/b") == "/b"
     assert tracker.read(["l1", "l2", "l3"])[:2] == [None, None]
     assert tracker.read("l3")["_id"] == "l3"

@@ -7,7 +7,16 @@ import pytest
 
 from damas_core.errors import StorageError
 
-PRIMITIVES = ["_get_many", "_insert_many", "_patch_many", "_delete_many", "_find", "_find_elements", "_count", "_transaction"]
+PRIMITIVES = [
+    "_get_many",
+    "_insert_many",
+    "_patch_many",
+    "_delete_many",
+    "_find",
+    "_find_elements",
+    "_count",
+    "_transaction",
+]
 
 
 class Boom(OSError):

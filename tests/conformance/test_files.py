@@ -23,9 +23,7 @@ def test_publish_creates_file_and_history_child(tracker):
 
 
 def test_publish_with_history_returns_pairs(tracker):
-    file, child = tracker.publish(
-        {"_id": "/a", "comment": "c", "origin": "o"}, with_history=True
-    )
+    file, child = tracker.publish({"_id": "/a", "comment": "c", "origin": "o"}, with_history=True)
     assert child["#parent"] == file["_id"] == "/a"
 
 
@@ -33,10 +31,12 @@ def test_publish_refuses_tracked_path_and_writes_nothing(tracker):
     pub(tracker, "/a")
     assert pub(tracker, "/a") is None
     assert len(tracker.search("#parent:/a")) == 1
-    out = tracker.publish([
-        {"_id": "/a", "comment": "again", "origin": "x"},
-        {"_id": "/b", "comment": "new", "origin": "x"},
-    ])
+    out = tracker.publish(
+        [
+            {"_id": "/a", "comment": "again", "origin": "x"},
+            {"_id": "/b", "comment": "new", "origin": "x"},
+        ]
+    )
     assert out[0] is None and out[1]["_id"] == "/b"
 
 
@@ -89,7 +89,9 @@ def test_unlock_someone_elses_needs_force(tracker):
 def test_comment_one_and_several_parents(tracker):
     tracker.create([{"_id": "/a"}, {"_id": "/b"}])
     c = tracker.comment({"#parent": "/a", "comment": "nice"})
-    assert c["#parent"] == "/a" and c["author"] == "damas" and "time" in c and c["comment"] == "nice"
+    assert (
+        c["#parent"] == "/a" and c["author"] == "damas" and "time" in c and c["comment"] == "nice"
+    )
     many = tracker.comment({"#parent": ["/a", "/b", "/nope"], "comment": "all"})
     assert [x and x["#parent"] for x in many] == ["/a", "/b", None]
     assert len(tracker.search("#parent:/a")) == 2
@@ -98,7 +100,15 @@ def test_comment_one_and_several_parents(tracker):
     assert [x["comment"] for x in listed] == ["1", "2"]
 
 
-@pytest.mark.parametrize("bad", [{"#parent": "/a"}, {"#parent": "/a", "comment": "  "}, {"comment": "x"}, {"#parent": [], "comment": "x"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"#parent": "/a"},
+        {"#parent": "/a", "comment": "  "},
+        {"comment": "x"},
+        {"#parent": [], "comment": "x"},
+    ],
+)
 def test_comment_bad_input(tracker, bad):
     tracker.create({"_id": "/a"})
     with pytest.raises(BadRequest):

@@ -11,12 +11,14 @@ from damas_core.errors import BadRequest
 def chain(tracker):
     # d -> c -> b -> a (each link's tgt is closer to a), plus e -> a
     tracker.create([{"_id": n} for n in ("/a", "/b", "/c", "/d", "/e")])
-    tracker.create([
-        {"_id": "l_ba", "src_id": "/b", "tgt_id": "/a"},
-        {"_id": "l_cb", "src_id": "/c", "tgt_id": "/b"},
-        {"_id": "l_dc", "src_id": "/d", "tgt_id": "/c"},
-        {"_id": "l_ea", "src_id": "/e", "tgt_id": "/a"},
-    ])
+    tracker.create(
+        [
+            {"_id": "l_ba", "src_id": "/b", "tgt_id": "/a"},
+            {"_id": "l_cb", "src_id": "/c", "tgt_id": "/b"},
+            {"_id": "l_dc", "src_id": "/d", "tgt_id": "/c"},
+            {"_id": "l_ea", "src_id": "/e", "tgt_id": "/a"},
+        ]
+    )
     return tracker
 
 
@@ -52,11 +54,13 @@ def test_graph_depth(chain, depth, nodes, links):
 
 def test_graph_handles_cycles_and_missing(tracker):
     tracker.create([{"_id": "/x"}, {"_id": "/y"}])
-    tracker.create([
-        {"_id": "l1", "src_id": "/x", "tgt_id": "/y"},
-        {"_id": "l2", "src_id": "/y", "tgt_id": "/x"},
-        {"_id": "l3", "src_id": "/ghost", "tgt_id": "/x"},
-    ])
+    tracker.create(
+        [
+            {"_id": "l1", "src_id": "/x", "tgt_id": "/y"},
+            {"_id": "l2", "src_id": "/y", "tgt_id": "/x"},
+            {"_id": "l3", "src_id": "/ghost", "tgt_id": "/x"},
+        ]
+    )
     nodes, links = split(tracker.graph(["/x", "/nope"]))
     assert set(nodes) == {"/x", "/y"}
     assert set(links) == {"l1", "l2", "l3"}

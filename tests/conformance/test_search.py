@@ -9,13 +9,21 @@ from damas_core.errors import BadRequest, NotImplementedByBackend
 
 @pytest.fixture
 def shots(tracker):
-    tracker.create([
-        {"_id": "/p/a.exr", "type": "shot", "file_size": 100, "tags": ["hero", "fx"], "#parent": "/p"},
-        {"_id": "/p/b.exr", "type": "shot", "file_size": 2000, "tags": ["bg"], "#parent": "/p"},
-        {"_id": "/p/c.mov", "type": "movie", "file_size": 50, "meta": {"codec": "prores"}},
-        {"_id": "/p/d.txt", "type": "note", "file_size": "12", "name": "Shot notes"},
-        {"_id": "/p/e.txt", "file_size": 12, "flag": True},
-    ])
+    tracker.create(
+        [
+            {
+                "_id": "/p/a.exr",
+                "type": "shot",
+                "file_size": 100,
+                "tags": ["hero", "fx"],
+                "#parent": "/p",
+            },
+            {"_id": "/p/b.exr", "type": "shot", "file_size": 2000, "tags": ["bg"], "#parent": "/p"},
+            {"_id": "/p/c.mov", "type": "movie", "file_size": 50, "meta": {"codec": "prores"}},
+            {"_id": "/p/d.txt", "type": "note", "file_size": "12", "name": "Shot notes"},
+            {"_id": "/p/e.txt", "file_size": 12, "flag": True},
+        ]
+    )
     return tracker
 
 
@@ -59,7 +67,11 @@ def test_search_sort_skip_limit(shots):
 def test_sort_across_types_follows_one_order(shots):
     # numbers before strings, then missing-first on ascending
     assert shots.search("*", sort={"file_size": 1}) == [
-        "/p/e.txt", "/p/c.mov", "/p/a.exr", "/p/b.exr", "/p/d.txt",
+        "/p/e.txt",
+        "/p/c.mov",
+        "/p/a.exr",
+        "/p/b.exr",
+        "/p/d.txt",
     ]
 
 
@@ -75,7 +87,10 @@ def test_search_mongo(shots):
     assert paged == {"count": 3, "ids": ["/p/a.exr"]}
     assert shots.search_mongo({"_id": "REGEX_mov$"})["ids"] == ["/p/c.mov"]
     assert shots.search_mongo({"$or": [{"type": "note"}, {"flag": True}]})["count"] == 2
-    assert shots.search_mongo({"type": {"$in": ["movie", "note"]}})["ids"] == ["/p/c.mov", "/p/d.txt"]
+    assert shots.search_mongo({"type": {"$in": ["movie", "note"]}})["ids"] == [
+        "/p/c.mov",
+        "/p/d.txt",
+    ]
     assert shots.search_mongo({"type": {"$exists": False}})["ids"] == ["/p/e.txt"]
 
 

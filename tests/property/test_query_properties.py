@@ -55,9 +55,29 @@ QUERY_LIKE = st.lists(QUERY_PIECES, max_size=25).map("".join)
 QUERY_TERMS = st.lists(
     st.sampled_from(
         [
-            "a:1", "b.c:x", "-", "NOT", "OR", "(", ")", "*", "k:*", 'n:"a b"', "n:/^x/i",
-            "_id:/p/a.mov", "_id:/p/", "x<=2", "y>abc", "k:=null", "t:true", "#parent:/p",
-            'k:"12"', "n>=-1.5e3", "OR:x", "name:/(a|b)/", "-k:x",
+            "a:1",
+            "b.c:x",
+            "-",
+            "NOT",
+            "OR",
+            "(",
+            ")",
+            "*",
+            "k:*",
+            'n:"a b"',
+            "n:/^x/i",
+            "_id:/p/a.mov",
+            "_id:/p/",
+            "x<=2",
+            "y>abc",
+            "k:=null",
+            "t:true",
+            "#parent:/p",
+            'k:"12"',
+            "n>=-1.5e3",
+            "OR:x",
+            "name:/(a|b)/",
+            "-k:x",
         ]
     ),
     min_size=1,
@@ -67,13 +87,19 @@ ANY_TEXT = st.text(TEXT, max_size=60)
 
 KEY_PART = st.one_of(
     st.sampled_from(["a", "b", "_id", "#parent", "type", "OR", "NOT", "*", "x-y", "a=b"]),
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="."), min_size=1, max_size=6),
+    st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="."),
+        min_size=1,
+        max_size=6,
+    ),
 )
 PATH = st.lists(KEY_PART, min_size=1, max_size=3).map(tuple)
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
 NUMBER = st.one_of(st.integers(min_value=-(10**30), max_value=10**30), FINITE)
 STRING = st.one_of(
-    st.sampled_from(["", "x", "12", "true", "null", "*", "/a/", "/p/x.mov", "=1", "a b", '"q"', "\\", "(", ")"]),
+    st.sampled_from(
+        ["", "x", "12", "true", "null", "*", "/a/", "/p/x.mov", "=1", "a b", '"q"', "\\", "(", ")"]
+    ),
     st.text(TEXT, max_size=8),
 )
 TYPED_TEXT = st.one_of(
@@ -81,6 +107,7 @@ TYPED_TEXT = st.one_of(
     st.from_regex(NUMBER_RE, fullmatch=True),
     NUMBER.map(repr),
 ).filter(is_typed)
+
 
 def _compiles(pattern: str) -> bool:
     try:
@@ -93,13 +120,36 @@ def _compiles(pattern: str) -> bool:
 # Regex patterns RE2 accepts, written without whitespace (so the text language can
 # carry them), built from a small grammar.
 RX_ATOM = st.sampled_from(
-    ["a", "b", "x", "0", "/", ".", '"', ":", "-", r"\d", r"\.", r"\)", r"\(", r"\/", "[a-z]", "[)]", "[^/]", "[]x]", "^", "$"]
+    [
+        "a",
+        "b",
+        "x",
+        "0",
+        "/",
+        ".",
+        '"',
+        ":",
+        "-",
+        r"\d",
+        r"\.",
+        r"\)",
+        r"\(",
+        r"\/",
+        "[a-z]",
+        "[)]",
+        "[^/]",
+        "[]x]",
+        "^",
+        "$",
+    ]
 )
 RX = st.recursive(
     RX_ATOM,
     lambda inner: st.one_of(
         st.tuples(inner, inner).map("".join),
-        st.tuples(inner, st.sampled_from(["*", "+", "?", "{1,2}"])).map(lambda p: f"(?:{p[0]}){p[1]}"),
+        st.tuples(inner, st.sampled_from(["*", "+", "?", "{1,2}"])).map(
+            lambda p: f"(?:{p[0]}){p[1]}"
+        ),
         inner.map(lambda r: f"({r})"),
         inner.map(lambda r: f"(?:{r})"),
         st.tuples(inner, inner).map(lambda p: f"{p[0]}|{p[1]}"),
@@ -135,7 +185,9 @@ def _or_of(nodes):
 def _parser_trees(inner):
     return st.one_of(
         inner.map(Not),
-        st.lists(inner.filter(lambda n: not isinstance(n, And)), min_size=2, max_size=4).map(_and_of),
+        st.lists(inner.filter(lambda n: not isinstance(n, And)), min_size=2, max_size=4).map(
+            _and_of
+        ),
         st.lists(inner.filter(lambda n: not isinstance(n, Or)), min_size=2, max_size=4).map(_or_of),
     )
 
@@ -163,7 +215,12 @@ DOC = st.dictionaries(st.sampled_from(DOC_KEYS), JSON, max_size=3)
 DOCS = st.lists(DOC, min_size=1, max_size=6)
 
 WORLD_PATH = st.sampled_from([("a",), ("b",), ("c",), ("a", "b"), ("b", "c"), ("a", "b", "c")])
-WORLD_SCALAR = st.one_of(st.none(), st.booleans(), st.sampled_from([0, 1, 1.0, 2, 12, -1, 1.5]), st.sampled_from(["", "x", "12", "1", "true", "X"]))
+WORLD_SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from([0, 1, 1.0, 2, 12, -1, 1.5]),
+    st.sampled_from(["", "x", "12", "1", "true", "X"]),
+)
 WORLD_LEAF = st.one_of(
     st.just(All()),
     st.builds(Exists, WORLD_PATH),
@@ -175,7 +232,12 @@ WORLD_LEAF = st.one_of(
         st.sampled_from(["<", "<=", ">", ">="]),
         st.one_of(st.sampled_from([0, 1, 1.5, 2, 12]), st.sampled_from(["", "x", "12", "X"])),
     ),
-    st.builds(Regex, WORLD_PATH, st.sampled_from(["x", "^1", "2$", "a.b", "^$", "X", "a b"]), st.sampled_from(["", "i", "s", "m"])),
+    st.builds(
+        Regex,
+        WORLD_PATH,
+        st.sampled_from(["x", "^1", "2$", "a.b", "^$", "X", "a b"]),
+        st.sampled_from(["", "i", "s", "m"]),
+    ),
 )
 WORLD_AST = st.recursive(
     WORLD_LEAF,
@@ -232,10 +294,21 @@ def reference(node: Node, doc: dict) -> bool:
             return True
         return any(_same(c, v) for c in _candidates(doc, node.path) for v in values)
     if isinstance(node, Cmp):
-        ops = {"<": lambda x, y: x < y, "<=": lambda x, y: x <= y, ">": lambda x, y: x > y, ">=": lambda x, y: x >= y}
-        return any(_kind(c) == _kind(node.value) and ops[node.op](c, node.value) for c in _candidates(doc, node.path))
+        ops = {
+            "<": lambda x, y: x < y,
+            "<=": lambda x, y: x <= y,
+            ">": lambda x, y: x > y,
+            ">=": lambda x, y: x >= y,
+        }
+        return any(
+            _kind(c) == _kind(node.value) and ops[node.op](c, node.value)
+            for c in _candidates(doc, node.path)
+        )
     if isinstance(node, Regex):
-        return any(isinstance(c, str) and node.compiled.search(c) is not None for c in _candidates(doc, node.path))
+        return any(
+            isinstance(c, str) and node.compiled.search(c) is not None
+            for c in _candidates(doc, node.path)
+        )
     if isinstance(node, Not):
         return not reference(node.node, doc)
     if isinstance(node, And):

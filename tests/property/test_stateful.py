@@ -16,24 +16,34 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+import damas_core
 from damas_core.errors import NotImplementedByBackend
 from damas_core.query.parser import parse
 from damas_core.query.predicate import to_predicate
 from tests.conftest import BACKENDS, backend_url
-
-import damas_core
 
 IDS = ["/a", "/b", "/c", "/d/e.exr"]
 LINKS = ["l1", "l2", "l3"]
 USERS = ["alice", "bob"]
 keys = st.sampled_from(["k", "n", "tags", "meta"])
 scalars = st.one_of(st.integers(-5, 5), st.sampled_from(["x", "y", "12"]), st.booleans(), st.none())
-values = st.one_of(scalars, st.lists(st.sampled_from(["x", "y", 1]), max_size=3), st.fixed_dictionaries({"v": st.integers(0, 3)}))
+values = st.one_of(
+    scalars,
+    st.lists(st.sampled_from(["x", "y", 1]), max_size=3),
+    st.fixed_dictionaries({"v": st.integers(0, 3)}),
+)
 bodies = st.dictionaries(keys, values, max_size=3)
 queries = st.one_of(
     st.just("*"),
-    st.builds(lambda k, v: f"{k}:{v}", keys, st.sampled_from(["x", "y", "12", "1", "true", "null", "*"])),
-    st.builds(lambda k, o, v: f"{k}{o}{v}", st.sampled_from(["k", "n"]), st.sampled_from(["<", "<=", ">", ">="]), st.integers(-3, 3)),
+    st.builds(
+        lambda k, v: f"{k}:{v}", keys, st.sampled_from(["x", "y", "12", "1", "true", "null", "*"])
+    ),
+    st.builds(
+        lambda k, o, v: f"{k}{o}{v}",
+        st.sampled_from(["k", "n"]),
+        st.sampled_from(["<", "<=", ">", ">="]),
+        st.integers(-3, 3),
+    ),
     st.builds(lambda k: f"-{k}:x", keys),
     st.builds(lambda a, b: f"k:{a} OR n:{b}", st.integers(-2, 2), st.integers(-2, 2)),
     st.just("src_id:*"),
@@ -136,7 +146,9 @@ class TrackerModel(RuleBasedStateMachine):
             else:
                 expected.append(None)
         gone = [i for i in expected if i is not None]
-        for lid in [k for k, e in self.model.items() if e.get("src_id") in gone or e.get("tgt_id") in gone]:
+        for lid in [
+            k for k, e in self.model.items() if e.get("src_id") in gone or e.get("tgt_id") in gone
+        ]:
             del self.model[lid]
         assert got == expected
 

@@ -108,7 +108,9 @@ def test_comparison_operators():
     assert from_mongo({"n": {"$gte": 1.5}}) == Cmp(("n",), ">=", 1.5)
     assert from_mongo({"n": {"$lt": "m"}}) == Cmp(("n",), "<", "m")
     assert from_mongo({"n": {"$lte": -2}}) == Cmp(("n",), "<=", -2)
-    assert from_mongo({"n": {"$gt": 1, "$lt": 5}}) == And((Cmp(("n",), ">", 1), Cmp(("n",), "<", 5)))
+    assert from_mongo({"n": {"$gt": 1, "$lt": 5}}) == And(
+        (Cmp(("n",), ">", 1), Cmp(("n",), "<", 5))
+    )
 
 
 def test_comparisons_with_booleans_and_null_stay_in_their_type():
@@ -133,7 +135,9 @@ def test_eq_ne_in_nin_exists():
 
 def test_not_on_a_key():
     assert from_mongo({"n": {"$not": {"$gt": 5}}}) == Not(Cmp(("n",), ">", 5))
-    assert from_mongo({"n": {"$not": {"$regex": "^a", "$options": "i"}}}) == Not(Regex(("n",), "^a", "i"))
+    assert from_mongo({"n": {"$not": {"$regex": "^a", "$options": "i"}}}) == Not(
+        Regex(("n",), "^a", "i")
+    )
 
 
 def test_logical_operators():
@@ -265,7 +269,10 @@ def test_semantics_match_mongodb_for_ne_nin_exists():
         ("-time", (("time", -1),)),
         ("a.b", (("a.b", 1),)),
         ({"time": -1, "_id": 1}, (("time", -1), ("_id", 1))),
-        ({"a": "desc", "b": "ASC", "c": "descending", "d": "ascending"}, (("a", -1), ("b", 1), ("c", -1), ("d", 1))),
+        (
+            {"a": "desc", "b": "ASC", "c": "descending", "d": "ascending"},
+            (("a", -1), ("b", 1), ("c", -1), ("d", 1)),
+        ),
         ([["time", -1], ["_id", 1]], (("time", -1), ("_id", 1))),
         ([("time", "desc")], (("time", -1),)),
         (["time", "-size"], (("time", 1), ("size", -1))),

@@ -123,7 +123,9 @@ def test_bare_typed_value_matches_typed_and_string(text, typed):
     assert type(node.values[0]) is type(typed)
 
 
-@pytest.mark.parametrize("text", ["007", "+1", ".5", "5.", "1e", "True", "NULL", "0x10", "1_000", "1e999"])
+@pytest.mark.parametrize(
+    "text", ["007", "+1", ".5", "5.", "1e", "True", "NULL", "0x10", "1_000", "1e999"]
+)
 def test_other_bare_words_are_strings(text):
     assert parse(f"k:{text}") == Eq(("k",), text)
 

@@ -170,7 +170,9 @@ def test_keys_starting_with_hash():
 
 
 def test_numbers_compare_with_numbers_only():
-    docs = ids({"n": 5}, {"n": 5.5}, {"n": "6"}, {"n": True}, {"n": None}, {"n": [7]}, {"n": {"x": 9}})
+    docs = ids(
+        {"n": 5}, {"n": 5.5}, {"n": "6"}, {"n": True}, {"n": None}, {"n": [7]}, {"n": {"x": 9}}
+    )
     assert matching("n>5", docs) == ["1", "5"]
     assert matching("n>=5", docs) == ["0", "1", "5"]
     assert matching("n<6", docs) == ["0", "1"]
@@ -227,7 +229,11 @@ def test_all_and_or_not():
     assert matching(Not(All()), docs) == []
     three = And((Eq(("a",), "1"), Eq(("b",), "1"), All()))
     assert matching(three, docs) == ["0"]
-    assert matching(Or((Eq(("a",), "1"), Eq(("b",), "1"), Eq(("c",), "1"))), docs) == ["0", "1", "2"]
+    assert matching(Or((Eq(("a",), "1"), Eq(("b",), "1"), Eq(("c",), "1"))), docs) == [
+        "0",
+        "1",
+        "2",
+    ]
     assert matching(And((Eq(("a",), "1"),)), docs) == ["0", "1"]
 
 
@@ -253,9 +259,29 @@ def test_single_key_fast_path_agrees_with_nested_path(node):
     """The specialised single-key closures and the general path walker agree."""
     docs = [
         {"k": v}
-        for v in ("x", "y", 1, 1.0, 0, -1, True, False, None, [], ["x", 1], [None], [True], {"a": 1}, [[1]], "m", "")
+        for v in (
+            "x",
+            "y",
+            1,
+            1.0,
+            0,
+            -1,
+            True,
+            False,
+            None,
+            [],
+            ["x", 1],
+            [None],
+            [True],
+            {"a": 1},
+            [[1]],
+            "m",
+            "",
+        )
     ] + [{}]
-    nested = type(node)(("w", "k"), *[getattr(node, f) for f in node.__dataclass_fields__ if f != "path"])
+    nested = type(node)(
+        ("w", "k"), *[getattr(node, f) for f in node.__dataclass_fields__ if f != "path"]
+    )
     flat = to_predicate(node)
     deep = to_predicate(nested)
     for doc in docs:

@@ -13,7 +13,7 @@ def test_readme_tour_runs(capsys):
     assert len(blocks) >= 5
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own docs
+        exec(compile(block, str(README), "exec"), namespace)
     out = capsys.readouterr().out
     assert "['/shots/s01/b.exr']" in out
     assert "{'count': 1, 'ids': ['/shots/s01/a.exr']}" in out
