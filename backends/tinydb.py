@@ -2,7 +2,8 @@
 
 URLs: ``tinydb:///abs/path/db.json`` (absolute) or ``tinydb://relative/db.json``
 (relative to the working directory at open). Option ``table`` (or ``?table=``) picks
-the TinyDB table, ``_default`` by default. The file stays readable and writable by
+the TinyDB table, ``_default`` by default; ``sync=False`` (or ``?sync=false``) skips
+the fsyncs (see below). The file stays readable and writable by
 ``tinydb.TinyDB``: ``{"_default": {"1": {"_id": ...}, "2": {...}}}``, written one
 element per line so that a person can edit it and error positions mean something;
 other tables in the file are kept as they are.
@@ -17,7 +18,9 @@ What TinyDB itself does not give, and this backend does:
   block, rewrites the file once.
 - **Atomic, durable writes.** The new content goes to a temporary file in the same
   directory, is fsynced, replaces the file with ``os.replace`` and the directory is
-  fsynced: a crash leaves the old file or the new one, never a mix.
+  fsynced: a crash leaves the old file or the new one, never a mix. With
+  ``sync=False`` nothing is fsynced: a killed process still leaves a whole file, a
+  machine crash may lose the last writes (as with TinyDB itself, which never syncs).
 - **Several processes.** Each write transaction holds an exclusive ``fcntl`` lock on
   ``<file>.lock`` and first reloads the file if it changed, so concurrent writers
   from any number of processes never lose each other's updates.
@@ -104,6 +107,10 @@ class TinyDBStorage(Storage):
         self.path = path_from_url(url)
         params = dict(parse_qsl(urlsplit(url).query))
         self.table = str(options.get("table") or params.get("table") or DEFAULT_TABLE)
+        sync = options.get("sync", params.get("sync", True))
+        # sync=False skips the fsyncs: writes stay atomic (a killed process leaves the
+        # old file or the new one), but a machine crash may lose the last ones.
+        self.sync = sync if isinstance(sync, bool) else str(sync).lower() not in ("0", "false", "no")
         self._directory = os.path.dirname(self.path)
         self._lock = threading.RLock()
         self._depth = 0
@@ -229,14 +236,15 @@ class TinyDBStorage(Storage):
             op="open",
         )
 
-    def _serialize(self) -> bytes:
+    def _serialize(self) -> list[bytes]:
+        """The file's content, in pieces written one after the other (no big copy)."""
         head = b"{%b: {\n" % orjson.dumps(self.table)
         body = b",\n".join(self._lines.values())
         tail = b"".join(
             b",\n%b: %b" % (orjson.dumps(name), orjson.dumps(table))
             for name, table in self._other_tables.items()
         )
-        return head + body + b"\n}" + tail + b"}\n"
+        return [head, body, b"\n}" + tail + b"}\n"]
 
     def _write(self) -> None:
         """Replace the file atomically and durably with the in-memory content."""
@@ -253,9 +261,10 @@ class TinyDBStorage(Storage):
         try:
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), mode)
-                f.write(data)
+                f.writelines(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if self.sync:
+                    os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             try:
@@ -263,11 +272,12 @@ class TinyDBStorage(Storage):
             except FileNotFoundError:
                 pass
             raise
-        dir_fd = os.open(self._directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if self.sync:  # the rename itself is durable once the directory is
+            dir_fd = os.open(self._directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
         # We hold the file lock: nobody else replaced the file since.
         self._signature = _signature(os.stat(self.path))
 
