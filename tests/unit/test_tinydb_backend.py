@@ -239,3 +239,13 @@ def test_kill_mid_write_leaves_a_whole_file(path):
         s.close()
     leftovers = [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")]
     assert leftovers == []  # stale temporaries are removed at the next open
+
+
+def test_sync_false_still_writes_whole_files(path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    s = TinyDBStorage(f"tinydb://{path}?sync=false")
+    s.insert_many([{"_id": "/a"}])
+    s.close()
+    assert synced == []
+    assert TinyDB(path).all() == [{"_id": "/a"}]
