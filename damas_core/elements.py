@@ -30,6 +30,8 @@ ULID_PLACEHOLDER = "{#}"
 #: Keys an operation sets itself: who did it and when.
 CONTROL_KEYS = ("author", "time")
 MAX_ID_LENGTH = 4096
+#: How deep an element may nest.
+MAX_DEPTH = 64
 
 
 def now_ms() -> int:
@@ -83,19 +85,31 @@ def check_ids(ids: Any, op: str) -> tuple[list[str], bool]:
 
 
 def check_element(element: Any, op: str) -> Element:
-    """An element is a JSON object with non-empty string keys that encodes as JSON
-    (orjson refuses non-string keys, non-JSON values and nesting deeper than 254)."""
+    """An element is a JSON object with non-empty top-level keys, nested at most
+    :data:`MAX_DEPTH` levels, that encodes as JSON (string keys, JSON values)."""
     if not isinstance(element, dict):
         raise BadRequest(
             f"{op} error: an element must be a JSON object, not {type(element).__name__}", op=op
         )
     if "" in element:
         raise BadRequest(f"{op} error: keys must be non-empty strings", op=op)
+    for value in element.values():
+        if type(value) is dict or type(value) is list:  # flat elements cost nothing here
+            _check_depth(value, op, 1)
     try:
         orjson.dumps(element)
     except (TypeError, orjson.JSONEncodeError) as e:
         raise BadRequest(f"{op} error: element is not JSON: {e}", op=op) from None
     return element
+
+
+def _check_depth(value: Any, op: str, depth: int) -> None:
+    if depth >= MAX_DEPTH:
+        raise BadRequest(f"{op} error: element nested deeper than {MAX_DEPTH} levels", op=op)
+    children = value.values() if isinstance(value, dict) else value
+    for child in children:
+        if isinstance(child, dict | list):
+            _check_depth(child, op, depth + 1)
 
 
 def fill_id(value: str) -> str:

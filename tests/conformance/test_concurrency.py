@@ -111,6 +111,8 @@ def _bulk_creator(url: str, writing, done) -> None:
         tracker.on("pre-create", lambda session, items: writing.set())
         tracker.create(batch)
         done.set()
+        # Stay alive so the kill always lands on a live process, whatever the timing.
+        time.sleep(120)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.3, 0.9])
