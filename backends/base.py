@@ -40,6 +40,7 @@ import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, ClassVar, TypeVar
 
 from damas_core.errors import BadRequest, DamasError, StorageError
@@ -128,19 +129,24 @@ class Storage(abc.ABC):
         return self.get_many([id])[0]
 
     @_translated
-    def insert_many(self, elements: Sequence[Element]) -> list[bool]:
+    def insert_many(self, elements: Sequence[Element], *, op: str = "insert") -> list[bool]:
         """Store new elements; ``True`` for each one stored, ``False`` where its ``_id``
         already exists (that element is left as it was). When the same ``_id`` appears
         twice in the call, the first one is stored and the later ones get ``False``.
         All stored elements become durable together.
+
+        An element that is not one (:func:`damas_core.elements.encode`: a JSON object,
+        nested at most 64 levels) raises ``BadRequest`` naming ``op``, and nothing is
+        written.
         """
-        for e in elements:
-            if not isinstance(e, dict):
-                raise BadRequest(
-                    f"storage error: an element must be an object, not {type(e).__name__}"
-                )
-            _check_ids([e.get("_id")])
-        return self._insert_many(elements)
+        if not _plain(elements):  # one by one, for a clear error
+            for e in elements:
+                if not isinstance(e, dict):
+                    raise BadRequest(
+                        f"storage error: an element must be an object, not {type(e).__name__}"
+                    )
+                _check_ids([e.get("_id")])
+        return self._insert_many(elements, op)
 
     @_translated
     def patch_many(self, patches: Sequence[Patch]) -> list[bool]:
@@ -253,8 +259,10 @@ class Storage(abc.ABC):
         """Fresh copies of the stored elements, ``None`` where absent."""
 
     @abc.abstractmethod
-    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
-        """Insert atomically as one step (one write transaction)."""
+    def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
+        """Insert atomically as one step (one write transaction). Each element is
+        checked and encoded by ``damas_core.elements.encode(element, op)``; when that
+        raises, nothing of the call is written."""
 
     @abc.abstractmethod
     def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
@@ -322,6 +330,15 @@ def apply_patch(element: Element, patch: Patch) -> bool:
         element.pop(key, None)
     element.update(patch.set)
     return True
+
+
+def _plain(elements: Sequence[Element]) -> bool:
+    """True when every element is a plain dict with a non-empty string ``_id`` (checked
+    in bulk, without a Python loop: bulk writes are where this shows)."""
+    if set(map(type, elements)) - {dict}:
+        return False
+    ids = list(map(dict.get, elements, repeat("_id")))
+    return not (set(map(type, ids)) - {str}) and "" not in ids
 
 
 def _check_ids(ids: Sequence[Any]) -> list[str]:

@@ -40,7 +40,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import islice
+from itertools import islice, repeat
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -57,6 +57,7 @@ from damas_core.backends.base import (
     select,
 )
 
+from damas_core.elements import encode
 from damas_core.errors import BadRequest, StorageError
 from damas_core.query.ast import Eq, In, Node, Sort
 
@@ -79,6 +80,7 @@ _SLACK = 1 << 20
 _RESIZE_WAIT_S = 60.0
 
 _loads = orjson.loads
+_UTF8, _SURROGATES = repeat("utf-8"), repeat("surrogatepass")
 _dumps = orjson.dumps
 _getpid = os.getpid
 
@@ -92,13 +94,18 @@ def _fit(key: bytes) -> bytes:
     return key[:_LONG_PREFIX] + b"\xff" + hashlib.sha256(key).digest()
 
 
+def _key(id: str) -> bytes:
+    key = id.encode("utf-8", "surrogatepass")
+    return key if len(key) <= MAX_KEY else _fit(key)
+
+
 def element_key(id: str) -> bytes:
     """The ``elements`` key of an ``_id``: its UTF-8 bytes (a digest tail past 511 bytes).
 
     >>> element_key("/a")
     b'/a'
     """
-    return _fit(id.encode("utf-8", "surrogatepass"))
+    return _key(id)
 
 
 def index_key(value: Any) -> bytes:
@@ -353,14 +360,11 @@ class LMDBStorage(Storage):
         raws = self._read(self._op_get, keys)
         return [None if r is None else _loads(r) for r in raws]
 
-    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
-        # Elements are encoded one by one as they are written (holding every encoded
-        # element at once costs more than the writes); an element that is not JSON
-        # aborts the write transaction, so nothing is written.
+    def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
         sample = elements[:64]
-        average = sum(len(_dumps(e)) for e in sample) // max(len(sample), 1)
-        need = (2 * average + 160) * len(elements)
-        return self._write(self._op_insert, list(elements), need=need)
+        size = sum(len(encode(e, op)) for e in sample) * len(elements) // max(len(sample), 1)
+        need = 2 * size + 160 * len(elements)
+        return self._write(self._op_insert, (list(elements), op), need=need)
 
     def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
         need = 0
@@ -474,33 +478,57 @@ class LMDBStorage(Storage):
         get, db = txn.get, self._h.main
         return [get(k, db=db) for k in keys]
 
-    def _op_insert(self, txn: Any, elements: list[Element], checked: bool = False) -> Any:
-        """Write new elements; with ``checked``, also a CRC of every byte written (what
-        a replay compares, so that elements changed by the caller since are noticed)."""
-        put, main = txn.put, self._h.main
-        crc = 0
-        dbs = tuple(self._h.index_dbs.items())
-        out: list[bool] = []
-        append = out.append
+    def _op_insert(self, txn: Any, arg: tuple[list[Element], str], checked: bool = False) -> Any:
+        """Write new elements (``arg`` holds them and the op); an element that is not
+        one raises, and nothing is written.
+
+        The usual case, every key new and short, goes in bulk in a nested transaction,
+        keys and JSON made as they are written (holding them all costs more than the
+        writes); otherwise that is undone and the elements go one by one."""
+        elements, op = arg
+        h = self._h
+        main = h.main
+        child = h.env.begin(write=True, parent=txn)
+        try:
+            ids = map(dict.__getitem__, elements, repeat("_id"))
+            keys = map(str.encode, ids, _UTF8, _SURROGATES)
+            values = map(encode, elements, repeat(op))
+            crc = [0]
+            if checked:  # a replay must write the same bytes (see _regrow)
+                values = _crc_each(values, crc)
+            try:
+                _, added = child.cursor(db=main).putmulti(zip(keys, values), overwrite=False)
+            except lmdb.BadValsizeError:  # an _id longer than a key
+                added = -1
+            if added == len(elements):
+                for name, db in h.index_dbs.items():
+                    cursor = child.cursor(db=db)
+                    try:
+                        cursor.putmulti(_string_index_pairs(elements, name), dupdata=True)
+                    except (TypeError, lmdb.BadValsizeError):  # redone: pairs are a set
+                        cursor.putmulti(_index_pairs(elements, name), dupdata=True)
+                child.commit()
+                out = [True] * len(elements)
+                return (out, crc[0]) if checked else out
+        except BaseException:
+            child.abort()
+            raise
+        child.abort()
+        put = txn.put
+        out = []
+        crc[0] = 0
         for element in elements:
-            key = element["_id"].encode("utf-8", "surrogatepass")
-            if len(key) > MAX_KEY:
-                key = _fit(key)
-            raw = _dumps(element)
+            key = _key(element["_id"])
+            raw = encode(element, op)
             fresh = put(key, raw, db=main, overwrite=False)
-            append(fresh)
+            out.append(fresh)
             if checked:
-                crc = zlib.crc32(raw, crc)
+                crc[0] = zlib.crc32(raw, crc[0])
             if fresh:
-                for name, db in dbs:
-                    if name in element:
-                        value = element[name]
-                        if value.__class__ is str:  # the common case, without a set
-                            put(_fit(b"s" + value.encode("utf-8", "surrogatepass")), key, db=db)
-                        else:
-                            for ik in {index_key(v) for v in index_values(element, name)}:
-                                put(ik, key, db=db)
-        return (out, crc) if checked else out
+                for name, db in h.index_dbs.items():
+                    for ik in {index_key(v) for v in index_values(element, name)}:
+                        put(ik, key, db=db)
+        return (out, crc[0]) if checked else out
 
     def _op_patch(self, txn: Any, patches: list[Patch], checked: bool = False) -> Any:
         get, put, delete, main = txn.get, txn.put, txn.delete, self._h.main
@@ -910,6 +938,34 @@ class LMDBStorage(Storage):
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _crc_each(values: Iterator[bytes], crc: list[int]) -> Iterator[bytes]:
+    """``values``, keeping the CRC of all their bytes in ``crc[0]``."""
+    for raw in values:
+        crc[0] = zlib.crc32(raw, crc[0])
+        yield raw
+
+
+def _index_pairs(elements: list[Element], name: str) -> Iterator[tuple[bytes, bytes]]:
+    """``(index key, element key)`` for every value ``elements`` hold under ``name``."""
+    for e in elements:
+        if name in e:
+            key = _key(e["_id"])
+            for ik in {index_key(v) for v in index_values(e, name)}:
+                yield ik, key
+
+
+def _string_index_pairs(elements: list[Element], name: str) -> Iterator[tuple[bytes, bytes]]:
+    """The same, made without a Python step per element, when every value under
+    ``name`` is a short string: raises ``TypeError`` (another value) or
+    ``lmdb.BadValsizeError`` (a long one) as it meets one, for the caller to redo the
+    pairs with :func:`_index_pairs`."""
+    holders = [e for e in elements if name in e]
+    values = map(dict.__getitem__, holders, repeat(name))
+    index_keys = map(b"s".__add__, map(str.encode, values, _UTF8, _SURROGATES))
+    ids = map(dict.__getitem__, holders, repeat("_id"))
+    return zip(index_keys, map(str.encode, ids, _UTF8, _SURROGATES))
 
 
 def _acquire(path: str, map_size: int, max_dbs: int, sync: bool) -> _Env:

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 import orjson
 from damas_core.backends.base import Element, Patch, Storage, apply_patch
 
+from damas_core.elements import encode
+
 
 class MemoryStorage(Storage):
     """Elements in a dict of JSON bytes; a transaction snapshots the dict to roll back."""
@@ -36,11 +38,11 @@ class MemoryStorage(Storage):
             raw = [self._data.get(i) for i in ids]
         return [None if r is None else orjson.loads(r) for r in raw]
 
-    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
-        encoded = [(e["_id"], orjson.dumps(e)) for e in elements]
+    def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
+        values = [encode(e, op) for e in elements]
         with self._transaction():
             out = []
-            for id_, raw in encoded:
+            for id_, raw in zip((e["_id"] for e in elements), values):
                 fresh = id_ not in self._data
                 if fresh:
                     self._data[id_] = raw

@@ -50,6 +50,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 from damas_core.backends.base import Element, Patch, Storage, select
 
+from damas_core.elements import encode
 from damas_core.errors import DamasError, NotImplementedByBackend, StorageError
 from damas_core.ordering import MISSING
 from damas_core.query.ast import All, And, Eq, In, Node, Not, Or, Regex, Sort, walk
@@ -233,14 +234,15 @@ class MongoStorage(Storage):
             given.add(i)
         return out
 
-    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
+    def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
         import pymongo.errors
 
         out = [False] * len(elements)
         todo: dict[str, tuple[int, Element]] = {}
         for index, element in enumerate(elements):
-            _check_keys(element, element["_id"])
-            todo.setdefault(element["_id"], (index, _json_copy(element)))
+            copy = orjson.loads(encode(element, op))  # what is stored is JSON, not the caller's
+            _check_keys(copy, element["_id"])
+            todo.setdefault(element["_id"], (index, copy))
         if not todo:
             return out
         with self._transaction():

@@ -64,6 +64,7 @@ from damas_core.backends.base import (
     index_values,
 )
 
+from damas_core.elements import encode
 from damas_core.errors import BadRequest, StorageError
 from damas_core.ordering import bracket
 from damas_core.query.ast import Node
@@ -110,7 +111,9 @@ class TinyDBStorage(Storage):
         sync = options.get("sync", params.get("sync", True))
         # sync=False skips the fsyncs: writes stay atomic (a killed process leaves the
         # old file or the new one), but a machine crash may lose the last ones.
-        self.sync = sync if isinstance(sync, bool) else str(sync).lower() not in ("0", "false", "no")
+        self.sync = (
+            sync if isinstance(sync, bool) else str(sync).lower() not in ("0", "false", "no")
+        )
         self._directory = os.path.dirname(self.path)
         self._lock = threading.RLock()
         self._depth = 0
@@ -189,7 +192,9 @@ class TinyDBStorage(Storage):
                     f"document key {doc_id!r} in table {self.table!r} is not a number"
                 ) from None
             if not isinstance(element, dict):
-                raise self._format_error(f"document {doc_id} in table {self.table!r} is not an object")
+                raise self._format_error(
+                    f"document {doc_id} in table {self.table!r} is not an object"
+                )
             id_ = element.get("_id")
             if not isinstance(id_, str) or not id_:
                 raise self._format_error(
@@ -359,11 +364,11 @@ class TinyDBStorage(Storage):
             found = [self._raw.get(i) for i in ids]
         return [None if r is None else orjson.loads(r) for r in found]
 
-    def _insert_many(self, elements: Sequence[Element]) -> list[bool]:
-        encoded = [(e["_id"], orjson.dumps(e)) for e in elements]
+    def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
+        values = [encode(e, op) for e in elements]
         with self._transaction():
             out = []
-            for id_, raw in encoded:
+            for id_, raw in zip((e["_id"] for e in elements), values):
                 fresh = id_ not in self._raw
                 if fresh:
                     self._put(id_, raw)

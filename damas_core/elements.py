@@ -33,6 +33,8 @@ MAX_ID_LENGTH = 4096
 #: How deep an element may nest.
 MAX_DEPTH = 64
 
+_dumps = orjson.dumps
+
 
 def now_ms() -> int:
     """Milliseconds since the epoch: the unit of ``time`` and ``synced_<site>``."""
@@ -84,22 +86,43 @@ def check_ids(ids: Any, op: str) -> tuple[list[str], bool]:
     return [check_id(i, op) for i in items], single
 
 
-def check_element(element: Any, op: str) -> Element:
-    """An element is a JSON object with non-empty top-level keys, nested at most
-    :data:`MAX_DEPTH` levels, that encodes as JSON (string keys, JSON values)."""
+def encode(element: Any, op: str) -> bytes:
+    """The element as JSON bytes, after checking it is an element: a JSON object with
+    non-empty string keys, nested at most :data:`MAX_DEPTH` levels.
+
+    >>> encode({"_id": "/a", "n": [1, {"b": None}]}, "create")
+    b'{"_id":"/a","n":[1,{"b":null}]}'
+    """
+    if element.__class__ is dict and "" not in element:  # the common case, first
+        try:
+            raw = _dumps(element)
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+        else:
+            # Nesting needs an opening bracket per level: with few of them (the usual
+            # flat element has no '[' and no '{' but the first), nothing to walk.
+            if (91 in raw or raw.rfind(123) > 0) and raw.count(91) + raw.count(123) > MAX_DEPTH:
+                _check_depth(element, op, 0)
+            return raw
     if not isinstance(element, dict):
         raise BadRequest(
             f"{op} error: an element must be a JSON object, not {type(element).__name__}", op=op
         )
     if "" in element:
         raise BadRequest(f"{op} error: keys must be non-empty strings", op=op)
-    for value in element.values():
-        if type(value) is dict or type(value) is list:  # flat elements cost nothing here
-            _check_depth(value, op, 1)
     try:
-        orjson.dumps(element)
+        raw = _dumps(element)
     except (TypeError, orjson.JSONEncodeError) as e:
+        _check_depth(element, op, 0)  # too deep is the clearer error, when it is the cause
         raise BadRequest(f"{op} error: element is not JSON: {e}", op=op) from None
+    if raw.count(91) + raw.count(123) > MAX_DEPTH:
+        _check_depth(element, op, 0)
+    return raw
+
+
+def check_element(element: Any, op: str) -> Element:
+    """Raise ``BadRequest`` unless ``element`` is an element (see :func:`encode`)."""
+    encode(element, op)
     return element
 
 

@@ -92,9 +92,7 @@ def same_content(a: Any, b: Any) -> bool:
             and all(same_content(v, b[k]) for k, v in a.items())
         )
     if isinstance(a, list):
-        return (
-            isinstance(b, list) and len(a) == len(b) and all(map(same_content, a, b))
-        )
+        return isinstance(b, list) and len(a) == len(b) and all(map(same_content, a, b))
     if isinstance(a, int | float):
         return isinstance(b, int | float) and a == b
     return type(a) is type(b) and a == b
@@ -153,7 +151,9 @@ def import_elements(
             report.overwritten += sum(dst.patch_many(patches)) if patches else 0
         stored = dst.get_many(ids)
         report.verified += sum(
-            1 for element, there in zip(batch, stored) if there is not None and same_content(element, there)
+            1
+            for element, there in zip(batch, stored)
+            if there is not None and same_content(element, there)
         )
         if progress is not None:
             progress(len(batch))
@@ -241,7 +241,9 @@ def read_lines(lines: Iterable[bytes | str]) -> list[Element]:
         elements.append(element)
     if errors:
         more = len(errors) - MAX_REPORTED_ERRORS
-        listed = "; ".join(errors[:MAX_REPORTED_ERRORS]) + (f"; and {more} more" if more > 0 else "")
+        listed = "; ".join(errors[:MAX_REPORTED_ERRORS]) + (
+            f"; and {more} more" if more > 0 else ""
+        )
         noun = "line" if len(errors) == 1 else "lines"
         raise BadRequest(f"import error: {len(errors)} bad {noun}, nothing imported: {listed}")
     return elements

@@ -130,7 +130,9 @@ def copy(src_url: str, dst_url: str, batch_size: int, overwrite: bool, quiet: bo
     dst = _open(dst_url)
     try:
         with _progress("copy", src.count(All()), quiet) as advance:
-            report = copy_store(src, dst, batch_size=batch_size, overwrite=overwrite, progress=advance)
+            report = copy_store(
+                src, dst, batch_size=batch_size, overwrite=overwrite, progress=advance
+            )
     except DamasError as e:
         raise click.ClickException(str(e)) from e
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from damas_core.backends.base import Patch
@@ -28,27 +29,48 @@ def _single_result(results: list[Any], single: bool) -> Any:
     return results[0] if single else results
 
 
-def stamp(session: Session, element: Element, now: int | None = None) -> Element:
-    """Set ``author`` and ``time`` unless a caller allowed to set them did."""
-    if not (session.is_admin and "author" in element):
-        element["author"] = session.username
-    if not (session.is_admin and "time" in element):
-        element["time"] = now_ms() if now is None else now
-    return element
+def stamp(session: Session, elements: list[Element]) -> list[Element]:
+    """Set ``author`` and ``time`` (the same for the whole call) on new elements, in
+    place, unless a caller allowed to set them (an admin) did."""
+    user, now = session.username, now_ms()
+    if not session.is_admin:
+        for e in elements:
+            e["author"] = user
+            e["time"] = now
+        return elements
+    for e in elements:
+        if "author" not in e:
+            e["author"] = user
+        if "time" not in e:
+            e["time"] = now
+    return elements
 
 
-def prepare_new(session: Session, raw: list[Any], op: str) -> list[Element]:
-    """Validate, unfold and authorize elements about to be created (nothing written).
-    Every element of one call gets the same ``time``."""
+def prepare_new(
+    session: Session,
+    raw: list[Any],
+    op: str,
+    *,
+    fresh_ids: bool = True,
+    check: Callable[[Element], None] | None = None,
+) -> list[Element]:
+    """Unfold, authorize and stamp elements about to be created (nothing written);
+    ``check`` is run on each unfolded element. The storage checks each one is JSON as
+    it writes it (once the pre-hooks have run)."""
     for e in raw:
-        check_element(e, op)
-    now = now_ms()
-    out = []
-    for e in unfold(raw):
-        check_id(e["_id"], op, write=True)
-        authorize(session, op, e["_id"], e.keys())
-        out.append(stamp(session, prepare_values(e, op, e["_id"]), now))
-    return out
+        if e.__class__ is not dict or "" in e:
+            check_element(e, op)  # raises the clear error
+    admin = session.is_admin
+    out = unfold(raw, fresh_ids=fresh_ids)
+    for index, e in enumerate(out):
+        element_id = check_id(e["_id"], op, write=True)
+        if check is not None:
+            check(e)
+        if not admin:
+            authorize(session, op, element_id, e.keys())
+        if "class" in e or "password" in e:
+            out[index] = prepare_values(e, op, element_id)
+    return stamp(session, out)
 
 
 def create(session: Session, elements: Any) -> Any:
@@ -58,9 +80,9 @@ def create(session: Session, elements: Any) -> Any:
     single = single and not has_list_id(raw)
     prepared = prepare_new(session, raw, "create")
     prepared = session.events.before("create", session, prepared)
-    with session.storage.transaction():
-        inserted = session.storage.insert_many(prepared)
-    results = [public(dict(e)) if ok else None for e, ok in zip(prepared, inserted)]
+    inserted = session.storage.insert_many(prepared, op="create")
+    # The storage keeps its own copy: the prepared dicts are the caller's now.
+    results = [public(e) if ok else None for e, ok in zip(prepared, inserted)]
     session.events.after("create", session, results)
     return _single_result(results, single)
 
@@ -147,19 +169,13 @@ def upsert(session: Session, elements: Any) -> Any:
         for e, old in zip(items, existing):
             if old is None:
                 authorize(session, "upsert", e["_id"], e.keys())
-                creates.append(
-                    stamp(
-                        session,
-                        prepare_values(
-                            {k: v for k, v in e.items() if v is not None}, "upsert", e["_id"]
-                        ),
-                    )
-                )
+                values = {k: v for k, v in e.items() if v is not None}
+                creates.append(prepare_values(values, "upsert", e["_id"]))
             else:
                 authorize(session, "upsert", e["_id"], (k for k in e if k != "_id"), old)
                 to_set, to_unset = _split_changes(prepare_values(e, "upsert", e["_id"]))
                 patches.append(Patch(e["_id"], set=to_set, unset=to_unset))
-        storage.insert_many(creates)
+        storage.insert_many(stamp(session, creates), op="upsert")
         storage.patch_many(patches)
         fresh = storage.get_many([e["_id"] for e in items])
     results = [public(f) for f in fresh]

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from damas_core.elements import (
-    Element,
-    as_list,
-    check_element,
-    check_id,
-    has_list_id,
-    new_id,
-    unfold,
-)
+from damas_core.elements import Element, as_list, check_element, has_list_id, new_id
 from damas_core.errors import BadRequest
-from damas_core.operations.common import authorize, prepare_values, public
-from damas_core.operations.crud import stamp
+from damas_core.operations.common import public
+from damas_core.operations.crud import prepare_new
 from damas_core.permissions import require
 
 if TYPE_CHECKING:
@@ -59,21 +51,15 @@ def publish(session: Session, elements: Any, *, with_history: bool = False) -> A
     require(session.user_class, "publish", session.username)
     single = single and not has_list_id(raw)
     for e in raw:
-        check_element(e, "publish")
-        if "_id" not in e:
+        if not isinstance(e, dict) or "_id" not in e:
+            check_element(e, "publish")  # raises if not an element at all
             raise BadRequest("publish error: each file needs an _id path", op="publish")
-    files = unfold(raw, fresh_ids=False)
-    prepared = []
-    for e in files:
-        _check_publishable(e)
-        check_id(e["_id"], "publish", write=True)
-        authorize(session, "publish", e["_id"], e.keys())
-        prepared.append(stamp(session, prepare_values(e, "publish", e["_id"])))
+    prepared = prepare_new(session, raw, "publish", fresh_ids=False, check=_check_publishable)
     prepared = session.events.before("create", session, prepared)
     storage = session.storage
     results: list[Any] = []
     with storage.transaction():
-        fresh = [ok for ok in storage.insert_many(prepared)]
+        fresh = storage.insert_many(prepared, op="publish")
         children = [history_entry(f) for f, ok in zip(prepared, fresh) if ok]
         storage.insert_many(children)
     child_iter = iter(children)
@@ -81,8 +67,8 @@ def publish(session: Session, elements: Any, *, with_history: bool = False) -> A
         if not ok:
             results.append(None)
         elif with_history:
-            results.append((public(dict(f)), public(next(child_iter))))
+            results.append((public(f), public(next(child_iter))))
         else:
-            results.append(public(dict(f)))
+            results.append(public(f))
     session.events.after("create", session, [r[0] if isinstance(r, tuple) else r for r in results])
     return results[0] if single else results

@@ -121,7 +121,9 @@ def to_mongo_sort(sort: Sort) -> list[tuple[str, int]]:
     >>> to_mongo_sort((("time", -1),))
     [('time', -1), ('_id', 1)]
     """
-    spec = [(field_name(tuple(key.split("."))), 1 if direction >= 0 else -1) for key, direction in sort]
+    spec = [
+        (field_name(tuple(key.split("."))), 1 if direction >= 0 else -1) for key, direction in sort
+    ]
     if "_id" not in (key for key, _ in spec):
         spec.append(("_id", 1))
     return spec

@@ -93,7 +93,10 @@ def check_mongomock(n: int, directory: Path) -> None:
     items = elements(min(n, 2000))
     with open_storage(f"tinydb://{directory}/m.json") as src:
         src.insert_many(items)
-        with open_storage("mongomock://") as mock, open_storage(f"tinydb://{directory}/back.json") as back:
+        with (
+            open_storage("mongomock://") as mock,
+            open_storage(f"tinydb://{directory}/back.json") as back,
+        ):
             assert copy_store(src, mock).ok
             assert copy_store(mock, back).ok
             assert list(back.scan()) == list(src.scan())

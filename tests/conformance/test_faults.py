@@ -67,11 +67,11 @@ def test_failure_inside_a_transaction_rolls_back(system, monkeypatch):
     real = storage_type._insert_many
     calls = {"n": 0}
 
-    def second_fails(self, elements):
+    def second_fails(self, elements, *args):
         calls["n"] += 1
         if calls["n"] == 2:
             raise Boom("child write failed")
-        return real(self, elements)
+        return real(self, elements, *args)
 
     monkeypatch.setattr(storage_type, "_insert_many", second_fails)
     with pytest.raises(StorageError):

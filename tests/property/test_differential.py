@@ -152,9 +152,7 @@ def by_sql(docs: list[dict], query: Node, sort=(), **kwargs) -> list[str]:
     return [row[0] for row in sql_connection(docs).execute(q.sql, q.params)]
 
 
-SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS

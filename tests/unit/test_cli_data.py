@@ -155,4 +155,8 @@ def test_copy_100k_elements(tmp_path):
         with open_storage(dst_url) as dst:
             report = copy_store(src, dst, batch_size=5000)
             assert report.ok and report.inserted == n and report.source_count == n
-            assert dst.get("/big/099999") == {"_id": "/big/099999", "#parent": "/p89", "file_size": 99999}
+            assert dst.get("/big/099999") == {
+                "_id": "/big/099999",
+                "#parent": "/p89",
+                "file_size": 99999,
+            }

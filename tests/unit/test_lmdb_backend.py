@@ -77,7 +77,7 @@ def test_patch_and_delete(store):
 
 
 def test_non_json_element_changes_nothing(store):
-    with pytest.raises(StorageError):
+    with pytest.raises(BadRequest, match="not JSON"):
         store.insert_many([{"_id": "/ok"}, {"_id": "/bad", "v": object()}])
     assert store.get("/ok") is None
     store.insert_many([{"_id": "/a", "#parent": "/p"}])
@@ -410,7 +410,7 @@ def test_non_json_insert_inside_a_transaction_voids_it(store):
     with pytest.raises(StorageError, match="aborted"), store.transaction():
         store.insert_many([{"_id": "/a"}])
         batch = [{"_id": f"/c{i:03d}"} for i in range(100)] + [{"_id": "/d", "v": object()}]
-        with pytest.raises(StorageError):
+        with pytest.raises(BadRequest):
             store.insert_many(batch)  # found bad only after writing the first hundred
         store.insert_many([{"_id": "/b"}])
     assert store.count(All()) == 0
@@ -471,3 +471,40 @@ def test_two_handles_on_one_directory_share_the_environment(tmp_path):
     with pytest.raises(StorageError, match="closed"):
         b.get("/a")
     b.close()  # closing twice is harmless
+
+
+def test_bulk_insert_indexes_every_kind_of_value(store):
+    long_parent = "/p/" + "x" * 700  # longer than an LMDB key
+    long_id = "/e/" + "y" * 700
+    batch = [
+        {"_id": "/a", "#parent": "/p", "type": "shot"},
+        {"_id": "/b", "#parent": ["/p", "/q", None, {"no": 1}], "type": 12},
+        {"_id": "/c", "#parent": long_parent, "type": ["shot", 1.5, True]},
+        {"_id": long_id, "#parent": "/p", "type": None},
+        {"_id": "/d"},
+    ]
+    assert store.insert_many(batch) == [True] * 5
+    # Some ids already stored: the bulk path is undone and the call goes one by one.
+    assert store.insert_many([{"_id": "/f", "#parent": "/p"}, {"_id": "/a", "#parent": "/x"}]) == [
+        True,
+        False,
+    ]
+
+    def expected(key):
+        return {
+            (index_key(v), lmdb_backend.element_key(e["_id"]))
+            for e in store.scan()
+            for v in index_values(e, key)
+        }
+
+    for key in ("#parent", "type"):
+        assert index_entries(store, key) == expected(key)
+    assert store.find(Eq(("#parent",), "/p")) == sorted(["/a", "/b", "/f", long_id])
+    assert store.find(Eq(("#parent",), long_parent)) == ["/c"]
+    assert store.get("/a")["#parent"] == "/p"
+
+
+def test_bulk_insert_with_an_id_twice_keeps_the_first(store):
+    assert store.insert_many([{"_id": "/a", "n": 1}, {"_id": "/a", "n": 2}]) == [True, False]
+    assert store.get("/a") == {"_id": "/a", "n": 1}
+    assert index_entries(store, "type") == set()

@@ -67,7 +67,9 @@ def test_insert_reports_duplicates_and_stores_copies(store):
 
 
 def test_guard_is_a_compare_and_set(store):
-    store.insert_many([{"_id": "/f"}, {"_id": "/g", "lock": ["al", "bob"]}, {"_id": "/h", "k": None}])
+    store.insert_many(
+        [{"_id": "/f"}, {"_id": "/g", "lock": ["al", "bob"]}, {"_id": "/h", "k": None}]
+    )
     take = Patch("/f", set={"lock": "bob"}, expect={"lock": MISSING})
     assert store.patch_many([take, take]) == [True, False]
     assert store.patch_many([Patch("/f", unset=("lock",), expect={"lock": "al"})]) == [False]
@@ -149,7 +151,9 @@ def test_find_count_sort_skip_limit(store):
 
 def test_arrays_and_objects_on_a_sort_key_sort_as_everywhere(store):
     # MongoDB sorts [1, 9] as 1; the common order puts arrays after objects.
-    store.insert_many([{"_id": "/a", "v": [1, 9]}, {"_id": "/b", "v": 5}, {"_id": "/c", "v": {"x": 1}}])
+    store.insert_many(
+        [{"_id": "/a", "v": [1, 9]}, {"_id": "/b", "v": 5}, {"_id": "/c", "v": {"x": 1}}]
+    )
     assert store.find(All(), sort=(("v", 1),)) == ["/b", "/c", "/a"]
     assert store.find(All(), sort=(("v", -1),), limit=1) == ["/a"]
 

@@ -151,7 +151,7 @@ def test_an_external_edit_is_picked_up(store, path):
         ('{"_default": {\n"1": {"_id": "/a",}\n}}', "line 2 column"),
         ('{"_default": {"1": {"n": 1}}}', "document 1 in table '_default' has no string _id"),
         ('{"_default": {"1": {"_id": "/a"}, "2": {"_id": "/a"}}}', "documents 1 and 2"),
-        ('[1, 2]', "JSON object of tables"),
+        ("[1, 2]", "JSON object of tables"),
         ('{"_default": {"x": {"_id": "/a"}}}', "is not a number"),
     ],
 )

@@ -1,0 +1,76 @@
+"""What makes an element: ``damas_core.elements.encode`` and the checks built on it."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from damas_core.elements import MAX_DEPTH, check_element, encode
+from damas_core.errors import BadRequest
+
+
+def nested(levels: int) -> dict:
+    """An element whose containers nest ``levels`` deep, the element itself included."""
+    element: dict = {"_id": "/deep"}
+    node = element
+    for i in range(levels - 1):
+        child: dict | list = {} if i % 2 else []
+        if isinstance(node, dict):
+            node["v"] = child
+        else:
+            node.append(child)
+        node = child
+    return element
+
+
+def test_encode_gives_the_json_orjson_writes():
+    element = {"_id": "/a", "n": 1.5, "tags": ["x", {"y": None}], "ok": True}
+    assert encode(element, "create") == orjson.dumps(element)
+
+
+def test_nesting_is_allowed_up_to_the_limit_and_refused_past_it():
+    assert encode(nested(MAX_DEPTH), "create")
+    with pytest.raises(BadRequest, match=f"deeper than {MAX_DEPTH}"):
+        encode(nested(MAX_DEPTH + 1), "create")
+    with pytest.raises(BadRequest, match=f"deeper than {MAX_DEPTH}"):
+        encode(nested(1000), "create")  # past orjson's own limit too: still the clear error
+
+
+def test_brackets_inside_strings_are_not_nesting():
+    element = {"_id": "/a", "text": "{[" * 500}
+    assert encode(element, "create") == orjson.dumps(element)
+
+
+def test_many_flat_containers_are_not_deep():
+    element = {"_id": "/a", **{f"k{i}": [i] for i in range(200)}}
+    assert encode(element, "create") == orjson.dumps(element)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([1], "JSON object"),
+        ("x", "JSON object"),
+        ({"_id": "/a", "": 1}, "non-empty"),
+        ({"_id": "/a", 1: 2}, "not JSON"),
+        ({"_id": "/a", "v": {1, 2}}, "not JSON"),
+        ({"_id": "/a", "v": object()}, "not JSON"),
+        ({"_id": "/a", "v": float("nan")}, None),
+    ],
+)
+def test_what_is_not_an_element(bad, message):
+    if message is None:  # orjson writes NaN as null: stored, read back as null
+        assert encode(bad, "create") == b'{"_id":"/a","v":null}'
+        return
+    with pytest.raises(BadRequest, match=message) as info:
+        encode(bad, "create")
+    assert str(info.value).startswith("create error")
+
+
+def test_a_dict_subclass_is_an_element():
+    class Ordered(dict):
+        pass
+
+    element = Ordered(_id="/a", n=1)
+    assert check_element(element, "update") is element
+    assert encode(element, "create") == b'{"_id":"/a","n":1}'
