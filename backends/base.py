@@ -122,6 +122,8 @@ class Storage(abc.ABC):
 
         Repeated ids give repeated results. An empty list gives ``[]``.
         """
+        if ids.__class__ is list and len(ids) == 1 and ids[0].__class__ is str and ids[0]:
+            return self._get_many(ids)  # one id, checked at once: the most common call
         return self._get_many(_check_ids(ids))
 
     def get(self, id: str) -> Element | None:

@@ -82,7 +82,6 @@ _RESIZE_WAIT_S = 60.0
 _loads = orjson.loads
 _UTF8, _SURROGATES = repeat("utf-8"), repeat("surrogatepass")
 _dumps = orjson.dumps
-_getpid = os.getpid
 
 
 # -- key encodings ----------------------------------------------------------------------
@@ -169,35 +168,42 @@ class _Gate:
     """Lets transactions run together and a map resize run alone.
 
     Resizing the map replaces the memory mapping, so it must wait until no
-    transaction of this process is open; new ones wait while it happens.
+    transaction of this process is open; new ones wait while it happens. Entering is
+    the hot path of every read, so it takes no lock: a transaction appends to
+    ``_active`` and then looks at ``_resizing``, a resize sets ``_resizing`` and then
+    waits for ``_active`` to empty (list appends and pops are atomic), so at least
+    one of the two sees the other.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._active = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._active: list[None] = []
         self._resizing = False
-        self._pid = os.getpid()
+        self.forked = False  # set in a child process by the fork hook below
 
     def enter(self) -> None:
-        # The plain lock first: this runs for every read, and a resize is rare.
-        with self._lock:
-            if not self._resizing and _getpid() == self._pid:
-                self._active += 1
-                return
-        if _getpid() != self._pid:
+        active = self._active
+        active.append(None)
+        if self._resizing or self.forked:
+            active.pop()
+            self._wait_turn()
+
+    def _wait_turn(self) -> None:
+        if self.forked:
             raise StorageError(
-                "an LMDB store cannot be used across fork(): open it in the child process"
+                "an LMDB store cannot be used across fork(): open it in a child process "
+                "that did not inherit it (start it with the 'spawn' method)"
             )
         with self._cond:
+            self._cond.notify_all()  # a resize may be waiting for the entry just undone
             while self._resizing:
                 self._cond.wait()
-            self._active += 1
+            self._active.append(None)
 
     def exit(self) -> None:
-        with self._lock:
-            self._active -= 1
-            if self._resizing and self._active == 0:
+        self._active.pop()
+        if self._resizing:
+            with self._cond:
                 self._cond.notify_all()
 
     @contextmanager
@@ -206,7 +212,7 @@ class _Gate:
             while self._resizing:
                 self._cond.wait()
             self._resizing = True
-            if not self._cond.wait_for(lambda: self._active == 0, _RESIZE_WAIT_S):
+            if not self._cond.wait_for(lambda: not self._active, _RESIZE_WAIT_S):
                 self._resizing = False
                 self._cond.notify_all()
                 raise StorageError(
@@ -218,6 +224,13 @@ class _Gate:
             with self._cond:
                 self._resizing = False
                 self._cond.notify_all()
+
+
+class _Local(threading.local):
+    """Per-thread state: the thread's open write transaction, if any (a class default,
+    so that looking it up never raises and catches AttributeError: reads do it)."""
+
+    block: _Block | None = None
 
 
 class _Env:
@@ -243,7 +256,7 @@ class _Env:
         self.index_dbs: dict[str, Any] = {}
         self.meta_raw: bytes | None = None
         self.gate = _Gate()
-        self.local = threading.local()
+        self.local = _Local()
         self.lock = threading.RLock()
         self.refs = 0
         self.max_dbs = max_dbs
@@ -251,6 +264,19 @@ class _Env:
 
 _OPEN: dict[str, _Env] = {}
 _OPEN_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """An environment inherited through fork() must not be used (LMDB forbids it, and
+    py-lmdb will not open the same one again in the child): every store of the parent
+    refuses to work in the child, with a clear error."""
+    global _OPEN_LOCK
+    _OPEN_LOCK = threading.Lock()  # another thread may have held it at the fork
+    for h in _OPEN.values():
+        h.gate.forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Block:
@@ -336,19 +362,19 @@ class LMDBStorage(Storage):
     # -- primitives ---------------------------------------------------------------------
 
     def _get_many(self, ids: list[str]) -> list[Element | None]:
-        keys = [i.encode("utf-8", "surrogatepass") for i in ids]
-        if keys and max(map(len, keys)) > MAX_KEY:
+        keys = [_key(ids[0])] if len(ids) == 1 else list(map(str.encode, ids, _UTF8, _SURROGATES))
+        if len(keys) > 1 and max(map(len, keys)) > MAX_KEY:
             keys = [_fit(k) for k in keys]
         h = self._h
-        if getattr(h.local, "block", None) is None:
+        if h.local.block is None:
             # The common case, inlined: reading by id is what a tracker does most.
             gate = h.gate
             gate.enter()
             try:
                 txn = h.env.begin()
                 try:
-                    get, db = txn.get, h.main
-                    raws = [get(k, db=db) for k in keys]
+                    main = h.main
+                    raws = [txn.get(k, db=main) for k in keys]
                 finally:
                     txn.abort()
             except lmdb.MapResizedError:
@@ -427,7 +453,7 @@ class LMDBStorage(Storage):
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         h = self._h
-        if getattr(h.local, "block", None) is not None:
+        if h.local.block is not None:
             yield  # nested: join the thread's open transaction
             return
         self._ensure_room(0)
@@ -688,7 +714,7 @@ class LMDBStorage(Storage):
     # -- transactions, growth, replay ----------------------------------------------------
 
     def _block(self) -> _Block | None:
-        return getattr(self._h.local, "block", None)
+        return self._h.local.block
 
     def _read(
         self,
@@ -700,7 +726,7 @@ class LMDBStorage(Storage):
         """Run a read step: in the thread's write transaction if one is open (so it
         sees its uncommitted writes), else in a read-only transaction of its own."""
         h = self._h
-        block = getattr(h.local, "block", None)
+        block = h.local.block
         if block is not None:
             return self._in_block(block, lambda txn: op(txn, *args), 0, fingerprint)
         gate = h.gate
@@ -727,7 +753,7 @@ class LMDBStorage(Storage):
         """Run a write step atomically: in the thread's open transaction, or in one of
         its own, run again after growing the map if it fills up."""
         h = self._h
-        block = getattr(h.local, "block", None)
+        block = h.local.block
         if block is not None:
             step = lambda txn: op(txn, arg, True)  # noqa: E731 - recorded for replay
             return self._in_block(block, step, need, _fingerprint_write)[0]
@@ -973,9 +999,10 @@ def _acquire(path: str, map_size: int, max_dbs: int, sync: bool) -> _Env:
     real = os.path.realpath(path)
     with _OPEN_LOCK:
         h = _OPEN.get(real)
-        if h is not None and h.gate._pid != os.getpid():
+        if h is not None and h.gate.forked:
             raise StorageError(
-                "an LMDB store cannot be used across fork(): open it in the child process"
+                "an LMDB store cannot be used across fork(): open it in a child process "
+                "that did not inherit it (start it with the 'spawn' method)"
             )
         if h is None:
             h = _OPEN[real] = _Env(real, map_size, max_dbs, sync)

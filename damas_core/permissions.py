@@ -59,9 +59,15 @@ def may(user_class: str, op: str) -> bool:
     return RANK.get(user_class, 0) >= RANK[REQUIRED[op]]
 
 
+#: The operations each class may run (``require`` runs on every call: one lookup).
+ALLOWED: dict[str, frozenset[str]] = {
+    c: frozenset(o for o in REQUIRED if may(c, o)) for c in CLASSES
+}
+
+
 def require(user_class: str, op: str, username: str) -> None:
     """Raise ``Forbidden`` unless ``user_class`` may run ``op``."""
-    if not may(user_class, op):
+    if op not in ALLOWED.get(user_class, ()):
         raise Forbidden(
             f"{op} error: @{username} ({user_class}) may not {op}; it needs class {REQUIRED[op]} or higher",
             op=op,

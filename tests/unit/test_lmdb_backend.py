@@ -508,3 +508,31 @@ def test_bulk_insert_with_an_id_twice_keeps_the_first(store):
     assert store.insert_many([{"_id": "/a", "n": 1}, {"_id": "/a", "n": 2}]) == [True, False]
     assert store.get("/a") == {"_id": "/a", "n": 1}
     assert index_entries(store, "type") == set()
+
+
+def _use_after_fork(path: str, inherited: LMDBStorage, out) -> None:
+    try:
+        inherited.get_many(["/a"])
+        out.put("inherited store worked")
+    except StorageError as e:
+        out.put(f"refused: {e}")
+    try:
+        LMDBStorage(f"lmdb://{path}")
+        out.put("opened again")
+    except StorageError as e:
+        out.put(f"refused: {e}")
+
+
+def test_a_store_inherited_through_fork_refuses_to_work_in_the_child(tmp_path):
+    path = str(tmp_path / "s")
+    with LMDBStorage(f"lmdb://{path}") as store:
+        store.insert_many([{"_id": "/a", "n": 1}])
+        ctx = multiprocessing.get_context("fork")
+        out = ctx.Queue()
+        child = ctx.Process(target=_use_after_fork, args=(path, store, out))
+        child.start()
+        first, second = out.get(timeout=30), out.get(timeout=30)
+        child.join(30)
+        assert first.startswith("refused: ") and "spawn" in first
+        assert second.startswith("refused: ") and "spawn" in second
+        assert store.get_many(["/a"]) == [{"_id": "/a", "n": 1}]  # the parent's still works
