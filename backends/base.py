@@ -40,7 +40,7 @@ import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
+from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 
 from damas_core.errors import BadRequest, DamasError, StorageError
@@ -48,6 +48,7 @@ from damas_core.ordering import MISSING, bracket, sort_key
 from damas_core.query.ast import All, And, Eq, In, Node, Sort
 
 Element = dict[str, Any]
+_ID = itemgetter("_id")
 T = TypeVar("T")
 
 # Keys every backend indexes, whatever the options say: the graph walks links by
@@ -335,12 +336,14 @@ def apply_patch(element: Element, patch: Patch) -> bool:
 
 
 def _plain(elements: Sequence[Element]) -> bool:
-    """True when every element is a plain dict with a non-empty string ``_id`` (checked
-    in bulk, without a Python loop: bulk writes are where this shows)."""
-    if set(map(type, elements)) - {dict}:
+    """True when every element is a plain dict with a non-empty string ``_id``, checked
+    in bulk: bulk writes are where a Python step per element shows."""
+    try:
+        ids = list(map(_ID, elements))  # KeyError, TypeError: not that
+        joined = "\x00".join(ids)  # TypeError unless all strings
+    except (KeyError, TypeError):
         return False
-    ids = list(map(dict.get, elements, repeat("_id")))
-    return not (set(map(type, ids)) - {str}) and "" not in ids
+    return bool(joined) and set(map(type, elements)) == {dict} and "" not in ids
 
 
 def _check_ids(ids: Sequence[Any]) -> list[str]:

@@ -41,6 +41,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice, repeat
+from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -57,7 +58,7 @@ from damas_core.backends.base import (
     select,
 )
 
-from damas_core.elements import encode
+from damas_core.elements import encode, encode_all
 from damas_core.errors import BadRequest, StorageError
 from damas_core.query.ast import Eq, In, Node, Sort
 
@@ -81,6 +82,7 @@ _RESIZE_WAIT_S = 60.0
 
 _loads = orjson.loads
 _UTF8, _SURROGATES = repeat("utf-8"), repeat("surrogatepass")
+_ID = itemgetter("_id")
 _dumps = orjson.dumps
 
 
@@ -292,6 +294,10 @@ class _Block:
         self.spent = 0
 
 
+class _NotAllNew(Exception):
+    """A bulk insert met a key already stored: undo the transaction, go one by one."""
+
+
 class _Closed:
     def __getattr__(self, name: str) -> Any:
         raise StorageError("this LMDB store is closed")
@@ -390,7 +396,11 @@ class LMDBStorage(Storage):
         sample = elements[:64]
         size = sum(len(encode(e, op)) for e in sample) * len(elements) // max(len(sample), 1)
         need = 2 * size + 160 * len(elements)
-        return self._write(self._op_insert, (list(elements), op), need=need)
+        elements = list(elements)
+        try:
+            return self._write(self._op_insert, (elements, op, True), need=need)
+        except _NotAllNew:  # that write was undone whole: one by one this time
+            return self._write(self._op_insert, (elements, op, False), need=need)
 
     def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
         need = 0
@@ -504,45 +514,37 @@ class LMDBStorage(Storage):
         get, db = txn.get, self._h.main
         return [get(k, db=db) for k in keys]
 
-    def _op_insert(self, txn: Any, arg: tuple[list[Element], str], checked: bool = False) -> Any:
-        """Write new elements (``arg`` holds them and the op); an element that is not
-        one raises, and nothing is written.
+    def _op_insert(
+        self, txn: Any, arg: tuple[list[Element], str, bool], checked: bool = False
+    ) -> Any:
+        """Write new elements (``arg``: them, the op, whether to try the bulk path); an
+        element that is not one raises, and nothing is written.
 
-        The usual case, every key new and short, goes in bulk in a nested transaction,
-        keys and JSON made as they are written (holding them all costs more than the
-        writes); otherwise that is undone and the elements go one by one."""
-        elements, op = arg
-        h = self._h
-        main = h.main
-        child = h.env.begin(write=True, parent=txn)
-        try:
-            ids = map(dict.__getitem__, elements, repeat("_id"))
-            keys = map(str.encode, ids, _UTF8, _SURROGATES)
-            values = map(encode, elements, repeat(op))
-            crc = [0]
-            if checked:  # a replay must write the same bytes (see _regrow)
-                values = _crc_each(values, crc)
+        The usual case, every key new and short, goes in bulk (see :meth:`_put_new`).
+        Otherwise, in a transaction of our own, :class:`_NotAllNew` makes ``_write``
+        undo it for the caller to run again one by one; inside a ``transaction()``
+        block the bulk try runs in a nested transaction, undone on its own."""
+        elements, op, bulk = arg
+        crc = [0]
+        if bulk and not checked:
+            if self._put_new(txn, elements, op, None):
+                return [True] * len(elements)
+            raise _NotAllNew
+        if bulk:
+            child = self._h.env.begin(write=True, parent=txn)
             try:
-                _, added = child.cursor(db=main).putmulti(zip(keys, values), overwrite=False)
-            except lmdb.BadValsizeError:  # an _id longer than a key
-                added = -1
-            if added == len(elements):
-                for name, db in h.index_dbs.items():
-                    cursor = child.cursor(db=db)
-                    try:
-                        cursor.putmulti(_string_index_pairs(elements, name), dupdata=True)
-                    except (TypeError, lmdb.BadValsizeError):  # redone: pairs are a set
-                        cursor.putmulti(_index_pairs(elements, name), dupdata=True)
+                done = self._put_new(child, elements, op, crc)
+            except BaseException:
+                child.abort()
+                raise
+            if done:
                 child.commit()
-                out = [True] * len(elements)
-                return (out, crc[0]) if checked else out
-        except BaseException:
+                return [True] * len(elements), crc[0]
             child.abort()
-            raise
-        child.abort()
-        put = txn.put
+            crc[0] = 0
+        h = self._h
+        put, main = txn.put, h.main
         out = []
-        crc[0] = 0
         for element in elements:
             key = _key(element["_id"])
             raw = encode(element, op)
@@ -555,6 +557,31 @@ class LMDBStorage(Storage):
                     for ik in {index_key(v) for v in index_values(element, name)}:
                         put(ik, key, db=db)
         return (out, crc[0]) if checked else out
+
+    def _put_new(self, txn: Any, elements: list[Element], op: str, crc: list[int] | None) -> bool:
+        """Put every element and its index entries in bulk, keys and JSON made as they
+        are written (holding them all costs more than the writes). False, with some
+        written, when a key is already stored (or too long, or not UTF-8): the caller
+        undoes the transaction. ``crc``, when given, gets the CRC of the JSON written."""
+        h = self._h
+        values = encode_all(elements, op)
+        if crc is not None:  # a replay must write the same bytes (see _regrow)
+            values = _crc_each(values, crc)
+        try:
+            keys = map(str.encode, list(map(_ID, elements)))
+            _, added = txn.cursor(db=h.main).putmulti(zip(keys, values), overwrite=False)
+        except (UnicodeEncodeError, lmdb.BadValsizeError):  # surrogates, long ids
+            return False
+        if added != len(elements):
+            return False
+        for name, db in h.index_dbs.items():
+            cursor = txn.cursor(db=db)
+            try:
+                cursor.putmulti(_string_index_pairs(elements, name), dupdata=True)
+            except (TypeError, UnicodeEncodeError, lmdb.BadValsizeError):
+                # Other values: redone one by one (index pairs are a set).
+                cursor.putmulti(_index_pairs(elements, name), dupdata=True)
+        return True
 
     def _op_patch(self, txn: Any, patches: list[Patch], checked: bool = False) -> Any:
         get, put, delete, main = txn.get, txn.put, txn.delete, self._h.main
@@ -983,15 +1010,13 @@ def _index_pairs(elements: list[Element], name: str) -> Iterator[tuple[bytes, by
 
 
 def _string_index_pairs(elements: list[Element], name: str) -> Iterator[tuple[bytes, bytes]]:
-    """The same, made without a Python step per element, when every value under
-    ``name`` is a short string: raises ``TypeError`` (another value) or
-    ``lmdb.BadValsizeError`` (a long one) as it meets one, for the caller to redo the
-    pairs with :func:`_index_pairs`."""
+    """The same, made in bulk (no Python step per element) when every value under
+    ``name`` is a short string: raises ``TypeError`` (another value),
+    ``UnicodeEncodeError`` or ``lmdb.BadValsizeError`` (a long one) as it meets one,
+    for the caller to redo the pairs with :func:`_index_pairs`."""
     holders = [e for e in elements if name in e]
-    values = map(dict.__getitem__, holders, repeat(name))
-    index_keys = map(b"s".__add__, map(str.encode, values, _UTF8, _SURROGATES))
-    ids = map(dict.__getitem__, holders, repeat("_id"))
-    return zip(index_keys, map(str.encode, ids, _UTF8, _SURROGATES))
+    index_keys = map(b"s".__add__, map(str.encode, map(itemgetter(name), holders)))
+    return zip(index_keys, map(str.encode, map(_ID, holders)))
 
 
 def _acquire(path: str, map_size: int, max_dbs: int, sync: bool) -> _Env:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import orjson
 from damas_core.backends.base import Element, Patch, Storage, apply_patch
 
-from damas_core.elements import encode
+from damas_core.elements import encode_all
 
 
 class MemoryStorage(Storage):
@@ -39,7 +39,7 @@ class MemoryStorage(Storage):
         return [None if r is None else orjson.loads(r) for r in raw]
 
     def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
-        values = [encode(e, op) for e in elements]
+        values = list(encode_all(elements, op))
         with self._transaction():
             out = []
             for id_, raw in zip((e["_id"] for e in elements), values):

@@ -57,7 +57,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 from damas_core.backends.base import Element, Patch, Storage, apply_patch, index_values
 
-from damas_core.elements import encode
+from damas_core.elements import encode_all
 from damas_core.errors import BadRequest
 from damas_core.query.ast import Node, Sort
 from damas_core.query.sql import BOOL_BLOBS, register_functions, to_sql, to_where
@@ -266,7 +266,7 @@ class SQLiteStorage(Storage):
 
     def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
         # Encode first: a value orjson cannot write fails before anything is stored.
-        values = [encode(e, op) for e in elements]
+        values = list(encode_all(elements, op))
         rows = [(e["_id"], raw.decode()) for e, raw in zip(elements, values)]
         ids = {r[0] for r in rows}
         if len(ids) == len(rows):  # the usual case: no id twice in the call

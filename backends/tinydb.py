@@ -64,7 +64,7 @@ from damas_core.backends.base import (
     index_values,
 )
 
-from damas_core.elements import encode
+from damas_core.elements import encode_all
 from damas_core.errors import BadRequest, StorageError
 from damas_core.ordering import bracket
 from damas_core.query.ast import Node
@@ -365,7 +365,7 @@ class TinyDBStorage(Storage):
         return [None if r is None else orjson.loads(r) for r in found]
 
     def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
-        values = [encode(e, op) for e in elements]
+        values = list(encode_all(elements, op))
         with self._transaction():
             out = []
             for id_, raw in zip((e["_id"] for e in elements), values):

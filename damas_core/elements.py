@@ -10,7 +10,9 @@ True
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -34,6 +36,7 @@ MAX_ID_LENGTH = 4096
 MAX_DEPTH = 64
 
 _dumps = orjson.dumps
+_ID = itemgetter("_id")
 
 
 def now_ms() -> int:
@@ -86,6 +89,25 @@ def check_ids(ids: Any, op: str) -> tuple[list[str], bool]:
     return [check_id(i, op) for i in items], single
 
 
+def check_new_ids(ids: list[Any], op: str) -> None:
+    """:func:`check_id` with ``write=True`` on every id: checked in bulk on the ids
+    joined by NULs (which no id may hold), and one by one only to name a bad one."""
+    try:
+        joined = "\x00".join(ids)  # TypeError unless every id is a string
+    except TypeError:
+        joined = ""
+    if (
+        joined
+        and joined.count("\x00") == len(ids) - 1  # no NUL inside an id
+        and not (joined[0] == "\x00" or joined[-1] == "\x00" or "\x00\x00" in joined)  # no ""
+        and not (joined[0] == RESERVED_PREFIX or f"\x00{RESERVED_PREFIX}" in joined)
+        and max(map(len, ids)) <= MAX_ID_LENGTH
+    ):
+        return
+    for i in ids:
+        check_id(i, op, write=True)
+
+
 def encode(element: Any, op: str) -> bytes:
     """The element as JSON bytes, after checking it is an element: a JSON object with
     non-empty string keys, nested at most :data:`MAX_DEPTH` levels.
@@ -120,6 +142,12 @@ def encode(element: Any, op: str) -> bytes:
     return raw
 
 
+def encode_all(elements: Sequence[Any], op: str) -> Iterator[bytes]:
+    """:func:`encode` of each element, made as they are asked for (a caller writing
+    them need not hold them all)."""
+    return map(encode, elements, repeat(op))
+
+
 def check_element(element: Any, op: str) -> Element:
     """Raise ``BadRequest`` unless ``element`` is an element (see :func:`encode`)."""
     encode(element, op)
@@ -146,6 +174,11 @@ def unfold(elements: Sequence[Element], *, fresh_ids: bool = True) -> list[Eleme
     """One element per id: ``{_id: [a, b], k: v}`` gives two elements. With
     ``fresh_ids``, a missing ``_id`` becomes a ULID and ``{#}`` is filled in.
     Always returns new dicts: callers may change them freely."""
+    try:  # the usual case, in bulk: every _id a string without a placeholder
+        if ULID_PLACEHOLDER not in "\x00".join(map(_ID, elements)):
+            return list(map(dict, elements))
+    except (KeyError, TypeError):
+        pass
     out: list[Element] = []
     for e in elements:
         ids = e.get("_id")

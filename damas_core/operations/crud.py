@@ -12,6 +12,7 @@ from damas_core.elements import (
     check_element,
     check_id,
     check_ids,
+    check_new_ids,
     has_list_id,
     now_ms,
     unfold,
@@ -33,7 +34,7 @@ def stamp(session: Session, elements: list[Element]) -> list[Element]:
     """Set ``author`` and ``time`` (the same for the whole call) on new elements, in
     place, unless a caller allowed to set them (an admin) did."""
     user, now = session.username, now_ms()
-    if not session.is_admin:
+    if not session.is_admin:  # who cannot have set them (permissions.RESTRICTED_KEYS)
         for e in elements:
             e["author"] = user
             e["time"] = now
@@ -62,8 +63,9 @@ def prepare_new(
             check_element(e, op)  # raises the clear error
     admin = session.is_admin
     out = unfold(raw, fresh_ids=fresh_ids)
+    check_new_ids([e["_id"] for e in out], op)
     for index, e in enumerate(out):
-        element_id = check_id(e["_id"], op, write=True)
+        element_id = e["_id"]
         if check is not None:
             check(e)
         if not admin:
