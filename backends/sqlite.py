@@ -51,6 +51,8 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -64,6 +66,7 @@ from damas_core.query.sql import BOOL_BLOBS, register_functions, to_sql, to_wher
 
 # SQLite limits the number of parameters of one statement (32766 since 3.32, 999 before).
 _CHUNK = 900
+_ID = itemgetter("_id")
 _SCAN_BATCH = 1000
 
 _SCHEMA = [
@@ -105,6 +108,11 @@ def index_rows(element: Element, keys: Sequence[str]) -> list[tuple[str, Any, st
                 v = float(v)  # as SQLite's JSON1 reads it
             rows.append((key, v, id_))
     return rows
+
+
+def _rows(elements: Sequence[Element], op: str) -> Iterator[tuple[str, str]]:
+    """``(id, JSON)`` rows of ``elements``, made as they are written."""
+    return zip(map(_ID, elements), map(bytes.decode, encode_all(elements, op)))
 
 
 def database_path(url: str) -> tuple[str, dict[str, str]]:
@@ -205,7 +213,15 @@ class SQLiteStorage(Storage):
         return [k for (k,) in self._conn.execute("SELECT key FROM indexed_keys")]
 
     def _reindex(self, elements: Sequence[Element], keys: Sequence[str]) -> None:
-        insert_index_rows(self._conn, [r for e in elements for r in index_rows(e, keys)])
+        rows: list[tuple[str, Any, str]] = []
+        for key in keys:
+            holders = [e for e in elements if key in e]
+            values = list(map(itemgetter(key), holders))
+            if set(map(type, values)) <= {str}:  # the usual case, in bulk
+                rows.extend(zip(repeat(key), values, map(_ID, holders)))
+            else:
+                rows.extend(r for e in holders for r in index_rows(e, [key]))
+        insert_index_rows(self._conn, rows)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -265,39 +281,39 @@ class SQLiteStorage(Storage):
         return [None if (doc := found.get(i)) is None else orjson.loads(doc) for i in ids]
 
     def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
-        # Encode first: a value orjson cannot write fails before anything is stored.
-        values = list(encode_all(elements, op))
-        rows = [(e["_id"], raw.decode()) for e, raw in zip(elements, values)]
-        ids = {r[0] for r in rows}
-        if len(ids) == len(rows):  # the usual case: no id twice in the call
-            out = [True] * len(rows)
-            fresh = list(range(len(rows)))
-        else:
-            out, fresh, seen = [], [], set()
-            for i, (id_, _) in enumerate(rows):
-                out.append(id_ not in seen)
-                if out[-1]:
-                    seen.add(id_)
-                    fresh.append(i)
+        ids = list(map(_ID, elements))
+        out = [True] * len(ids)
+        fresh = range(len(ids))
+        if len(set(ids)) != len(ids):  # an id twice in the call: the first one wins
+            seen: set[str] = set()
+            for i, id_ in enumerate(ids):
+                out[i] = id_ not in seen
+                seen.add(id_)
+            fresh = [i for i in fresh if out[i]]
+        elements = [elements[i] for i in fresh] if len(fresh) < len(ids) else list(elements)
         with self._transaction():
             conn = self._conn
-            # Optimistic: insert everything new to this call, and only look for ids
-            # already stored if some row was ignored.
+            # Optimistic: insert everything new to this call (JSON made as it is written:
+            # an element that is not JSON raises, and the savepoint undoes the rest),
+            # and only look for ids already stored if some row was ignored.
             conn.execute("SAVEPOINT damas_insert")
-            before = conn.total_changes
-            conn.executemany(
-                _INSERT_ELEMENT, rows if len(fresh) == len(rows) else [rows[i] for i in fresh]
-            )
-            if conn.total_changes - before != len(fresh):
+            try:
+                before = conn.total_changes
+                conn.executemany(_INSERT_ELEMENT, _rows(elements, op))
+                if conn.total_changes - before != len(elements):
+                    conn.execute("ROLLBACK TO damas_insert")
+                    stored = self._ids(conn, [e["_id"] for e in elements])
+                    for i in fresh:
+                        if ids[i] in stored:
+                            out[i] = False
+                    elements = [e for e in elements if e["_id"] not in stored]
+                    conn.executemany(_INSERT_ELEMENT, _rows(elements, op))
+            except BaseException:
                 conn.execute("ROLLBACK TO damas_insert")
-                stored = self._ids(conn, ids)
-                for i in fresh:
-                    if rows[i][0] in stored:
-                        out[i] = False
-                fresh = [i for i in fresh if out[i]]
-                conn.executemany(_INSERT_ELEMENT, [rows[i] for i in fresh])
+                conn.execute("RELEASE damas_insert")
+                raise
             conn.execute("RELEASE damas_insert")
-            self._reindex([elements[i] for i in fresh], self._index_keys())
+            self._reindex(elements, self._index_keys())
         return out
 
     @staticmethod
