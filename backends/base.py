@@ -350,6 +350,11 @@ def _check_ids(ids: Sequence[Any]) -> list[str]:
     if isinstance(ids, str | bytes):
         raise BadRequest("storage error: ids must be a list of strings, not a string")
     out = list(ids)
+    try:
+        if "" not in out and "".join(out):  # TypeError unless all strings: in bulk
+            return out
+    except TypeError:
+        pass
     for i in out:
         if not isinstance(i, str) or i == "":
             raise BadRequest(f"storage error: an _id must be a non-empty string, not {i!r}")

@@ -368,9 +368,15 @@ class LMDBStorage(Storage):
     # -- primitives ---------------------------------------------------------------------
 
     def _get_many(self, ids: list[str]) -> list[Element | None]:
-        keys = [_key(ids[0])] if len(ids) == 1 else list(map(str.encode, ids, _UTF8, _SURROGATES))
-        if len(keys) > 1 and max(map(len, keys)) > MAX_KEY:
-            keys = [_fit(k) for k in keys]
+        if len(ids) == 1:
+            keys = [_key(ids[0])]
+        else:
+            try:
+                keys = list(map(str.encode, ids))
+            except UnicodeEncodeError:  # lone surrogates: kept as they are
+                keys = list(map(str.encode, ids, _UTF8, _SURROGATES))
+            if max(map(len, keys), default=0) > MAX_KEY:
+                keys = [_fit(k) for k in keys]
         h = self._h
         if h.local.block is None:
             # The common case, inlined: reading by id is what a tracker does most.
@@ -379,18 +385,20 @@ class LMDBStorage(Storage):
             try:
                 txn = h.env.begin()
                 try:
-                    main = h.main
-                    raws = [txn.get(k, db=main) for k in keys]
+                    raws = _op_get_raw(txn, h.main, keys)
                 finally:
                     txn.abort()
             except lmdb.MapResizedError:
                 raws = None
             finally:
                 gate.exit()
-            if raws is not None:
-                return [None if r is None else _loads(r) for r in raws]
-        raws = self._read(self._op_get, keys)
-        return [None if r is None else _loads(r) for r in raws]
+            if raws is None:
+                raws = self._read(self._op_get, keys)
+        else:
+            raws = self._read(self._op_get, keys)
+        if None in raws:
+            return [None if r is None else _loads(r) for r in raws]
+        return list(map(_loads, raws))
 
     def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
         sample = elements[:64]
@@ -511,8 +519,7 @@ class LMDBStorage(Storage):
     # -- steps run inside a transaction (txn first; also replayed after a map growth) --
 
     def _op_get(self, txn: Any, keys: list[bytes]) -> list[bytes | None]:
-        get, db = txn.get, self._h.main
-        return [get(k, db=db) for k in keys]
+        return _op_get_raw(txn, self._h.main, keys)
 
     def _op_insert(
         self, txn: Any, arg: tuple[list[Element], str, bool], checked: bool = False
@@ -991,6 +998,17 @@ class LMDBStorage(Storage):
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _op_get_raw(txn: Any, db: Any, keys: list[bytes]) -> list[bytes | None]:
+    """The stored JSON under each key, ``None`` where absent."""
+    if len(keys) == 1:
+        return [txn.get(keys[0], db=db)]
+    found = txn.cursor(db=db).getmulti(keys)  # in order, absent keys left out
+    if len(found) == len(keys):
+        return list(map(itemgetter(1), found))
+    get = txn.get
+    return [get(k, db=db) for k in keys]
 
 
 def _crc_each(values: Iterator[bytes], crc: list[int]) -> Iterator[bytes]:

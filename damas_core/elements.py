@@ -86,26 +86,39 @@ def check_id(value: Any, op: str, *, write: bool = False) -> str:
 def check_ids(ids: Any, op: str) -> tuple[list[str], bool]:
     """Validate a one-or-many id argument; returns ``(ids, single)``."""
     items, single = as_list(ids, op)
-    return [check_id(i, op) for i in items], single
+    if not _ids_ok(items, write=False):
+        items = [check_id(i, op) for i in items]  # names the bad one
+    return items, single
 
 
 def check_new_ids(ids: list[Any], op: str) -> None:
-    """:func:`check_id` with ``write=True`` on every id: checked in bulk on the ids
-    joined by NULs (which no id may hold), and one by one only to name a bad one."""
+    """:func:`check_id` with ``write=True`` on every id."""
+    if not _ids_ok(ids, write=True):
+        for i in ids:
+            check_id(i, op, write=True)  # names the bad one
+
+
+def _ids_ok(ids: list[Any], *, write: bool) -> bool:
+    """True when every id passes :func:`check_id`, checked in bulk on the ids joined
+    by NULs (which no id may hold): bulk calls are where a step per id shows."""
     try:
         joined = "\x00".join(ids)  # TypeError unless every id is a string
     except TypeError:
-        joined = ""
-    if (
+        return False
+    return bool(
         joined
         and joined.count("\x00") == len(ids) - 1  # no NUL inside an id
         and not (joined[0] == "\x00" or joined[-1] == "\x00" or "\x00\x00" in joined)  # no ""
-        and not (joined[0] == RESERVED_PREFIX or f"\x00{RESERVED_PREFIX}" in joined)
+        and not (write and (joined[0] == RESERVED_PREFIX or f"\x00{RESERVED_PREFIX}" in joined))
         and max(map(len, ids)) <= MAX_ID_LENGTH
-    ):
-        return
-    for i in ids:
-        check_id(i, op, write=True)
+    )
+
+
+def any_reserved(ids: list[str]) -> bool:
+    """True when some of these (checked) ids is internal (starts with ``~``)."""
+    return bool(ids) and (
+        ids[0][:1] == RESERVED_PREFIX or f"\x00{RESERVED_PREFIX}" in "\x00".join(ids)
+    )
 
 
 def encode(element: Any, op: str) -> bytes:

@@ -33,6 +33,15 @@ def public(element: Element | None) -> Element | None:
     return element
 
 
+def public_all(elements: list[Element | None]) -> list[Element | None]:
+    """:func:`public` of each element (``None`` stays ``None``), in place."""
+    for key in PRIVATE_KEYS:
+        for e in elements:
+            if e is not None and key in e:
+                del e[key]
+    return elements
+
+
 def is_user_id(element_id: str) -> bool:
     """User elements are ``@name``."""
     return element_id.startswith("@")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from damas_core.backends.base import Patch
 from damas_core.elements import (
     Element,
+    any_reserved,
     as_list,
     check_element,
     check_id,
@@ -18,7 +19,7 @@ from damas_core.elements import (
     unfold,
 )
 from damas_core.errors import BadRequest
-from damas_core.operations.common import authorize, prepare_values, public
+from damas_core.operations.common import authorize, prepare_values, public, public_all
 from damas_core.permissions import require
 from damas_core.query.ast import In, Or
 
@@ -96,17 +97,20 @@ def read(session: Session, ids: Any) -> Any:
         check_id(ids, "read")
         return None if session.hidden(ids) else public(session.storage.get_many([ids])[0])
     id_list, single = check_ids(ids, "read")
-    found = session.storage.get_many([i for i in id_list if not session.hidden(i)])
-    by_id = {e["_id"]: e for e in found if e is not None}
-    results: list[Element | None] = []
-    given: set[str] = set()
-    for i in id_list:
-        e = by_id.get(i)
-        if e is not None and i in given:
-            e = dict(e)  # a repeated id gets its own copy
-        given.add(i)
-        results.append(public(e))
-    return _single_result(results, single)
+    storage = session.storage
+    if any_reserved(id_list):  # internal ids read as absent
+        found = iter(storage.get_many([i for i in id_list if not session.hidden(i)]))
+        results = [None if session.hidden(i) else next(found) for i in id_list]
+    else:
+        results = storage.get_many(id_list)
+    if len(set(id_list)) < len(id_list):  # a repeated id gets its own copy
+        seen: set[int] = set()
+        for index, e in enumerate(results):
+            if e is not None:
+                if id(e) in seen:
+                    results[index] = e = dict(e)
+                seen.add(id(e))
+    return _single_result(public_all(results), single)
 
 
 def _split_changes(element: Element) -> tuple[dict[str, Any], tuple[str, ...]]:
