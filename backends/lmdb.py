@@ -575,7 +575,7 @@ class LMDBStorage(Storage):
         if crc is not None:  # a replay must write the same bytes (see _regrow)
             values = _crc_each(values, crc)
         try:
-            keys = map(str.encode, list(map(_ID, elements)))
+            keys = map(str.encode, map(_ID, elements))
             _, added = txn.cursor(db=h.main).putmulti(zip(keys, values), overwrite=False)
         except (UnicodeEncodeError, lmdb.BadValsizeError):  # surrogates, long ids
             return False

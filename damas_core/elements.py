@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -157,8 +156,18 @@ def encode(element: Any, op: str) -> bytes:
 
 def encode_all(elements: Sequence[Any], op: str) -> Iterator[bytes]:
     """:func:`encode` of each element, made as they are asked for (a caller writing
-    them need not hold them all)."""
-    return map(encode, elements, repeat(op))
+    them need not hold them all); the usual element, flat, without a call each."""
+    for element in elements:
+        if element.__class__ is dict and "" not in element:
+            try:
+                raw = _dumps(element)
+            except (TypeError, orjson.JSONEncodeError):
+                pass
+            else:
+                if not (91 in raw or raw.rfind(123) > 0):  # flat: see encode()
+                    yield raw
+                    continue
+        yield encode(element, op)
 
 
 def check_element(element: Any, op: str) -> Element:

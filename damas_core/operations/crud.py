@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from damas_core.backends.base import Patch
@@ -25,6 +26,8 @@ from damas_core.query.ast import In, Or
 
 if TYPE_CHECKING:
     from damas_core.tracker import Session
+
+_ID = itemgetter("_id")
 
 
 def _single_result(results: list[Any], single: bool) -> Any:
@@ -64,7 +67,7 @@ def prepare_new(
             check_element(e, op)  # raises the clear error
     admin = session.is_admin
     out = unfold(raw, fresh_ids=fresh_ids)
-    check_new_ids([e["_id"] for e in out], op)
+    check_new_ids(list(map(_ID, out)), op)
     for index, e in enumerate(out):
         element_id = e["_id"]
         if check is not None:
@@ -85,7 +88,7 @@ def create(session: Session, elements: Any) -> Any:
     prepared = session.events.before("create", session, prepared)
     inserted = session.storage.insert_many(prepared, op="create")
     # The storage keeps its own copy: the prepared dicts are the caller's now.
-    results = [public(e) if ok else None for e, ok in zip(prepared, inserted)]
+    results = public_all([e if ok else None for e, ok in zip(prepared, inserted)])
     session.events.after("create", session, results)
     return _single_result(results, single)
 
