@@ -43,6 +43,9 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 
+import orjson
+
+from damas_core.elements import encode_all
 from damas_core.errors import BadRequest, DamasError, StorageError
 from damas_core.ordering import MISSING, bracket, sort_key
 from damas_core.query.ast import All, And, Eq, In, Node, Sort
@@ -315,6 +318,42 @@ class Storage(abc.ABC):
         """Release resources. Default: nothing."""
 
 
+def insert_encoded(
+    stored: Mapping[str, bytes],
+    put: Callable[[str, bytes], None],
+    elements: Sequence[Element],
+    op: str,
+) -> list[bool]:
+    """``insert_many`` for backends keeping each element's JSON by id in memory:
+    ``stored`` maps ids to JSON, ``put(id, json)`` stores one. Every element is
+    encoded before the first put (so one that is not an element writes nothing)."""
+    out = []
+    for element, raw in zip(elements, list(encode_all(elements, op))):
+        fresh = element["_id"] not in stored
+        if fresh:
+            put(element["_id"], raw)
+        out.append(fresh)
+    return out
+
+
+def patch_encoded(
+    stored: Mapping[str, bytes], put: Callable[[str, bytes], None], patches: Sequence[Patch]
+) -> list[bool]:
+    """``patch_many`` for the same backends (see :func:`insert_encoded`)."""
+    out = []
+    for p in patches:
+        raw = stored.get(p.id)
+        if raw is None:
+            out.append(False)
+            continue
+        element = orjson.loads(raw)
+        ok = apply_patch(element, p)
+        if ok:
+            put(p.id, orjson.dumps(element))
+        out.append(ok)
+    return out
+
+
 def apply_patch(element: Element, patch: Patch) -> bool:
     """Apply ``patch`` to ``element`` in place if its guard holds; ``True`` if applied.
 
@@ -432,6 +471,8 @@ __all__ = [
     "apply_patch",
     "index_lookup",
     "index_values",
+    "insert_encoded",
+    "patch_encoded",
     "resolve_first",
     "select",
 ]

@@ -17,9 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import orjson
-from damas_core.backends.base import Element, Patch, Storage, apply_patch
-
-from damas_core.elements import encode_all
+from damas_core.backends.base import Element, Patch, Storage, insert_encoded, patch_encoded
 
 
 class MemoryStorage(Storage):
@@ -39,30 +37,12 @@ class MemoryStorage(Storage):
         return [None if r is None else orjson.loads(r) for r in raw]
 
     def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
-        values = list(encode_all(elements, op))
         with self._transaction():
-            out = []
-            for id_, raw in zip((e["_id"] for e in elements), values):
-                fresh = id_ not in self._data
-                if fresh:
-                    self._data[id_] = raw
-                out.append(fresh)
-            return out
+            return insert_encoded(self._data, self._data.__setitem__, elements, op)
 
     def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
         with self._transaction():
-            out = []
-            for p in patches:
-                raw = self._data.get(p.id)
-                if raw is None:
-                    out.append(False)
-                    continue
-                element = orjson.loads(raw)
-                ok = apply_patch(element, p)
-                if ok:
-                    self._data[p.id] = orjson.dumps(element)
-                out.append(ok)
-            return out
+            return patch_encoded(self._data, self._data.__setitem__, patches)
 
     def _delete_many(self, ids: list[str]) -> list[bool]:
         with self._transaction():

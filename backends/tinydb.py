@@ -59,12 +59,12 @@ from damas_core.backends.base import (
     Element,
     Patch,
     Storage,
-    apply_patch,
     index_lookup,
     index_values,
+    insert_encoded,
+    patch_encoded,
 )
 
-from damas_core.elements import encode_all
 from damas_core.errors import BadRequest, StorageError
 from damas_core.ordering import bracket
 from damas_core.query.ast import Node
@@ -365,30 +365,12 @@ class TinyDBStorage(Storage):
         return [None if r is None else orjson.loads(r) for r in found]
 
     def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
-        values = list(encode_all(elements, op))
         with self._transaction():
-            out = []
-            for id_, raw in zip((e["_id"] for e in elements), values):
-                fresh = id_ not in self._raw
-                if fresh:
-                    self._put(id_, raw)
-                out.append(fresh)
-            return out
+            return insert_encoded(self._raw, self._put, elements, op)
 
     def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
         with self._transaction():
-            out = []
-            for p in patches:
-                raw = self._raw.get(p.id)
-                if raw is None:
-                    out.append(False)
-                    continue
-                element = orjson.loads(raw)
-                ok = apply_patch(element, p)
-                if ok:
-                    self._put(p.id, orjson.dumps(element))
-                out.append(ok)
-            return out
+            return patch_encoded(self._raw, self._put, patches)
 
     def _delete_many(self, ids: list[str]) -> list[bool]:
         with self._transaction():

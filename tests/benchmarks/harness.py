@@ -67,7 +67,10 @@ def print_table(rows: Iterable[dict], title: str = "damas-core benchmarks") -> N
             r["area"], r["figure"], f"{r['n']:,}", _seconds(r["ours_s"]), _seconds(r["raw_s"]),
             f"{r['ratio']:.2f}×", r["goal"], ok,
         )  # fmt: skip
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: every column in full
+        console = Console(width=140)
+    console.print(table)
 
 
 def write_json(rows: list[dict], path: Path) -> None:
