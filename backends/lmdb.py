@@ -665,7 +665,7 @@ class LMDBStorage(Storage):
             except TypeError:
                 continue
             if cursor.set_key(ik):
-                keys.update(bytes(k) for k in cursor.iternext_dup(keys=False, values=True))
+                keys.update(map(bytes, cursor.iternext_dup(keys=False, values=True)))
         return sorted(keys)
 
     def _exact(self, query: Node) -> tuple[str, tuple[Any, ...]] | None:
@@ -685,9 +685,7 @@ class LMDBStorage(Storage):
         return self._fetch(txn, self._index_hits(txn, *found))
 
     def _fetch(self, txn: Any, keys: list[bytes]) -> list[Element]:
-        get, main = txn.get, self._h.main
-        raws = (get(k, db=main) for k in keys)
-        return [_loads(r) for r in raws if r is not None]
+        return list(map(_loads, filter(None, _op_get_raw(txn, self._h.main, keys))))
 
     def _exact_hits(
         self, txn: Any, query: Node, sort: Sort, skip: int, limit: int | None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from damas_core.elements import Element, check_ids
 from damas_core.errors import BadRequest
-from damas_core.operations.common import public
+from damas_core.operations.common import public_all
 from damas_core.permissions import require
 from damas_core.query.ast import In
 
@@ -50,4 +50,4 @@ def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
                 frontier.append(src)
     reached = [n for n in storage.get_many(list(seen)[len(start) :]) if n is not None]
     nodes = start + reached
-    return [public(n) for n in nodes] + [public(link) for link in links.values()]
+    return public_all([*nodes, *links.values()])
