@@ -121,6 +121,9 @@ class TinyDBStorage(Storage):
         self._raw: dict[str, bytes] = {}
         self._tid: dict[str, int] = {}
         self._lines: dict[str, bytes] = {}
+        # The lines joined, as the file holds them; kept up to date while writes only
+        # add elements (the usual create), rebuilt after any other change.
+        self._body: bytearray | None = None
         self._next_tid = 1
         self._other_tables: dict[str, Any] = {}
         self._signature: _Signature | None = None
@@ -211,6 +214,7 @@ class TinyDBStorage(Storage):
             tids[id_] = tid
             lines[id_] = b'"%d": %b' % (tid, encoded)
         self._raw, self._tid, self._lines = raw, tids, lines
+        self._body = None
         self._next_tid = max(tids.values(), default=0) + 1
         self._other_tables = content
         self._index = None  # rebuilt on first use
@@ -241,10 +245,12 @@ class TinyDBStorage(Storage):
             op="open",
         )
 
-    def _serialize(self) -> list[bytes]:
+    def _serialize(self) -> list[bytes | memoryview]:
         """The file's content, in pieces written one after the other (no big copy)."""
         head = b"{%b: {\n" % orjson.dumps(self.table)
-        body = b",\n".join(self._lines.values())
+        if self._body is None:
+            self._body = bytearray(b",\n".join(self._lines.values()))
+        body = memoryview(self._body)
         tail = b"".join(
             b",\n%b: %b" % (orjson.dumps(name), orjson.dumps(table))
             for name, table in self._other_tables.items()
@@ -299,17 +305,24 @@ class TinyDBStorage(Storage):
             self._unindex(id_)
         if encoded is None:
             del self._raw[id_], self._tid[id_], self._lines[id_]
+            self._body = None
             return
         tid = self._tid.get(id_)
+        line = b'"%d": %b' % (tid or self._next_tid, encoded)
         if tid is None:
             tid = self._tid[id_] = self._next_tid
             self._next_tid += 1
+            if self._body is not None:  # a new last line
+                self._body += b",\n" + line if self._body else line
+        else:
+            self._body = None
         self._raw[id_] = encoded
-        self._lines[id_] = b'"%d": %b' % (tid, encoded)
+        self._lines[id_] = line
         if self._index is not None:
             self._index_one(id_)
 
     def _rollback(self) -> None:
+        self._body = None
         undo = self._undo or {}
         for id_, prior in undo.items():
             if self._index is not None and id_ in self._raw:

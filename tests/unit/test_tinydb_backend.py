@@ -249,3 +249,33 @@ def test_sync_false_still_writes_whole_files(path, monkeypatch):
     s.close()
     assert synced == []
     assert TinyDB(path).all() == [{"_id": "/a"}]
+
+
+def test_the_file_follows_every_kind_of_write(store, path):
+    """Adds extend the file's text in place, other writes rebuild it: after each step
+    TinyDB reads exactly what the store holds."""
+
+    def tinydb_view() -> list[dict]:
+        db = TinyDB(path)
+        try:
+            return sorted(db.all(), key=lambda d: d["_id"])
+        finally:
+            db.close()
+
+    steps = [
+        lambda: store.insert_many([{"_id": "/a", "n": 1}]),
+        lambda: store.insert_many([{"_id": "/b"}, {"_id": "/c", "tags": ["x"]}]),
+        lambda: store.patch_many([Patch("/a", set={"n": 2})]),
+        lambda: store.insert_many([{"_id": "/d"}]),
+        lambda: store.delete_many(["/b"]),
+        lambda: store.insert_many([{"_id": "/e"}]),
+    ]
+    for step in steps:
+        step()
+        assert tinydb_view() == list(store.scan())
+    with pytest.raises(RuntimeError), store.transaction():
+        store.insert_many([{"_id": "/f"}])
+        raise RuntimeError("rolled back")
+    store.insert_many([{"_id": "/g"}])
+    assert tinydb_view() == list(store.scan())
+    assert [e["_id"] for e in tinydb_view()] == ["/a", "/c", "/d", "/e", "/g"]
