@@ -536,3 +536,18 @@ def test_a_store_inherited_through_fork_refuses_to_work_in_the_child(tmp_path):
         assert first.startswith("refused: ") and "spawn" in first
         assert second.startswith("refused: ") and "spawn" in second
         assert store.get_many(["/a"]) == [{"_id": "/a", "n": 1}]  # the parent's still works
+
+
+def test_bulk_insert_meeting_a_stored_id_inside_a_transaction(store):
+    store.insert_many([{"_id": "/a", "#parent": "/p"}])
+    with store.transaction():
+        assert store.insert_many(
+            [{"_id": "/a", "#parent": "/q"}, {"_id": "/b", "#parent": "/q"}]
+        ) == [
+            False,
+            True,
+        ]
+        assert store.insert_many([{"_id": "/c", "#parent": "/q"}]) == [True]  # the block goes on
+    assert store.find(Eq(("#parent",), "/q")) == ["/b", "/c"]
+    assert store.get("/a") == {"_id": "/a", "#parent": "/p"}
+    assert index_entries(store, "#parent") == expected_entries(store, "#parent")
