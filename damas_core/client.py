@@ -254,10 +254,7 @@ class Client:
             return to_text(query)
         raise BadRequest(f"{op} error: a query is a string, not {type(query).__name__}", op=op)
 
-    def search(
-        self, query: Any, sort: Any = None, skip: int = 0, limit: int | None = None
-    ) -> list[str]:
-        """Ids matching a query in the search language."""
+    def _search(self, op: str, query: Any, sort: Any, skip: int, limit: int | None) -> Any:
         params: dict[str, Any] = {}
         if sort is not None:
             params["sort"] = orjson.dumps(sort).decode()
@@ -266,13 +263,23 @@ class Client:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise BadRequest(
-                    f"search error: {name} must be a whole number >= 0, not {value!r}", op="search"
+                    f"{op} error: {name} must be a whole number >= 0, not {value!r}", op=op
                 )
             params[name] = value
-        text = self._query_text(query, "search")
-        return self.request("GET", "/api/search/" + quote(text, safe=""), "search", params=params)[
-            1
-        ]
+        text = self._query_text(query, op)
+        return self.request("GET", f"/api/{op}/" + quote(text, safe=""), op, params=params)[1]
+
+    def search(
+        self, query: Any, sort: Any = None, skip: int = 0, limit: int | None = None
+    ) -> list[str]:
+        """Ids matching a query in the search language."""
+        return self._search("search", query, sort, skip, limit)
+
+    def search_elements(
+        self, query: Any, sort: Any = None, skip: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The elements matching a query, in one request."""
+        return self._search("search_elements", query, sort, skip, limit)
 
     def search_one(self, query: Any) -> dict[str, Any] | None:
         """The first element matching ``query``, or ``None``."""

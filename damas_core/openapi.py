@@ -118,6 +118,7 @@ RESULTS: dict[str, dict[str, Any]] = {
     },
     "graph": {"type": "array", "items": _ELEMENT, "description": "Nodes, then the links walked."},
     "id_list": {"type": "array", "items": {"type": "string"}},
+    "element_list": {"type": "array", "items": _ELEMENT},
     "element_or_null": _NULLABLE_ELEMENT,
     "count_ids": {
         "type": "object",

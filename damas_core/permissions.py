@@ -25,6 +25,7 @@ REQUIRED: dict[str, str] = {
     "read": "guest",
     "graph": "guest",
     "search": "guest",
+    "search_elements": "guest",
     "search_one": "guest",
     "search_mongo": "guest",
     "verify": "guest",

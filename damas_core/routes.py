@@ -191,15 +191,23 @@ def graph_body(call: Call) -> Answer:
     return _graph(call, id_body(call.body()))
 
 
-def search(call: Call) -> Answer:
+def _search(call: Call, op: str) -> Answer:
     args = call.args
-    ids = call.session.search(
-        decode(call.params["query"], "search"),
+    found = getattr(call.session, op)(
+        decode(call.params["query"], op),
         sort=sort_arg(args.get("sort")),
-        skip=whole(args.get("skip"), "skip", "search"),
-        limit=whole(args.get("limit"), "limit", "search", None),
+        skip=whole(args.get("skip"), "skip", op),
+        limit=whole(args.get("limit"), "limit", op, None),
     )
-    return Answer(200, ids)
+    return Answer(200, found)
+
+
+def search(call: Call) -> Answer:
+    return _search(call, "search")
+
+
+def search_elements(call: Call) -> Answer:
+    return _search(call, "search_elements")
 
 
 def search_one(call: Call) -> Answer:
@@ -388,6 +396,9 @@ ROUTES: tuple[Route, ...] = (
           ok=(200, 207), errors=(*_IDS, 404)),
     Route("GET", "/api/search/{query}", search, "search", "Ids matching a query",
           result="id_list", query=("sort", "skip", "limit")),
+    Route("GET", "/api/search_elements/{query}", search_elements, "search_elements",
+          "The elements matching a query (search, then read, in one request)",
+          result="element_list", query=("sort", "skip", "limit")),
     Route("GET", "/api/search_one/{query}", search_one, "search_one",
           "The first element matching a query, or null", result="element_or_null"),
     Route("POST", "/api/search_mongo/", search_mongo, "search_mongo",

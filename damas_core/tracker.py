@@ -101,6 +101,19 @@ class Session:
         """Ids matching a query in the search language (see docs/query-language.md)."""
         return _search.search(self, query, sort, skip, limit)
 
+    def search_elements(
+        self, query: str | Node, sort: Any = None, skip: int = 0, limit: int | None = None
+    ) -> list[Element]:
+        """The matching elements themselves, in one pass (what ``search`` then ``read`` gives).
+
+        >>> import damas_core
+        >>> t = damas_core.open("memory://")
+        >>> _ = t.create([{"_id": "/a", "k": 1}, {"_id": "/b", "k": 2}])
+        >>> [(e["_id"], e["k"]) for e in t.search_elements("k>0", sort="-k")]
+        [('/b', 2), ('/a', 1)]
+        """
+        return _search.search_elements(self, query, sort, skip, limit)
+
     def search_one(self, query: str | Node) -> Element | None:
         """The first element matching ``query``, or ``None``."""
         return _search.search_one(self, query)

@@ -1,7 +1,8 @@
 """The sync engine: agents that scan volumes, publish files and copy them between sites.
 
 - :mod:`.volumes`: volume elements, the global parameters, the tracked files;
-- :mod:`.scanner`: walking a volume and comparing it with the tracker;
+- :mod:`.tree`: walking a volume with its rules;
+- :mod:`.scanner`: comparing the tree with the tracker;
 - :mod:`.planner`: what a site receives and emits next;
 - :mod:`.rsync`: the rsync transport;
 - :mod:`.agent`: :class:`Agent`, one per site;

@@ -38,11 +38,13 @@ from damas_core.errors import BadRequest
 
 from . import rsync as rs
 from .planner import Plan, Task, plan
-from .scanner import Scanner, element_look, look_at, now_ms, same_look
+from .scanner import Scanner, element_look, now_ms
+from .tree import look_at, same_look
 from .volumes import (
     endpoint_of,
     global_parameters,
     local_root,
+    read_files,
     read_many,
     tracked_files,
     volume,
@@ -58,7 +60,8 @@ try:
 except Exception:  # pragma: no cover - running from a source tree without metadata
     AGENT_VERSION = "0"
 
-_WRITE_BATCH = 1000
+# writes per call: each is one transaction (one fsync on LMDB), so fewer is faster
+_WRITE_BATCH = 5000
 _ALIVE_STATES = ("starting", "scanning", "receiving", "emitting", "idle")
 
 
@@ -114,7 +117,16 @@ class Agent:
     (seconds a new file must stay still before it is published; default the
     volume's ``settleTime`` or 2), ``ssh_command`` (the ssh program and options
     used to reach ``ssh://`` volumes, e.g. ``["ssh", "-i", key]``), ``rsync`` (the
-    rsync program), ``progress`` (rich progress bars; default when stderr is a TTY).
+    rsync program), ``progress`` (rich progress bars; default when stderr is a TTY),
+    ``full_scan_every`` (seconds; see below).
+
+    An agent whose volume neither receives nor emits only needs the tracker's view of
+    the files that may have changed: after a first full comparison, its scans read the
+    elements of files whose size or mtime moved, appeared or went away, and of files
+    whose element did not match the copy here (:meth:`.Scanner.rescan`); every file is
+    compared again at least every ``full_scan_every`` seconds (default 600). An agent
+    that receives or emits reads every file element for its plan anyway, and compares
+    them all at every scan.
     """
 
     def __init__(
@@ -127,6 +139,7 @@ class Agent:
         ssh_command: Sequence[str] | None = None,
         rsync: str = "rsync",
         progress: bool | None = None,
+        full_scan_every: float = 600.0,
     ) -> None:
         self.tracker = tracker
         self.volume_id = volume_id
@@ -134,7 +147,9 @@ class Agent:
         self.site: str = vol["name"]
         self.root = os.path.join(os.path.abspath(root or local_root(vol)), "")
         settle = settle if settle is not None else vol.get("settleTime", 2.0)
-        self.scanner = Scanner(self.site, self.root, settle=float(settle))
+        self.scanner = Scanner(
+            self.site, self.root, settle=float(settle), full_every=float(full_scan_every)
+        )
         self.ssh_command = list(ssh_command) if ssh_command else None
         self.rsync = rsync
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -178,15 +193,20 @@ class Agent:
         """One full cycle: scan, plan, receive, emit, record. Returns what it did."""
         vol = volume(self.tracker, self.volume_id)
         report = Report(site=self.site)
-        files = tracked_files(self.tracker)
+        transfers = not (
+            vol.get("enableReception", True) is False and vol.get("enableEmission", True) is False
+        )
+        files = None
         if vol.get("enableScans", True) and vol.get("enableDiscovery", True):
             self._status("scanning")
-            self._scan(vol, files, report)
+            files = self._scan(vol, report, full=transfers)
         if self._stop.is_set():
             return report
-        if vol.get("enableReception", True) is False and vol.get("enableEmission", True) is False:
+        if not transfers:
             self._status("idle")
             return report
+        if files is None:
+            files = tracked_files(self.tracker)
         vols = volumes(self.tracker)
         params = global_parameters(self.tracker)
         now = now_ms()
@@ -219,35 +239,53 @@ class Agent:
     # -- scan ----------------------------------------------------------------------------------
 
     def _scan(
-        self, vol: Mapping[str, Any], files: dict[str, dict[str, Any]], report: Report
-    ) -> None:
+        self, vol: Mapping[str, Any], report: Report, *, full: bool
+    ) -> dict[str, dict[str, Any]] | None:
+        """Scan and write what changed. Returns every file element (as written) when it
+        read them all, ``None`` when it compared only what may have changed (``full``
+        false: see :meth:`.Scanner.rescan`)."""
         started = time.monotonic()
         exit_code = 0
+        scanner = self.scanner
+        files = None
         try:
-            changes = self.scanner.compare(vol, files, second_look=True)
+            changes = None
+            if not full:
+                changes = scanner.rescan(
+                    vol, lambda ids: read_files(self.tracker, ids), second_look=True
+                )
+            if changes is None:
+                files = tracked_files(self.tracker)
+                changes = scanner.compare(vol, files, second_look=True)
             report.scanned = changes.seen
             report.pending = changes.pending
             report.conflicts.extend(changes.conflicts)
             report.scan_errors = changes.errors
+            updated: dict[str, dict[str, Any] | None] = {}
             for i in range(0, len(changes.publish), _WRITE_BATCH):
                 batch = changes.publish[i : i + _WRITE_BATCH]
                 for el in self.tracker.publish(batch):
                     if el is not None:
-                        files[el["_id"]] = el
                         report.published.append(el["_id"])
+                        if files is not None:
+                            files[el["_id"]] = el
             for i in range(0, len(changes.update), _WRITE_BATCH):
                 batch = changes.update[i : i + _WRITE_BATCH]
                 for patch, el in zip(batch, self.tracker.update(batch)):
+                    updated[patch["_id"]] = el
                     if el is None:
                         continue
-                    files[el["_id"]] = el
+                    if files is not None:
+                        files[el["_id"]] = el
                     if patch.get("deleted"):
                         report.deleted.append(el["_id"])
                     elif f"modified_{self.site}" in patch:
                         report.modified.append(el["_id"])
+            scanner.remember(changes, report.published, updated)
             if changes.errors:
                 exit_code = 1
         except Exception as e:
+            scanner.forget()
             self._update_volume(
                 last_scan=now_ms(),
                 scan_duration=int((time.monotonic() - started) * 1000),
@@ -261,6 +299,7 @@ class Agent:
             exit_scan=exit_code,
             stderr_scan="\n".join(changes.errors)[:2000],
         )
+        return files
 
     # -- plan inputs -----------------------------------------------------------------------
 
@@ -324,20 +363,17 @@ class Agent:
             "env": env,
         }
 
-    def _safe(self, file_id: str, endpoints: Sequence[rs.Endpoint], report: Report) -> str | None:
+    def _safe(self, file_id: str, guards: Sequence[rs.RootGuard], report: Report) -> str | None:
+        """The relpath of ``file_id``, or ``None`` (and a reason in ``report.refused``)."""
         try:
             rel = rs.relpath_of(file_id)
         except BadRequest as e:
             report.refused[file_id] = str(e)
             return None
-        for ep in endpoints:
-            if ep.is_local and not rs.inside_root(ep.root, file_id):
-                report.refused[file_id] = (
-                    f"sync error: {file_id!r} leaves the volume root {ep.root!r}"
-                )
-                return None
-            if ep.is_local and os.path.islink(os.path.join(ep.root, rel.rstrip("/"))):
-                report.refused[file_id] = f"sync error: {file_id!r} is a symlink"
+        for guard in guards:
+            refusal = guard.refusal(file_id)
+            if refusal is not None:
+                report.refused[file_id] = refusal
                 return None
         return rel
 
@@ -393,8 +429,9 @@ class Agent:
         target = bucket[0].target
         normal: list[tuple[str, str]] = []
         conflicts: list[tuple[str, str, tuple[int, float]]] = []
+        guards = [rs.RootGuard(ep.root) for ep in (src, dst) if ep.is_local]
         for task in bucket:
-            rel = self._safe(task.file_id, [src, dst], report)
+            rel = self._safe(task.file_id, guards, report)
             if rel is None:
                 continue
             el = files[task.file_id]

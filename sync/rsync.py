@@ -97,6 +97,47 @@ def inside_root(root: str, file_id: str) -> bool:
     return target == real_root or target.startswith(real_root.rstrip("/") + "/")
 
 
+class RootGuard:
+    """Which ids may be copied to or from the local directory ``root``.
+
+    :meth:`refusal` says why an id may not: it leaves the root (``..`` components,
+    a symlinked folder on the way) or it is a symlink. Each folder is resolved once,
+    so a batch of files in a few folders costs a few ``realpath`` calls, not one per
+    file.
+
+    >>> RootGuard("/tmp").refusal("/x/y") is None
+    True
+    >>> RootGuard("/tmp").refusal("/x/../../etc")
+    "sync error: unsafe path '/x/../../etc' ('..' component)"
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._real_root = os.path.realpath(root)
+        self._folders: dict[str, bool] = {}  # folder relpath -> resolves inside the root
+
+    def refusal(self, file_id: str) -> str | None:
+        """Why ``file_id`` may not be copied here, or ``None`` when it may."""
+        try:
+            rel = relpath_of(file_id).rstrip("/")
+        except BadRequest as e:
+            return str(e)
+        if os.path.islink(os.path.join(self.root, rel)):
+            if inside_root(self.root, file_id):
+                return f"sync error: {file_id!r} is a symlink"
+            return self._leaves(file_id)
+        folder = rel.rpartition("/")[0]
+        inside = self._folders.get(folder)
+        if inside is None:
+            real = os.path.realpath(os.path.join(self._real_root, folder))
+            inside = real == self._real_root or real.startswith(self._real_root.rstrip("/") + "/")
+            self._folders[folder] = inside
+        return None if inside else self._leaves(file_id)
+
+    def _leaves(self, file_id: str) -> str:
+        return f"sync error: {file_id!r} leaves the volume root {self.root!r}"
+
+
 def check_user_args(args: Sequence[str], *, where: str) -> list[str]:
     """Validate extra rsync arguments from a volume or the global parameters.
 
@@ -338,6 +379,7 @@ __all__ = [
     "RC_MISSING",
     "RC_VANISHED",
     "Endpoint",
+    "RootGuard",
     "TransferResult",
     "build_args",
     "check_user_args",

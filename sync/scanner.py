@@ -1,243 +1,26 @@
-"""The filesystem side of a scan: walk a volume once and say what changed.
+"""The tracker side of a scan: compare a volume's tree with the file elements.
 
-:func:`walk` reads the tree with ``os.scandir`` (one ``stat`` per file, no symlink
-followed) and applies the volume's rules; :class:`Scanner` compares the result with
-what the tracker knows and returns the writes to make (:class:`ScanChanges`). It
-writes nothing itself, so a rescan of an unchanged tree gives empty changes.
-
-Rules (all optional, from the volume element):
-
-- ``includePatternRules``: RE2 patterns searched in the file id; when any is given a
-  file must match one of them;
-- ``excludePatternRules``: RE2 patterns; a file id, or a folder id ending in ``/``
-  (the folder is then not entered), that matches one is skipped;
-- ``excludedFiles``: exact names (``Thumbs.db``) or ids (``/tmp/x``) skipped;
-- ``packagePatternRules``: RE2 patterns on folder ids; with
-  ``enableDiscoveryPackages`` a matching folder is a folder package. A folder
-  already tracked with an id ending in ``/`` is a package at every site.
-
-Symlinks, sockets and devices are never tracked. rsync's partial directory, its
-temporary files (``.name.XXXXXX``) and the renamed copies kept by a conflict
-(``name.conflict-<site>-<stamp>.ext``) are skipped.
+:class:`Scanner` walks the tree (:func:`.tree.walk`), compares it with what the
+tracker knows and returns the writes to make (:class:`ScanChanges`). It writes
+nothing itself, so a rescan of an unchanged tree gives empty changes. After a full
+comparison (:meth:`Scanner.compare`), :meth:`Scanner.rescan` compares only the files
+that may have changed since the previous scan.
 
 >>> import tempfile, pathlib
 >>> root = tempfile.mkdtemp()
 >>> _ = pathlib.Path(root, "a.txt").write_text("hello")
->>> {k: v[0] for k, v in walk(root).items()}
-{'/a.txt': 5}
+>>> [e["file_size"] for e in Scanner("paris", root, settle=0).compare({}, {}).publish]
+[5]
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import re
-import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
-
-from damas_core.errors import BadRequest
-
-from .rsync import PARTIAL_DIR
-
-log = logging.getLogger(__name__)
-
-# rsync's temporary file names: ".<name>.<6 random characters>"
-_RSYNC_TEMP = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
-CONFLICT_MARK = re.compile(r"\.conflict-[a-z0-9_]{3,16}-\d{8}T\d{6}Z")
-#: mtimes closer than this (seconds) are the same: a float holds a ns mtime to ~0.25 µs
-MTIME_TOLERANCE = 1e-6
-
-Look = tuple[int, float]  # (size, mtime) of a file; for a package: totals of its direct files
-
-
-def same_look(a: Look | None, b: Look | None) -> bool:
-    """True when two (size, mtime) looks describe the same content version."""
-    if a is None or b is None:
-        return a is b
-    return a[0] == b[0] and abs(a[1] - b[1]) <= MTIME_TOLERANCE
-
-
-def _compile(patterns: Iterable[str] | None, key: str) -> list[Any]:
-    out = []
-    for p in patterns or ():
-        try:
-            out.append(re2.compile(p))
-        except Exception as e:
-            raise BadRequest(f"sync error: {key}: bad pattern {p!r}: {e}", key=key) from e
-    return out
-
-
-@dataclass
-class Rules:
-    """The volume's include/exclude/package rules, compiled once.
-
-    >>> r = Rules.from_volume({"excludePatternRules": [r"\\.tmp$"], "excludedFiles": ["Thumbs.db"]})
-    >>> r.wants("/a.exr"), r.wants("/a.tmp"), r.wants("/x/Thumbs.db")
-    (True, False, False)
-    """
-
-    include: list[Any] = field(default_factory=list)
-    exclude: list[Any] = field(default_factory=list)
-    excluded: frozenset[str] = frozenset()
-    package_rules: list[Any] = field(default_factory=list)
-    packages: frozenset[str] = frozenset()  # folder ids known as packages
-    discover_packages: bool = False
-
-    @classmethod
-    def from_volume(cls, volume: Mapping[str, Any], packages: Iterable[str] = ()) -> Rules:
-        discover = bool(volume.get("enableDiscoveryPackages", False))
-        return cls(
-            include=_compile(volume.get("includePatternRules"), "includePatternRules"),
-            exclude=_compile(volume.get("excludePatternRules"), "excludePatternRules"),
-            excluded=frozenset(volume.get("excludedFiles") or ()),
-            package_rules=_compile(volume.get("packagePatternRules"), "packagePatternRules")
-            if discover
-            else [],
-            # packages already tracked are packages at every site
-            packages=frozenset(packages),
-            discover_packages=discover or bool(packages),
-        )
-
-    def wants(self, file_id: str) -> bool:
-        """True when a file (or package) id passes the include/exclude rules."""
-        name = file_id.rstrip("/").rsplit("/", 1)[-1]
-        if name in self.excluded or file_id in self.excluded:
-            return False
-        if any(p.search(file_id) for p in self.exclude):
-            return False
-        if self.include and not file_id.endswith("/"):
-            return any(p.search(file_id) for p in self.include)
-        return True
-
-    def enters(self, folder_id: str) -> bool:
-        """True when the walk descends into the folder ``folder_id`` (ends with ``/``)."""
-        name = folder_id[:-1].rsplit("/", 1)[-1]
-        if name in self.excluded or folder_id in self.excluded:
-            return False
-        return not any(p.search(folder_id) for p in self.exclude)
-
-    def is_package(self, folder_id: str) -> bool:
-        return folder_id in self.packages or any(p.search(folder_id) for p in self.package_rules)
-
-
-def _skipped_name(name: str) -> bool:
-    if name == PARTIAL_DIR or CONFLICT_MARK.search(name):
-        return True
-    if name[0] == "." and _RSYNC_TEMP.match(name):
-        return True
-    if not name.isascii():
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            log.warning("skipping a name that is not valid UTF-8: %r", name)
-            return True
-    return False
-
-
-def package_look(path: str) -> tuple[Look, int] | None:
-    """(size sum, latest mtime) and file count of the files directly inside ``path``."""
-    size = 0
-    mtime = 0.0
-    count = 0
-    try:
-        # the folder's own mtime is left out: rsync's partial directory touches it
-        with os.scandir(path) as it:
-            for e in it:
-                if _skipped_name(e.name) or not e.is_file(follow_symlinks=False):
-                    continue
-                st = e.stat(follow_symlinks=False)
-                size += st.st_size
-                count += 1
-                if st.st_mtime > mtime:
-                    mtime = st.st_mtime
-    except OSError:
-        return None
-    return (size, mtime), count
-
-
-def walk(
-    root: str,
-    rules: Rules | None = None,
-    *,
-    errors: list[str] | None = None,
-    package_counts: dict[str, int] | None = None,
-) -> dict[str, Look]:
-    """Every tracked-to-be file under ``root`` as ``{id: (size, mtime)}``.
-
-    Ids are paths from ``root`` starting with ``/``. A folder package appears once,
-    as its id ending in ``/``; its subfolders are walked as usual. Unreadable folders
-    are skipped and reported in ``errors``. A package's look is the size sum and the
-    latest mtime of its direct files (the folder's own mtime is not used).
-    """
-    rules = rules or Rules()
-    check_rules = bool(rules.include or rules.exclude or rules.excluded)
-    out: dict[str, Look] = {}
-    stack: list[tuple[str, str]] = [("/", root)]
-    while stack:
-        prefix, path = stack.pop()
-        try:
-            it = os.scandir(path)
-        except OSError as e:
-            if errors is not None:
-                errors.append(f"{prefix}: {e.strerror or e}")
-            continue
-        with it:
-            for entry in it:
-                name = entry.name
-                if _skipped_name(name):
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        folder = prefix + name + "/"
-                        if check_rules and not rules.enters(folder):
-                            continue
-                        if rules.discover_packages and rules.is_package(folder):
-                            looked = package_look(entry.path)
-                            if looked is not None and (not check_rules or rules.wants(folder)):
-                                out[folder] = looked[0]
-                                if package_counts is not None:
-                                    package_counts[folder] = looked[1]
-                            # its subfolders are ordinary folders
-                            with os.scandir(entry.path) as sub:
-                                for s in sub:
-                                    if not _skipped_name(s.name) and s.is_dir(
-                                        follow_symlinks=False
-                                    ):
-                                        sub_id = folder + s.name + "/"
-                                        if not check_rules or rules.enters(sub_id):
-                                            stack.append((sub_id, s.path))
-                        else:
-                            stack.append((folder, entry.path))
-                    elif entry.is_file(follow_symlinks=False):
-                        file_id = prefix + name
-                        if check_rules and not rules.wants(file_id):
-                            continue
-                        st = entry.stat(follow_symlinks=False)
-                        out[file_id] = (st.st_size, st.st_mtime)
-                except OSError as e:
-                    if errors is not None:
-                        errors.append(f"{prefix}{name}: {e.strerror or e}")
-    return out
-
-
-def look_at(root: str, file_id: str) -> Look | None:
-    """The current (size, mtime) of one file or package under ``root``, or ``None``."""
-    path = os.path.join(root, file_id.lstrip("/"))
-    if file_id.endswith("/"):
-        looked = package_look(path)
-        return None if looked is None else looked[0]
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return (st.st_size, st.st_mtime)
+from .tree import CONFLICT_MARK, Look, Rules, look_at, parent_of, same_look, walk
 
 
 def writer_of(element: Mapping[str, Any]) -> str | None:
@@ -280,9 +63,48 @@ def element_look(element: Mapping[str, Any]) -> Look | None:
     return (size, float(mtime))
 
 
+#: the volume keys a scan reads: when one of them changes, the next scan compares everything
+SCAN_KEYS = (
+    "includePatternRules",
+    "excludePatternRules",
+    "excludedFiles",
+    "packagePatternRules",
+    "enableDiscoveryPackages",
+    "ignoreExistingFiles",
+    "enableDiscoveryDeletedFiles",
+)
+
+
+def _scan_keys(volume: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: volume.get(k) for k in SCAN_KEYS}
+
+
+def settled(look: Look, element: Mapping[str, Any] | None, site: str) -> bool:
+    """True when ``element`` records ``look`` as the version ``site`` holds, with no
+    deletion, conflict or error pending there: while neither changes, a scan has
+    nothing to write for that file.
+
+    >>> el = {"origin": "paris", "time": 5, "file_size": 3, "file_mtime": 1.5}
+    >>> settled((3, 1.5), el, "paris"), settled((4, 1.5), el, "paris"), settled((3, 1.5), el, "tokyo")
+    (True, False, False)
+    """
+    return (
+        element is not None
+        and same_look(look, element_look(element))
+        and holds_current(element, site)
+        and not element.get("deleted")
+        and not element.get(f"conflict_{site}")
+        and element.get(f"syncError_{site}") is None
+    )
+
+
 @dataclass
 class ScanChanges:
-    """The writes one scan asks for; empty when the tree did not change."""
+    """The writes one scan asks for; empty when the tree did not change.
+
+    ``tree``, ``unsettled``, ``packages``, ``volume`` and ``full`` describe what the scan
+    saw, for :meth:`Scanner.remember`.
+    """
 
     publish: list[dict[str, Any]] = field(default_factory=list)
     update: list[dict[str, Any]] = field(default_factory=list)
@@ -290,9 +112,38 @@ class ScanChanges:
     pending: list[str] = field(default_factory=list)  # new or changed files not stable yet
     errors: list[str] = field(default_factory=list)
     seen: int = 0
+    tree: dict[str, Look] = field(default_factory=dict, repr=False)
+    unsettled: set[str] = field(default_factory=set, repr=False)  # compared again next scan
+    packages: frozenset[str] = frozenset()  # the tracked packages the walk used
+    volume: dict[str, Any] = field(default_factory=dict, repr=False)  # its SCAN_KEYS
+    full: bool = True  # every tracked file was compared (False: only what may have changed)
 
     def __bool__(self) -> bool:
         return bool(self.publish or self.update)
+
+
+@dataclass
+class ScanState:
+    """What the last scan saw, so that the next one compares only what may have changed.
+
+    ``looks``: the tree; ``unsettled``: its files that were not :func:`settled`;
+    ``packages``: the tracked packages; ``volume``: the volume's :data:`SCAN_KEYS`;
+    ``full_at``: ``time.monotonic()`` when every tracked file was last compared.
+    """
+
+    looks: dict[str, Look]
+    unsettled: set[str]
+    packages: frozenset[str]
+    volume: dict[str, Any]
+    full_at: float
+
+
+@dataclass
+class _Walked:
+    tree: dict[str, Look]
+    counts: dict[str, int]  # files directly inside each package
+    errors: list[str]
+    time: float  # when the walk started (time.time())
 
 
 def now_ms() -> int:
@@ -306,22 +157,42 @@ class Scanner:
     did not move since the previous look, or its mtime is older than ``settle``
     seconds. The previous look of unstable files is kept in memory between scans.
 
+    :meth:`compare` compares the tree with every tracked file. Once :meth:`remember`
+    has kept what a scan saw, :meth:`rescan` compares only what may have changed since:
+    files whose (size, mtime) moved, appeared or went away, and files that were not
+    :func:`settled`; everything is compared again at least every ``full_every``
+    seconds, which bounds how long a change made in the tracker alone to a settled
+    file (an element deleted by hand, say) goes unnoticed.
+
     >>> import tempfile, pathlib
     >>> root = tempfile.mkdtemp()
     >>> _ = pathlib.Path(root, "a.txt").write_text("x")
     >>> s = Scanner("paris", root, settle=0)
-    >>> [e["_id"] for e in s.compare({}, {}).publish]
+    >>> changes = s.compare({}, {})
+    >>> [e["_id"] for e in changes.publish]
     ['/a.txt']
+    >>> s.remember(changes, ["/a.txt"], {})
+    >>> bool(s.rescan({}, lambda ids: {}))
+    False
     """
 
-    def __init__(self, site: str, root: str, *, settle: float = 2.0) -> None:
+    def __init__(
+        self, site: str, root: str, *, settle: float = 2.0, full_every: float = 600.0
+    ) -> None:
         self.site = site
         self.root = root
         self.settle = settle
+        self.full_every = full_every
         self.previous: dict[str, Look] = {}
+        self.state: ScanState | None = None
 
     def look(self, rules: Rules, errors: list[str], counts: dict[str, int]) -> dict[str, Look]:
         return walk(self.root, rules, errors=errors, package_counts=counts)
+
+    def _walk(self, rules: Rules) -> _Walked:
+        walked = _Walked({}, {}, [], time.time())
+        walked.tree = self.look(rules, walked.errors, walked.counts)
+        return walked
 
     def compare(
         self,
@@ -330,32 +201,122 @@ class Scanner:
         *,
         second_look: bool = False,
     ) -> ScanChanges:
-        """The changes between the tree now and ``known`` (file elements by id)."""
+        """The changes between the tree now and ``known`` (every file element, by id)."""
+        rules = Rules.from_volume(volume, [i for i in known if i.endswith("/")])
+        return self._diff(volume, rules, self._walk(rules), known, None, second_look=second_look)
+
+    def rescan(
+        self,
+        volume: Mapping[str, Any],
+        read: Callable[[list[str]], Mapping[str, Mapping[str, Any]]],
+        *,
+        second_look: bool = False,
+    ) -> ScanChanges | None:
+        """The changes since the last scan, reading only the elements that may have changed.
+
+        ``read(ids)`` returns the file elements among ``ids``, by id. ``None`` when
+        every tracked file must be compared instead (:meth:`compare`): nothing was
+        remembered, the volume's :data:`SCAN_KEYS` or the tracked packages changed, or
+        the last full comparison is ``full_every`` seconds old.
+        """
+        state = self.state
+        if (
+            state is None
+            or time.monotonic() - state.full_at >= self.full_every
+            or state.volume != _scan_keys(volume)
+        ):
+            return None
+        rules = Rules.from_volume(volume, state.packages)
+        walked = self._walk(rules)
+        tree, before = walked.tree, state.looks
+        changed: set[str] = set()
+        if tree != before:
+            changed = {i for i, look in tree.items() if before.get(i) != look}
+            changed.update(i for i in before if i not in tree)
+        ids = changed | state.unsettled
+        # the folders of changed files: one that became a tracked package changes the walk
+        folders = {parent_of(i) for i in changed}
+        folders.discard("/")
+        found = read(sorted(ids | folders))
+        for folder_id in folders.union(i for i in ids if i.endswith("/")):
+            if (folder_id in found) != (folder_id in state.packages):
+                return None
+        known = {i: el for i, el in found.items() if i in ids}
+        return self._diff(volume, rules, walked, known, ids, second_look=second_look)
+
+    def remember(
+        self,
+        changes: ScanChanges,
+        published: Iterable[str],
+        updated: Mapping[str, Mapping[str, Any] | None],
+    ) -> None:
+        """Keep what the scan of ``changes`` saw for the next :meth:`rescan`, once its
+        writes are done: ``published`` lists the ids its publish created, ``updated``
+        maps each id it updated to the element the tracker returned (``None`` where
+        the element was gone)."""
+        tree, site = changes.tree, self.site
+        unsettled = changes.unsettled
+        # a published element holds what the scan wrote: the version this site has
+        published = list(published)
+        unsettled.difference_update(published)
+        packages = set(changes.packages)
+        packages.update(i for i in published if i[-1] == "/")
+        for file_id, el in updated.items():
+            look = tree.get(file_id)
+            if look is None:
+                continue
+            if settled(look, el, site):
+                unsettled.discard(file_id)
+            else:
+                unsettled.add(file_id)
+        previous = self.state
+        full_at = time.monotonic() if changes.full or previous is None else previous.full_at
+        self.state = ScanState(tree, unsettled, frozenset(packages), changes.volume, full_at)
+
+    def forget(self) -> None:
+        """Drop what :meth:`remember` kept: the next :meth:`rescan` returns ``None``."""
+        self.state = None
+
+    def _diff(
+        self,
+        volume: Mapping[str, Any],
+        rules: Rules,
+        walked: _Walked,
+        known: Mapping[str, Mapping[str, Any]],
+        ids: set[str] | None,
+        *,
+        second_look: bool,
+    ) -> ScanChanges:
+        """The changes for the files ``ids`` (every file in the tree when ``None``);
+        ``known`` holds their elements (every tracked file when ``ids`` is ``None``)."""
         site = self.site
-        packages = [i for i in known if i.endswith("/")]
-        rules = Rules.from_volume(volume, packages)
-        changes = ScanChanges()
-        counts: dict[str, int] = {}
-        look_time = time.time()
-        tree = self.look(rules, changes.errors, counts)
-        changes.seen = len(tree)
+        tree, counts = walked.tree, walked.counts
+        changes = ScanChanges(errors=walked.errors, seen=len(tree), tree=tree, full=ids is None)
+        changes.packages = rules.packages
+        changes.volume = _scan_keys(volume)
+        unsettled = changes.unsettled
         ignore_existing = bool(volume.get("ignoreExistingFiles"))
         record_deleted = bool(volume.get("enableDiscoveryDeletedFiles", True))
         now = now_ms()
         candidates: dict[str, tuple[Look, dict[str, Any] | None]] = {}
 
         get = known.get
-        for file_id, looked in tree.items():
+        looked_at = (
+            tree.items() if ids is None else [(i, tree[i]) for i in sorted(ids) if i in tree]
+        )
+        for file_id, looked in looked_at:
             el = get(file_id)
             if el is None:
                 candidates[file_id] = (looked, None)
+                unsettled.add(file_id)
                 continue
             current = element_look(el)
             if same_look(looked, current):
                 patch: dict[str, Any] = {}
+                holds = holds_current(el, site)
                 if el.get("deleted") and el.get("origin") == site:
                     patch.update(deleted=None, deleted_time=None)
-                elif not holds_current(el, site) and el.get("time"):
+                elif not holds and el.get("time"):
                     # we already hold this version (copied earlier, or before a restart)
                     patch[f"synced_{site}"] = el["time"]
                 if el.get(f"conflict_{site}"):
@@ -364,7 +325,10 @@ class Scanner:
                     patch[f"syncError_{site}"] = None
                 if patch:
                     changes.update.append({"_id": file_id, **patch})
+                if patch or not holds:
+                    unsettled.add(file_id)
                 continue
+            unsettled.add(file_id)
             if ignore_existing:
                 continue
             if el.get("deleted") and el.get("origin") == site:
@@ -394,8 +358,10 @@ class Scanner:
 
         # stable candidates become writes; others wait for the next look
         unstable = []
+        quiet_since = walked.time - self.settle
+        previous = self.previous
         for file_id, (looked, el) in candidates.items():
-            if same_look(self.previous.get(file_id), looked) or looked[1] < look_time - self.settle:
+            if looked[1] < quiet_since or same_look(previous.get(file_id), looked):
                 self._write(changes, file_id, looked, el, counts, now)
             else:
                 unstable.append(file_id)
@@ -441,7 +407,7 @@ class Scanner:
 
     def _in_scope(self, file_id: str, rules: Rules) -> bool:
         # a file inside a package folder is covered by the package element
-        parent = file_id.rstrip("/").rsplit("/", 1)[0] + "/"
+        parent = parent_of(file_id)
         return not (rules.discover_packages and parent != "/" and rules.is_package(parent))
 
     def _write(
@@ -490,13 +456,16 @@ class Scanner:
 
 __all__ = [
     "CONFLICT_MARK",
+    "SCAN_KEYS",
     "Rules",
     "ScanChanges",
+    "ScanState",
     "Scanner",
     "element_look",
     "holds_current",
     "look_at",
     "same_look",
+    "settled",
     "walk",
     "writer_of",
 ]

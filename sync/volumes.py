@@ -25,6 +25,8 @@ from urllib.parse import unquote, urlsplit
 from damas_core.schemas import validate
 
 from damas_core.errors import BadRequest, Forbidden, NotFound
+from damas_core.query.parser import parse
+from damas_core.query.predicate import to_predicate
 
 from .rsync import Endpoint, check_user_args
 
@@ -93,8 +95,8 @@ def volumes(tracker: Any) -> list[dict[str, Any]]:
 
     Sorted by name; ``[]`` when there is none.
     """
-    ids = [i for i in tracker.search("url:/^(file|ssh):\\/\\// name:*") if not i.startswith("/")]
-    out = [v for v in _read_all(tracker, ids) if v is not None]
+    found = tracker.search_elements("url:/^(file|ssh):\\/\\// name:*")
+    out = [v for v in found if not v["_id"].startswith("/")]
     return sorted(out, key=lambda v: str(v.get("name")))
 
 
@@ -167,24 +169,36 @@ def _read_all(tracker: Any, ids: list[str]) -> list[dict[str, Any] | None]:
     return out
 
 
+#: the file elements: tracked files, not their history children (ids start with ``/``)
+FILES_QUERY = "origin:* -#parent:*"
+_matches_files_query = to_predicate(parse(FILES_QUERY))
+
+
 def tracked_files(tracker: Any) -> dict[str, dict[str, Any]]:
     """Every file element (id starting with ``/``, not a history child), by id.
 
-    One search and batched reads: a few requests for the whole index.
+    One request: ``tracker.search_elements`` with :data:`FILES_QUERY`.
     """
-    ids = [i for i in tracker.search("origin:* -#parent:*") if i.startswith("/")]
-    return read_many(tracker, ids)
+    return {e["_id"]: e for e in tracker.search_elements(FILES_QUERY) if e["_id"].startswith("/")}
+
+
+def read_files(tracker: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``{id: element}`` for those of ``ids`` that :func:`tracked_files` would hold."""
+    found = read_many(tracker, ids).items()
+    return {i: e for i, e in found if i.startswith("/") and _matches_files_query(e)}
 
 
 __all__ = [
     "ADMIN_KEYS",
     "DEFAULTS",
+    "FILES_QUERY",
     "GLOBAL_ID",
     "check_volume_write",
     "create_volume",
     "endpoint_of",
     "global_parameters",
     "local_root",
+    "read_files",
     "read_many",
     "tracked_files",
     "update_volume",

@@ -1,4 +1,5 @@
-"""search, search_one, search_mongo: queries in the search language or as MongoDB dicts."""
+"""search, search_elements, search_one, search_mongo: queries in the search language or
+as MongoDB dicts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from damas_core.elements import RESERVED_PREFIX, SETTINGS_ID, Element
 from damas_core.errors import BadRequest
-from damas_core.operations.common import public
+from damas_core.operations.common import public, public_all
 from damas_core.permissions import require
 from damas_core.query.ast import Node
 from damas_core.query.mongo_query import from_mongo
@@ -40,17 +41,20 @@ def _page(skip: Any, limit: Any) -> tuple[int, int | None]:
     return skip or 0, limit or None
 
 
-def visible_ids(session: Session, node: Node, sort: Any, skip: int, limit: int | None) -> list[str]:
-    """Matching ids without the internal elements, then paged.
+def _wanted(skip: int, limit: int | None) -> int | None:
+    """How many matches to ask the storage for: ``len(HIDDEN_IDS)`` more than the page
+    needs, so dropping internal ids never leaves the page short."""
+    return None if limit is None else skip + limit + len(HIDDEN_IDS)
 
-    Asks the storage for ``len(HIDDEN_IDS)`` more than the page needs, so dropping
-    internal ids never leaves the page short.
-    """
-    wanted = None if limit is None else skip + limit + len(HIDDEN_IDS)
-    ids = session.storage.find(node, normalize_sort(sort), 0, wanted)
-    ids = [i for i in ids if not i.startswith(RESERVED_PREFIX)]
-    end = None if limit is None else skip + limit
-    return ids[skip:end]
+
+def _page_of(items: list[Any], skip: int, limit: int | None) -> list[Any]:
+    return items[skip : None if limit is None else skip + limit]
+
+
+def visible_ids(session: Session, node: Node, sort: Any, skip: int, limit: int | None) -> list[str]:
+    """Matching ids without the internal elements, then paged."""
+    ids = session.storage.find(node, normalize_sort(sort), 0, _wanted(skip, limit))
+    return _page_of([i for i in ids if not i.startswith(RESERVED_PREFIX)], skip, limit)
 
 
 def search(
@@ -60,6 +64,19 @@ def search(
     require(session.user_class, "search", session.username)
     skip, limit = _page(skip, limit)
     return visible_ids(session, _as_query(query), sort, skip, limit)
+
+
+def search_elements(
+    session: Session, query: str | Node, sort: Any = None, skip: int = 0, limit: int | None = None
+) -> list[Element]:
+    """The elements :func:`search` gives the ids of, in the same order, read in one pass
+    (without password hashes)."""
+    require(session.user_class, "search_elements", session.username)
+    skip, limit = _page(skip, limit)
+    node = _as_query(query)
+    found = session.storage.find_elements(node, normalize_sort(sort), 0, _wanted(skip, limit))
+    visible = public_all([e for e in found if not e["_id"].startswith(RESERVED_PREFIX)])
+    return _page_of(visible, skip, limit)
 
 
 def search_one(session: Session, query: str | Node) -> Element | None:

@@ -30,6 +30,7 @@ def test_passwords_are_hashed_and_never_read(people):
     assert "password" not in people.read("@user1")
     assert all("password" not in e for e in people.graph("@user1"))
     assert "password" not in people.search_one("_id:@user1")
+    assert all("password" not in e for e in people.search_elements("password:*"))
     assert people.search("password:*") == ["@admin1", "@editor1", "@guest1", "@off", "@user1"]
     assert "password" not in people.update({"_id": "@user1", "email": "u@x"})
     assert "password" not in people.as_user("user1").user
@@ -71,6 +72,7 @@ def operation_calls():
         "read": lambda s: s.read("/f"),
         "graph": lambda s: s.graph("/f"),
         "search": lambda s: s.search("*"),
+        "search_elements": lambda s: s.search_elements("*"),
         "search_one": lambda s: s.search_one("*"),
         "search_mongo": lambda s: s.search_mongo({}),
         "create": lambda s: s.create({"_id": "/new"}),

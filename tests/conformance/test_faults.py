@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from damas_core.errors import StorageError
+from damas_core.errors import BadRequest, StorageError
 
 PRIMITIVES = [
     "_get_many",
@@ -31,6 +31,7 @@ CALLS = {
     "delete": lambda t: t.delete("/f"),
     "graph": lambda t: t.graph("/f"),
     "search": lambda t: t.search("k:1"),
+    "search_elements": lambda t: t.search_elements("k:1"),
     "search_one": lambda t: t.search_one("k:1"),
     "search_mongo": lambda t: t.search_mongo({"k": 1}),
     "publish": lambda t: t.publish({"_id": "/p", "comment": "c", "origin": "o"}),
@@ -79,3 +80,19 @@ def test_failure_inside_a_transaction_rolls_back(system, monkeypatch):
     monkeypatch.undo()
     assert system.read("/half") is None
     assert system.search("#parent:/half") == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"_id": "/bad", "v": {1, 2}},
+        {"_id": "/bad", "": 1},
+        {"_id": "/bad", "v": [[[[]]]] * 2 + [object()]},
+    ],
+)
+def test_storage_refuses_what_is_not_an_element_and_writes_nothing(system, bad):
+    storage = system.storage
+    with pytest.raises(BadRequest, match=r"^insert error"):
+        storage.insert_many([{"_id": "/ok"}, bad])
+    assert storage.get_many(["/ok", "/bad"]) == [None, None]
+    assert storage.insert_many([{"_id": "/ok"}]) == [True]

@@ -1,4 +1,4 @@
-"""search, search_one, search_mongo across backends."""
+"""search, search_elements, search_one, search_mongo across backends."""
 
 from __future__ import annotations
 
@@ -73,6 +73,35 @@ def test_sort_across_types_follows_one_order(shots):
         "/p/b.exr",
         "/p/d.txt",
     ]
+
+
+@pytest.mark.parametrize(
+    ("query", "sort", "skip", "limit"),
+    [
+        ("*", None, 0, None),
+        ("type:shot OR file_size<60", None, 0, None),
+        ("file_size>0", [["file_size", -1]], 0, None),
+        ("*", "-file_size", 1, 2),
+        ("*", None, 3, None),
+        ("*", None, 0, 1),
+        ("nothing:here", None, 0, None),
+    ],
+)
+def test_search_elements_is_search_then_read(shots, query, sort, skip, limit):
+    ids = shots.search(query, sort=sort, skip=skip, limit=limit)
+    found = shots.search_elements(query, sort=sort, skip=skip, limit=limit)
+    assert [e["_id"] for e in found] == ids
+    assert found == shots.read(ids)
+
+
+def test_search_elements_bad_input(shots):
+    for bad in ("", "(type:shot", 5):
+        with pytest.raises(BadRequest):
+            shots.search_elements(bad)
+    with pytest.raises(BadRequest):
+        shots.search_elements("*", skip=-1)
+    with pytest.raises(BadRequest):
+        shots.search_elements("*", sort={"file_size": 2})
 
 
 def test_search_one(shots):

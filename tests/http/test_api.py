@@ -81,6 +81,10 @@ def test_search_in_the_url(api):
     assert r.status_code == 200 and r.json() is None
     bad = http.get(f"{url}/api/search/(origin:paris")
     assert bad.status_code == 400 and bad.json()["error"].startswith("search error")
+    r = http.get(f"{url}/api/search_elements/origin:paris", params={"sort": "-n", "skip": 1})
+    assert r.status_code == 200 and r.json() == [tracker.read("/b")]
+    bad = http.get(f"{url}/api/search_elements/origin:paris", params={"limit": "-1"})
+    assert bad.status_code == 400 and bad.json()["error"].startswith("search_elements error")
 
 
 def test_create_status_codes_and_body_forms(api):

@@ -261,6 +261,7 @@ REQUESTS = {
     "graph": ("GET", "/api/graph/0/%2Ft", None),
     "graph_body": ("POST", "/api/graph/0/", ["/t"]),
     "search": ("GET", "/api/search/k:1", None),
+    "search_elements": ("GET", "/api/search_elements/k:1", None),
     "search_one": ("GET", "/api/search_one/k:1", None),
     "search_mongo": ("POST", "/api/search_mongo/", {"query": {"k": 1}}),
     "publish": ("POST", "/api/publish/", {"_id": "/p", "comment": "c", "origin": "o"}),

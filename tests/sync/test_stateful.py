@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from damas_core.sync.scanner import element_look, holds_current, look_at, same_look
+from damas_core.sync.scanner import Scanner, element_look, holds_current, look_at, same_look
 from damas_core.sync.volumes import tracked_files
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -101,6 +101,40 @@ TestSync = pytest.mark.slow(needs_rsync(ConvergingMachine.TestCase))
 TestSync.settings = settings(
     max_examples=int(__import__("os").environ.get("SYNC_EXAMPLES", "8")),
     stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+class ScanOnlyMachine(SyncMachine):
+    """``paris`` neither receives nor emits, so its scans compare only what may have
+    changed: after each of them, comparing every file finds nothing left to write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tracker.update({"_id": "vol_paris", "enableReception": False, "enableEmission": False})
+
+    @rule(name=st.sampled_from(NAMES), size=st.integers(0, 300))
+    def write_at_paris(self, name, size):
+        self.write("paris", name, size)
+
+    @rule(name=st.sampled_from(NAMES))
+    def delete_at_paris(self, name):
+        self.delete("paris", name)
+
+    @rule()
+    def paris_scans_keep_up(self):
+        self.sites.agent("paris").run_once()
+        vol = self.tracker.read("vol_paris")
+        fresh = Scanner("paris", str(self.sites.roots["paris"]) + "/", settle=0)
+        changes = fresh.compare(vol, tracked_files(self.tracker))
+        assert not changes.publish and not changes.update, (changes.publish, changes.update)
+
+
+TestScanOnly = pytest.mark.slow(needs_rsync(ScanOnlyMachine.TestCase))
+TestScanOnly.settings = settings(
+    max_examples=int(__import__("os").environ.get("SYNC_EXAMPLES", "8")),
+    stateful_step_count=20,
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
