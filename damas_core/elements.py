@@ -9,13 +9,14 @@ True
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
 import orjson
-from ulid import ULID
 
 from damas_core.errors import BadRequest
 
@@ -36,6 +37,8 @@ MAX_DEPTH = 64
 
 _dumps = orjson.dumps
 _ID = itemgetter("_id")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
 
 
 def now_ms() -> int:
@@ -45,7 +48,23 @@ def now_ms() -> int:
 
 def new_id() -> str:
     """A fresh ULID string: sortable by creation time, unique across processes."""
-    return str(ULID())
+    return new_ids(1)[0]
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` fresh ULIDs (https://github.com/ulid/spec): 48 bits of milliseconds
+    then 80 random bits, in Crockford's base 32, so they sort by creation time (to the
+    millisecond) and never collide in practice. Made in bulk, for publishes of many
+    files: the time part is spelled once, the random parts in one base-32 pass.
+
+    >>> a, b = new_ids(2)
+    >>> len(a), a[:10] == b[:10], a != b
+    (26, True, True)
+    """
+    ms = time.time_ns() // 1_000_000
+    head = "".join(_CROCKFORD[(ms >> shift) & 31] for shift in range(45, -1, -5))
+    tails = base64.b32encode(os.urandom(10 * count)).translate(_FROM_RFC4648).decode()
+    return [head + tails[i : i + 16] for i in range(0, 16 * count, 16)]
 
 
 def as_list(items: Any, op: str) -> tuple[list[Any], bool]:

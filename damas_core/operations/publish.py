@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from damas_core.elements import Element, as_list, check_element, has_list_id, new_id
+from damas_core.elements import Element, as_list, check_element, has_list_id, new_ids
 from damas_core.errors import BadRequest
 from damas_core.operations.common import public
 from damas_core.operations.crud import prepare_new
@@ -15,7 +15,16 @@ if TYPE_CHECKING:
 
 
 def _check_publishable(e: Element) -> None:
-    fid = e["_id"]
+    fid, comment, origin = e["_id"], e.get("comment"), e.get("origin")
+    if (  # the usual file, checked in one go
+        fid.__class__ is str
+        and fid[:1] == "/"
+        and comment.__class__ is str
+        and origin.__class__ is str
+        and comment.strip()
+        and origin.strip()
+    ):
+        return
     if not isinstance(fid, str) or not fid.startswith("/"):
         raise BadRequest(
             f"publish error: a file _id is a path starting with '/', not {fid!r}", op="publish"
@@ -32,10 +41,10 @@ def _check_publishable(e: Element) -> None:
 HISTORY_KEYS = ("author", "time", "comment")
 
 
-def history_entry(file: Element) -> Element:
-    """The child recorded with a published file, hanging off ``#parent``."""
+def history_entry(file: Element, child_id: str) -> Element:
+    """The child ``child_id`` recorded with a published file, hanging off ``#parent``."""
     child = {k: file[k] for k in HISTORY_KEYS if k in file}
-    child["_id"] = new_id()
+    child["_id"] = child_id
     child["#parent"] = file["_id"]
     return child
 
@@ -60,7 +69,8 @@ def publish(session: Session, elements: Any, *, with_history: bool = False) -> A
     results: list[Any] = []
     with storage.transaction():
         fresh = storage.insert_many(prepared, op="publish")
-        children = [history_entry(f) for f, ok in zip(prepared, fresh) if ok]
+        published = [f for f, ok in zip(prepared, fresh) if ok]
+        children = list(map(history_entry, published, new_ids(len(published))))
         storage.insert_many(children)
     child_iter = iter(children)
     for f, ok in zip(prepared, fresh):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -74,3 +76,22 @@ def test_a_dict_subclass_is_an_element():
     element = Ordered(_id="/a", n=1)
     assert check_element(element, "update") is element
     assert encode(element, "create") == b'{"_id":"/a","n":1}'
+
+
+def test_new_ids_are_ulids_of_now_unique_and_time_sorted():
+    from ulid import ULID
+
+    from damas_core.elements import new_id, new_ids
+
+    before = time.time_ns() // 1_000_000
+    batch = new_ids(5000)
+    after = time.time_ns() // 1_000_000
+    assert len(set(batch)) == 5000
+    for value in batch[:50]:
+        parsed = ULID.from_str(value)  # a valid ULID, spelled as the spec says
+        assert str(parsed) == value
+        assert before <= parsed.milliseconds <= after
+    time.sleep(0.002)
+    later = new_id()
+    assert later > max(batch)  # a later millisecond sorts after
+    assert new_ids(0) == []
