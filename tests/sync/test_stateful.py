@@ -97,13 +97,18 @@ class ConvergingMachine(SyncMachine):
             super().teardown()
 
 
+def machine_settings(steps: int) -> settings:
+    """Examples from ``SYNC_EXAMPLES`` (default 8), ``steps`` steps each."""
+    return settings(
+        max_examples=int(__import__("os").environ.get("SYNC_EXAMPLES", "8")),
+        stateful_step_count=steps,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 TestSync = pytest.mark.slow(needs_rsync(ConvergingMachine.TestCase))
-TestSync.settings = settings(
-    max_examples=int(__import__("os").environ.get("SYNC_EXAMPLES", "8")),
-    stateful_step_count=12,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+TestSync.settings = machine_settings(12)
 
 
 class ScanOnlyMachine(SyncMachine):
@@ -132,9 +137,4 @@ class ScanOnlyMachine(SyncMachine):
 
 
 TestScanOnly = pytest.mark.slow(needs_rsync(ScanOnlyMachine.TestCase))
-TestScanOnly.settings = settings(
-    max_examples=int(__import__("os").environ.get("SYNC_EXAMPLES", "8")),
-    stateful_step_count=20,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+TestScanOnly.settings = machine_settings(20)
