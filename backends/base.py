@@ -40,18 +40,16 @@ import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 
 import orjson
 
-from damas_core.elements import encode_all
+from damas_core.elements import encode_all, id_of
 from damas_core.errors import BadRequest, DamasError, StorageError
 from damas_core.ordering import MISSING, bracket, sort_key
 from damas_core.query.ast import All, And, Eq, In, Node, Sort
 
 Element = dict[str, Any]
-_ID = itemgetter("_id")
 T = TypeVar("T")
 
 # Keys every backend indexes, whatever the options say: the graph walks links by
@@ -378,7 +376,7 @@ def _plain(elements: Sequence[Element]) -> bool:
     """True when every element is a plain dict with a non-empty string ``_id``, checked
     in bulk: bulk writes are where a Python step per element shows."""
     try:
-        ids = list(map(_ID, elements))  # KeyError, TypeError: not that
+        ids = list(map(id_of, elements))  # KeyError, TypeError: not that
         joined = "\x00".join(ids)  # TypeError unless all strings
     except (KeyError, TypeError):
         return False

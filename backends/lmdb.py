@@ -40,7 +40,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import islice, repeat
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -58,7 +58,7 @@ from damas_core.backends.base import (
     select,
 )
 
-from damas_core.elements import encode, encode_all
+from damas_core.elements import encode, encode_all, id_of
 from damas_core.errors import BadRequest, StorageError
 from damas_core.query.ast import Eq, In, Node, Sort
 
@@ -81,8 +81,6 @@ _SLACK = 1 << 20
 _RESIZE_WAIT_S = 60.0
 
 _loads = orjson.loads
-_UTF8, _SURROGATES = repeat("utf-8"), repeat("surrogatepass")
-_ID = itemgetter("_id")
 _dumps = orjson.dumps
 
 
@@ -374,7 +372,7 @@ class LMDBStorage(Storage):
             try:
                 keys = list(map(str.encode, ids))
             except UnicodeEncodeError:  # lone surrogates: kept as they are
-                keys = list(map(str.encode, ids, _UTF8, _SURROGATES))
+                keys = [i.encode("utf-8", "surrogatepass") for i in ids]
             if max(map(len, keys), default=0) > MAX_KEY:
                 keys = [_fit(k) for k in keys]
         h = self._h
@@ -575,7 +573,7 @@ class LMDBStorage(Storage):
         if crc is not None:  # a replay must write the same bytes (see _regrow)
             values = _crc_each(values, crc)
         try:
-            keys = map(str.encode, map(_ID, elements))
+            keys = map(str.encode, map(id_of, elements))
             _, added = txn.cursor(db=h.main).putmulti(zip(keys, values), overwrite=False)
         except (UnicodeEncodeError, lmdb.BadValsizeError):  # surrogates, long ids
             return False
@@ -1033,7 +1031,7 @@ def _string_index_pairs(elements: list[Element], name: str) -> Iterator[tuple[by
     for the caller to redo the pairs with :func:`_index_pairs`."""
     holders = [e for e in elements if name in e]
     index_keys = map(b"s".__add__, map(str.encode, map(itemgetter(name), holders)))
-    return zip(index_keys, map(str.encode, map(_ID, holders)))
+    return zip(index_keys, map(str.encode, map(id_of, holders)))
 
 
 def _acquire(path: str, map_size: int, max_dbs: int, sync: bool) -> _Env:

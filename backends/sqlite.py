@@ -59,14 +59,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 from damas_core.backends.base import Element, Patch, Storage, apply_patch, index_values
 
-from damas_core.elements import encode_all
+from damas_core.elements import encode_all, id_of
 from damas_core.errors import BadRequest
 from damas_core.query.ast import Node, Sort
 from damas_core.query.sql import BOOL_BLOBS, register_functions, to_sql, to_where
 
 # SQLite limits the number of parameters of one statement (32766 since 3.32, 999 before).
 _CHUNK = 900
-_ID = itemgetter("_id")
 _SCAN_BATCH = 1000
 
 _SCHEMA = [
@@ -112,7 +111,7 @@ def index_rows(element: Element, keys: Sequence[str]) -> list[tuple[str, Any, st
 
 def _rows(elements: Sequence[Element], op: str) -> Iterator[tuple[str, str]]:
     """``(id, JSON)`` rows of ``elements``, made as they are written."""
-    return zip(map(_ID, elements), map(bytes.decode, encode_all(elements, op)))
+    return zip(map(id_of, elements), map(bytes.decode, encode_all(elements, op)))
 
 
 def database_path(url: str) -> tuple[str, dict[str, str]]:
@@ -218,7 +217,7 @@ class SQLiteStorage(Storage):
             holders = [e for e in elements if key in e]
             values = list(map(itemgetter(key), holders))
             if set(map(type, values)) <= {str}:  # the usual case, in bulk
-                rows.extend(zip(repeat(key), values, map(_ID, holders)))
+                rows.extend(zip(repeat(key), values, map(id_of, holders)))
             else:
                 rows.extend(r for e in holders for r in index_rows(e, [key]))
         insert_index_rows(self._conn, rows)
@@ -281,7 +280,7 @@ class SQLiteStorage(Storage):
         return [None if (doc := found.get(i)) is None else orjson.loads(doc) for i in ids]
 
     def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
-        ids = list(map(_ID, elements))
+        ids = list(map(id_of, elements))
         out = [True] * len(ids)
         fresh = range(len(ids))
         if len(set(ids)) != len(ids):  # an id twice in the call: the first one wins

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from damas_core.backends.base import Patch
@@ -16,6 +15,7 @@ from damas_core.elements import (
     check_ids,
     check_new_ids,
     has_list_id,
+    id_of,
     now_ms,
     unfold,
 )
@@ -26,8 +26,6 @@ from damas_core.query.ast import In, Or
 
 if TYPE_CHECKING:
     from damas_core.tracker import Session
-
-_ID = itemgetter("_id")
 
 
 def _single_result(results: list[Any], single: bool) -> Any:
@@ -67,7 +65,7 @@ def prepare_new(
             check_element(e, op)  # raises the clear error
     admin = session.is_admin
     out = unfold(raw, fresh_ids=fresh_ids)
-    check_new_ids(list(map(_ID, out)), op)
+    check_new_ids(list(map(id_of, out)), op)
     for index, e in enumerate(out):
         element_id = e["_id"]
         if check is not None:
