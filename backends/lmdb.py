@@ -40,8 +40,8 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import islice
-from operator import itemgetter
+from itertools import compress, islice, repeat
+from operator import contains, itemgetter, lt
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -58,7 +58,7 @@ from damas_core.backends.base import (
     select,
 )
 
-from damas_core.elements import encode, encode_all, id_of
+from damas_core.elements import RUN, encode, encode_run, id_of
 from damas_core.errors import BadRequest, StorageError
 from damas_core.query.ast import Eq, In, Node, Sort
 
@@ -564,28 +564,35 @@ class LMDBStorage(Storage):
         return (out, crc[0]) if checked else out
 
     def _put_new(self, txn: Any, elements: list[Element], op: str, crc: list[int] | None) -> bool:
-        """Put every element and its index entries in bulk, keys and JSON made as they
-        are written (holding them all costs more than the writes). False, with some
-        written, when a key is already stored (or too long, or not UTF-8): the caller
-        undoes the transaction. ``crc``, when given, gets the CRC of the JSON written."""
+        """Put every element and its index entries in bulk, a run of a few hundred at a
+        time (holding them all costs more than the writes). False, with some written,
+        when a key is already stored (or too long, or not UTF-8): the caller undoes the
+        transaction. ``crc``, when given, gets the CRC of the JSON written.
+
+        When the ids come sorted and after every stored one (fresh ULIDs, a restore of
+        an export, which is in ``_id`` order), they are appended: LMDB then skips the
+        search for each key's place."""
         h = self._h
-        values = encode_all(elements, op)
-        if crc is not None:  # a replay must write the same bytes (see _regrow)
-            values = _crc_each(values, crc)
-        try:
-            keys = map(str.encode, map(id_of, elements))
-            _, added = txn.cursor(db=h.main).putmulti(zip(keys, values), overwrite=False)
-        except (UnicodeEncodeError, lmdb.BadValsizeError):  # surrogates, long ids
-            return False
-        if added != len(elements):
-            return False
-        for name, db in h.index_dbs.items():
-            cursor = txn.cursor(db=db)
+        ids = list(map(id_of, elements))
+        main = txn.cursor(db=h.main)
+        append = _sorted_after(ids, main)
+        indexes = [(name, txn.cursor(db=db)) for name, db in h.index_dbs.items()]
+        for start in range(0, len(elements), RUN):
+            run = elements[start : start + RUN]
+            keys = _utf8(ids[start : start + RUN])
+            if keys is None:
+                return False
+            values = encode_run(run, op)
+            if crc is not None:  # a replay must write the same bytes (see _regrow)
+                crc[0] = zlib.crc32(b"".join(values), crc[0])
             try:
-                cursor.putmulti(_string_index_pairs(elements, name), dupdata=True)
-            except (TypeError, UnicodeEncodeError, lmdb.BadValsizeError):
-                # Other values: redone one by one (index pairs are a set).
-                cursor.putmulti(_index_pairs(elements, name), dupdata=True)
+                _, added = main.putmulti(zip(keys, values), overwrite=False, append=append)
+            except lmdb.BadValsizeError:  # a key too long for LMDB
+                return False
+            if added != len(run):
+                return False
+            for name, cursor in indexes:
+                _put_index(cursor, run, keys, name, append)
         return True
 
     def _op_patch(self, txn: Any, patches: list[Patch], checked: bool = False) -> Any:
@@ -1007,14 +1014,6 @@ def _op_get_raw(txn: Any, db: Any, keys: list[bytes]) -> list[bytes | None]:
     return [get(k, db=db) for k in keys]
 
 
-def _crc_each(values: Iterator[bytes], crc: list[int]) -> Iterator[bytes]:
-    """``values``, keeping the CRC of all their bytes in ``crc[0]`` (taken over a few
-    hundred at a time: a step per value would cost more than the CRC)."""
-    while chunk := tuple(islice(values, 256)):
-        crc[0] = zlib.crc32(b"".join(chunk), crc[0])
-        yield from chunk
-
-
 def _index_pairs(elements: list[Element], name: str) -> Iterator[tuple[bytes, bytes]]:
     """``(index key, element key)`` for every value ``elements`` hold under ``name``."""
     for e in elements:
@@ -1024,14 +1023,46 @@ def _index_pairs(elements: list[Element], name: str) -> Iterator[tuple[bytes, by
                 yield ik, key
 
 
-def _string_index_pairs(elements: list[Element], name: str) -> Iterator[tuple[bytes, bytes]]:
-    """The same, made in bulk (no Python step per element) when every value under
-    ``name`` is a short string: raises ``TypeError`` (another value),
-    ``UnicodeEncodeError`` or ``lmdb.BadValsizeError`` (a long one) as it meets one,
-    for the caller to redo the pairs with :func:`_index_pairs`."""
-    holders = [e for e in elements if name in e]
-    index_keys = map(b"s".__add__, map(str.encode, map(itemgetter(name), holders)))
-    return zip(index_keys, map(str.encode, map(id_of, holders)))
+def _put_index(
+    cursor: Any, elements: list[Element], keys: list[bytes], name: str, append: bool
+) -> None:
+    """Put the index entries of ``elements`` (stored under ``keys``) for the key
+    ``name``: in bulk when every value is a string, else one by one (an entry is a
+    set member: putting one twice keeps one). ``append`` when every key is after all
+    the stored ones, in order (see ``_put_new``)."""
+    has = list(map(contains, elements, repeat(name)))
+    if not all(has):
+        elements, keys = list(compress(elements, has)), list(compress(keys, has))
+    try:
+        values = list(map(itemgetter(name), elements))
+        index_keys = _utf8(values, prefix="s")  # TypeError unless every value is a string
+    except TypeError:
+        index_keys = None
+    if index_keys is not None:
+        try:
+            _, added = cursor.putmulti(zip(index_keys, keys), dupdata=True, append=append)
+        except lmdb.BadValsizeError:  # a value too long for a key: hashed, one by one
+            pass
+        else:
+            if added == len(keys):
+                return
+    cursor.putmulti(_index_pairs(elements, name), dupdata=True)
+
+
+def _utf8(values: list[str], prefix: str = "") -> list[bytes] | None:
+    """``prefix + value`` of each value in UTF-8, encoded together; None when one
+    holds a NUL or is not UTF-8. TypeError unless every value is a string."""
+    encoded = (prefix + f"\x00{prefix}".join(values)).encode("utf-8", "surrogatepass")
+    keys = encoded.split(b"\x00")
+    return keys if len(keys) == len(values) and values else None
+
+
+def _sorted_after(ids: list[str], cursor: Any) -> bool:
+    """True when ``ids`` are in increasing order and after every key ``cursor``'s
+    database holds (so that they may be appended)."""
+    if not ids or not all(map(lt, ids, islice(ids, 1, None))):
+        return False
+    return not cursor.last() or ids[0].encode("utf-8", "surrogatepass") > cursor.key()
 
 
 def _acquire(path: str, map_size: int, max_dbs: int, sync: bool) -> _Env:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
-from operator import itemgetter
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, repeat
+from operator import contains, itemgetter
 from typing import Any
 
 import orjson
@@ -33,6 +34,8 @@ CONTROL_KEYS = ("author", "time")
 MAX_ID_LENGTH = 4096
 #: How deep an element may nest.
 MAX_DEPTH = 64
+#: Elements encoded together by :func:`encode_all`.
+RUN = 256
 
 _dumps = orjson.dumps
 #: An element's ``_id``, as a C-level callable (for ``map`` over many elements).
@@ -111,13 +114,6 @@ def check_ids(ids: Any, op: str) -> tuple[list[str], bool]:
     return items, single
 
 
-def check_new_ids(ids: list[Any], op: str) -> None:
-    """:func:`check_id` with ``write=True`` on every id."""
-    if not _ids_ok(ids, write=True):
-        for i in ids:
-            check_id(i, op, write=True)  # names the bad one
-
-
 def _ids_ok(ids: list[Any], *, write: bool) -> bool:
     """True when every id passes :func:`check_id`, checked in bulk on the ids joined
     by NULs (which no id may hold): bulk calls are where a step per id shows."""
@@ -125,12 +121,17 @@ def _ids_ok(ids: list[Any], *, write: bool) -> bool:
         joined = "\x00".join(ids)  # TypeError unless every id is a string
     except TypeError:
         return False
+    return _joined_ok(joined, ids, write=write)
+
+
+def _joined_ok(joined: str, ids: Sequence[str], *, write: bool) -> bool:
+    """:func:`_ids_ok` on ``ids`` (strings) already joined by NULs."""
     return bool(
         joined
         and joined.count("\x00") == len(ids) - 1  # no NUL inside an id
         and not (joined[0] == "\x00" or joined[-1] == "\x00" or "\x00\x00" in joined)  # no ""
         and not (write and (joined[0] == RESERVED_PREFIX or f"\x00{RESERVED_PREFIX}" in joined))
-        and max(map(len, ids)) <= MAX_ID_LENGTH
+        and (len(joined) <= MAX_ID_LENGTH or max(map(len, ids)) <= MAX_ID_LENGTH)
     )
 
 
@@ -176,19 +177,32 @@ def encode(element: Any, op: str) -> bytes:
 
 
 def encode_all(elements: Sequence[Any], op: str) -> Iterator[bytes]:
-    """:func:`encode` of each element, made as they are asked for (a caller writing
-    them need not hold them all); the usual element, flat, without a call each."""
-    for element in elements:
-        if element.__class__ is dict and "" not in element:
-            try:
-                raw = _dumps(element)
-            except (TypeError, orjson.JSONEncodeError):
-                pass
-            else:
-                if not (91 in raw or raw.rfind(123) > 0):  # flat: see encode()
-                    yield raw
-                    continue
-        yield encode(element, op)
+    """:func:`encode` of each element, made a run of :data:`RUN` at a time as they are
+    asked for (a caller writing them need not hold them all)."""
+    runs = (elements[start : start + RUN] for start in range(0, len(elements), RUN))
+    return chain.from_iterable(map(encode_run, runs, repeat(op)))
+
+
+def encode_run(elements: Sequence[Any], op: str) -> list[bytes]:
+    """:func:`encode` of each element. A run of flat elements (the usual case: no
+    nested object or array) is checked in bulk, without a Python step each."""
+    if set(map(type, elements)) != {dict}:
+        return [encode(e, op) for e in elements]
+    try:
+        values = list(map(_dumps, elements))
+    except (TypeError, orjson.JSONEncodeError):
+        return [encode(e, op) for e in elements]  # names the fault
+    # Nothing nests when no JSON holds a '[', and the last '{' of each is its first.
+    if (
+        not has_key(elements, "")
+        and set(map(bytes.rfind, values, repeat(b"{"))) == {0}
+        and b"[" not in b"".join(values)
+    ):
+        return values
+    for e, raw in zip(elements, values):
+        if "" in e or raw.count(91) + raw.count(123) > MAX_DEPTH:
+            encode(e, op)  # raises, or finds the brackets were inside strings
+    return values
 
 
 def check_element(element: Any, op: str) -> Element:
@@ -237,6 +251,31 @@ def unfold(elements: Sequence[Element], *, fresh_ids: bool = True) -> list[Eleme
         else:
             out.append({**e, "_id": fill_id(ids) if fresh_ids and isinstance(ids, str) else ids})
     return out
+
+
+def unfold_new(elements: Sequence[Element], op: str, *, fresh_ids: bool = True) -> list[Element]:
+    """:func:`unfold` elements about to be created, then :func:`check_id` each ``_id``
+    for a write (``BadRequest`` naming the first bad one). The usual call, every
+    ``_id`` a plain string, is checked in one pass over the ids joined by NULs."""
+    try:
+        ids = list(map(id_of, elements))
+        joined = "\x00".join(ids)
+    except (KeyError, TypeError):
+        pass
+    else:
+        if ULID_PLACEHOLDER not in joined and _joined_ok(joined, ids, write=True):
+            return list(map(dict, elements))
+    out = unfold(elements, fresh_ids=fresh_ids)
+    ids = list(map(id_of, out))
+    if not _ids_ok(ids, write=True):
+        for i in ids:
+            check_id(i, op, write=True)  # names the bad one
+    return out
+
+
+def has_key(elements: Iterable[Element], key: str) -> bool:
+    """True when one of ``elements`` (dicts) holds ``key``; in C, for bulk calls."""
+    return any(map(contains, elements, repeat(key)))
 
 
 def has_list_id(items: Sequence[Any]) -> bool:

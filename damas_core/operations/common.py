@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from damas_core.elements import Element
+from damas_core.elements import Element, has_key
 from damas_core.errors import BadRequest, Forbidden
 from damas_core.passwords import hash_password
 from damas_core.permissions import (
@@ -36,6 +36,11 @@ def public(element: Element | None) -> Element | None:
 def public_all(elements: list[Element | None]) -> list[Element | None]:
     """:func:`public` of each element (``None`` stays ``None``), in place."""
     for key in PRIVATE_KEYS:
+        try:
+            if not has_key(elements, key):
+                continue  # the usual bulk call, checked in C
+        except TypeError:  # None holes: one by one
+            pass
         for e in elements:
             if e is not None and key in e:
                 del e[key]

@@ -551,3 +551,70 @@ def test_bulk_insert_meeting_a_stored_id_inside_a_transaction(store):
     assert store.find(Eq(("#parent",), "/q")) == ["/b", "/c"]
     assert store.get("/a") == {"_id": "/a", "#parent": "/p"}
     assert index_entries(store, "#parent") == expected_entries(store, "#parent")
+
+
+# -- bulk inserts: runs, appends in key order -----------------------------------------
+
+_BULK_IDS = ["/a", "/a/b", "/b", "/b/c", "/c", "/é", "@u", "/" + "z" * 600, "/n\x00ul", "01J"]
+_PARENTS = st.one_of(st.sampled_from(["/p", "/q", "/é", "/" + "p" * 600, None]), st.integers(0, 3))
+
+
+def _all_entries(store: LMDBStorage, key: str) -> set[tuple[bytes, bytes]]:
+    return {
+        (index_key(v), lmdb_backend.element_key(e["_id"]))
+        for e in store.scan()
+        for v in index_values(e, key)
+    }
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from(_BULK_IDS), _PARENTS), max_size=9),
+            st.booleans(),
+        ),
+        max_size=5,
+    )
+)
+def test_bulk_inserts_in_runs_and_in_order_agree_with_memory(tmp_path_factory, batches):
+    """Batches sorted or not, across runs of 3, some after every stored key (appended),
+    some not, with ids and values the bulk path cannot take (NUL, too long, numbers)."""
+    path = tmp_path_factory.mktemp("bulk")
+    lm = LMDBStorage(f"lmdb://{path}", indexes=["type"])
+    mem = MemoryStorage()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(lmdb_backend, "RUN", 3)
+            for pairs, in_order in batches:
+                if in_order:
+                    pairs = sorted(pairs, key=lambda pair: pair[0])
+                batch = [
+                    {"_id": i, "type": [p, i]} | ({} if p is None else {"#parent": p})
+                    for i, p in pairs
+                ]
+                assert lm.insert_many(batch) == mem.insert_many(batch)
+        assert list(lm.scan()) == list(mem.scan())
+        for key in ("#parent", "type"):
+            assert index_entries(lm, key) == _all_entries(lm, key)
+        for probe in ("/p", "/é", 2, "/" + "p" * 600):
+            assert lm.find(Eq(("#parent",), probe)) == mem.find(Eq(("#parent",), probe))
+    finally:
+        lm.close()
+
+
+def test_ids_in_order_after_the_stored_ones_are_appended(store, monkeypatch):
+    seen = []
+    real = lmdb_backend._sorted_after
+    monkeypatch.setattr(
+        lmdb_backend, "_sorted_after", lambda ids, c: seen.append(real(ids, c)) or seen[-1]
+    )
+    store.insert_many([{"_id": f"/s/{i:03d}", "#parent": "/s"} for i in range(10)])
+    store.insert_many([{"_id": f"/t/{i:03d}", "#parent": "/s"} for i in range(10)])
+    store.insert_many([{"_id": "/r", "#parent": "/s"}, {"_id": "/u", "#parent": "/s"}])
+    store.insert_many([{"_id": "/w", "#parent": "/s"}, {"_id": "/v", "#parent": "/s"}])
+    assert seen == [True, True, False, False]
+    assert len(store.find(Eq(("#parent",), "/s"))) == 24
+    assert index_entries(store, "#parent") == _all_entries(store, "#parent")
