@@ -77,6 +77,8 @@ _LONG_PREFIX = MAX_KEY - 1 - 32
 MAX_INDEX_NAME = 400
 # Bytes kept free above twice the used size before any write starts (see _room).
 _SLACK = 1 << 20
+#: Room a transaction block gets before it starts, in bytes.
+BLOCK_ROOM = 256 << 20
 # How long a map resize waits for this process's other transactions to end.
 _RESIZE_WAIT_S = 60.0
 
@@ -472,7 +474,9 @@ class LMDBStorage(Storage):
         if h.local.block is not None:
             yield  # nested: join the thread's open transaction
             return
-        self._ensure_room(0)
+        # Growing the map means replaying the block: leave it room for a large one
+        # first (the map is address space; the file grows only as pages are written).
+        self._ensure_room(BLOCK_ROOM)
         block = _Block()
         h.gate.enter()
         block.holding = True

@@ -180,6 +180,8 @@ class Scanner:
         self, site: str, root: str, *, settle: float = 2.0, full_every: float = 600.0
     ) -> None:
         self.site = site
+        self._scanned_at = f"scanned at {site}"  # made once: scans write them per file
+        self._synced_key = f"synced_{site}"
         self.root = root
         self.settle = settle
         self.full_every = full_every
@@ -420,20 +422,19 @@ class Scanner:
         now: int,
     ) -> None:
         site = self.site
-        extra = {"file_count": counts[file_id]} if file_id in counts else {}
         if el is None:
-            changes.publish.append(
-                {
-                    "_id": file_id,
-                    "origin": site,
-                    "comment": f"scanned at {site}",
-                    "file_size": looked[0],
-                    "file_mtime": looked[1],
-                    # the baseline a later local change is compared with (see conflicts)
-                    f"synced_{site}": now,
-                    **extra,
-                }
-            )
+            new = {
+                "_id": file_id,
+                "origin": site,
+                "comment": self._scanned_at,
+                "file_size": looked[0],
+                "file_mtime": looked[1],
+                # the baseline a later local change is compared with (see conflicts)
+                self._synced_key: now,
+            }
+            if file_id in counts:
+                new["file_count"] = counts[file_id]
+            changes.publish.append(new)
             return
         patch = {
             "_id": file_id,
@@ -441,10 +442,11 @@ class Scanner:
             "file_mtime": looked[1],
             "time": now,
             f"modified_{site}": now,
-            f"synced_{site}": now,
+            self._synced_key: now,
             "comment": f"modified at {site}",
-            **extra,
         }
+        if file_id in counts:
+            patch["file_count"] = counts[file_id]
         if el.get("deleted"):
             patch.update(deleted=None, deleted_time=None)
         if el.get(f"syncWait_{site}") is not None:

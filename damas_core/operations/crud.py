@@ -55,22 +55,22 @@ def prepare_new(
     op: str,
     *,
     fresh_ids: bool = True,
-    check: Callable[[Element], None] | None = None,
+    check: Callable[[list[Element]], None] | None = None,
 ) -> list[Element]:
     """Unfold, authorize and stamp elements about to be created (nothing written);
-    ``check`` is run on each unfolded element. The storage checks each one is JSON as
-    it writes it (once the pre-hooks have run)."""
+    ``check`` is run on the unfolded elements (and raises on a bad one). The storage
+    checks each one is JSON as it writes it (once the pre-hooks have run)."""
     if set(map(type, raw)) != {dict}:  # in bulk: a Python step per element shows here
         for e in raw:
             check_element(e, op)  # raises the clear error
-    admin = session.is_admin
     out = unfold_new(raw, op, fresh_ids=fresh_ids)
-    if check is None and admin and not (has_key(out, "class") or has_key(out, "password")):
+    if check is not None:
+        check(out)
+    admin = session.is_admin
+    if admin and not (has_key(out, "class") or has_key(out, "password")):
         return stamp(session, out)  # nothing to do per element
     for index, e in enumerate(out):
         element_id = e["_id"]
-        if check is not None:
-            check(e)
         if not admin:
             authorize(session, op, element_id, e.keys())
         if "class" in e or "password" in e:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import repeat
+from operator import contains, itemgetter
 from typing import TYPE_CHECKING, Any
 
-from damas_core.elements import Element, as_list, check_element, has_list_id, new_ids
+from damas_core.elements import Element, as_list, check_element, has_list_id, id_of, new_ids
 from damas_core.errors import BadRequest
-from damas_core.operations.common import public
+from damas_core.operations.common import public_all
 from damas_core.operations.crud import prepare_new
 from damas_core.permissions import require
 
@@ -14,26 +16,40 @@ if TYPE_CHECKING:
     from damas_core.tracker import Session
 
 
-def _check_publishable(e: Element) -> None:
-    fid, comment, origin = e["_id"], e.get("comment"), e.get("origin")
-    if (  # the usual file, checked in one go
-        fid.__class__ is str
-        and fid[:1] == "/"
-        and comment.__class__ is str
-        and origin.__class__ is str
-        and comment.strip()
-        and origin.strip()
-    ):
+def _check_publishable(elements: list[Element]) -> None:
+    """Each file needs an ``_id`` path starting with ``/`` and a non-blank ``comment``
+    and ``origin``; checked in bulk (publishes of whole trees are where a step per file
+    shows), then one by one to name the first fault."""
+    if _all_publishable(elements):
         return
-    if not isinstance(fid, str) or not fid.startswith("/"):
-        raise BadRequest(
-            f"publish error: a file _id is a path starting with '/', not {fid!r}", op="publish"
-        )
-    for key in ("comment", "origin"):
-        if not isinstance(e.get(key), str) or not e[key].strip():
+    for e in elements:
+        fid = e["_id"]
+        if not isinstance(fid, str) or not fid.startswith("/"):
             raise BadRequest(
-                f"publish error: {fid!r} needs a non-empty {key!r}", op="publish", id=fid, key=key
+                f"publish error: a file _id is a path starting with '/', not {fid!r}",
+                op="publish",
             )
+        for key in ("comment", "origin"):
+            if not isinstance(e.get(key), str) or not e[key].strip():
+                raise BadRequest(
+                    f"publish error: {fid!r} needs a non-empty {key!r}",
+                    op="publish",
+                    id=fid,
+                    key=key,
+                )
+
+
+def _all_publishable(elements: list[Element]) -> bool:
+    try:
+        ids = "\x00".join(map(id_of, elements))  # TypeError unless all strings
+        texts = [list(map(itemgetter(key), elements)) for key in ("comment", "origin")]
+    except (KeyError, TypeError):
+        return False
+    return (
+        ids[:1] == "/"
+        and ids.count("\x00/") == len(elements) - 1 == ids.count("\x00")
+        and all(set(map(type, t)) == {str} and all(map(str.strip, t)) for t in texts)
+    )
 
 
 #: What a history entry records of a publish: who, when and why, not the file's keys,
@@ -41,12 +57,28 @@ def _check_publishable(e: Element) -> None:
 HISTORY_KEYS = ("author", "time", "comment")
 
 
-def history_entry(file: Element, child_id: str) -> Element:
-    """The child ``child_id`` recorded with a published file, hanging off ``#parent``."""
-    child = {k: file[k] for k in HISTORY_KEYS if k in file}
-    child["_id"] = child_id
-    child["#parent"] = file["_id"]
-    return child
+def history_entries(files: list[Element], child_ids: list[str]) -> list[Element]:
+    """The history child of each published file (the child ``_id`` from
+    ``child_ids``), hanging off ``#parent``."""
+    if all(map(_has_history_keys, files)):  # a publish stamps them: the usual case
+        return [
+            {"author": a, "time": t, "comment": c, "_id": i, "#parent": f}
+            for (a, t, c), i, f in zip(map(_history_values, files), child_ids, map(id_of, files))
+        ]
+    out = []
+    for file, child_id in zip(files, child_ids):
+        child = {k: file[k] for k in HISTORY_KEYS if k in file}
+        child["_id"] = child_id
+        child["#parent"] = file["_id"]
+        out.append(child)
+    return out
+
+
+_history_values = itemgetter(*HISTORY_KEYS)
+
+
+def _has_history_keys(file: Element) -> bool:
+    return "author" in file and "time" in file and "comment" in file
 
 
 def publish(session: Session, elements: Any, *, with_history: bool = False) -> Any:
@@ -59,26 +91,27 @@ def publish(session: Session, elements: Any, *, with_history: bool = False) -> A
     raw, single = as_list(elements, "publish")
     require(session.user_class, "publish", session.username)
     single = single and not has_list_id(raw)
-    for e in raw:
-        if not isinstance(e, dict) or "_id" not in e:
-            check_element(e, "publish")  # raises if not an element at all
-            raise BadRequest("publish error: each file needs an _id path", op="publish")
+    if set(map(type, raw)) != {dict} or not all(map(contains, raw, repeat("_id"))):
+        for e in raw:
+            if not isinstance(e, dict) or "_id" not in e:
+                check_element(e, "publish")  # raises if not an element at all
+                raise BadRequest("publish error: each file needs an _id path", op="publish")
     prepared = prepare_new(session, raw, "publish", fresh_ids=False, check=_check_publishable)
     prepared = session.events.before("create", session, prepared)
     storage = session.storage
-    results: list[Any] = []
     with storage.transaction():
         fresh = storage.insert_many(prepared, op="publish")
-        published = [f for f, ok in zip(prepared, fresh) if ok]
-        children = list(map(history_entry, published, new_ids(len(published))))
+        done = all(fresh)
+        published = prepared if done else [f for f, ok in zip(prepared, fresh) if ok]
+        children = history_entries(published, new_ids(len(published)))
         storage.insert_many(children)
-    child_iter = iter(children)
-    for f, ok in zip(prepared, fresh):
-        if not ok:
-            results.append(None)
-        elif with_history:
-            results.append((public(f), public(next(child_iter))))
-        else:
-            results.append(public(f))
-    session.events.after("create", session, [r[0] if isinstance(r, tuple) else r for r in results])
+    files: list[Any] = public_all(
+        prepared if done else [f if ok else None for f, ok in zip(prepared, fresh)]
+    )
+    session.events.after("create", session, files)
+    if with_history:
+        kids = iter(public_all(children))
+        results: list[Any] = [None if f is None else (f, next(kids)) for f in files]
+    else:
+        results = files
     return results[0] if single else results

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import damas_core
 from damas_core.errors import BadRequest
 
 
@@ -54,6 +57,46 @@ def test_publish_bad_input(tracker, bad):
     with pytest.raises(BadRequest):
         tracker.publish([{"_id": "/ok", "comment": "c", "origin": "o"}, bad])
     assert tracker.search("*") == []
+
+
+_TEXTS = st.one_of(st.just(None), st.sampled_from(["", " ", "\t\n", "ok", " x "]), st.integers())
+_PATHS = st.one_of(st.sampled_from(["/a", "/b/c", "/d e", "rel", "", " /x"]), st.integers())
+
+
+def _publishable(e: dict) -> bool:
+    def text(key):
+        return isinstance(e.get(key), str) and e[key].strip() != ""
+
+    return (
+        isinstance(e["_id"], str)
+        and e["_id"].startswith("/")
+        and text("comment")
+        and text("origin")
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    files=st.lists(
+        st.fixed_dictionaries({"_id": _PATHS}, optional={"comment": _TEXTS, "origin": _TEXTS}),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda e: str(e["_id"]),
+    )
+)
+def test_publish_checks_every_file_of_a_batch(files):
+    """A batch is published whole when every file is publishable, else refused whole
+    with a BadRequest, whichever file is at fault."""
+    files = [{k: v for k, v in f.items() if v is not None} for f in files]
+    tracker = damas_core.open("memory://")
+    if all(map(_publishable, files)):
+        out = tracker.publish(files)
+        assert [f["_id"] for f in out] == [f["_id"] for f in files]
+        assert len(tracker.search("#parent:*")) == len(files)
+    else:
+        with pytest.raises(BadRequest):
+            tracker.publish(files)
+        assert tracker.search("*") == []
 
 
 def test_lock_and_unlock(tracker):

@@ -155,7 +155,9 @@ def test_bad_tokens_get_401(jwt_api, kind):
     token_for(url, "ula")  # makes the secret exist
     secret = tracker.get_setting("jwt_secret")
     tokens = {
-        "forged": lambda: jwt.encode(claims(), "not-the-secret-but-as-long-as-one-32", algorithm="HS256"),
+        "forged": lambda: jwt.encode(
+            claims(), "not-the-secret-but-as-long-as-one-32", algorithm="HS256"
+        ),
         "alg-none": lambda: jwt.encode(claims(), None, algorithm="none"),
         "garbage": lambda: "not.a.token",
         "expired": lambda: Tokens(tracker, clock=lambda: time.time() - 3 * 86400).issue("ula")[0],

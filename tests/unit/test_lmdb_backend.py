@@ -299,7 +299,19 @@ def test_map_full_after_a_low_estimate_retries_the_write(tmp_path, monkeypatch):
         assert s.get("/big0399")["blob"] == "z" * 8000 and s.count(All()) == 464
 
 
-def test_map_grows_inside_a_transaction_by_replaying_it(tmp_path):
+@pytest.fixture
+def no_headroom(monkeypatch):
+    """Blocks start without the room given to them up front, so that they outgrow
+    the map (as a block larger than that room does)."""
+    monkeypatch.setattr(lmdb_backend, "BLOCK_ROOM", 0)
+
+
+def test_a_transaction_starts_with_room_for_a_large_block(tmp_path):
+    with LMDBStorage(f"lmdb://{tmp_path}/s", map_size=64 << 10) as s, s.transaction():
+        assert s._room() >= lmdb_backend.BLOCK_ROOM
+
+
+def test_map_grows_inside_a_transaction_by_replaying_it(tmp_path, no_headroom):
     with LMDBStorage(f"lmdb://{tmp_path}/s", map_size=64 << 10) as s:
         s.insert_many([{"_id": "/seen", "v": 1}])
         with s.transaction():
@@ -310,7 +322,7 @@ def test_map_grows_inside_a_transaction_by_replaying_it(tmp_path):
         assert s.count(All()) == 6001 and s.get("/seen")["v"] == 2
 
 
-def test_replay_notices_elements_changed_by_the_caller(tmp_path):
+def test_replay_notices_elements_changed_by_the_caller(tmp_path, no_headroom):
     with LMDBStorage(f"lmdb://{tmp_path}/s", map_size=64 << 10) as s:
         mine = {"_id": "/mine", "v": 1}
         with pytest.raises(StorageError, match="retry"), s.transaction():
@@ -320,7 +332,9 @@ def test_replay_notices_elements_changed_by_the_caller(tmp_path):
         assert s.count(All()) == 0
 
 
-def test_replay_that_reads_changed_data_fails_and_writes_nothing(tmp_path, monkeypatch):
+def test_replay_that_reads_changed_data_fails_and_writes_nothing(
+    tmp_path, monkeypatch, no_headroom
+):
     with LMDBStorage(f"lmdb://{tmp_path}/s", map_size=64 << 10) as s:
         s.insert_many([{"_id": "/x", "v": 1}])
         real = s._ensure_room
