@@ -6,8 +6,10 @@ import time
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from damas_core.elements import MAX_DEPTH, check_element, encode
+from damas_core.elements import MAX_DEPTH, check_element, encode, encode_all, encode_run
 from damas_core.errors import BadRequest
 
 
@@ -95,3 +97,50 @@ def test_new_ids_are_ulids_of_now_unique_and_time_sorted():
     later = new_id()
     assert later > max(batch)  # a later millisecond sorts after
     assert new_ids(0) == []
+
+
+def _lists(levels: int) -> list:
+    """Arrays only, ``levels`` deep."""
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.sampled_from(["x", "{", "[", '"":', "a{b}"])
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+_ELEMENTS = st.one_of(
+    st.dictionaries(st.sampled_from(["_id", "a", "b", '"', ""]), _VALUES, max_size=3),
+    st.sampled_from(
+        [nested(MAX_DEPTH), nested(MAX_DEPTH + 1), {"_id": "/l", "v": _lists(MAX_DEPTH)}, [1], "x"]
+    ),
+)
+
+
+def _each(elements: list) -> list[bytes] | None:
+    try:
+        return [encode(e, "create") for e in elements]
+    except BadRequest:
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ELEMENTS, max_size=6))
+def test_a_run_is_encoded_and_checked_like_each_of_its_elements(elements):
+    expected = _each(elements)
+    if expected is None:
+        with pytest.raises(BadRequest):
+            encode_run(elements, "create")
+        with pytest.raises(BadRequest):
+            list(encode_all(elements, "create"))
+    else:
+        assert encode_run(elements, "create") == expected
+        assert list(encode_all(elements, "create")) == expected
