@@ -20,6 +20,8 @@ from damas_core.sync.volumes import create_volume, set_global_parameters
 
 import damas_core
 
+TRANSFER_RUNS = 3
+
 
 def _tree(root: Path, n: int, size: int = 16) -> None:
     per_dir = 500
@@ -91,22 +93,30 @@ def figures(scale: str) -> Iterator[dict]:
         _tree(src, n_copy, size=512)
         ids = sorted("/" + str(p.relative_to(src)) for p in src.rglob("*.dat"))
         tracker = damas_core.open(f"lmdb://{tmp}/store2")
-        for name, path in (("paris", src), ("tokyo", tmp / "tokyo")):
-            path.mkdir(exist_ok=True)
-            create_volume(tracker, {"_id": f"v_{name}", "name": name, "url": f"file://{path}/"})
+        create_volume(tracker, {"_id": "v_paris", "name": "paris", "url": f"file://{src}/"})
         set_global_parameters(tracker, {"syncEverywhere": True})
         tracker.update({"_id": "v_paris", "enableEmission": False})
         Agent(tracker, "v_paris", settle=0, progress=False).run_once()
-        tracker.update({"_id": "v_tokyo", "enableScans": False})
-        tokyo = Agent(tracker, "v_tokyo", settle=0, progress=False)
-        t = time.perf_counter()
-        report = tokyo.run_once()
-        ours = time.perf_counter() - t
-        assert len(report.received) == n_copy, report.failed
-        dst = tmp / "rsync-a"
-        t = time.perf_counter()
-        subprocess.run(["rsync", "-a", f"{src}/", f"{dst}/"], check=True)
-        raw = time.perf_counter() - t
+        # Best of TRANSFER_RUNS, each into a new empty site, alternating with rsync -a
+        # into a new empty folder (this machine's rsync times vary by 3x run to run).
+        ours_times, raw_times = [], []
+        for run in range(TRANSFER_RUNS):
+            site = f"tokyo{run}"
+            (tmp / site).mkdir()
+            create_volume(
+                tracker,
+                {"_id": f"v_{site}", "name": site, "url": f"file://{tmp / site}/",
+                 "enableScans": False},
+            )  # fmt: skip
+            agent = Agent(tracker, f"v_{site}", settle=0, progress=False)
+            t = time.perf_counter()
+            report = agent.run_once()
+            ours_times.append(time.perf_counter() - t)
+            assert len(report.received) == n_copy, report.failed
+            t = time.perf_counter()
+            subprocess.run(["rsync", "-a", f"{src}/", f"{tmp}/rsync-a-{run}/"], check=True)
+            raw_times.append(time.perf_counter() - t)
+        ours, raw = min(ours_times), min(raw_times)
         yield _fig(
             "transfer of small files vs one rsync -a",
             n_copy,
