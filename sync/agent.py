@@ -38,7 +38,7 @@ from damas_core.errors import BadRequest
 
 from . import rsync as rs
 from .planner import Plan, Task, plan
-from .scanner import Scanner, element_look, now_ms
+from .scanner import Scanner, changed_since, element_look, now_ms
 from .tree import look_at, same_look
 from .volumes import (
     endpoint_of,
@@ -440,7 +440,7 @@ class Agent:
                 local = look_at(self.root, task.file_id)
                 if local is not None and not same_look(local, element_look(el)):
                     synced = el.get(f"synced_{target}")
-                    changed_here = synced is None or local[1] * 1000 > synced
+                    changed_here = changed_since(local[1], synced)
                     if changed_here and (el.get("origin") != target or synced is not None):
                         conflicts.append((task.file_id, rel, local))
                         continue

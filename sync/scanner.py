@@ -56,6 +56,20 @@ def holds_current(element: Mapping[str, Any], site: str) -> bool:
     return writer_of(element) == site
 
 
+def changed_since(mtime: float, synced: Any) -> bool:
+    """True when a copy whose mtime is ``mtime`` (seconds) was written after the
+    site's sync baseline ``synced`` (ms since epoch; ``None``: the site never synced).
+
+    Compared at the millisecond: a baseline is a whole millisecond taken when the
+    scan that recorded the copy started, so a copy written earlier in that same
+    millisecond is not a later change.
+
+    >>> changed_since(1.0004, 1000), changed_since(1.0014, 1000), changed_since(1.0, None)
+    (False, True, True)
+    """
+    return synced is None or int(mtime * 1000) > synced
+
+
 def element_look(element: Mapping[str, Any]) -> Look | None:
     size, mtime = element.get("file_size"), element.get("file_mtime")
     if not isinstance(size, int) or not isinstance(mtime, int | float):
@@ -340,7 +354,7 @@ class Scanner:
                 candidates[file_id] = (looked, el)  # modified here
                 continue
             synced = el.get(f"synced_{site}")
-            locally_changed = synced is None or looked[1] * 1000 > synced
+            locally_changed = changed_since(looked[1], synced)
             conflicting = locally_changed and (site != el.get("origin") or synced is not None)
             if conflicting and not el.get(f"conflict_{site}"):
                 changes.conflicts.append(file_id)

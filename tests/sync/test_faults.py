@@ -181,6 +181,27 @@ def test_conflict_at_two_sites_keeps_both(sites):
         assert sites.path(site, "/c.txt").read_text() == "tokyo edit"
 
 
+def test_a_copy_written_in_the_millisecond_of_its_scan_is_not_a_local_change(sites):
+    t = sites.tracker
+    sites.write("paris", "/m.txt", "v1", mtime=1_000_000)
+    sites.run(rounds=2)
+    sites.write("paris", "/m.txt", "paris v2")
+    sites.run("paris")
+    # as if paris had written its copy in the very millisecond its scan took as baseline
+    baseline = t.read("/m.txt")["synced_paris"]
+    same_ms = baseline / 1000 + 0.0004
+    os.utime(sites.path("paris", "/m.txt"), (same_ms, same_ms))
+    t.update({"_id": "/m.txt", "file_mtime": same_ms})
+    sites.run("tokyo")
+    assert sites.path("tokyo", "/m.txt").read_text() == "paris v2"
+    sites.write("tokyo", "/m.txt", "tokyo v3 (newer)")
+    sites.run("tokyo")  # tokyo held v2: its edit is the next version
+    r = sites.run("paris")[0]
+    assert not r.conflicts and "/m.txt" in r.received
+    assert sites.path("paris", "/m.txt").read_text() == "tokyo v3 (newer)"
+    assert not [k for k in t.read("/m.txt") if k.startswith("conflict_")]
+
+
 def test_lock_holds_the_file_at_the_user_site(sites):
     t = sites.tracker
     t.create([{"_id": "@ana", "class": "user", "site": "tokyo"}])
