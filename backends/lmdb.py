@@ -300,6 +300,8 @@ class _NotAllNew(Exception):
 
 class _Closed:
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # introspection (copy, doctest, inspect) is not use
+            raise AttributeError(name)
         raise StorageError("this LMDB store is closed")
 
 

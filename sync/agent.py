@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from damas_core.elements import id_of
 from damas_core.errors import BadRequest
 
 from . import rsync as rs
 from .planner import Plan, Task, plan
-from .scanner import Scanner, changed_since, element_look, now_ms
+from .scanner import ScanChanges, Scanner, changed_since, element_look, now_ms
 from .tree import look_at, same_look
 from .volumes import (
     endpoint_of,
@@ -119,7 +120,10 @@ class Agent:
     volume's ``settleTime`` or 2), ``ssh_command`` (the ssh program and options
     used to reach ``ssh://`` volumes, e.g. ``["ssh", "-i", key]``), ``rsync`` (the
     rsync program), ``progress`` (rich progress bars; default when stderr is a TTY),
-    ``full_scan_every`` (seconds; see below).
+    ``full_scan_every`` (seconds; see below), ``walker`` (how the volume is listed:
+    ``"find"``, GNU find beside the agent so that the tracker writes of a scan overlap
+    the listing, ``"scandir"``, or ``"auto"``, the default: find when GNU find is
+    installed; see :func:`.tree.walk_parts`).
 
     An agent whose volume neither receives nor emits only needs the tracker's view of
     the files that may have changed: after a first full comparison, its scans read the
@@ -141,6 +145,7 @@ class Agent:
         rsync: str = "rsync",
         progress: bool | None = None,
         full_scan_every: float = 600.0,
+        walker: str = "auto",
     ) -> None:
         self.tracker = tracker
         self.volume_id = volume_id
@@ -149,7 +154,11 @@ class Agent:
         self.root = os.path.join(os.path.abspath(root or local_root(vol)), "")
         settle = settle if settle is not None else vol.get("settleTime", 2.0)
         self.scanner = Scanner(
-            self.site, self.root, settle=float(settle), full_every=float(full_scan_every)
+            self.site,
+            self.root,
+            settle=float(settle),
+            full_every=float(full_scan_every),
+            walker=walker,
         )
         self.ssh_command = list(ssh_command) if ssh_command else None
         self.rsync = rsync
@@ -249,6 +258,7 @@ class Agent:
         exit_code = 0
         scanner = self.scanner
         files = None
+        written = _ScanWrites(self.tracker, self.site, report)
         try:
             changes = None
             if not full:
@@ -256,33 +266,15 @@ class Agent:
                     vol, lambda ids: read_files(self.tracker, ids), second_look=True
                 )
             if changes is None:
-                files = tracked_files(self.tracker)
-                changes = scanner.compare(vol, files, second_look=True)
+                written.files = files = tracked_files(self.tracker)
+                # what the walk found so far is written while it goes on
+                changes = scanner.compare(vol, files, second_look=True, on_part=written.some)
+            written.all(changes)
             report.scanned = changes.seen
             report.pending = changes.pending
             report.conflicts.extend(changes.conflicts)
             report.scan_errors = changes.errors
-            updated: dict[str, dict[str, Any] | None] = {}
-            for i in range(0, len(changes.publish), _WRITE_BATCH):
-                batch = changes.publish[i : i + _WRITE_BATCH]
-                for el in self.tracker.publish(batch):
-                    if el is not None:
-                        report.published.append(el["_id"])
-                        if files is not None:
-                            files[el["_id"]] = el
-            for i in range(0, len(changes.update), _WRITE_BATCH):
-                batch = changes.update[i : i + _WRITE_BATCH]
-                for patch, el in zip(batch, self.tracker.update(batch)):
-                    updated[patch["_id"]] = el
-                    if el is None:
-                        continue
-                    if files is not None:
-                        files[el["_id"]] = el
-                    if patch.get("deleted"):
-                        report.deleted.append(el["_id"])
-                    elif f"modified_{self.site}" in patch:
-                        report.modified.append(el["_id"])
-            scanner.remember(changes, report.published, updated)
+            scanner.remember(changes, report.published, written.updated)
             if changes.errors:
                 exit_code = 1
         except Exception as e:
@@ -571,6 +563,57 @@ class Agent:
 
     def _status(self, status: str, **keys: Any) -> None:
         self._update_volume(agentStatus=status, **keys)
+
+
+class _ScanWrites:
+    """Writes a scan's changes in calls of :data:`_WRITE_BATCH` files, as they come."""
+
+    def __init__(
+        self,
+        tracker: Any,
+        site: str,
+        report: Report,
+        files: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.modified_key = f"modified_{site}"
+        self.report = report
+        self.files = files  # every file element, kept current (None: not read)
+        self.published = 0  # how many of the changes' publish and update lists are done
+        self.patched = 0
+        self.updated: dict[str, dict[str, Any] | None] = {}
+
+    def some(self, changes: ScanChanges) -> None:
+        """Write the full batches among the changes not written yet."""
+        self._write(changes, _WRITE_BATCH)
+
+    def all(self, changes: ScanChanges) -> None:
+        """Write every change not written yet."""
+        self._write(changes, 1)
+
+    def _write(self, changes: ScanChanges, least: int) -> None:
+        report, files = self.report, self.files
+        while len(changes.publish) - self.published >= least:
+            batch = changes.publish[self.published : self.published + _WRITE_BATCH]
+            self.published += len(batch)
+            done = [el for el in self.tracker.publish(batch) if el is not None]
+            ids = list(map(id_of, done))
+            report.published.extend(ids)
+            if files is not None:
+                files.update(zip(ids, done))
+        while len(changes.update) - self.patched >= least:
+            batch = changes.update[self.patched : self.patched + _WRITE_BATCH]
+            self.patched += len(batch)
+            for patch, el in zip(batch, self.tracker.update(batch)):
+                self.updated[patch["_id"]] = el
+                if el is None:
+                    continue
+                if files is not None:
+                    files[el["_id"]] = el
+                if patch.get("deleted"):
+                    report.deleted.append(el["_id"])
+                elif self.modified_key in patch:
+                    report.modified.append(el["_id"])
 
 
 def _remove_tree(path: str) -> None:

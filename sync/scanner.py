@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tree import CONFLICT_MARK, Look, Rules, look_at, parent_of, same_look, walk
+from .tree import CONFLICT_MARK, Look, Rules, Seen, look_at, parent_of, same_look, walk, walk_parts
 
 
 def writer_of(element: Mapping[str, Any]) -> str | None:
@@ -152,14 +152,6 @@ class ScanState:
     full_at: float
 
 
-@dataclass
-class _Walked:
-    tree: dict[str, Look]
-    counts: dict[str, int]  # files directly inside each package
-    errors: list[str]
-    time: float  # when the walk started (time.time())
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -191,24 +183,21 @@ class Scanner:
     """
 
     def __init__(
-        self, site: str, root: str, *, settle: float = 2.0, full_every: float = 600.0
+        self,
+        site: str,
+        root: str,
+        *,
+        settle: float = 2.0,
+        full_every: float = 600.0,
+        walker: str = "auto",
     ) -> None:
         self.site = site
-        self._scanned_at = f"scanned at {site}"  # made once: scans write them per file
-        self._synced_key = f"synced_{site}"
+        self.walker = walker
         self.root = root
         self.settle = settle
         self.full_every = full_every
         self.previous: dict[str, Look] = {}
         self.state: ScanState | None = None
-
-    def look(self, rules: Rules, errors: list[str], counts: dict[str, int]) -> dict[str, Look]:
-        return walk(self.root, rules, errors=errors, package_counts=counts)
-
-    def _walk(self, rules: Rules) -> _Walked:
-        walked = _Walked({}, {}, [], time.time())
-        walked.tree = self.look(rules, walked.errors, walked.counts)
-        return walked
 
     def compare(
         self,
@@ -216,10 +205,23 @@ class Scanner:
         known: Mapping[str, Mapping[str, Any]],
         *,
         second_look: bool = False,
+        on_part: Callable[[ScanChanges], None] | None = None,
     ) -> ScanChanges:
-        """The changes between the tree now and ``known`` (every file element, by id)."""
+        """The changes between the tree now and ``known`` (every file element, by id).
+
+        ``on_part(changes)``, when given, is called after each part of the walk with the
+        changes found so far, so that a caller can write them while the walk goes on
+        (the lists of ``changes`` only grow; the returned changes are the same object).
+        """
         rules = Rules.from_volume(volume, [i for i in known if i.endswith("/")])
-        return self._diff(volume, rules, self._walk(rules), known, None, second_look=second_look)
+        comparison = _Comparison(self, volume, rules, known)
+        tree = comparison.tree
+        for part in walk_parts(self.root, rules, comparison.seen, walker=self.walker):
+            tree.update(part)
+            comparison.files(part)
+            if on_part is not None:
+                on_part(comparison.changes)
+        return comparison.finish(second_look=second_look)
 
     def rescan(
         self,
@@ -243,8 +245,9 @@ class Scanner:
         ):
             return None
         rules = Rules.from_volume(volume, state.packages)
-        walked = self._walk(rules)
-        tree, before = walked.tree, state.looks
+        comparison = _Comparison(self, volume, rules, {})
+        tree = walk(self.root, rules, comparison.seen, walker=self.walker)
+        before = state.looks
         changed: set[str] = set()
         if tree != before:
             changed = {i for i, look in tree.items() if before.get(i) != look}
@@ -257,8 +260,12 @@ class Scanner:
         for folder_id in folders.union(i for i in ids if i.endswith("/")):
             if (folder_id in found) != (folder_id in state.packages):
                 return None
-        known = {i: el for i, el in found.items() if i in ids}
-        return self._diff(volume, rules, walked, known, ids, second_look=second_look)
+        comparison.known = {i: el for i, el in found.items() if i in ids}
+        comparison.tree = tree
+        comparison.changes.tree = tree
+        comparison.changes.full = False
+        comparison.files({i: tree[i] for i in sorted(ids) if i in tree})
+        return comparison.finish(second_look=second_look)
 
     def remember(
         self,
@@ -293,41 +300,53 @@ class Scanner:
         """Drop what :meth:`remember` kept: the next :meth:`rescan` returns ``None``."""
         self.state = None
 
-    def _diff(
+
+class _Comparison:
+    """One comparison of the tree with the tracker, fed the walk's looks part by part
+    (:meth:`files`), ended by :meth:`finish` (second looks, deletions)."""
+
+    def __init__(
         self,
+        scanner: Scanner,
         volume: Mapping[str, Any],
         rules: Rules,
-        walked: _Walked,
         known: Mapping[str, Mapping[str, Any]],
-        ids: set[str] | None,
-        *,
-        second_look: bool,
-    ) -> ScanChanges:
-        """The changes for the files ``ids`` (every file in the tree when ``None``);
-        ``known`` holds their elements (every tracked file when ``ids`` is ``None``)."""
-        site = self.site
-        tree, counts = walked.tree, walked.counts
-        changes = ScanChanges(errors=walked.errors, seen=len(tree), tree=tree, full=ids is None)
-        changes.packages = rules.packages
-        changes.volume = _scan_keys(volume)
-        unsettled = changes.unsettled
-        ignore_existing = bool(volume.get("ignoreExistingFiles"))
-        record_deleted = bool(volume.get("enableDiscoveryDeletedFiles", True))
-        now = now_ms()
-        candidates: dict[str, tuple[Look, dict[str, Any] | None]] = {}
+    ) -> None:
+        self.scanner = scanner
+        self.site = scanner.site
+        self.rules = rules
+        self.known = known
+        self.seen = Seen()
+        self.tree: dict[str, Look] = {}
+        self.changes = ScanChanges(errors=self.seen.errors, tree=self.tree)
+        self.changes.packages = rules.packages
+        self.changes.volume = _scan_keys(volume)
+        self.ignore_existing = bool(volume.get("ignoreExistingFiles"))
+        self.record_deleted = bool(volume.get("enableDiscoveryDeletedFiles", True))
+        self.started = time.time()
+        # the time of the versions written, and the baseline of the copies recorded here:
+        # a copy written before the walk started has an mtime before it
+        self.now = now_ms()
+        self.quiet_since = self.started - scanner.settle
+        self.unstable: dict[str, tuple[Look, Mapping[str, Any] | None]] = {}
 
+    def files(self, looks: Mapping[str, Look]) -> None:
+        """Compare these looks (by file id) with their elements."""
+        site = self.site
+        changes = self.changes
+        unsettled = changes.unsettled
+        known = self.known
+        new = [i for i in looks if i not in known] if known else list(looks)
+        if new:
+            self._new_files(new, looks)
+            if len(new) == len(looks):
+                return
         get = known.get
-        looked_at = (
-            tree.items() if ids is None else [(i, tree[i]) for i in sorted(ids) if i in tree]
-        )
-        for file_id, looked in looked_at:
+        for file_id, looked in looks.items():
             el = get(file_id)
             if el is None:
-                candidates[file_id] = (looked, None)
-                unsettled.add(file_id)
                 continue
-            current = element_look(el)
-            if same_look(looked, current):
+            if same_look(looked, element_look(el)):
                 patch: dict[str, Any] = {}
                 holds = holds_current(el, site)
                 if el.get("deleted") and el.get("origin") == site:
@@ -345,13 +364,10 @@ class Scanner:
                     unsettled.add(file_id)
                 continue
             unsettled.add(file_id)
-            if ignore_existing:
+            if self.ignore_existing:
                 continue
-            if el.get("deleted") and el.get("origin") == site:
-                candidates[file_id] = (looked, el)
-                continue
-            if holds_current(el, site):
-                candidates[file_id] = (looked, el)  # modified here
+            if (el.get("deleted") and el.get("origin") == site) or holds_current(el, site):
+                self._candidate(file_id, looked, el)  # back, or modified here
                 continue
             synced = el.get(f"synced_{site}")
             locally_changed = changed_since(looked[1], synced)
@@ -362,7 +378,7 @@ class Scanner:
                     {
                         "_id": file_id,
                         f"conflict_{site}": {
-                            "time": now,
+                            "time": self.now,
                             "from": site,
                             "incoming": None,
                             "local_size": looked[0],
@@ -372,93 +388,65 @@ class Scanner:
                 )
             # else: an outdated copy that nobody touched here; the planner fetches it
 
-        # stable candidates become writes; others wait for the next look
-        unstable = []
-        quiet_since = walked.time - self.settle
-        previous = self.previous
-        for file_id, (looked, el) in candidates.items():
-            if looked[1] < quiet_since or same_look(previous.get(file_id), looked):
-                self._write(changes, file_id, looked, el, counts, now)
-            else:
-                unstable.append(file_id)
-        if unstable and second_look and self.settle > 0:
-            time.sleep(self.settle)
-            still = []
-            for file_id in unstable:
-                again = look_at(self.root, file_id)
-                looked, el = candidates[file_id]
-                if same_look(again, looked):
-                    self._write(changes, file_id, looked, el, counts, now)
-                elif again is not None:
-                    candidates[file_id] = (again, el)
-                    still.append(file_id)
-            unstable = still
-        self.previous = {i: candidates[i][0] for i in unstable}
-        changes.pending = unstable
+    def _stable(self, file_id: str, looked: Look) -> bool:
+        return looked[1] < self.quiet_since or same_look(
+            self.scanner.previous.get(file_id), looked
+        )
 
-        if record_deleted:
-            for file_id, el in known.items():
-                if el.get("origin") != site and el.get(f"synced_{site}") is None:
-                    continue
-                if (
-                    file_id in tree
-                    or not rules.wants(file_id)
-                    or not self._in_scope(file_id, rules)
-                ):
-                    continue
-                if el.get("origin") == site:
-                    if not el.get("deleted"):
-                        changes.update.append(
-                            {
-                                "_id": file_id,
-                                "deleted": True,
-                                "deleted_time": now,
-                                "comment": f"deleted at {site}",
-                            }
-                        )
-                elif el.get(f"synced_{site}") is not None:
-                    # our copy went away: forget it so that it is fetched again if wanted
-                    changes.update.append({"_id": file_id, f"synced_{site}": None})
-        return changes
+    def _new_files(self, ids: list[str], looks: Mapping[str, Look]) -> None:
+        """Files the tracker does not know: published when stable (in bulk: a first
+        scan publishes the whole tree)."""
+        self.changes.unsettled.update(ids)
+        quiet = self.quiet_since
+        recent = [i for i in ids if looks[i][1] >= quiet]  # usually none
+        if recent:
+            moving = {i for i in recent if not self._stable(i, looks[i])}
+            self.unstable.update((i, (looks[i], None)) for i in moving)
+            ids = [i for i in ids if i not in moving]
+        self._publish(ids, looks, self.now)
 
-    def _in_scope(self, file_id: str, rules: Rules) -> bool:
-        # a file inside a package folder is covered by the package element
-        parent = parent_of(file_id)
-        return not (rules.discover_packages and parent != "/" and rules.is_package(parent))
-
-    def _write(
-        self,
-        changes: ScanChanges,
-        file_id: str,
-        looked: Look,
-        el: Mapping[str, Any] | None,
-        counts: Mapping[str, int],
-        now: int,
-    ) -> None:
-        site = self.site
-        if el is None:
-            new = {
-                "_id": file_id,
+    def _publish(self, ids: list[str], looks: Mapping[str, Look], now: int) -> None:
+        site, key = self.site, f"synced_{self.site}"
+        comment = f"scanned at {site}"
+        # synced_<site>: the baseline a later local change is compared with (conflicts)
+        new = [
+            {
+                "_id": i,
                 "origin": site,
-                "comment": self._scanned_at,
-                "file_size": looked[0],
-                "file_mtime": looked[1],
-                # the baseline a later local change is compared with (see conflicts)
-                self._synced_key: now,
+                "comment": comment,
+                "file_size": size,
+                "file_mtime": mtime,
+                key: now,
             }
-            if file_id in counts:
-                new["file_count"] = counts[file_id]
-            changes.publish.append(new)
-            return
+            for i, (size, mtime) in zip(ids, map(looks.__getitem__, ids))
+        ]
+        counts = self.seen.counts
+        if counts:
+            for e in new:
+                if e["_id"] in counts:
+                    e["file_count"] = counts[e["_id"]]
+        self.changes.publish.extend(new)
+
+    def _candidate(self, file_id: str, looked: Look, el: Mapping[str, Any]) -> None:
+        """A changed file: its new version is written when stable, else it is kept
+        for a second look."""
+        if self._stable(file_id, looked):
+            self._new_version(file_id, looked, el, self.now)
+        else:
+            self.unstable[file_id] = (looked, el)
+
+    def _new_version(self, file_id: str, looked: Look, el: Mapping[str, Any], now: int) -> None:
+        site = self.site
         patch = {
             "_id": file_id,
             "file_size": looked[0],
             "file_mtime": looked[1],
             "time": now,
             f"modified_{site}": now,
-            self._synced_key: now,
+            f"synced_{site}": now,
             "comment": f"modified at {site}",
         }
+        counts = self.seen.counts
         if file_id in counts:
             patch["file_count"] = counts[file_id]
         if el.get("deleted"):
@@ -467,7 +455,66 @@ class Scanner:
             patch[f"syncWait_{site}"] = None
         if el.get(f"syncError_{site}") is not None:
             patch[f"syncError_{site}"] = None
-        changes.update.append(patch)
+        self.changes.update.append(patch)
+
+    def finish(self, *, second_look: bool) -> ScanChanges:
+        """Look again at the unstable files (after ``settle`` seconds when
+        ``second_look``), record deletions; returns the changes."""
+        scanner, changes, tree = self.scanner, self.changes, self.tree
+        changes.seen = len(tree)
+        unstable = self.unstable
+        if unstable and second_look and scanner.settle > 0:
+            time.sleep(scanner.settle)
+            now = now_ms()  # the second look comes after these files' mtimes
+            still = {}
+            for file_id, (looked, el) in unstable.items():
+                again = look_at(scanner.root, file_id)
+                if same_look(again, looked):
+                    if el is None:
+                        self._publish([file_id], {file_id: looked}, now)
+                    else:
+                        self._new_version(file_id, looked, el, now)
+                elif again is not None:
+                    still[file_id] = (again, el)
+            unstable = still
+        scanner.previous = {i: looked for i, (looked, _) in unstable.items()}
+        changes.pending = list(unstable)
+        if self.record_deleted:
+            self._deletions()
+        return changes
+
+    def _deletions(self) -> None:
+        site, rules, seen, known = self.site, self.rules, self.seen, self.known
+        now = self.now
+        for file_id in sorted(known.keys() - self.tree.keys()):
+            el = known[file_id]
+            if el.get("origin") != site and el.get(f"synced_{site}") is None:
+                continue
+            if (
+                seen.covers(file_id)  # not read this time: not known to be gone
+                or not rules.wants(file_id)
+                or not _in_scope(file_id, rules)
+            ):
+                continue
+            if el.get("origin") == site:
+                if not el.get("deleted"):
+                    self.changes.update.append(
+                        {
+                            "_id": file_id,
+                            "deleted": True,
+                            "deleted_time": now,
+                            "comment": f"deleted at {site}",
+                        }
+                    )
+            elif el.get(f"synced_{site}") is not None:
+                # our copy went away: forget it so that it is fetched again if wanted
+                self.changes.update.append({"_id": file_id, f"synced_{site}": None})
+
+
+def _in_scope(file_id: str, rules: Rules) -> bool:
+    # a file inside a package folder is covered by the package element
+    parent = parent_of(file_id)
+    return not (rules.discover_packages and parent != "/" and rules.is_package(parent))
 
 
 __all__ = [

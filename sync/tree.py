@@ -33,14 +33,16 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 import re2
 
 from damas_core.errors import BadRequest
 
+from .find import gnu_find, listing
 from .rsync import PARTIAL_DIR
 
 log = logging.getLogger(__name__)
@@ -159,61 +161,101 @@ def package_look(path: str) -> tuple[Look, int] | None:
     return (size, mtime), count
 
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+@dataclass
+class Seen:
+    """What a walk saw besides the looks.
+
+    ``errors``: messages ``<id>: <reason>``; ``unread``: the ids (no trailing ``/``;
+    the root is ``/``) of the folders or files that could not be read, so that nothing
+    under them is taken for deleted; ``counts``: the files directly inside each package.
+    """
+
+    errors: list[str] = field(default_factory=list)
+    unread: set[str] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def failed(self, file_id: str, reason: str) -> None:
+        self.errors.append(f"{file_id}: {reason}")
+        self.unread.add(file_id.rstrip("/") or "/")
+
+    def covers(self, file_id: str) -> bool:
+        """True when ``file_id`` is, or is under, something the walk could not read."""
+        unread = self.unread
+        if not unread:
+            return False
+        if "/" in unread:
+            return True
+        path = file_id.rstrip("/")
+        while path:
+            if path in unread:
+                return True
+            path = path.rpartition("/")[0]
+        return False
 
 
-def _walk_package(
-    path: str,
-    folder: str,
-    rules: Rules,
-    out: dict[str, Look],
-    counts: dict[str, int] | None,
-    stack: list[tuple[str, str]],
-) -> None:
-    """Add the package ``folder`` (at ``path``) to ``out`` and its subfolders to ``stack``."""
-    check_rules = bool(rules.include or rules.exclude or rules.excluded)
-    looked = package_look(path)
-    if looked is not None and (not check_rules or rules.wants(folder)):
-        out[folder] = looked[0]
-        if counts is not None:
-            counts[folder] = looked[1]
-    # its subfolders are ordinary folders
-    with os.scandir(path) as sub:
-        for s in sub:
-            if not _skipped_name(s.name) and s.is_dir(follow_symlinks=False):
-                sub_id = folder + s.name + "/"
-                if not check_rules or rules.enters(sub_id):
-                    stack.append((sub_id, f"{path}/{s.name}/"))
+#: the walkers :func:`walk_parts` knows: GNU find beside the scan, or os.scandir in it
+WALKERS = ("find", "scandir")
+#: a scandir walk hands over what it saw after a folder once it holds this many looks
+PART = 20000
+
+
+def walk_parts(
+    root: str, rules: Rules | None = None, seen: Seen | None = None, *, walker: str = "auto"
+) -> Iterator[dict[str, Look]]:
+    """Every tracked-to-be file under ``root`` as ``{id: (size, mtime)}``, in parts as
+    the walk goes (each id in one part).
+
+    Ids are paths from ``root`` starting with ``/``. A folder package appears once, as
+    its id ending in ``/``, with the size sum and the latest mtime of its direct files
+    (the folder's own mtime is not used); its subfolders are walked as usual. What
+    could not be read is reported in ``seen`` (:class:`Seen`).
+
+    ``walker``: ``"find"`` (GNU find, in another process: see :mod:`.find`),
+    ``"scandir"``, or ``"auto"``: find when GNU find is installed.
+    """
+    rules = rules or Rules()
+    seen = seen if seen is not None else Seen()
+    if walker == "auto":
+        walker = "find" if gnu_find() else "scandir"
+    if walker == "find":
+        return _find_parts(root, rules, seen)
+    if walker == "scandir":
+        return _scandir_parts(root, rules, seen)
+    raise ValueError(f"walker is one of {', '.join(WALKERS)} or auto, not {walker!r}")
 
 
 def walk(
-    root: str,
-    rules: Rules | None = None,
-    *,
-    errors: list[str] | None = None,
-    package_counts: dict[str, int] | None = None,
+    root: str, rules: Rules | None = None, seen: Seen | None = None, *, walker: str = "auto"
 ) -> dict[str, Look]:
-    """Every tracked-to-be file under ``root`` as ``{id: (size, mtime)}``.
-
-    Ids are paths from ``root`` starting with ``/``. A folder package appears once,
-    as its id ending in ``/``; its subfolders are walked as usual. Unreadable folders
-    are skipped and reported in ``errors``. A package's look is the size sum and the
-    latest mtime of its direct files (the folder's own mtime is not used).
-    """
-    rules = rules or Rules()
-    check_rules = bool(rules.include or rules.exclude or rules.excluded)
+    """The whole of :func:`walk_parts` in one dict."""
     out: dict[str, Look] = {}
-    # paths end with "/"; the root may be a symlink, the folders below it are not followed
-    stack: list[tuple[str, str]] = [("/", root if root.endswith("/") else root + "/")]
+    for part in walk_parts(root, rules, seen, walker=walker):
+        out.update(part)
+    return out
+
+
+def _needs_rules(rules: Rules) -> bool:
+    return bool(rules.include or rules.exclude or rules.excluded)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _scandir_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Look]]:
+    check_rules = _needs_rules(rules)
+    packages = rules.discover_packages
+    out: dict[str, Look] = {}
+    # (folder id, path, whether its direct files are a package's); paths end with "/"
+    stack: list[tuple[str, str, bool]] = [("/", os.path.join(root, ""), False)]
     while stack:
-        prefix, path = stack.pop()
+        prefix, path, in_package = stack.pop()
         try:
             # listed through a descriptor, each stat looks up one name instead of the
-            # whole path; O_NOFOLLOW: a folder swapped for a symlink is not entered
+            # whole path; O_NOFOLLOW: a folder swapped for a symlink is not entered (the
+            # root may be a symlink)
             fd = os.open(path, _DIR_FLAGS if prefix == "/" else _DIR_FLAGS | os.O_NOFOLLOW)
         except OSError as e:
-            if errors is not None:
-                errors.append(f"{prefix}: {e.strerror or e}")
+            seen.failed(prefix, e.strerror or str(e))
             continue
         try:
             with os.scandir(fd) as it:
@@ -227,7 +269,7 @@ def walk(
                     try:
                         if entry.is_file(follow_symlinks=False):
                             file_id = prefix + name
-                            if check_rules and not rules.wants(file_id):
+                            if in_package or (check_rules and not rules.wants(file_id)):
                                 continue
                             st = entry.stat(follow_symlinks=False)
                             out[file_id] = (st.st_size, st.st_mtime)
@@ -235,20 +277,108 @@ def walk(
                             folder = prefix + name + "/"
                             if check_rules and not rules.enters(folder):
                                 continue
-                            if rules.discover_packages and rules.is_package(folder):
-                                _walk_package(
-                                    path + name, folder, rules, out, package_counts, stack
-                                )
-                            else:
-                                stack.append((folder, path + name + "/"))
+                            is_package = packages and rules.is_package(folder)
+                            if is_package:
+                                _add_package(path + name, folder, rules, out, seen)
+                            stack.append((folder, path + name + "/", is_package))
                     except OSError as e:
-                        if errors is not None:
-                            errors.append(f"{prefix}{name}: {e.strerror or e}")
+                        seen.failed(prefix + name, e.strerror or str(e))
         except OSError as e:
-            if errors is not None:
-                errors.append(f"{prefix}: {e.strerror or e}")
+            seen.failed(prefix, e.strerror or str(e))
         finally:
             os.close(fd)
+        if len(out) >= PART:
+            yield out
+            out = {}
+    if out:
+        yield out
+
+
+def _add_package(path: str, folder: str, rules: Rules, out: dict[str, Look], seen: Seen) -> None:
+    looked = package_look(path)
+    # an unreadable package is reported by the walk of the folder itself
+    if looked is not None and (not _needs_rules(rules) or rules.wants(folder)):
+        out[folder] = looked[0]
+        seen.counts[folder] = looked[1]
+
+
+_F = b"f"
+
+
+def _find_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Look]]:
+    plain = not (_needs_rules(rules) or rules.discover_packages)
+    state = _Pruning()
+    errors: list[str] = []
+    try:
+        for types, sizes, mtimes, ids in listing(root, errors):
+            text = "\0".join(ids)
+            if plain and text.isascii() and "/." not in text and "conflict-" not in text:
+                # no name to skip, no rule: every file is kept, in bulk
+                keep = list(map(_F.__eq__, types))
+                yield dict(
+                    zip(
+                        compress(ids, keep),
+                        zip(map(int, compress(sizes, keep)), map(float, compress(mtimes, keep))),
+                    )
+                )
+            else:
+                yield _filtered(types, sizes, mtimes, ids, root, rules, seen, state)
+    finally:
+        for message in errors:
+            file_id, _, reason = message.partition(": ")
+            if file_id.startswith("/"):
+                seen.failed(file_id, reason)
+            else:
+                seen.errors.append(message)
+
+
+@dataclass
+class _Pruning:
+    prune: str | None = None  # the folder id (ending "/") whose entries are skipped
+    packages: set[str] = field(default_factory=set)  # package folders met so far
+
+
+def _filtered(
+    types: list[bytes],
+    sizes: list[bytes],
+    mtimes: list[bytes],
+    ids: list[str],
+    root: str,
+    rules: Rules,
+    seen: Seen,
+    state: _Pruning,
+) -> dict[str, Look]:
+    """The entries of a find listing kept by the rules, one by one: the same choices
+    as the scandir walk. find lists a folder's whole subtree right after the folder,
+    so the entries of a folder not entered follow it until the first one outside."""
+    check_rules = _needs_rules(rules)
+    packages = state.packages
+    prune = state.prune
+    out: dict[str, Look] = {}
+    for kind, size, mtime, file_id in zip(types, sizes, mtimes, ids):
+        if prune is not None:
+            if file_id.startswith(prune):
+                continue
+            prune = None
+        if file_id == "/":
+            continue
+        name = file_id.rpartition("/")[2]
+        if kind == b"d":
+            folder = file_id + "/"
+            if _skipped_name(name) or (check_rules and not rules.enters(folder)):
+                prune = folder
+            elif rules.discover_packages and rules.is_package(folder):
+                packages.add(folder)
+                _add_package(os.path.join(root, file_id[1:]), folder, rules, out, seen)
+            continue
+        if kind != _F or _skipped_name(name):
+            continue
+        if packages and parent_of(file_id) in packages:
+            continue  # a package's own file: the package's look covers it
+        if check_rules and not rules.wants(file_id):
+            continue
+        out[file_id] = (int(size), float(mtime))
+    state.prune = prune
     return out
 
 
@@ -279,11 +409,14 @@ def parent_of(file_id: str) -> str:
 __all__ = [
     "CONFLICT_MARK",
     "MTIME_TOLERANCE",
+    "WALKERS",
     "Look",
     "Rules",
+    "Seen",
     "look_at",
     "package_look",
     "parent_of",
     "same_look",
     "walk",
+    "walk_parts",
 ]

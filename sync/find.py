@@ -1,0 +1,125 @@
+"""Listing a volume with GNU find: the tree is read by another process, in parts.
+
+A scan spends most of its time in two places: listing the tree (one ``stat`` per
+file) and writing to the tracker. :func:`listing` hands the first to GNU ``find``,
+which runs beside the scan on another core and writes its listing to a temporary
+file; the scan reads that file as it grows, so the tracker writes of the first
+files overlap the listing of the next ones. Each entry is four NUL-terminated
+fields, parsed in bulk: type (``f``, ``d``, ``l``…), size, mtime (seconds, to the
+nanosecond) and id (the path below the root, starting with ``/``). Names are bytes;
+they are decoded as ``os.fsdecode`` does (UTF-8 with surrogate escapes).
+
+``find`` is run with an argument list (never a shell), ``-H`` (the root may be a
+symlink; nothing below it is followed), ``LC_ALL=C`` (error messages in one form),
+and an absolute root, so that a root cannot read as an option. It is used when it is
+GNU find (:func:`gnu_find`); :mod:`.tree` falls back to ``os.scandir`` otherwise.
+
+>>> import tempfile, pathlib
+>>> root = tempfile.mkdtemp()
+>>> _ = pathlib.Path(root, "a.txt").write_text("hello")
+>>> parts = listing(root, []) if gnu_find() else [([b"d", b"f"], [], [], ["/", "/a.txt"])]
+>>> [(kind, path) for types, _, _, ids in parts for kind, path in zip(types, ids)]
+[(b'd', '/'), (b'f', '/a.txt')]
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+#: what find prints per entry: type, size, mtime and id, each ending with a NUL
+FORMAT = r"%y\0%s\0%T@\0/%P\0"
+#: the most read from the listing at once (about 20000 entries)
+CHUNK = 1 << 20
+#: how long to wait for find to write more, when the scan has caught up with it
+POLL_S = 0.002
+
+_ERROR = re.compile(r"^find: '(?P<path>.*)': (?P<reason>.*)$")
+
+# One part of a listing: the types, sizes and mtimes as bytes, the ids as str.
+Part = tuple[list[bytes], list[bytes], list[bytes], list[str]]
+
+
+@functools.cache
+def gnu_find() -> str | None:
+    """The path of GNU find, or ``None`` when ``find`` is missing or another find."""
+    path = shutil.which("find")
+    if path is None:
+        return None
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, stdin=subprocess.DEVNULL, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if b"GNU findutils" in out else None
+
+
+def listing(root: str, errors: list[str]) -> Iterator[Part]:
+    """Every entry under ``root`` (the root itself first, as ``/``), in parts, as find
+    lists them: depth first, each folder before what it holds.
+
+    find's complaints (an unreadable folder, a missing root) are added to ``errors`` as
+    ``<id>: <reason>`` once the listing is done. If the caller stops early, find is
+    killed. Raises ``FileNotFoundError`` when GNU find is not installed.
+    """
+    find = gnu_find()
+    if find is None:
+        raise FileNotFoundError("GNU find is not installed")
+    top = os.path.abspath(root)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [find, "-H", top, "-printf", FORMAT],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+        try:
+            yield from _parts(out.fileno(), proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        err.seek(0)
+        errors.extend(_errors(err.read(), top))
+
+
+def _parts(fd: int, proc: subprocess.Popen) -> Iterator[Part]:
+    # find writes through its own descriptor of the same file: read at explicit offsets
+    offset = 0
+    while True:
+        finished = proc.poll() is not None  # before reading: then nothing comes after
+        data = os.pread(fd, CHUNK, offset)
+        fields = data.split(b"\0")
+        whole = (len(fields) - 1) // 4 * 4  # the last field is cut or empty
+        if whole:
+            del fields[whole:]
+            offset += sum(map(len, fields)) + whole
+            ids = b"\0".join(fields[3::4]).decode("utf-8", "surrogateescape").split("\0")
+            yield fields[0::4], fields[1::4], fields[2::4], ids
+        elif finished:
+            return
+        else:
+            time.sleep(POLL_S)
+
+
+def _errors(text: bytes, top: str) -> list[str]:
+    out = []
+    prefix = top.rstrip("/")
+    for line in text.decode("utf-8", "replace").splitlines():
+        m = _ERROR.match(line)
+        if m and (m["path"] == prefix or m["path"].startswith(prefix + "/")):
+            out.append(f"{m['path'][len(prefix) :] or '/'}: {m['reason']}")
+        elif line.strip():
+            out.append(line.strip())
+    return out
+
+
+__all__ = ["CHUNK", "FORMAT", "Part", "gnu_find", "listing"]
