@@ -596,6 +596,9 @@ class _ScanWrites:
         while len(changes.publish) - self.published >= least:
             batch = changes.publish[self.published : self.published + _WRITE_BATCH]
             self.published += len(batch)
+            # in id order (a walk lists names in no order): the store writes each
+            # B-tree page once instead of coming back to it
+            batch.sort(key=id_of)
             done = [el for el in self.tracker.publish(batch) if el is not None]
             ids = list(map(id_of, done))
             report.published.extend(ids)

@@ -1,4 +1,4 @@
-"""Listing a volume with GNU find: the tree is read by another process, in parts.
+r"""Listing a volume with GNU find: the tree is read by another process, in parts.
 
 A scan spends most of its time in two places: listing the tree (one ``stat`` per
 file) and writing to the tracker. :func:`listing` hands the first to GNU ``find``,
@@ -17,8 +17,8 @@ GNU find (:func:`gnu_find`); :mod:`.tree` falls back to ``os.scandir`` otherwise
 >>> import tempfile, pathlib
 >>> root = tempfile.mkdtemp()
 >>> _ = pathlib.Path(root, "a.txt").write_text("hello")
->>> parts = listing(root, []) if gnu_find() else [([b"d", b"f"], [], [], ["/", "/a.txt"])]
->>> [(kind, path) for types, _, _, ids in parts for kind, path in zip(types, ids)]
+>>> parts = listing(root, []) if gnu_find() else [([b"d", b"f"], [], [], "/\0/a.txt")]
+>>> [(kind, path) for types, _, _, ids in parts for kind, path in zip(types, ids.split("\0"))]
 [(b'd', '/'), (b'f', '/a.txt')]
 """
 
@@ -42,8 +42,12 @@ POLL_S = 0.002
 
 _ERROR = re.compile(r"^find: '(?P<path>.*)': (?P<reason>.*)$")
 
-# One part of a listing: the types, sizes and mtimes as bytes, the ids as str.
-Part = tuple[list[bytes], list[bytes], list[bytes], list[str]]
+# One part of a listing: the types, sizes and mtimes as bytes, and the ids as one str
+# joined by NULs (most checks of a part are one look at the whole text).
+Part = tuple[list[bytes], list[bytes], list[bytes], str]
+# What find could not read: the id (None when find's message names no path below the
+# root) and the reason.
+Failure = tuple[str | None, str]
 
 
 @functools.cache
@@ -61,12 +65,12 @@ def gnu_find() -> str | None:
     return path if b"GNU findutils" in out else None
 
 
-def listing(root: str, errors: list[str]) -> Iterator[Part]:
+def listing(root: str, errors: list[Failure]) -> Iterator[Part]:
     """Every entry under ``root`` (the root itself first, as ``/``), in parts, as find
     lists them: depth first, each folder before what it holds.
 
-    find's complaints (an unreadable folder, a missing root) are added to ``errors`` as
-    ``<id>: <reason>`` once the listing is done. If the caller stops early, find is
+    find's complaints (an unreadable folder, a missing root) are added to ``errors``
+    once the listing is done. If the caller stops early, find is
     killed. Raises ``FileNotFoundError`` when GNU find is not installed.
     """
     find = gnu_find()
@@ -102,7 +106,7 @@ def _parts(fd: int, proc: subprocess.Popen) -> Iterator[Part]:
         if whole:
             del fields[whole:]
             offset += sum(map(len, fields)) + whole
-            ids = b"\0".join(fields[3::4]).decode("utf-8", "surrogateescape").split("\0")
+            ids = b"\0".join(fields[3::4]).decode("utf-8", "surrogateescape")
             yield fields[0::4], fields[1::4], fields[2::4], ids
         elif finished:
             return
@@ -110,16 +114,16 @@ def _parts(fd: int, proc: subprocess.Popen) -> Iterator[Part]:
             time.sleep(POLL_S)
 
 
-def _errors(text: bytes, top: str) -> list[str]:
-    out = []
+def _errors(text: bytes, top: str) -> list[Failure]:
+    out: list[Failure] = []
     prefix = top.rstrip("/")
-    for line in text.decode("utf-8", "replace").splitlines():
+    for line in text.decode("utf-8", "surrogateescape").splitlines():
         m = _ERROR.match(line)
         if m and (m["path"] == prefix or m["path"].startswith(prefix + "/")):
-            out.append(f"{m['path'][len(prefix) :] or '/'}: {m['reason']}")
+            out.append((m["path"][len(prefix) :] or "/", m["reason"]))
         elif line.strip():
-            out.append(line.strip())
+            out.append((None, line.strip()))
     return out
 
 
-__all__ = ["CHUNK", "FORMAT", "Part", "gnu_find", "listing"]
+__all__ = ["CHUNK", "FORMAT", "Failure", "Part", "gnu_find", "listing"]

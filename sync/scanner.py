@@ -389,9 +389,7 @@ class _Comparison:
             # else: an outdated copy that nobody touched here; the planner fetches it
 
     def _stable(self, file_id: str, looked: Look) -> bool:
-        return looked[1] < self.quiet_since or same_look(
-            self.scanner.previous.get(file_id), looked
-        )
+        return looked[1] < self.quiet_since or same_look(self.scanner.previous.get(file_id), looked)
 
     def _new_files(self, ids: list[str], looks: Mapping[str, Look]) -> None:
         """Files the tracker does not know: published when stable (in bulk: a first

@@ -42,7 +42,7 @@ import re2
 
 from damas_core.errors import BadRequest
 
-from .find import gnu_find, listing
+from .find import Failure, gnu_find, listing
 from .rsync import PARTIAL_DIR
 
 log = logging.getLogger(__name__)
@@ -308,28 +308,28 @@ _F = b"f"
 def _find_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Look]]:
     plain = not (_needs_rules(rules) or rules.discover_packages)
     state = _Pruning()
-    errors: list[str] = []
+    errors: list[Failure] = []
     try:
-        for types, sizes, mtimes, ids in listing(root, errors):
-            text = "\0".join(ids)
-            if plain and text.isascii() and "/." not in text and "conflict-" not in text:
-                # no name to skip, no rule: every file is kept, in bulk
-                keep = list(map(_F.__eq__, types))
-                yield dict(
-                    zip(
-                        compress(ids, keep),
-                        zip(map(int, compress(sizes, keep)), map(float, compress(mtimes, keep))),
-                    )
-                )
-            else:
+        for types, sizes, mtimes, text in listing(root, errors):
+            ids = text.split("\0")
+            if not (plain and text.isascii() and "/." not in text and "conflict-" not in text):
                 yield _filtered(types, sizes, mtimes, ids, root, rules, seen, state)
+                continue
+            # no name to skip, no rule: every file is kept, in bulk
+            if types.count(_F) != len(types):
+                keep = list(map(_F.__eq__, types))
+                ids, sizes, mtimes = (
+                    compress(ids, keep),
+                    compress(sizes, keep),
+                    compress(mtimes, keep),
+                )
+            yield dict(zip(ids, zip(map(int, sizes), map(float, mtimes))))
     finally:
-        for message in errors:
-            file_id, _, reason = message.partition(": ")
-            if file_id.startswith("/"):
-                seen.failed(file_id, reason)
+        for file_id, reason in errors:
+            if file_id is None:
+                seen.errors.append(reason)
             else:
-                seen.errors.append(message)
+                seen.failed(file_id, reason)
 
 
 @dataclass

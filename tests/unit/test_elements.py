@@ -89,7 +89,8 @@ def test_new_ids_are_ulids_of_now_unique_and_time_sorted():
     batch = new_ids(5000)
     after = time.time_ns() // 1_000_000
     assert len(set(batch)) == 5000
-    for value in batch[:50]:
+    assert batch == sorted(batch)  # monotonic within a call
+    for value in batch:
         parsed = ULID.from_str(value)  # a valid ULID, spelled as the spec says
         assert str(parsed) == value
         assert before <= parsed.milliseconds <= after
@@ -97,6 +98,17 @@ def test_new_ids_are_ulids_of_now_unique_and_time_sorted():
     later = new_id()
     assert later > max(batch)  # a later millisecond sorts after
     assert new_ids(0) == []
+
+
+@given(st.integers(min_value=0, max_value=40_000))
+@settings(max_examples=30, deadline=None)
+def test_a_call_of_any_size_gives_distinct_sorted_ulids(count):
+    from damas_core.elements import new_ids
+
+    batch = new_ids(count)
+    assert len(batch) == count == len(set(batch))
+    assert batch == sorted(batch)
+    assert all(len(i) == 26 and set(i) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for i in batch)
 
 
 def _lists(levels: int) -> list:
