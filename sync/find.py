@@ -40,7 +40,8 @@ CHUNK = 1 << 20
 #: how long to wait for find to write more, when the scan has caught up with it
 POLL_S = 0.002
 
-_ERROR = re.compile(r"^find: '(?P<path>.*)': (?P<reason>.*)$")
+# find's complaints, once the program name is cut off: "'<path>': <reason>"
+_ERROR = re.compile(r"^'(?P<path>.*)': (?P<reason>.*)$")
 
 # One part of a listing: the types, sizes and mtimes as bytes, and the ids as one str
 # joined by NULs (most checks of a part are one look at the whole text).
@@ -92,7 +93,7 @@ def listing(root: str, errors: list[Failure]) -> Iterator[Part]:
                 proc.kill()
             proc.wait()
         err.seek(0)
-        errors.extend(_errors(err.read(), top))
+        errors.extend(_errors(err.read(), find, top))
 
 
 def _parts(fd: int, proc: subprocess.Popen) -> Iterator[Part]:
@@ -114,11 +115,12 @@ def _parts(fd: int, proc: subprocess.Popen) -> Iterator[Part]:
             time.sleep(POLL_S)
 
 
-def _errors(text: bytes, top: str) -> list[Failure]:
+def _errors(text: bytes, find: str, top: str) -> list[Failure]:
     out: list[Failure] = []
     prefix = top.rstrip("/")
+    program = find + ": "
     for line in text.decode("utf-8", "surrogateescape").splitlines():
-        m = _ERROR.match(line)
+        m = _ERROR.match(line.removeprefix(program))
         if m and (m["path"] == prefix or m["path"].startswith(prefix + "/")):
             out.append((m["path"][len(prefix) :] or "/", m["reason"]))
         elif line.strip():

@@ -20,7 +20,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tree import CONFLICT_MARK, Look, Rules, Seen, look_at, parent_of, same_look, walk, walk_parts
+from .tree import (
+    CONFLICT_MARK,
+    Look,
+    Rules,
+    Seen,
+    check_walker,
+    look_at,
+    parent_of,
+    same_look,
+    walk,
+    walk_parts,
+)
 
 
 def writer_of(element: Mapping[str, Any]) -> str | None:
@@ -192,6 +203,7 @@ class Scanner:
         walker: str = "auto",
     ) -> None:
         self.site = site
+        check_walker(walker)
         self.walker = walker
         self.root = root
         self.settle = settle

@@ -215,13 +215,21 @@ def walk_parts(
     """
     rules = rules or Rules()
     seen = seen if seen is not None else Seen()
-    if walker == "auto":
-        walker = "find" if gnu_find() else "scandir"
-    if walker == "find":
+    if check_walker(walker) == "find":
         return _find_parts(root, rules, seen)
-    if walker == "scandir":
-        return _scandir_parts(root, rules, seen)
-    raise ValueError(f"walker is one of {', '.join(WALKERS)} or auto, not {walker!r}")
+    return _scandir_parts(root, rules, seen)
+
+
+def check_walker(walker: str) -> str:
+    """The walker ``walker`` names (``auto`` resolved); ``ValueError`` if it names none,
+    or names find where GNU find is not installed."""
+    if walker == "auto":
+        return "find" if gnu_find() else "scandir"
+    if walker not in WALKERS:
+        raise ValueError(f"walker is one of {', '.join(WALKERS)} or auto, not {walker!r}")
+    if walker == "find" and gnu_find() is None:
+        raise ValueError("walker 'find' needs GNU find (findutils) on the PATH")
+    return walker
 
 
 def walk(
@@ -413,6 +421,7 @@ __all__ = [
     "Look",
     "Rules",
     "Seen",
+    "check_walker",
     "look_at",
     "package_look",
     "parent_of",

@@ -234,3 +234,26 @@ def test_growing_file_is_published_once_still(sites):
     third = agent.scanner.compare(vol, {})
     assert [e["_id"] for e in third.publish] == ["/render.exr"]
     assert third.publish[0]["file_size"] == 14
+
+
+@pytest.mark.parametrize("walker", ["find", "scandir"])
+def test_an_unmounted_volume_is_not_taken_for_deleted_files(sites, walker):
+    from damas_core.sync.find import gnu_find
+
+    if walker == "find" and gnu_find() is None:
+        pytest.skip("GNU find is not installed")
+    t = sites.tracker
+    sites.write("paris", "/u/a.txt", "a")
+    sites.write("paris", "/u/b.txt", "b")
+    sites.agent("paris", walker=walker).run_once()
+    root = sites.roots["paris"]
+    root.rename(root.with_name("paris unmounted"))  # the share went away
+    r = sites.agent("paris").run_once()
+    assert r.deleted == [] and r.scan_errors == ["/: No such file or directory"]
+    assert not any(t.read(i).get("deleted") for i in ("/u/a.txt", "/u/b.txt"))
+    vol = t.read("vol_paris")
+    assert vol["exit_scan"] == 1 and "No such file" in vol["stderr_scan"]
+    root.with_name("paris unmounted").rename(root)
+    assert sites.agent("paris").run_once().scan_errors == []
+    (root / "u" / "a.txt").unlink()  # a real deletion is still recorded
+    assert sites.agent("paris").run_once().deleted == ["/u/a.txt"]
