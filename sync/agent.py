@@ -47,9 +47,8 @@ from .volumes import (
     local_root,
     read_files,
     read_many,
-    tracked_files,
+    tracker_view,
     volume,
-    volumes,
 )
 
 log = logging.getLogger(__name__)
@@ -206,18 +205,17 @@ class Agent:
         transfers = not (
             vol.get("enableReception", True) is False and vol.get("enableEmission", True) is False
         )
-        files = None
+        view = None
         if vol.get("enableScans", True) and vol.get("enableDiscovery", True):
             self._status("scanning")
-            files = self._scan(vol, report, full=transfers)
+            view = self._scan(vol, report, full=transfers)
         if self._stop.is_set():
             return report
         if not transfers:
             self._status("idle")
             return report
-        if files is None:
-            files = tracked_files(self.tracker)
-        vols = volumes(self.tracker)
+        # the files (as the scan left them) and the volumes, read once this cycle
+        files, vols = view if view is not None else tracker_view(self.tracker)
         params = global_parameters(self.tracker)
         now = now_ms()
         the_plan = plan(
@@ -250,14 +248,13 @@ class Agent:
 
     def _scan(
         self, vol: Mapping[str, Any], report: Report, *, full: bool
-    ) -> dict[str, dict[str, Any]] | None:
-        """Scan and write what changed. Returns every file element (as written) when it
-        read them all, ``None`` when it compared only what may have changed (``full``
-        false: see :meth:`.Scanner.rescan`)."""
+    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]] | None:
+        """Scan and write what changed. Returns every file element (as written) and
+        the volumes when it read them all, ``None`` when it compared only what may have
+        changed (``full`` false: see :meth:`.Scanner.rescan`)."""
         started = time.monotonic()
         exit_code = 0
         scanner = self.scanner
-        files = None
         written = _ScanWrites(self.tracker, self.site, report)
         try:
             changes = None
@@ -266,9 +263,11 @@ class Agent:
                     vol, lambda ids: read_files(self.tracker, ids), second_look=True
                 )
             if changes is None:
-                written.files = files = tracked_files(self.tracker)
-                # what the walk found so far is written while it goes on
-                changes = scanner.compare(vol, files, second_look=True, on_part=written.some)
+                # find lists the tree while the tracker is read, and what the walk
+                # finds is written while it goes on
+                changes = scanner.compare(
+                    vol, written.read_view, second_look=True, on_part=written.some
+                )
             written.all(changes)
             report.scanned = changes.seen
             report.pending = changes.pending
@@ -292,7 +291,7 @@ class Agent:
             exit_scan=exit_code,
             stderr_scan="\n".join(changes.errors)[:2000],
         )
-        return files
+        return None if written.files is None else (written.files, written.volumes)
 
     # -- plan inputs -----------------------------------------------------------------------
 
@@ -579,9 +578,15 @@ class _ScanWrites:
         self.modified_key = f"modified_{site}"
         self.report = report
         self.files = files  # every file element, kept current (None: not read)
+        self.volumes: list[dict[str, Any]] = []
         self.published = 0  # how many of the changes' publish and update lists are done
         self.patched = 0
         self.updated: dict[str, dict[str, Any] | None] = {}
+
+    def read_view(self) -> dict[str, dict[str, Any]]:
+        """Read every file element (kept current from now on) and the volumes."""
+        self.files, self.volumes = tracker_view(self.tracker)
+        return self.files
 
     def some(self, changes: ScanChanges) -> None:
         """Write the full batches among the changes not written yet."""

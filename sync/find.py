@@ -1,7 +1,7 @@
 r"""Listing a volume with GNU find: the tree is read by another process, in parts.
 
 A scan spends most of its time in two places: listing the tree (one ``stat`` per
-file) and writing to the tracker. :func:`listing` hands the first to GNU ``find``,
+file) and writing to the tracker. :class:`Listing` hands the first to GNU ``find``,
 which runs beside the scan on another core and writes its listing to a temporary
 file; the scan reads that file as it grows, so the tracker writes of the first
 files overlap the listing of the next ones. Each entry is four NUL-terminated
@@ -17,7 +17,7 @@ GNU find (:func:`gnu_find`); :mod:`.tree` falls back to ``os.scandir`` otherwise
 >>> import tempfile, pathlib
 >>> root = tempfile.mkdtemp()
 >>> _ = pathlib.Path(root, "a.txt").write_text("hello")
->>> parts = listing(root, []) if gnu_find() else [([b"d", b"f"], [], [], "/\0/a.txt")]
+>>> parts = Listing(root) if gnu_find() else [([b"d", b"f"], [], [], "/\0/a.txt")]
 >>> [(kind, path) for types, _, _, ids in parts for kind, path in zip(types, ids.split("\0"))]
 [(b'd', '/'), (b'f', '/a.txt')]
 """
@@ -66,34 +66,64 @@ def gnu_find() -> str | None:
     return path if b"GNU findutils" in out else None
 
 
-def listing(root: str, errors: list[Failure]) -> Iterator[Part]:
-    """Every entry under ``root`` (the root itself first, as ``/``), in parts, as find
-    lists them: depth first, each folder before what it holds.
+class Listing:
+    """A listing of ``root`` by GNU find, started when made: find runs while the caller
+    does other work (reads the tracker, say) and the listing is read as it comes.
 
-    find's complaints (an unreadable folder, a missing root) are added to ``errors``
-    once the listing is done. If the caller stops early, find is
-    killed. Raises ``FileNotFoundError`` when GNU find is not installed.
+    Iterating gives every entry under ``root`` (the root itself first, as ``/``), in
+    parts, as find lists them: depth first, each folder before what it holds. Once
+    the iteration is done, :attr:`failures` holds find's complaints (an unreadable
+    folder, a missing root). :meth:`close` (or leaving the ``with`` block) kills find
+    if it still runs. Raises ``FileNotFoundError`` when GNU find is not installed.
     """
-    find = gnu_find()
-    if find is None:
-        raise FileNotFoundError("GNU find is not installed")
-    top = os.path.abspath(root)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            [find, "-H", top, "-printf", FORMAT],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env={**os.environ, "LC_ALL": "C"},
-        )
+
+    def __init__(self, root: str) -> None:
+        find = gnu_find()
+        if find is None:
+            raise FileNotFoundError("GNU find is not installed")
+        self._find = find
+        self.root = root
+        self._top = os.path.abspath(root)
+        self.failures: list[Failure] = []
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         try:
-            yield from _parts(out.fileno(), proc)
+            self._proc = subprocess.Popen(
+                [find, "-H", self._top, "-printf", FORMAT],
+                stdin=subprocess.DEVNULL,
+                stdout=self._out,
+                stderr=self._err,
+                env={**os.environ, "LC_ALL": "C"},
+            )
+        except BaseException:
+            self._out.close()
+            self._err.close()
+            raise
+
+    def __iter__(self) -> Iterator[Part]:
+        try:
+            yield from _parts(self._out.fileno(), self._proc)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-        err.seek(0)
-        errors.extend(_errors(err.read(), find, top))
+            self.close()
+
+    def close(self) -> None:
+        """Stop find if it still runs (the parts not read yet are dropped) and keep its
+        complaints in :attr:`failures`. A listing is read once."""
+        if self._proc.returncode is not None and self._out.closed:
+            return
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._out.close()
+        self._err.seek(0)
+        self.failures.extend(_errors(self._err.read(), self._find, self._top))
+        self._err.close()
+
+    def __enter__(self) -> Listing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _parts(fd: int, proc: subprocess.Popen) -> Iterator[Part]:
@@ -128,4 +158,4 @@ def _errors(text: bytes, find: str, top: str) -> list[Failure]:
     return out
 
 
-__all__ = ["CHUNK", "FORMAT", "Failure", "Part", "gnu_find", "listing"]
+__all__ = ["CHUNK", "FORMAT", "Failure", "Listing", "Part", "gnu_find"]

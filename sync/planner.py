@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .scanner import holds_current, writer_of
+from .scanner import writer_of
 from .volumes import DEFAULTS
 
 Element = Mapping[str, Any]
@@ -81,13 +81,14 @@ def wanted(element: Element, site: str, params: Mapping[str, Any]) -> bool:
     return bool(params.get("syncEverywhere", DEFAULTS["syncEverywhere"]))
 
 
-def holders(element: Element, sites: Iterable[str]) -> list[str]:
-    """Sites holding the current version, the writer first.
+def holders(element: Element, sites: Iterable[str], writer: str | None = None) -> list[str]:
+    """Sites holding the current version, the writer first (``writer``: the element's
+    :func:`.writer_of`, when the caller has it already).
 
     >>> holders({"origin": "p", "time": 5, "synced_t": 5, "synced_x": 1}, ["p", "t", "x"])
     ['p', 't']
     """
-    writer = writer_of(element)
+    writer = writer or writer_of(element)
     out = [writer] if writer else []
     t = element.get("time") or 0
     for s in sites:
@@ -153,14 +154,25 @@ def plan(
     reception_on = (volume or {}).get("enableReception", True)
     emission_on = (volume or {}).get("enableEmission", True)
 
+    synced_key, conflict_key = f"synced_{site}", f"conflict_{site}"
     for file_id, el in files.items():
         if not file_id.startswith("/") or el.get("deleted"):
             continue
+        writer = writer_of(el)
+        synced = el.get(synced_key)
+        # holds_current, for an element not deleted
+        held = writer == site or (
+            isinstance(synced, int | float) and synced >= (el.get("time") or 0)
+        )
+        receives = reception_on and not held and wanted(el, site, settings)
+        emits = emission_on and writer == site and not el.get(conflict_key)
+        if not (receives or emits):
+            continue  # the usual case: held here, written elsewhere
         priority = el.get("sync_priority")
         priority = priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
-        have = holders(el, names)
+        have = holders(el, names, writer)
         # reception: this site lacks the current version
-        if reception_on and wanted(el, site, settings) and not holds_current(el, site):
+        if receives:
             sources = [s for s in have if s != site and s in vols]
             reason = None
             if el.get(f"conflict_{site}", {}) and el[f"conflict_{site}"].get("incoming"):
@@ -184,7 +196,7 @@ def plan(
                     )
                     receive.append(Task(file_id, local_first[0], site, priority, bool(retry)))
         # emission: push what this site wrote to wanted sites whose agents are down
-        if emission_on and writer_of(el) == site and not el.get(f"conflict_{site}"):
+        if emits:
             for target in names:
                 if target == site or target in alive_set or target in have:
                     continue

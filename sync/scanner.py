@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from .tree import (
     CONFLICT_MARK,
+    MTIME_TOLERANCE,
     Look,
     Rules,
     Seen,
@@ -29,6 +31,7 @@ from .tree import (
     look_at,
     parent_of,
     same_look,
+    start_walk,
     walk,
     walk_parts,
 )
@@ -214,25 +217,34 @@ class Scanner:
     def compare(
         self,
         volume: Mapping[str, Any],
-        known: Mapping[str, Mapping[str, Any]],
+        known: Mapping[str, Mapping[str, Any]] | Callable[[], Mapping[str, Mapping[str, Any]]],
         *,
         second_look: bool = False,
         on_part: Callable[[ScanChanges], None] | None = None,
     ) -> ScanChanges:
         """The changes between the tree now and ``known`` (every file element, by id).
 
+        ``known`` may be a function returning them: it is called once the walk has
+        started, so that GNU find lists the tree while the tracker is read.
         ``on_part(changes)``, when given, is called after each part of the walk with the
         changes found so far, so that a caller can write them while the walk goes on
         (the lists of ``changes`` only grow; the returned changes are the same object).
         """
-        rules = Rules.from_volume(volume, [i for i in known if i.endswith("/")])
-        comparison = _Comparison(self, volume, rules, known)
-        tree = comparison.tree
-        for part in walk_parts(self.root, rules, comparison.seen, walker=self.walker):
-            tree.update(part)
-            comparison.files(part)
-            if on_part is not None:
-                on_part(comparison.changes)
+        started = time.time()  # before any look
+        with start_walk(self.root, self.walker) or nullcontext() as listing:
+            if callable(known):
+                known = known()
+            rules = Rules.from_volume(volume, [i for i in known if i.endswith("/")])
+            comparison = _Comparison(self, volume, rules, known, started)
+            tree = comparison.tree
+            parts = walk_parts(
+                self.root, rules, comparison.seen, walker=self.walker, listing=listing
+            )
+            for part in parts:
+                tree.update(part)
+                comparison.files(part)
+                if on_part is not None:
+                    on_part(comparison.changes)
         return comparison.finish(second_look=second_look)
 
     def rescan(
@@ -257,7 +269,7 @@ class Scanner:
         ):
             return None
         rules = Rules.from_volume(volume, state.packages)
-        comparison = _Comparison(self, volume, rules, {})
+        comparison = _Comparison(self, volume, rules, {}, time.time())
         tree = walk(self.root, rules, comparison.seen, walker=self.walker)
         before = state.looks
         changed: set[str] = set()
@@ -323,6 +335,7 @@ class _Comparison:
         volume: Mapping[str, Any],
         rules: Rules,
         known: Mapping[str, Mapping[str, Any]],
+        started: float,
     ) -> None:
         self.scanner = scanner
         self.site = scanner.site
@@ -335,7 +348,7 @@ class _Comparison:
         self.changes.volume = _scan_keys(volume)
         self.ignore_existing = bool(volume.get("ignoreExistingFiles"))
         self.record_deleted = bool(volume.get("enableDiscoveryDeletedFiles", True))
-        self.started = time.time()
+        self.started = started  # when the walk started (time.time())
         # the time of the versions written, and the baseline of the copies recorded here:
         # a copy written before the walk started has an mtime before it
         self.now = now_ms()
@@ -354,9 +367,28 @@ class _Comparison:
             if len(new) == len(looks):
                 return
         get = known.get
+        synced_key, conflict_key, error_key = (
+            f"synced_{site}",
+            f"conflict_{site}",
+            f"syncError_{site}",
+        )
         for file_id, looked in looks.items():
             el = get(file_id)
             if el is None:
+                continue
+            # The usual case, inline: this site holds the version the element records
+            # (synced here since it was made), and nothing is pending here.
+            mtime, synced = el.get("file_mtime"), el.get(synced_key)
+            if (
+                el.get("file_size") == looked[0]
+                and mtime.__class__ is float
+                and -MTIME_TOLERANCE <= mtime - looked[1] <= MTIME_TOLERANCE
+                and synced.__class__ is int
+                and synced >= (el.get("time") or 0)
+                and not el.get("deleted")
+                and conflict_key not in el
+                and el.get(error_key) is None
+            ):
                 continue
             if same_look(looked, element_look(el)):
                 patch: dict[str, Any] = {}
@@ -426,6 +458,8 @@ class _Comparison:
                 "comment": comment,
                 "file_size": size,
                 "file_mtime": mtime,
+                # the version's time is the baseline: the site holds it (synced >= time)
+                "time": now,
                 key: now,
             }
             for i, (size, mtime) in zip(ids, map(looks.__getitem__, ids))

@@ -42,7 +42,7 @@ import re2
 
 from damas_core.errors import BadRequest
 
-from .find import Failure, gnu_find, listing
+from .find import Listing, gnu_find
 from .rsync import PARTIAL_DIR
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,12 @@ PART = 20000
 
 
 def walk_parts(
-    root: str, rules: Rules | None = None, seen: Seen | None = None, *, walker: str = "auto"
+    root: str,
+    rules: Rules | None = None,
+    seen: Seen | None = None,
+    *,
+    walker: str = "auto",
+    listing: Listing | None = None,
 ) -> Iterator[dict[str, Look]]:
     """Every tracked-to-be file under ``root`` as ``{id: (size, mtime)}``, in parts as
     the walk goes (each id in one part).
@@ -211,13 +216,22 @@ def walk_parts(
     could not be read is reported in ``seen`` (:class:`Seen`).
 
     ``walker``: ``"find"`` (GNU find, in another process: see :mod:`.find`),
-    ``"scandir"``, or ``"auto"``: find when GNU find is installed.
+    ``"scandir"``, or ``"auto"``: find when GNU find is installed. ``listing``: a
+    find listing of ``root`` already started (see :func:`start_walk`).
     """
     rules = rules or Rules()
     seen = seen if seen is not None else Seen()
-    if check_walker(walker) == "find":
-        return _find_parts(root, rules, seen)
+    if listing is not None or check_walker(walker) == "find":
+        return _find_parts(listing or Listing(root), rules, seen)
     return _scandir_parts(root, rules, seen)
+
+
+def start_walk(root: str, walker: str = "auto") -> Listing | None:
+    """The listing of ``root`` started now when ``walker`` is find (for
+    :func:`walk_parts`, once the rules are known), else ``None``: the scandir walk
+    needs the rules from its first folder on. Close it (``with``) if it is not walked.
+    """
+    return Listing(root) if check_walker(walker) == "find" else None
 
 
 def check_walker(walker: str) -> str:
@@ -313,12 +327,12 @@ def _add_package(path: str, folder: str, rules: Rules, out: dict[str, Look], see
 _F = b"f"
 
 
-def _find_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Look]]:
+def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str, Look]]:
     plain = not (_needs_rules(rules) or rules.discover_packages)
     state = _Pruning()
-    errors: list[Failure] = []
+    root = listing.root
     try:
-        for types, sizes, mtimes, text in listing(root, errors):
+        for types, sizes, mtimes, text in listing:
             ids = text.split("\0")
             if not (plain and text.isascii() and "/." not in text and "conflict-" not in text):
                 yield _filtered(types, sizes, mtimes, ids, root, rules, seen, state)
@@ -333,7 +347,8 @@ def _find_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Look]
                 )
             yield dict(zip(ids, zip(map(int, sizes), map(float, mtimes))))
     finally:
-        for file_id, reason in errors:
+        listing.close()
+        for file_id, reason in listing.failures:
             if file_id is None:
                 seen.errors.append(reason)
             else:
@@ -426,6 +441,7 @@ __all__ = [
     "package_look",
     "parent_of",
     "same_look",
+    "start_walk",
     "walk",
     "walk_parts",
 ]
