@@ -40,7 +40,7 @@ from damas_core.errors import BadRequest
 from . import rsync as rs
 from .planner import Plan, Task, plan
 from .scanner import ScanChanges, Scanner, changed_since, element_look, now_ms
-from .tree import look_at, same_look
+from .tree import VOLUME_MARKER, look_at, same_look
 from .volumes import (
     endpoint_of,
     global_parameters,
@@ -63,7 +63,8 @@ except Exception:  # pragma: no cover - running from a source tree without metad
 # writes per call: each is one transaction (one fsync on LMDB), so fewer is faster;
 # 20000 files are about 5 MB of JSON, well under a server's request limit (50 MB)
 _WRITE_BATCH = 20000
-_ALIVE_STATES = ("starting", "scanning", "receiving", "emitting", "idle")
+# "unmounted": the agent runs but its volume looks absent; others must not push to it
+_ALIVE_STATES = ("starting", "scanning", "receiving", "emitting", "idle", "unmounted")
 
 
 @dataclass
@@ -202,6 +203,12 @@ class Agent:
         """One full cycle: scan, plan, receive, emit, record. Returns what it did."""
         vol = volume(self.tracker, self.volume_id)
         report = Report(site=self.site)
+        problem = self._unmounted()
+        if problem is not None:
+            log.error("%s: %s", self.site, problem)
+            report.scan_errors = [problem]
+            self._status("unmounted", last_scan=now_ms(), exit_scan=1, stderr_scan=problem)
+            return report
         transfers = not (
             vol.get("enableReception", True) is False and vol.get("enableEmission", True) is False
         )
@@ -243,6 +250,51 @@ class Agent:
             )
         self._status("idle")
         return report
+
+    # -- the volume marker ---------------------------------------------------------------
+
+    def _unmounted(self) -> str | None:
+        """Why this site's volume looks absent, or ``None`` when it is there.
+
+        An unmounted share leaves an empty folder (its mount point), or none: scanning it
+        would take every file for deleted, and receiving into it would fill the disk
+        under it. So the agent keeps a marker, :data:`.tree.VOLUME_MARKER`, at the root.
+        The volume is there when the marker is. When the marker is missing and the root
+        has something in it, or the tracker knows no file at this site (a first run),
+        the marker is made. Otherwise (the root cannot be read, or it is empty while
+        files are tracked here) the volume is taken for absent: the cycle does nothing
+        and the volume's ``agentStatus`` is ``unmounted``.
+        """
+        root = self.root
+        marker = os.path.join(root, VOLUME_MARKER)
+        if os.path.lexists(marker):
+            return None
+        try:
+            with os.scandir(root) as it:
+                empty = next(it, None) is None
+        except OSError as e:
+            return f"the volume root {root} cannot be read ({e.strerror or e}): not mounted?"
+        if empty and self._holds_files():
+            return (
+                f"the volume root {root} is empty and has no {VOLUME_MARKER}, while the "
+                f"tracker has files here: not mounted? If it really is empty now, create "
+                f"{marker} and the next cycle records the files as deleted"
+            )
+        try:
+            with open(marker, "x", encoding="utf-8") as f:
+                f.write(f"damas-core volume {self.volume_id} ({self.site})\n")
+        except FileExistsError:
+            pass
+        except OSError as e:  # a read-only volume: scanned without the safeguard
+            log.warning("cannot write the volume marker %s: %s", marker, e)
+        return None
+
+    def _holds_files(self) -> bool:
+        site = self.site
+        return any(
+            self.tracker.search(query, limit=1)
+            for query in (f"origin:{site} -deleted:true", f"synced_{site}:*")
+        )
 
     # -- scan ----------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 #: what find prints per entry: type, size, mtime and id, each ending with a NUL
 FORMAT = r"%y\0%s\0%T@\0/%P\0"
@@ -71,13 +71,14 @@ class Listing:
     does other work (reads the tracker, say) and the listing is read as it comes.
 
     Iterating gives every entry under ``root`` (the root itself first, as ``/``), in
-    parts, as find lists them: depth first, each folder before what it holds. Once
+    parts, as find lists them: depth first, each folder before what it holds. Entries
+    named one of ``prune`` (exact names) are left out, with all they hold. Once
     the iteration is done, :attr:`failures` holds find's complaints (an unreadable
     folder, a missing root). :meth:`close` (or leaving the ``with`` block) kills find
     if it still runs. Raises ``FileNotFoundError`` when GNU find is not installed.
     """
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, prune: Sequence[str] = ()) -> None:
         find = gnu_find()
         if find is None:
             raise FileNotFoundError("GNU find is not installed")
@@ -88,8 +89,12 @@ class Listing:
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         try:
+            pruned = []
+            for name in prune:
+                pruned += ["-o", "-name", name] if pruned else ["-name", name]
+            skip = ["(", *pruned, ")", "-prune", "-o"] if pruned else []
             self._proc = subprocess.Popen(
-                [find, "-H", self._top, "-printf", FORMAT],
+                [find, "-H", self._top, *skip, "-printf", FORMAT],
                 stdin=subprocess.DEVNULL,
                 stdout=self._out,
                 stderr=self._err,

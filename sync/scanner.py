@@ -530,10 +530,16 @@ class _Comparison:
     def _deletions(self) -> None:
         site, rules, seen, known = self.site, self.rules, self.seen, self.known
         now = self.now
+        gone = []
         for file_id in sorted(known.keys() - self.tree.keys()):
             el = known[file_id]
-            if el.get("origin") != site and el.get(f"synced_{site}") is None:
-                continue
+            if el.get("origin") == site:
+                if not el.get("deleted"):
+                    gone.append(file_id)
+            elif el.get(f"synced_{site}") is not None:
+                gone.append(file_id)
+        for file_id in gone:
+            el = known[file_id]
             if (
                 seen.covers(file_id)  # not read this time: not known to be gone
                 or not rules.wants(file_id)
@@ -541,16 +547,15 @@ class _Comparison:
             ):
                 continue
             if el.get("origin") == site:
-                if not el.get("deleted"):
-                    self.changes.update.append(
-                        {
-                            "_id": file_id,
-                            "deleted": True,
-                            "deleted_time": now,
-                            "comment": f"deleted at {site}",
-                        }
-                    )
-            elif el.get(f"synced_{site}") is not None:
+                self.changes.update.append(
+                    {
+                        "_id": file_id,
+                        "deleted": True,
+                        "deleted_time": now,
+                        "comment": f"deleted at {site}",
+                    }
+                )
+            else:
                 # our copy went away: forget it so that it is fetched again if wanted
                 self.changes.update.append({"_id": file_id, f"synced_{site}": None})
 

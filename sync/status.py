@@ -20,7 +20,7 @@ from typing import Any
 
 from .planner import wanted
 from .scanner import holds_current
-from .volumes import global_parameters, read_many, tracked_files, volumes
+from .volumes import global_parameters, read_many, tracker_view, volumes
 
 STATES = ("ok", "outdated", "error", "queued", "not wanted")
 
@@ -50,9 +50,12 @@ def status(tracker: Any, ids: Iterable[str] | None = None) -> dict[str, Any]:
     "completion": {site: {"files_ok", "files_wanted", "bytes_ok", "bytes_wanted"}}}``;
     ``ids`` limits it to those files (unknown ids are left out).
     """
-    files = tracked_files(tracker) if ids is None else read_many(tracker, list(ids))
+    if ids is None:
+        files, vols = tracker_view(tracker)
+    else:
+        files, vols = read_many(tracker, list(ids)), volumes(tracker)
     params = global_parameters(tracker)
-    sites = [v["name"] for v in volumes(tracker)]
+    sites = [v["name"] for v in vols]
     completion = {
         s: {"files_ok": 0, "files_wanted": 0, "bytes_ok": 0, "bytes_wanted": 0} for s in sites
     }

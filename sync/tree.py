@@ -16,7 +16,8 @@ Rules (all optional, from the volume element):
   ``enableDiscoveryPackages`` a matching folder is a folder package. A folder
   already tracked with an id ending in ``/`` is a package at every site.
 
-Symlinks, sockets and devices are never tracked. rsync's partial directory, its
+Symlinks, sockets and devices are never tracked. The engine's own names
+(:data:`RESERVED_NAMES`: rsync's partial directory and the volume marker), rsync's
 temporary files (``.name.XXXXXX``) and the renamed copies kept by a conflict
 (``name.conflict-<site>-<stamp>.ext``) are skipped.
 
@@ -126,8 +127,15 @@ class Rules:
         return folder_id in self.packages or any(p.search(folder_id) for p in self.package_rules)
 
 
+#: the file an agent keeps at its volume's root, telling a mounted volume from an empty
+#: mount point (see ``Agent``)
+VOLUME_MARKER = ".damas-volume"
+#: names the engine keeps for itself: never tracked, at any depth
+RESERVED_NAMES = (PARTIAL_DIR, VOLUME_MARKER)
+
+
 def _skipped_name(name: str) -> bool:
-    if name == PARTIAL_DIR or CONFLICT_MARK.search(name):
+    if name in RESERVED_NAMES or CONFLICT_MARK.search(name):
         return True
     if name[0] == "." and _RSYNC_TEMP.match(name):
         return True
@@ -222,7 +230,7 @@ def walk_parts(
     rules = rules or Rules()
     seen = seen if seen is not None else Seen()
     if listing is not None or check_walker(walker) == "find":
-        return _find_parts(listing or Listing(root), rules, seen)
+        return _find_parts(listing or Listing(root, prune=RESERVED_NAMES), rules, seen)
     return _scandir_parts(root, rules, seen)
 
 
@@ -231,7 +239,7 @@ def start_walk(root: str, walker: str = "auto") -> Listing | None:
     :func:`walk_parts`, once the rules are known), else ``None``: the scandir walk
     needs the rules from its first folder on. Close it (``with``) if it is not walked.
     """
-    return Listing(root) if check_walker(walker) == "find" else None
+    return Listing(root, prune=RESERVED_NAMES) if check_walker(walker) == "find" else None
 
 
 def check_walker(walker: str) -> str:
@@ -432,6 +440,8 @@ def parent_of(file_id: str) -> str:
 __all__ = [
     "CONFLICT_MARK",
     "MTIME_TOLERANCE",
+    "RESERVED_NAMES",
+    "VOLUME_MARKER",
     "WALKERS",
     "Look",
     "Rules",

@@ -54,6 +54,13 @@ def sync() -> None:
 @click.option(
     "--ssh", "ssh_command", default=None, help="ssh command for ssh:// volumes, e.g. 'ssh -i key'."
 )
+@click.option(
+    "--walker",
+    type=click.Choice(["auto", "find", "scandir"]),
+    default="auto",
+    show_default=True,
+    help="How the volume is listed: GNU find beside the agent, or os.scandir.",
+)
 @_connection_options
 @click.pass_context
 def agent(
@@ -62,6 +69,7 @@ def agent(
     once: bool,
     settle: float | None,
     ssh_command: str | None,
+    walker: str,
     store: str | None,
     server: str | None,
 ) -> None:
@@ -80,6 +88,7 @@ def agent(
             volume_id,
             settle=settle,
             ssh_command=shlex.split(ssh_command) if ssh_command else None,
+            walker=walker,
         )
         if once:
             report = a.run_once()
@@ -88,7 +97,7 @@ def agent(
                 sys.exit(7)
         else:
             a.run()
-    except DamasError as e:
+    except (DamasError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     finally:
         close = getattr(tracker, "close", None)
@@ -111,7 +120,7 @@ def status(
     tracker = _open(ctx, store, server)
     try:
         data = sync_status(tracker, list(ids) or None)
-    except DamasError as e:
+    except (DamasError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     finally:
         close = getattr(tracker, "close", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 
 import pytest
 from damas_core.sync import Agent, conflicts, resolve
+from damas_core.sync.tree import VOLUME_MARKER
 
 from .conftest import needs_rsync
 
@@ -236,24 +238,51 @@ def test_growing_file_is_published_once_still(sites):
     assert third.publish[0]["file_size"] == 14
 
 
-@pytest.mark.parametrize("walker", ["find", "scandir"])
-def test_an_unmounted_volume_is_not_taken_for_deleted_files(sites, walker):
-    from damas_core.sync.find import gnu_find
-
-    if walker == "find" and gnu_find() is None:
-        pytest.skip("GNU find is not installed")
+def test_a_volume_whose_root_went_away_is_left_alone(sites):
     t = sites.tracker
     sites.write("paris", "/u/a.txt", "a")
     sites.write("paris", "/u/b.txt", "b")
-    sites.agent("paris", walker=walker).run_once()
+    sites.run("paris")
     root = sites.roots["paris"]
+    assert (root / VOLUME_MARKER).is_file() and t.read("/.damas-volume") is None
     root.rename(root.with_name("paris unmounted"))  # the share went away
-    r = sites.agent("paris").run_once()
-    assert r.deleted == [] and r.scan_errors == ["/: No such file or directory"]
+    r = sites.run("paris")[0]
+    assert r.deleted == [] and "cannot be read (No such file or directory)" in r.scan_errors[0]
     assert not any(t.read(i).get("deleted") for i in ("/u/a.txt", "/u/b.txt"))
     vol = t.read("vol_paris")
-    assert vol["exit_scan"] == 1 and "No such file" in vol["stderr_scan"]
+    assert vol["exit_scan"] == 1 and vol["agentStatus"] == "unmounted"
+    assert "not mounted?" in vol["stderr_scan"]
     root.with_name("paris unmounted").rename(root)
-    assert sites.agent("paris").run_once().scan_errors == []
+    assert sites.run("paris")[0].scan_errors == []
     (root / "u" / "a.txt").unlink()  # a real deletion is still recorded
-    assert sites.agent("paris").run_once().deleted == ["/u/a.txt"]
+    assert sites.run("paris")[0].deleted == ["/u/a.txt"]
+
+
+def test_an_empty_mount_point_is_left_alone(sites):
+    """A share not mounted leaves its mount point empty: no file is taken for deleted,
+    nothing is received into it, and no other agent pushes to it."""
+    t = sites.tracker
+    sites.write("paris", "/m/a.txt", "a")
+    sites.write("paris", "/m/b.txt", "b")
+    sites.run(rounds=2)
+    for site in ("paris", "tokyo"):
+        shutil.rmtree(sites.roots[site])
+        sites.roots[site].mkdir()  # the empty mount point
+    sites.write("lyon", "/m/new.txt", "new at lyon")
+    for site in ("paris", "tokyo", "lyon"):
+        r = sites.run(site)[0]
+        if site != "lyon":
+            assert r.deleted == [] and r.received == [] and "is empty" in r.scan_errors[0]
+            assert t.read(f"vol_{site}")["agentStatus"] == "unmounted"
+        else:
+            assert r.published == ["/m/new.txt"] and r.emitted == []  # the others are alive
+    assert list(sites.roots["tokyo"].iterdir()) == []
+    for file_id in ("/m/a.txt", "/m/b.txt"):
+        el = t.read(file_id)
+        assert not el.get("deleted") and el["synced_tokyo"] >= el["time"]
+    # the volume really is empty: its marker says so, and the files are recorded gone
+    (sites.roots["paris"] / VOLUME_MARKER).touch()
+    assert sorted(sites.run("paris")[0].deleted) == ["/m/a.txt", "/m/b.txt"]
+    (sites.roots["tokyo"] / VOLUME_MARKER).touch()
+    r = sites.run("tokyo")[0]
+    assert r.received == ["/m/new.txt"]  # the files deleted at their origin are not wanted
