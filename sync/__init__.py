@@ -1,7 +1,7 @@
 """The sync engine: agents that scan volumes, publish files and copy them between sites.
 
 - :mod:`.volumes`: volume elements, the global parameters, the tracked files;
-- :mod:`.tree`: walking a volume with its rules;
+- :mod:`.tree`: walking a volume with its rules (:mod:`.find`: the listing by GNU find);
 - :mod:`.scanner`: comparing the tree with the tracker;
 - :mod:`.planner`: what a site receives and emits next;
 - :mod:`.rsync`: the rsync transport;

@@ -1,7 +1,8 @@
 """The tracker side of a scan: compare a volume's tree with the file elements.
 
-:class:`Scanner` walks the tree (:func:`.tree.walk`), compares it with what the
-tracker knows and returns the writes to make (:class:`ScanChanges`). It writes
+:class:`Scanner` walks the tree (:func:`.tree.walk_parts`), compares it with what the
+tracker knows, part by part as the walk goes, and returns the writes to make
+(:class:`ScanChanges`). It writes
 nothing itself, so a rescan of an unchanged tree gives empty changes. After a full
 comparison (:meth:`Scanner.compare`), :meth:`Scanner.rescan` compares only the files
 that may have changed since the previous scan.

@@ -1,9 +1,11 @@
 """The filesystem side of a scan: walk a volume's tree once, with the volume's rules.
 
-:func:`walk` reads the tree with ``os.scandir`` through a descriptor per folder (one
-``stat`` per file, looked up by name; no symlink followed) and applies the volume's
-rules; :func:`look_at` looks at one file again. :mod:`.scanner` compares what they
-see with the tracker.
+:func:`walk_parts` reads the tree in parts, with one of two walkers that see the same
+tree: GNU find in another process (:mod:`.find`), or ``os.scandir`` through a
+descriptor per folder (one ``stat`` per file, looked up by name); no symlink is
+followed. The volume's rules are applied to what they list; :func:`walk` is the
+whole walk at once and :func:`look_at` looks at one file again. :mod:`.scanner`
+compares what they see with the tracker.
 
 Rules (all optional, from the volume element):
 
