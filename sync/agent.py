@@ -238,17 +238,18 @@ class Agent:
         )
         self._record_waiting(the_plan, files, report)
         by_name = {v["name"]: v for v in vols}
+        done: dict[str, Any] = {}  # what a transfer records, written with the next status
         if the_plan.receptions:
             self._status("receiving")
-            self._transfer(
+            done = self._transfer(
                 the_plan, the_plan.receptions, files, by_name, vol, params, report, "reception"
             )
         if the_plan.emissions and not self._stop.is_set():
-            self._status("emitting")
-            self._transfer(
+            self._status("emitting", **done)
+            done = self._transfer(
                 the_plan, the_plan.emissions, files, by_name, vol, params, report, "emission"
             )
-        self._status("idle")
+        self._status("idle", **done)
         return report
 
     # -- the volume marker ---------------------------------------------------------------
@@ -431,7 +432,9 @@ class Agent:
         params: Mapping[str, Any],
         report: Report,
         kind: str,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Run the buckets of ``tasks`` and record each file; returns the volume keys
+        that record the transfer (``last_<kind>``, ``exit_<kind>``, ``stderr_<kind>``)."""
         last_rc = 0
         stderr = []
         buckets = the_plan.buckets(tasks)
@@ -451,14 +454,11 @@ class Agent:
                 if rc:
                     last_rc = rc
                     stderr.append(err.strip())
-        now = now_ms()
-        self._update_volume(
-            **{
-                f"last_{kind}": now,
-                f"exit_{kind}": last_rc,
-                f"stderr_{kind}": "\n".join(s for s in stderr if s)[-2000:],
-            }
-        )
+        return {
+            f"last_{kind}": now_ms(),
+            f"exit_{kind}": last_rc,
+            f"stderr_{kind}": "\n".join(s for s in stderr if s)[-2000:],
+        }
 
     def _run_bucket(
         self,

@@ -86,6 +86,7 @@ class Listing:
         self.root = root
         self._top = os.path.abspath(root)
         self.failures: list[Failure] = []
+        self.truncated = False
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         try:
@@ -107,9 +108,25 @@ class Listing:
 
     def __iter__(self) -> Iterator[Part]:
         try:
-            yield from _parts(self._out.fileno(), self._proc)
+            yield from _parts(self)
         finally:
             self.close()
+
+    @property
+    def exit(self) -> int | None:
+        """find's exit status (negative: the signal that ended it), once it ended."""
+        return self._proc.returncode
+
+    @property
+    def complete(self) -> bool:
+        """True once find listed the whole tree: it ended by itself (exit 0, or 1 for
+        the folders it could not read, which :attr:`failures` names) and every
+        complaint names a path. False, say, when it could not write its listing."""
+        return (
+            self._proc.returncode in (0, 1)
+            and not self.truncated
+            and all(file_id is not None for file_id, _ in self.failures)
+        )
 
     def close(self) -> None:
         """Stop find if it still runs (the parts not read yet are dropped) and keep its
@@ -131,12 +148,14 @@ class Listing:
         self.close()
 
 
-def _parts(fd: int, proc: subprocess.Popen) -> Iterator[Part]:
+def _parts(listing: Listing) -> Iterator[Part]:
     # find writes through its own descriptor of the same file: read at explicit offsets
+    fd, proc = listing._out.fileno(), listing._proc
     offset = 0
+    size = CHUNK
     while True:
         finished = proc.poll() is not None  # before reading: then nothing comes after
-        data = os.pread(fd, CHUNK, offset)
+        data = os.pread(fd, size, offset)
         fields = data.split(b"\0")
         whole = (len(fields) - 1) // 4 * 4  # the last field is cut or empty
         if whole:
@@ -144,7 +163,10 @@ def _parts(fd: int, proc: subprocess.Popen) -> Iterator[Part]:
             offset += sum(map(len, fields)) + whole
             ids = b"\0".join(fields[3::4]).decode("utf-8", "surrogateescape")
             yield fields[0::4], fields[1::4], fields[2::4], ids
+        elif len(data) == size:
+            size *= 2  # one entry longer than a read (a path deeper than most)
         elif finished:
+            listing.truncated = bool(data)  # find died in the middle of an entry
             return
         else:
             time.sleep(POLL_S)

@@ -363,6 +363,8 @@ def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str
                 seen.errors.append(reason)
             else:
                 seen.failed(file_id, reason)
+        if not listing.complete:  # what was not listed is not known to be gone
+            seen.failed("/", f"the listing stopped before its end (find exited {listing.exit})")
 
 
 @dataclass

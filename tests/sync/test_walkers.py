@@ -250,3 +250,43 @@ def test_walker_names_are_checked(tmp_path, monkeypatch):
     (tmp_path / "a.txt").write_text("a")
     # auto falls back on os.scandir
     assert list(walk(str(tmp_path))) == ["/a.txt"]
+
+
+@needs_find
+@pytest.mark.parametrize("cut", ["mid-entry", "between entries"])
+def test_a_listing_cut_short_takes_nothing_for_deleted(sites, tmp_path, monkeypatch, cut):
+    """find that cannot write its whole listing (a full disk): what it did not list is
+    not taken for deleted."""
+    t = sites.tracker
+    for i in range(40):
+        sites.write("paris", f"/many/f{i:02d}.txt", str(i))
+    assert len(sites.agent("paris", walker="find").run_once().published) == 40
+    real = find_module.gnu_find()
+    # a find whose output stops after its first entries, as on a full disk
+    keep = "head -c 700" if cut == "mid-entry" else "head -z -n 40"
+    fake = tmp_path / "find"
+    fake.write_text(
+        f'#!/bin/sh\n{real} "$@" | {keep}\n'
+        'echo "find: write error: No space left on device" >&2\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(find_module, "gnu_find", lambda: str(fake))
+    r = sites.agent("paris").run_once()
+    assert r.deleted == [] and not any(
+        t.read(f"/many/f{i:02d}.txt").get("deleted") for i in range(40)
+    )
+    assert "find: write error: No space left on device" in r.scan_errors
+    assert any("the listing stopped before its end" in e for e in r.scan_errors)
+    assert t.read("vol_paris")["exit_scan"] == 1
+
+
+@needs_find
+def test_entries_longer_than_a_read_are_read_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(find_module, "CHUNK", 16)  # shorter than any entry
+    deep = tmp_path.joinpath(*["d" * 200] * 10)
+    deep.mkdir(parents=True)
+    (deep / "leaf.txt").write_text("leaf")
+    (tmp_path / "a.txt").write_text("a")
+    by_find = walk(str(tmp_path), walker="find")
+    assert by_find.keys() == walk(str(tmp_path), walker="scandir").keys()
+    assert len(by_find) == 2
