@@ -129,11 +129,12 @@ def check_id(value: Any, op: str, *, write: bool = False) -> str:
     return value
 
 
-def check_ids(ids: Any, op: str) -> tuple[list[str], bool]:
-    """Validate a one-or-many id argument; returns ``(ids, single)``."""
+def check_ids(ids: Any, op: str, *, write: bool = False) -> tuple[list[str], bool]:
+    """Validate a one-or-many id argument (for a write: see :func:`check_id`); returns
+    ``(ids, single)``."""
     items, single = as_list(ids, op)
-    if not _ids_ok(items, write=False):
-        items = [check_id(i, op) for i in items]  # names the bad one
+    if not _ids_ok(items, write=write):
+        items = [check_id(i, op, write=write) for i in items]  # names the bad one
     return items, single
 
 

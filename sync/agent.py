@@ -203,7 +203,7 @@ class Agent:
         """One full cycle: scan, plan, receive, emit, record. Returns what it did."""
         vol = volume(self.tracker, self.volume_id)
         report = Report(site=self.site)
-        problem = self._unmounted()
+        problem = self._unmounted(vol)
         if problem is not None:
             log.error("%s: %s", self.site, problem)
             report.scan_errors = [problem]
@@ -254,17 +254,18 @@ class Agent:
 
     # -- the volume marker ---------------------------------------------------------------
 
-    def _unmounted(self) -> str | None:
+    def _unmounted(self, vol: Mapping[str, Any]) -> str | None:
         """Why this site's volume looks absent, or ``None`` when it is there.
 
         An unmounted share leaves an empty folder (its mount point), or none: scanning it
         would take every file for deleted, and receiving into it would fill the disk
         under it. So the agent keeps a marker, :data:`.tree.VOLUME_MARKER`, at the root.
         The volume is there when the marker is. When the marker is missing and the root
-        has something in it, or the tracker knows no file at this site (a first run),
-        the marker is made. Otherwise (the root cannot be read, or it is empty while
-        files are tracked here) the volume is taken for absent: the cycle does nothing
-        and the volume's ``agentStatus`` is ``unmounted``.
+        has something in it, or no agent of this site ever scanned or copied files
+        here (a first run: other agents may have pushed files here before), the marker
+        is made. Otherwise (the root cannot be read, or it is empty while an agent
+        worked here before) the volume is taken for absent: the cycle does nothing and
+        the volume's ``agentStatus`` is ``unmounted``.
         """
         root = self.root
         marker = os.path.join(root, VOLUME_MARKER)
@@ -275,10 +276,10 @@ class Agent:
                 empty = next(it, None) is None
         except OSError as e:
             return f"the volume root {root} cannot be read ({e.strerror or e}): not mounted?"
-        if empty and self._holds_files():
+        if empty and any(vol.get(k) for k in ("last_scan", "last_reception", "last_emission")):
             return (
-                f"the volume root {root} is empty and has no {VOLUME_MARKER}, while the "
-                f"tracker has files here: not mounted? If it really is empty now, create "
+                f"the volume root {root} is empty and has no {VOLUME_MARKER}, while an "
+                f"agent worked here before: not mounted? If it really is empty now, create "
                 f"{marker} and the next cycle records the files as deleted"
             )
         try:
@@ -289,13 +290,6 @@ class Agent:
         except OSError as e:  # a read-only volume: scanned without the safeguard
             log.warning("cannot write the volume marker %s: %s", marker, e)
         return None
-
-    def _holds_files(self) -> bool:
-        site = self.site
-        return any(
-            self.tracker.search(query, limit=1)
-            for query in (f"origin:{site} -deleted:true", f"synced_{site}:*")
-        )
 
     # -- scan ----------------------------------------------------------------------------------
 
@@ -416,7 +410,7 @@ class Agent:
             report.refused[file_id] = str(e)
             return None
         for guard in guards:
-            refusal = guard.refusal(file_id)
+            refusal = guard.refusal(file_id, rel)
             if refusal is not None:
                 report.refused[file_id] = refusal
                 return None
@@ -504,6 +498,9 @@ class Agent:
                     src, dst, [r for _, r in normal], extra_args=extra, **options
                 )
             now = now_ms()
+            synced_key, error_key = f"synced_{target}", f"syncError_{target}"
+            failures_key, wait_key = f"syncFailures_{target}", f"syncWait_{target}"
+            attempt_key = f"syncLastAttempt_{target}"
             for file_id, rel in normal:
                 el = files[file_id]
                 wanted_look = element_look(el)
@@ -516,14 +513,10 @@ class Agent:
                         and same_look(look_at(src.root, file_id), wanted_look)
                     )
                 if ok:
-                    patch = {
-                        "_id": file_id,
-                        f"synced_{target}": el.get("time") or now,
-                        f"syncError_{target}": None,
-                        f"syncFailures_{target}": None,
-                        f"syncWait_{target}": None,
-                        f"syncLastAttempt_{target}": now,
-                    }
+                    patch = {"_id": file_id, synced_key: el.get("time") or now, attempt_key: now}
+                    for key in (error_key, failures_key, wait_key):
+                        if key in el:  # cleared: this copy is good
+                            patch[key] = None
                     (report.received if kind == "reception" else report.emitted).append(file_id)
                 elif rc:
                     code = result.code_for(rel)

@@ -113,16 +113,18 @@ class RootGuard:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._prefix = os.path.join(root, "")
         self._real_root = os.path.realpath(root)
         self._folders: dict[str, bool] = {}  # folder relpath -> resolves inside the root
 
-    def refusal(self, file_id: str) -> str | None:
-        """Why ``file_id`` may not be copied here, or ``None`` when it may."""
+    def refusal(self, file_id: str, rel: str | None = None) -> str | None:
+        """Why ``file_id`` may not be copied here, or ``None`` when it may (``rel``: its
+        :func:`relpath_of`, when the caller has it)."""
         try:
-            rel = relpath_of(file_id).rstrip("/")
+            rel = (rel if rel is not None else relpath_of(file_id)).rstrip("/")
         except BadRequest as e:
             return str(e)
-        if os.path.islink(os.path.join(self.root, rel)):
+        if os.path.islink(self._prefix + rel):
             if inside_root(self.root, file_id):
                 return f"sync error: {file_id!r} is a symlink"
             return self._leaves(file_id)

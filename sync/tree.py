@@ -419,7 +419,7 @@ def _filtered(
 
 def look_at(root: str, file_id: str) -> Look | None:
     """The current (size, mtime) of one file or package under ``root``, or ``None``."""
-    path = os.path.join(root, file_id.lstrip("/"))
+    path = (root if root.endswith("/") else root + "/") + file_id.lstrip("/")
     if file_id.endswith("/"):
         looked = package_look(path)
         return None if looked is None else looked[0]

@@ -59,3 +59,38 @@ def test_agent_command_errors_are_clear(sites, tmp_path):
         main, ["sync", "agent", "vol_paris", "--walker", "ls", "--store", store]
     )
     assert run.exit_code != 0 and "'ls' is not one of" in run.output
+
+
+def test_the_agent_loop_stops_cleanly_on_sigterm(sites, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = f"lmdb://{tmp_path}/store"
+    sites.tracker.update({"_id": "vol_paris", "sleepBetweenScans": 0.2})
+    sites.write("paris", "/loop.txt", "l")
+    agent = subprocess.Popen(
+        [sys.executable, "-c", "from damas_core.cli import main; main()",
+         "sync", "agent", "vol_paris", "--settle", "0", "--store", store],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while sites.tracker.read("/loop.txt") is None:
+            assert agent.poll() is None, agent.communicate()
+            assert time.monotonic() < deadline, "the agent published nothing"
+            time.sleep(0.05)
+        vol = sites.tracker.read("vol_paris")
+        assert vol["agentStatus"] in ("scanning", "emitting", "idle")
+        assert vol["lastConnectionPid"] == agent.pid
+        agent.send_signal(signal.SIGTERM)
+        _, err = agent.communicate(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode == 0, err
+    vol = sites.tracker.read("vol_paris")
+    assert vol["agentStatus"] == "stopped" and vol["agentStartTime"] <= vol["lastConnection"]
+    assert os.path.exists(sites.roots["paris"] / ".damas-volume")
