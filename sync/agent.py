@@ -63,6 +63,7 @@ except Exception:  # pragma: no cover - running from a source tree without metad
 # writes per call: each is one transaction (one fsync on LMDB), so fewer is faster;
 # 20000 files are about 5 MB of JSON, well under a server's request limit (50 MB)
 _WRITE_BATCH = 20000
+_FIRST_BATCH = 4000
 # "unmounted": the agent runs but its volume looks absent; others must not push to it
 _ALIVE_STATES = ("starting", "scanning", "receiving", "emitting", "idle", "unmounted")
 
@@ -634,8 +635,9 @@ class _ScanWrites:
         return self.files
 
     def some(self, changes: ScanChanges) -> None:
-        """Write the full batches among the changes not written yet."""
-        self._write(changes, _WRITE_BATCH)
+        """Write the full batches among the changes not written yet (the first one as
+        soon as :data:`_FIRST_BATCH` files wait: the tracker starts while find lists)."""
+        self._write(changes, _WRITE_BATCH if self.published or self.patched else _FIRST_BATCH)
 
     def all(self, changes: ScanChanges) -> None:
         """Write every change not written yet."""

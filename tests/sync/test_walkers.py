@@ -228,12 +228,21 @@ def test_a_scan_writes_while_the_listing_goes_on(tmp_path, monkeypatch):
     scanner = Scanner("paris", str(root), settle=0, walker="find")
     changes = scanner.compare({}, {}, on_part=lambda c: sizes.append(len(c.publish)))
     assert len(sizes) > 5 and sizes == sorted(sizes) and sizes[-1] == 1000
-    calls: list[int] = []
-    real_publish = tracker.publish
-    monkeypatch.setattr(tracker, "publish", lambda b: calls.append(len(b)) or real_publish(b))
+    monkeypatch.setattr(agent_module, "_FIRST_BATCH", 100)
+    events: list[str] = []
+    real_publish, real_some = tracker.publish, agent_module._ScanWrites.some
+    monkeypatch.setattr(
+        tracker, "publish", lambda b: events.append(f"publish {len(b)}") or real_publish(b)
+    )
+    monkeypatch.setattr(
+        agent_module._ScanWrites, "some", lambda w, c: events.append("part") or real_some(w, c)
+    )
     report = Agent(tracker, "v_paris", settle=0, walker="find").run_once()
     assert sorted(report.published) == sorted(e["_id"] for e in changes.publish)
+    calls = [int(e.split()[1]) for e in events if e.startswith("publish")]
     assert len(calls) == 10 and sum(calls) == 1000
+    # the first files were written while find was still listing
+    assert events.index("publish 100") < len(events) - 1 - events[::-1].index("part")
     by_scandir = Scanner("paris", str(root), settle=0, walker="scandir").compare({}, {})
     assert sorted(e["_id"] for e in by_scandir.publish) == sorted(report.published)
     tracker.close()
