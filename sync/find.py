@@ -108,9 +108,32 @@ class Listing:
 
     def __iter__(self) -> Iterator[Part]:
         try:
-            yield from _parts(self)
+            yield from self._parts()
         finally:
             self.close()
+
+    def _parts(self) -> Iterator[Part]:
+        # find writes through its own descriptor of the same file: read at explicit offsets
+        fd, proc = self._out.fileno(), self._proc
+        offset = 0
+        size = CHUNK
+        while True:
+            finished = proc.poll() is not None  # before reading: then nothing comes after
+            data = os.pread(fd, size, offset)
+            fields = data.split(b"\0")
+            whole = (len(fields) - 1) // 4 * 4  # the last field is cut or empty
+            if whole:
+                del fields[whole:]
+                offset += sum(map(len, fields)) + whole
+                ids = b"\0".join(fields[3::4]).decode("utf-8", "surrogateescape")
+                yield fields[0::4], fields[1::4], fields[2::4], ids
+            elif len(data) == size:
+                size *= 2  # one entry longer than a read (a path deeper than most)
+            elif finished:
+                self.truncated = bool(data)  # find died in the middle of an entry
+                return
+            else:
+                time.sleep(POLL_S)
 
     @property
     def exit(self) -> int | None:
@@ -148,41 +171,37 @@ class Listing:
         self.close()
 
 
-def _parts(listing: Listing) -> Iterator[Part]:
-    # find writes through its own descriptor of the same file: read at explicit offsets
-    fd, proc = listing._out.fileno(), listing._proc
-    offset = 0
-    size = CHUNK
-    while True:
-        finished = proc.poll() is not None  # before reading: then nothing comes after
-        data = os.pread(fd, size, offset)
-        fields = data.split(b"\0")
-        whole = (len(fields) - 1) // 4 * 4  # the last field is cut or empty
-        if whole:
-            del fields[whole:]
-            offset += sum(map(len, fields)) + whole
-            ids = b"\0".join(fields[3::4]).decode("utf-8", "surrogateescape")
-            yield fields[0::4], fields[1::4], fields[2::4], ids
-        elif len(data) == size:
-            size *= 2  # one entry longer than a read (a path deeper than most)
-        elif finished:
-            listing.truncated = bool(data)  # find died in the middle of an entry
-            return
-        else:
-            time.sleep(POLL_S)
-
-
 def _errors(text: bytes, find: str, top: str) -> list[Failure]:
     out: list[Failure] = []
     prefix = top.rstrip("/")
     program = find + ": "
     for line in text.decode("utf-8", "surrogateescape").splitlines():
         m = _ERROR.match(line.removeprefix(program))
-        if m and (m["path"] == prefix or m["path"].startswith(prefix + "/")):
-            out.append((m["path"][len(prefix) :] or "/", m["reason"]))
+        path = _unquoted(m["path"]) if m else None
+        if path is not None and (path == prefix or path.startswith(prefix + "/")):
+            out.append((path[len(prefix) :] or "/", m["reason"]))
         elif line.strip():
             out.append((None, line.strip()))
     return out
+
+
+def _unquoted(path: str) -> str | None:
+    r"""A path as find quotes it in its messages (C escapes for quotes, backslashes,
+    control and non-ASCII bytes), back as ``os.fsdecode`` gives it; ``None`` if it
+    cannot be read back.
+
+    >>> _unquoted(r"/a/new\nline") == "/a/new\nline", _unquoted(r"/a/\303\274n\303\257")
+    (True, '/a/ünï')
+    >>> _unquoted(r"/a/quo\'te"), _unquoted("/a/plain")
+    ("/a/quo'te", '/a/plain')
+    """
+    if "\\" not in path:
+        return path
+    try:
+        raw = path.encode("latin-1").decode("unicode_escape").encode("latin-1")
+    except (UnicodeError, ValueError):
+        return None
+    return os.fsdecode(raw)
 
 
 __all__ = ["CHUNK", "FORMAT", "Failure", "Listing", "Part", "gnu_find"]

@@ -167,20 +167,24 @@ def test_a_folder_that_cannot_be_read_is_reported(walker):
     if walker == "find" and find_module.gnu_find() is None:
         pytest.skip("GNU find is not installed")
     tmp = Path(tempfile.mkdtemp(prefix="damas-locked-"))
+    locked = ["locked", "new\nline", "ünï 🎬", "quo'te", "back\\slash", "a': b"]
     try:
         tmp.chmod(0o755)
         (tmp / "open").mkdir()
         (tmp / "open" / "a.txt").write_text("a")
-        (tmp / "locked").mkdir()
-        (tmp / "locked" / "b.txt").write_text("b")
-        (tmp / "locked").chmod(0)
+        for name in locked:
+            (tmp / name).mkdir()
+            (tmp / name / "b.txt").write_text("b")
+            (tmp / name).chmod(0)
         seen = _walk_as_nobody(str(tmp), walker)
         assert seen["ids"] == ["/open/a.txt"]
-        assert seen["unread"] == ["/locked"]
-        assert [e.split(": ", 1)[0].rstrip("/") for e in seen["errors"]] == ["/locked"]
-        assert "Permission denied" in seen["errors"][0]
+        assert seen["unread"] == sorted(f"/{name}" for name in locked)
+        assert len(seen["errors"]) == len(locked)
+        assert all("Permission denied" in e for e in seen["errors"])
     finally:
-        (tmp / "locked").chmod(0o755)
+        for name in locked:
+            if (tmp / name).exists():
+                (tmp / name).chmod(0o755)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
