@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from damas_core.sync import Agent
+from damas_core.sync.find import gnu_find
 from damas_core.sync.volumes import create_volume, set_global_parameters
 
 import damas_core
@@ -20,8 +21,11 @@ needs_rsync = pytest.mark.skipif(
 class Sites:
     """Volumes ``paris``, ``tokyo``, ``lyon`` (``file://``) on one tracker."""
 
-    def __init__(self, tmp: Path, tracker, names=("paris", "tokyo", "lyon")) -> None:
+    def __init__(
+        self, tmp: Path, tracker, names=("paris", "tokyo", "lyon"), walker: str = "auto"
+    ) -> None:
         self.tracker = tracker
+        self.walker = walker
         self.roots: dict[str, Path] = {}
         self.agents: dict[str, Agent] = {}
         for name in names:
@@ -34,6 +38,7 @@ class Sites:
     def agent(self, name: str, **options) -> Agent:
         if name not in self.agents:
             options.setdefault("settle", 0)
+            options.setdefault("walker", self.walker)
             self.agents[name] = Agent(self.tracker, f"vol_{name}", **options)
         return self.agents[name]
 
@@ -63,6 +68,9 @@ def tracker(tmp_path):
     t.close()
 
 
-@pytest.fixture
-def sites(tmp_path, tracker):
-    return Sites(tmp_path, tracker)
+@pytest.fixture(params=["find", "scandir"])
+def sites(request, tmp_path, tracker):
+    """Three sites; every test using them runs with each walker."""
+    if request.param == "find" and gnu_find() is None:
+        pytest.skip("GNU find is not installed")
+    return Sites(tmp_path, tracker, walker=request.param)
