@@ -40,7 +40,7 @@ from damas_core.errors import BadRequest
 from . import rsync as rs
 from .planner import Plan, Task, plan
 from .scanner import ScanChanges, Scanner, changed_since, element_look, now_ms
-from .tree import VOLUME_MARKER, look_at, same_look
+from .tree import look_at, same_look
 from .volumes import (
     endpoint_of,
     global_parameters,
@@ -253,43 +253,39 @@ class Agent:
         self._status("idle", **done)
         return report
 
-    # -- the volume marker ---------------------------------------------------------------
+    # -- is the volume there ---------------------------------------------------------------
 
     def _unmounted(self, vol: Mapping[str, Any]) -> str | None:
         """Why this site's volume looks absent, or ``None`` when it is there.
 
         An unmounted share leaves an empty folder (its mount point), or none: scanning it
         would take every file for deleted, and receiving into it would fill the disk
-        under it. So the agent keeps a marker, :data:`.tree.VOLUME_MARKER`, at the root.
-        The volume is there when the marker is. When the marker is missing and the root
-        has something in it, or no agent of this site ever scanned or copied files
-        here (a first run: other agents may have pushed files here before), the marker
-        is made. Otherwise (the root cannot be read, or it is empty while an agent
-        worked here before) the volume is taken for absent: the cycle does nothing and
-        the volume's ``agentStatus`` is ``unmounted``.
+        under it. A mount point is on another device than the share mounted on it, so
+        the agent records the device of the root it works in (``rootDevice`` on the
+        volume). The volume is taken for absent when its root cannot be read, or is
+        empty and on another device than the one recorded: the cycle then does nothing
+        and the volume's ``agentStatus`` is ``unmounted``. An empty root on the same
+        device is a volume whose files were deleted; a root holding files on a new
+        device is the share mounted again (remounts may change the device number).
         """
         root = self.root
-        marker = os.path.join(root, VOLUME_MARKER)
-        if os.path.lexists(marker):
-            return None
         try:
+            device = os.stat(root).st_dev
             with os.scandir(root) as it:
                 empty = next(it, None) is None
         except OSError as e:
             return f"the volume root {root} cannot be read ({e.strerror or e}): not mounted?"
-        if empty and any(vol.get(k) for k in ("last_scan", "last_reception", "last_emission")):
+        known = vol.get("rootDevice")
+        if known == device:
+            return None
+        if empty and known is not None:
             return (
-                f"the volume root {root} is empty and has no {VOLUME_MARKER}, while an "
-                f"agent worked here before: not mounted? If it really is empty now, create "
-                f"{marker} and the next cycle records the files as deleted"
+                f"the volume root {root} is empty and on another device ({device}) than at "
+                f"the last cycle ({known}): not mounted? If it really is empty now, set "
+                f"rootDevice to null on {self.volume_id!r}: the next cycle records the files "
+                f"as deleted"
             )
-        try:
-            with open(marker, "x", encoding="utf-8") as f:
-                f.write(f"damas-core volume {self.volume_id} ({self.site})\n")
-        except FileExistsError:
-            pass
-        except OSError as e:  # a read-only volume: scanned without the safeguard
-            log.warning("cannot write the volume marker %s: %s", marker, e)
+        self._update_volume(rootDevice=device)
         return None
 
     # -- scan ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ Rules (all optional, from the volume element):
   already tracked with an id ending in ``/`` is a package at every site.
 
 Symlinks, sockets and devices are never tracked. The engine's own names
-(:data:`RESERVED_NAMES`: rsync's partial directory and the volume marker), rsync's
+(:data:`RESERVED_NAMES`: rsync's partial directory), rsync's
 temporary files (``.name.XXXXXX``) and the renamed copies kept by a conflict
 (``name.conflict-<site>-<stamp>.ext``) are skipped.
 
@@ -129,11 +129,8 @@ class Rules:
         return folder_id in self.packages or any(p.search(folder_id) for p in self.package_rules)
 
 
-#: the file an agent keeps at its volume's root, telling a mounted volume from an empty
-#: mount point (see ``Agent``)
-VOLUME_MARKER = ".damas-volume"
 #: names the engine keeps for itself: never tracked, at any depth
-RESERVED_NAMES = (PARTIAL_DIR, VOLUME_MARKER)
+RESERVED_NAMES = (PARTIAL_DIR,)
 
 
 def _skipped_name(name: str) -> bool:
@@ -445,7 +442,6 @@ __all__ = [
     "CONFLICT_MARK",
     "MTIME_TOLERANCE",
     "RESERVED_NAMES",
-    "VOLUME_MARKER",
     "WALKERS",
     "Look",
     "Rules",

@@ -93,4 +93,4 @@ def test_the_agent_loop_stops_cleanly_on_sigterm(sites, tmp_path):
     assert agent.returncode == 0, err
     vol = sites.tracker.read("vol_paris")
     assert vol["agentStatus"] == "stopped" and vol["agentStartTime"] <= vol["lastConnection"]
-    assert os.path.exists(sites.roots["paris"] / ".damas-volume")
+    assert vol["rootDevice"] == os.stat(sites.roots["paris"]).st_dev

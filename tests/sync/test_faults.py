@@ -7,12 +7,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from damas_core.sync import Agent, conflicts, resolve
-from damas_core.sync.tree import VOLUME_MARKER
 
 from .conftest import needs_rsync
 
@@ -244,7 +245,7 @@ def test_a_volume_whose_root_went_away_is_left_alone(sites):
     sites.write("paris", "/u/b.txt", "b")
     sites.run("paris")
     root = sites.roots["paris"]
-    assert (root / VOLUME_MARKER).is_file() and t.read("/.damas-volume") is None
+    assert t.read("vol_paris")["rootDevice"] == os.stat(root).st_dev
     root.rename(root.with_name("paris unmounted"))  # the share went away
     r = sites.run("paris")[0]
     assert r.deleted == [] and "cannot be read (No such file or directory)" in r.scan_errors[0]
@@ -258,31 +259,56 @@ def test_a_volume_whose_root_went_away_is_left_alone(sites):
     assert sites.run("paris")[0].deleted == ["/u/a.txt"]
 
 
-def test_an_empty_mount_point_is_left_alone(sites):
-    """A share not mounted leaves its mount point empty: no file is taken for deleted,
-    nothing is received into it, and no other agent pushes to it."""
+def test_an_empty_mount_point_is_left_alone(sites, tmp_path):
+    """A share not mounted leaves its mount point: an empty folder on another device.
+    No file is taken for deleted, nothing is received into it, no agent pushes to it."""
+    shares = Path("/dev/shm")
+    if not shares.is_dir() or shares.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on a device of its own, to stand for a mounted share")
     t = sites.tracker
-    sites.write("paris", "/m/a.txt", "a")
-    sites.write("paris", "/m/b.txt", "b")
-    sites.run(rounds=2)
+    mounted = {}
     for site in ("paris", "tokyo"):
-        shutil.rmtree(sites.roots[site])
-        sites.roots[site].mkdir()  # the empty mount point
-    sites.write("lyon", "/m/new.txt", "new at lyon")
-    for site in ("paris", "tokyo", "lyon"):
-        r = sites.run(site)[0]
-        if site != "lyon":
-            assert r.deleted == [] and r.received == [] and "is empty" in r.scan_errors[0]
-            assert t.read(f"vol_{site}")["agentStatus"] == "unmounted"
-        else:
-            assert r.published == ["/m/new.txt"] and r.emitted == []  # the others are alive
-    assert list(sites.roots["tokyo"].iterdir()) == []
-    for file_id in ("/m/a.txt", "/m/b.txt"):
-        el = t.read(file_id)
-        assert not el.get("deleted") and el["synced_tokyo"] >= el["time"]
-    # the volume really is empty: its marker says so, and the files are recorded gone
-    (sites.roots["paris"] / VOLUME_MARKER).touch()
-    assert sorted(sites.run("paris")[0].deleted) == ["/m/a.txt", "/m/b.txt"]
-    (sites.roots["tokyo"] / VOLUME_MARKER).touch()
-    r = sites.run("tokyo")[0]
-    assert r.received == ["/m/new.txt"]  # the files deleted at their origin are not wanted
+        share = Path(tempfile.mkdtemp(dir=shares, prefix=f"damas-share-{site}-"))
+        sites.roots[site].rmdir()
+        sites.roots[site].symlink_to(share)  # the share, mounted at the volume's root
+        mounted[site] = share
+    try:
+        sites.write("paris", "/m/a.txt", "a")
+        sites.write("paris", "/m/b.txt", "b")
+        sites.run(rounds=2)
+        assert sites.path("tokyo", "/m/a.txt").read_text() == "a"
+        for site in ("paris", "tokyo"):  # unmounted: the empty mount point is left
+            sites.roots[site].unlink()
+            sites.roots[site].mkdir()
+        sites.write("lyon", "/m/new.txt", "new at lyon")
+        for site in ("paris", "tokyo", "lyon"):
+            r = sites.run(site)[0]
+            if site != "lyon":
+                assert r.deleted == [] and r.received == [], r
+                assert "is empty and on another device" in r.scan_errors[0]
+                assert t.read(f"vol_{site}")["agentStatus"] == "unmounted"
+            else:
+                assert r.published == ["/m/new.txt"] and r.emitted == []  # others are alive
+        assert list(sites.roots["tokyo"].iterdir()) == []
+        for file_id in ("/m/a.txt", "/m/b.txt"):
+            el = t.read(file_id)
+            assert not el.get("deleted") and el["synced_tokyo"] >= el["time"]
+        for site in ("paris", "tokyo"):  # mounted again
+            sites.roots[site].rmdir()
+            sites.roots[site].symlink_to(mounted[site])
+        r = sites.run("tokyo")[0]
+        assert r.scan_errors == [] and r.received == ["/m/new.txt"]
+        # emptied for real, on its own device: the files are recorded gone
+        shutil.rmtree(mounted["paris"] / "m")
+        assert sorted(sites.run("paris")[0].deleted) == ["/m/a.txt", "/m/b.txt"]
+    finally:
+        for share in mounted.values():
+            shutil.rmtree(share, ignore_errors=True)
+
+
+def test_an_empty_volume_on_its_own_device_is_a_volume_whose_files_were_deleted(sites):
+    sites.write("paris", "/only.txt", "x")
+    sites.run("paris")
+    (sites.roots["paris"] / "only.txt").unlink()
+    r = sites.run("paris")[0]
+    assert r.deleted == ["/only.txt"] and r.scan_errors == []
