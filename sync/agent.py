@@ -309,9 +309,18 @@ class Agent:
             if changes is None:
                 # find lists the tree while the tracker is read, and what the walk
                 # finds is written while it goes on
-                changes = scanner.compare(
-                    vol, written.read_view, second_look=True, on_part=written.some
-                )
+                with _Progress(self.progress, None, f"scanning {self.site}") as shown:
+
+                    def on_part(so_far: ScanChanges) -> None:
+                        written.some(so_far)
+                        shown.describe(
+                            f"scanning {self.site}: {len(so_far.tree):,} files seen, "
+                            f"{len(report.published):,} published"
+                        )
+
+                    changes = scanner.compare(
+                        vol, written.read_view, second_look=True, on_part=on_part
+                    )
             written.all(changes)
             report.scanned = changes.seen
             report.pending = changes.pending
@@ -674,10 +683,11 @@ def _remove_tree(path: str) -> None:
 
 
 class _Progress:
-    """A rich progress bar on a terminal, nothing otherwise."""
+    """A rich progress bar on a terminal, nothing otherwise (``total`` ``None``: work
+    of unknown size, shown by what :meth:`describe` says)."""
 
-    def __init__(self, enabled: bool, total: int, what: str) -> None:
-        self.enabled = enabled and total > 0
+    def __init__(self, enabled: bool, total: int | None, what: str) -> None:
+        self.enabled = enabled and (total is None or total > 0)
         self.total = total
         self.what = what
         self._progress: Any = None
@@ -694,6 +704,10 @@ class _Progress:
     def advance(self, n: int) -> None:
         if self._progress is not None:
             self._progress.advance(self._task, n)
+
+    def describe(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=text)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:

@@ -241,7 +241,7 @@ def test_a_scan_writes_while_the_listing_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(
         agent_module._ScanWrites, "some", lambda w, c: events.append("part") or real_some(w, c)
     )
-    report = Agent(tracker, "v_paris", settle=0, walker="find").run_once()
+    report = Agent(tracker, "v_paris", settle=0, walker="find", progress=True).run_once()
     assert sorted(report.published) == sorted(e["_id"] for e in changes.publish)
     calls = [int(e.split()[1]) for e in events if e.startswith("publish")]
     assert len(calls) == 10 and sum(calls) == 1000
