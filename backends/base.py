@@ -160,10 +160,9 @@ class Storage(abc.ABC):
         ``set`` keys are replaced whole (a dict value replaces, it does not merge);
         ``unset`` keys that are absent are ignored; ``_id`` can be neither set nor unset.
         """
-        for p in patches:
-            _check_ids([p.id])
-            if "_id" in p.set or "_id" in p.unset:
-                raise BadRequest("storage error: _id cannot be changed")
+        _check_ids([p.id for p in patches])
+        if any("_id" in p.set or "_id" in p.unset for p in patches):
+            raise BadRequest("storage error: _id cannot be changed")
         return self._patch_many(patches)
 
     @_translated

@@ -191,10 +191,10 @@ def plan(
                 retry = _retry_state(el, site, settings, now)
                 if retry is not False:
                     # a local source first (cheapest), the writer before other holders
-                    local_first = sorted(
-                        sources, key=lambda s: not vols[s]["url"].startswith("file:")
-                    )
-                    receive.append(Task(file_id, local_first[0], site, priority, bool(retry)))
+                    source = sources[0]
+                    if len(sources) > 1:
+                        source = min(sources, key=lambda s: not vols[s]["url"].startswith("file:"))
+                    receive.append(Task(file_id, source, site, priority, bool(retry)))
         # emission: push what this site wrote to wanted sites whose agents are down
         if emits:
             for target in names:
