@@ -166,6 +166,7 @@ class Agent:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.start_time = now_ms()
         self._stop = threading.Event()
+        self._later: dict[str, Any] = {}  # volume keys to write with the next update
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -285,7 +286,7 @@ class Agent:
                 f"rootDevice to null on {self.volume_id!r}: the next cycle records the files "
                 f"as deleted"
             )
-        self._update_volume(rootDevice=device)
+        self._later["rootDevice"] = device  # written with the next status
         return None
 
     # -- scan ----------------------------------------------------------------------------------
@@ -603,6 +604,9 @@ class Agent:
 
     def _update_volume(self, **keys: Any) -> None:
         now = now_ms()
+        if self._later:
+            keys = {**self._later, **keys}
+            self._later = {}
         keys.update(
             _id=self.volume_id,
             lastConnection=now,

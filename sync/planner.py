@@ -56,8 +56,11 @@ class Plan:
         return list(groups.values())
 
 
-def wanted(element: Element, site: str, params: Mapping[str, Any]) -> bool:
-    """True when ``site`` should hold the file.
+def wanted(
+    element: Element, site: str, params: Mapping[str, Any], writer: str | None = None
+) -> bool:
+    """True when ``site`` should hold the file (``writer``: the element's
+    :func:`.writer_of`, when the caller has it already).
 
     ``sync_<site>`` (true/false) decides first, then the file's ``syncEverywhere``,
     then the global one; the file's origin always keeps its own file, and a file
@@ -73,7 +76,7 @@ def wanted(element: Element, site: str, params: Mapping[str, Any]) -> bool:
     explicit = element.get(f"sync_{site}")
     if isinstance(explicit, bool):
         return explicit
-    if element.get("origin") == site or writer_of(element) == site:
+    if element.get("origin") == site or (writer or writer_of(element)) == site:
         return True
     everywhere = element.get("syncEverywhere")
     if isinstance(everywhere, bool):
@@ -88,11 +91,15 @@ def holders(element: Element, sites: Iterable[str], writer: str | None = None) -
     >>> holders({"origin": "p", "time": 5, "synced_t": 5, "synced_x": 1}, ["p", "t", "x"])
     ['p', 't']
     """
-    writer = writer or writer_of(element)
+    return _holders(element, [(s, f"synced_{s}") for s in sites], writer or writer_of(element))
+
+
+def _holders(element: Element, synced_keys: list[tuple[str, str]], writer: str | None) -> list[str]:
+    # holders() with each site's synced_<site> key spelled once per plan, not per file
     out = [writer] if writer else []
     t = element.get("time") or 0
-    for s in sites:
-        synced = element.get(f"synced_{s}")
+    for s, key in synced_keys:
+        synced = element.get(key)
         if s != writer and isinstance(synced, int | float) and synced >= t:
             out.append(s)
     return out
@@ -155,6 +162,7 @@ def plan(
     emission_on = (volume or {}).get("enableEmission", True)
 
     synced_key, conflict_key = f"synced_{site}", f"conflict_{site}"
+    synced_keys = [(s, f"synced_{s}") for s in names]
     for file_id, el in files.items():
         if not file_id.startswith("/") or el.get("deleted"):
             continue
@@ -164,18 +172,19 @@ def plan(
         held = writer == site or (
             isinstance(synced, int | float) and synced >= (el.get("time") or 0)
         )
-        receives = reception_on and not held and wanted(el, site, settings)
+        receives = reception_on and not held and wanted(el, site, settings, writer)
         emits = emission_on and writer == site and not el.get(conflict_key)
         if not (receives or emits):
             continue  # the usual case: held here, written elsewhere
         priority = el.get("sync_priority")
         priority = priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
-        have = holders(el, names, writer)
+        have = _holders(el, synced_keys, writer)
         # reception: this site lacks the current version
         if receives:
             sources = [s for s in have if s != site and s in vols]
             reason = None
-            if el.get(f"conflict_{site}", {}) and el[f"conflict_{site}"].get("incoming"):
+            conflict = el.get(conflict_key)
+            if isinstance(conflict, dict) and conflict.get("incoming"):
                 reason = "conflict: both copies kept, waiting for a decision"
             elif not sources:
                 reason = "no site holds the current version"
