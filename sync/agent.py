@@ -627,12 +627,12 @@ class _ScanWrites:
         tracker: Any,
         site: str,
         report: Report,
-        files: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.tracker = tracker
         self.modified_key = f"modified_{site}"
         self.report = report
-        self.files = files  # every file element, kept current (None: not read)
+        # every file element, kept current (None: not read, see read_view)
+        self.files: dict[str, dict[str, Any]] | None = None
         self.volumes: list[dict[str, Any]] = []
         self.published = 0  # how many of the changes' publish and update lists are done
         self.patched = 0

@@ -270,8 +270,8 @@ class Scanner:
         ):
             return None
         rules = Rules.from_volume(volume, state.packages)
-        comparison = _Comparison(self, volume, rules, {}, time.time())
-        tree = walk(self.root, rules, comparison.seen, walker=self.walker)
+        started, seen = time.time(), Seen()
+        tree = walk(self.root, rules, seen, walker=self.walker)
         before = state.looks
         changed: set[str] = set()
         if tree != before:
@@ -285,10 +285,8 @@ class Scanner:
         for folder_id in folders.union(i for i in ids if i.endswith("/")):
             if (folder_id in found) != (folder_id in state.packages):
                 return None
-        comparison.known = {i: el for i, el in found.items() if i in ids}
-        comparison.tree = tree
-        comparison.changes.tree = tree
-        comparison.changes.full = False
+        known = {i: el for i, el in found.items() if i in ids}
+        comparison = _Comparison(self, volume, rules, known, started, seen=seen, tree=tree)
         comparison.files({i: tree[i] for i in sorted(ids) if i in tree})
         return comparison.finish(second_look=second_look)
 
@@ -337,14 +335,19 @@ class _Comparison:
         rules: Rules,
         known: Mapping[str, Mapping[str, Any]],
         started: float,
+        *,
+        seen: Seen | None = None,
+        tree: dict[str, Look] | None = None,
     ) -> None:
+        """``tree``: the whole walk, when it is done already (a rescan: only some of its
+        files are compared); else the walk's parts are added to :attr:`tree`."""
         self.scanner = scanner
         self.site = scanner.site
         self.rules = rules
         self.known = known
-        self.seen = Seen()
-        self.tree: dict[str, Look] = {}
-        self.changes = ScanChanges(errors=self.seen.errors, tree=self.tree)
+        self.seen = seen if seen is not None else Seen()
+        self.tree: dict[str, Look] = {} if tree is None else tree
+        self.changes = ScanChanges(errors=self.seen.errors, tree=self.tree, full=tree is None)
         self.changes.packages = rules.packages
         self.changes.volume = _scan_keys(volume)
         self.ignore_existing = bool(volume.get("ignoreExistingFiles"))
