@@ -22,6 +22,10 @@ Rules every backend honours (the conformance suite in ``tests/conformance`` chec
   writers (threads and processes) wait, and either all of it becomes durable at exit or,
   if the block raises, none of it does. Transactions nest: an inner one joins the outer.
   Each primitive called outside a transaction is atomic on its own.
+- Every write that changes an element (an insert, an applied patch, a delete) takes the
+  next store-wide sequence number in the same transaction as the write: a crash never
+  leaves one without the other. The feed (:meth:`Storage.changes`) keeps each id's
+  latest change; a delete leaves a tombstone. See :meth:`Storage.changes`.
 
 >>> from damas_core.backends.memory import MemoryStorage
 >>> store = MemoryStorage("memory://")
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -45,11 +50,13 @@ from typing import Any, ClassVar, TypeVar
 import orjson
 
 from damas_core.elements import encode_all, id_of
-from damas_core.errors import BadRequest, DamasError, StorageError
+from damas_core.errors import BadRequest, DamasError, NotImplementedByBackend, StorageError
 from damas_core.ordering import MISSING, bracket, sort_key
 from damas_core.query.ast import All, And, Eq, In, Node, Sort
 
 Element = dict[str, Any]
+#: One entry of the change feed: ``(seq, id, deleted)``.
+Change = tuple[int, str, bool]
 T = TypeVar("T")
 
 # Keys every backend indexes, whatever the options say: the graph walks links by
@@ -238,6 +245,101 @@ class Storage(abc.ABC):
             except Exception as e:
                 raise self.storage_error("commit", e) from e
 
+    # -- the change feed --------------------------------------------------------------
+
+    @_translated
+    def changes(self, since: int, limit: int) -> tuple[int, list[Change]]:
+        """The latest change of each id whose sequence number is above ``since``, in
+        sequence order, at most ``limit`` of them: ``(last_seq, [(seq, id, deleted), …])``.
+
+        Rules:
+
+        - Every write that changes an element (an insert that stores, a patch that
+          applies, a delete that removes) takes a store-wide sequence number, strictly
+          increasing in commit order, written in the same transaction as the write. A
+          write that changes nothing (a duplicate insert, a patch whose guard fails, a
+          delete of an absent id) takes none.
+        - Each id appears once, at its latest seq: a transaction writing one id several
+          times leaves one entry, at its last write's seq. ``deleted`` is ``True`` for a
+          tombstone (the id's last change removed it); re-creating the id replaces the
+          tombstone.
+        - ``last_seq`` is the seq of the last entry returned when ``limit`` cut the
+          list short, else the store's current :meth:`last_seq`. Reading on from
+          ``last_seq`` page by page gives every change exactly once; an empty answer
+          gives the current position. A ``since`` at or above the current position
+          answers ``(last_seq(), [])``.
+        - Internal ids (starting with :data:`damas_core.elements.RESERVED_PREFIX`) are
+          numbered like the others; the layer above filters them.
+        - A reader whose ``since`` is below :meth:`horizon` may have missed dropped
+          tombstones and must read everything again.
+        - ``since`` is an integer ≥ 0 and ``limit`` an integer ≥ 1; anything else raises
+          ``BadRequest`` and reads nothing.
+
+        >>> from damas_core.backends.memory import MemoryStorage
+        >>> store = MemoryStorage("memory://")
+        >>> store.insert_many([{"_id": "/a"}, {"_id": "/b"}])
+        [True, True]
+        >>> store.patch_many([Patch("/a", set={"n": 1})])
+        [True]
+        >>> store.delete_many(["/b"])
+        [True]
+        >>> store.changes(0, 10)
+        (4, [(3, '/a', False), (4, '/b', True)])
+        >>> store.changes(0, 1)  # cut by the limit: read on from 3
+        (3, [(3, '/a', False)])
+        >>> store.changes(3, 10)
+        (4, [(4, '/b', True)])
+        >>> store.changes(4, 10)
+        (4, [])
+        """
+        _check_count("changes", "since", since, 0)
+        _check_count("changes", "limit", limit, 1)
+        return self._changes(since, limit)
+
+    @_translated
+    def last_seq(self) -> int:
+        """The store's current position: the highest sequence number committed (0 for a
+        new store). Cheap: a reader polls it.
+
+        >>> from damas_core.backends.memory import MemoryStorage
+        >>> store = MemoryStorage("memory://")
+        >>> store.last_seq()
+        0
+        >>> store.insert_many([{"_id": "/a"}, {"_id": "/a"}])
+        [True, False]
+        >>> store.last_seq()
+        1
+        """
+        return self._last_seq()
+
+    @_translated
+    def horizon(self) -> int:
+        """The highest sequence number dropped by :meth:`drop_tombstones` (0 if none).
+        A reader whose ``since`` is below it must read everything again."""
+        return self._horizon()
+
+    @_translated
+    def drop_tombstones(self, older_than_ms: int) -> int:
+        """Remove the tombstones of ids deleted before ``older_than_ms`` (milliseconds
+        since the epoch; each tombstone keeps its deletion time), raise :meth:`horizon`
+        to the highest seq removed, and return how many were removed. Live entries are
+        never removed; ``last_seq`` does not change.
+
+        >>> import time
+        >>> from damas_core.backends.memory import MemoryStorage
+        >>> store = MemoryStorage("memory://")
+        >>> store.insert_many([{"_id": "/a"}, {"_id": "/b"}])
+        [True, True]
+        >>> store.delete_many(["/a"])
+        [True]
+        >>> store.drop_tombstones(time.time_ns() // 1_000_000 + 1000)
+        1
+        >>> store.horizon(), store.changes(0, 10)
+        (3, (3, [(2, '/b', False)]))
+        """
+        _check_count("drop_tombstones", "older_than_ms", older_than_ms, 0)
+        return self._drop_tombstones(older_than_ms)
+
     @_translated
     def ensure_index(self, key: str) -> None:
         """Keep a secondary index on the top-level ``key`` from now on (idempotent)."""
@@ -282,6 +384,24 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def _transaction(self) -> AbstractContextManager[Any]:
         """A re-entrant write transaction: commit on a clean exit, roll back otherwise."""
+
+    def _changes(self, since: int, limit: int) -> tuple[int, list[Change]]:
+        """The feed after ``since`` (arguments checked), as :meth:`changes` states,
+        read in one consistent snapshot."""
+        raise NotImplementedByBackend(f"{self.scheme}: no change feed yet", op="changes")
+
+    def _last_seq(self) -> int:
+        """The highest committed seq, 0 for a new store."""
+        raise NotImplementedByBackend(f"{self.scheme}: no change feed yet", op="changes")
+
+    def _horizon(self) -> int:
+        """The highest seq dropped by compaction, 0 if none."""
+        raise NotImplementedByBackend(f"{self.scheme}: no change feed yet", op="changes")
+
+    def _drop_tombstones(self, older_than_ms: int) -> int:
+        """Remove tombstones deleted before ``older_than_ms`` in one write transaction,
+        raise the horizon, return how many."""
+        raise NotImplementedByBackend(f"{self.scheme}: no change feed yet", op="changes")
 
     def _find(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[str]:
         """Default: scan and filter with the Python predicate. Backends that can run
@@ -397,6 +517,16 @@ def _check_ids(ids: Sequence[Any]) -> list[str]:
     return out
 
 
+def _check_count(op: str, name: str, value: Any, least: int) -> None:
+    if value.__class__ is not int or value < least:
+        raise BadRequest(f"{op} error: {name} must be an integer >= {least}, not {value!r}")
+
+
+def now_ms() -> int:
+    """The time tombstones are stamped with: milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
 def select(
     elements: Iterable[Element], query: Node, sort: Sort, skip: int, limit: int | None
 ) -> list[Element]:
@@ -462,6 +592,7 @@ def index_values(element: Mapping[str, Any], key: str) -> list[Any]:
 __all__ = [
     "DEFAULT_INDEXES",
     "All",
+    "Change",
     "Element",
     "Patch",
     "Storage",
@@ -469,6 +600,7 @@ __all__ = [
     "index_lookup",
     "index_values",
     "insert_encoded",
+    "now_ms",
     "patch_encoded",
     "resolve_first",
     "select",
