@@ -24,7 +24,7 @@ import click
 import orjson
 
 from damas_core.errors import DamasError
-from damas_core.routes import id_body, outcome
+from damas_core.http.handlers import id_body, outcome
 
 DEFAULT_SERVER = "http://localhost:8090"
 

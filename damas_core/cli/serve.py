@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from damas_core.wsgi import MAX_BODY_SIZE, make_app
+from damas_core.http import MAX_BODY_SIZE, make_app
 
 log = logging.getLogger("damas_core.serve")
 

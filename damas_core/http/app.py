@@ -3,7 +3,7 @@
 :func:`make_app` wraps an open :class:`~damas_core.Tracker`; the result can be served
 by any WSGI server (``damas serve`` uses waitress) or mounted under a prefix of a host
 application, e.g. with Werkzeug's ``DispatcherMiddleware``. The routes, bodies and
-status codes are damas-core 2.x's (see :mod:`damas_core.routes` and ``docs/http.md``).
+status codes are damas-core 2.x's (see :mod:`damas_core.http.routes` and ``docs/http.md``).
 
 Authentication (``auth``, required):
 
@@ -33,12 +33,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, unquote
 
 import orjson
-from werkzeug.wrappers import Request
 
-from damas_core import routes
 from damas_core.errors import (
     BadRequest,
     DamasError,
@@ -47,11 +44,12 @@ from damas_core.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from damas_core.http import openapi, routes
+from damas_core.http.messages import Answer, Call
 from damas_core.ratelimit import RateLimiter
-from damas_core.routes import Answer
 from damas_core.tokens import Tokens, parse_lifespan, user_element
 
-log = logging.getLogger("damas_core.wsgi")
+log = logging.getLogger("damas_core.http")
 
 #: Default request body limit: 50 MB.
 MAX_BODY_SIZE = 50 * 1024 * 1024
@@ -66,8 +64,6 @@ _REASONS = {
     501: "Not Implemented",
 }  # fmt: skip
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Characters a raw path keeps when it has to be rebuilt from PATH_INFO.
-_PATH_SAFE = "/,;:@!$&'()*+=~"
 
 
 def make_app(
@@ -124,7 +120,7 @@ class DamasApp:
         # Failed sign-ins per (username, address), and per address whatever the username.
         self.sign_in_limit = RateLimiter(sign_in_attempts, sign_in_window)
         self.address_limit = RateLimiter(sign_in_attempts * 4, sign_in_window)
-        self._cache: dict[Any, Any] = {}
+        self._openapi: dict[str, bytes] = {}
         self._cache_lock = threading.Lock()
 
     # -- WSGI -------------------------------------------------------------------------------
@@ -187,12 +183,12 @@ class DamasApp:
         start_response(f"{answer.status} {_REASONS.get(answer.status, 'Unknown')}", headers)
         return [body]
 
-    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
-        """A value computed once per app (the OpenAPI document per mount prefix)."""
+    def openapi(self, base: str) -> bytes:
+        """The OpenAPI document for the mount prefix ``base``, as JSON (made once)."""
         with self._cache_lock:
-            if key not in self._cache:
-                self._cache[key] = make()
-            return self._cache[key]
+            if base not in self._openapi:
+                self._openapi[base] = orjson.dumps(openapi.document(base))
+            return self._openapi[base]
 
     # -- authentication ---------------------------------------------------------------------
 
@@ -279,155 +275,4 @@ class DamasApp:
         return answer
 
 
-class Call:
-    """One request being answered: its parts, parsed on demand."""
-
-    def __init__(self, app: DamasApp, environ: dict[str, Any]) -> None:
-        self.app = app
-        self.environ = environ
-        self.method: str = environ.get("REQUEST_METHOD", "GET").upper()
-        self.base: str = environ.get("SCRIPT_NAME", "").rstrip("/")
-        self.path: str = raw_path(environ)
-        self.route: routes.Route | None = None
-        self.op = "request"
-        self.params: dict[str, str] = {}
-        self.session: Any = None
-        self._request: Request | None = None
-
-    @property
-    def request(self) -> Request:
-        if self._request is None:
-            self._request = Request(self.environ)
-            self._request.max_content_length = self.app.max_body_size
-            self._request.max_form_memory_size = self.app.max_body_size
-        return self._request
-
-    @property
-    def args(self) -> Any:
-        """The query-string arguments."""
-        return self.request.args
-
-    @property
-    def mimetype(self) -> str:
-        return self.request.mimetype
-
-    def content_length(self) -> int:
-        raw = self.environ.get("CONTENT_LENGTH") or "0"
-        try:
-            length = int(raw)
-        except ValueError:
-            raise BadRequest(f"request error: bad Content-Length {raw!r}") from None
-        if length < 0:
-            raise BadRequest(f"request error: bad Content-Length {raw!r}")
-        return length
-
-    def data(self) -> bytes:
-        """The request body, at most ``max_body_size`` bytes (413 beyond)."""
-        from werkzeug.exceptions import RequestEntityTooLarge
-
-        try:
-            data = self.request.get_data(cache=True)
-        except RequestEntityTooLarge:
-            raise PayloadTooLarge(
-                f"{self.op} error: the body is over the limit of {self.app.max_body_size} bytes",
-                op=self.op,
-            ) from None
-        if len(data) > self.app.max_body_size:
-            raise PayloadTooLarge(
-                f"{self.op} error: the body is over the limit of {self.app.max_body_size} bytes",
-                op=self.op,
-            )
-        return data
-
-    def parse_json(self, data: bytes) -> Any:
-        """Parse JSON; a malformed body is a 400 naming the position."""
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError as e:
-            raise BadRequest(
-                f"{self.op} error: malformed JSON at line {e.lineno} column {e.colno} (char {e.pos}): {e.msg}",
-                op=self.op,
-                position=e.pos,
-            ) from None
-        routes.check_depth(value, self.op)
-        return value
-
-    def body(self, *, required: bool = True) -> Any:
-        """The JSON body (whatever the Content-Type says, as damas-core clients vary)."""
-        data = self.data()
-        if not data.strip():
-            if required:
-                raise BadRequest(f"{self.op} error: the request needs a JSON body", op=self.op)
-            return None
-        return self.parse_json(data)
-
-    def credentials(self) -> dict[str, Any]:
-        """Sign-in fields from a form (``username=…&password=…``) or a JSON object."""
-        if self.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-
-            try:
-                return dict(self.request.form.items())
-            except RequestEntityTooLarge:
-                raise PayloadTooLarge("signIn error: the form is too large", op="signIn") from None
-            except HTTPException as e:
-                raise BadRequest(
-                    f"signIn error: unreadable form ({e.description})", op="signIn"
-                ) from None
-        body = self.body()
-        if not isinstance(body, dict):
-            raise BadRequest(
-                "signIn error: send a form or a JSON object {username, password}", op="signIn"
-            )
-        return body
-
-    def token(self) -> tuple[str | None, bool]:
-        """The bearer token (header first, then the ``token`` cookie) and whether it came
-        from the cookie."""
-        header = self.environ.get("HTTP_AUTHORIZATION", "")
-        scheme, _, value = header.strip().partition(" ")
-        value = value.strip()
-        if scheme.lower() == "bearer" and value and value != "null":
-            return value, False
-        cookie = self.request.cookies.get("token")
-        if cookie and cookie != "null":
-            return cookie, True
-        return None, False
-
-
-def raw_path(environ: dict[str, Any]) -> str:
-    """The request path below the mount point, still percent-encoded.
-
-    WSGI's ``PATH_INFO`` is already decoded (``%2F`` became ``/``), so the raw request
-    line (``REQUEST_URI`` or ``RAW_URI``, set by waitress, gunicorn and Werkzeug) is used
-    when it agrees with ``PATH_INFO``; otherwise ``PATH_INFO`` is re-encoded, which only
-    loses the difference between ``,`` and ``%2C``.
-    """
-    script = environ.get("SCRIPT_NAME", "")
-    path_info = environ.get("PATH_INFO", "")
-    uri = environ.get("REQUEST_URI") or environ.get("RAW_URI")
-    if uri:
-        path = uri.split("?", 1)[0]
-        if not path.startswith("/"):  # absolute form: http://host/path
-            scheme_end = path.find("://")
-            slash = path.find("/", scheme_end + 3) if scheme_end >= 0 else -1
-            path = path[slash:] if slash >= 0 else "/"
-        rest = _below(path, script)
-        if rest is not None and unquote(rest, encoding="latin-1") == path_info:
-            return rest
-    return quote(path_info.encode("latin-1"), safe=_PATH_SAFE)
-
-
-def _below(path: str, script: str) -> str | None:
-    """``path`` without the raw prefix that decodes to ``script``; None if there is none."""
-    if not script:
-        return path
-    if path.startswith(script) and (len(path) == len(script) or path[len(script)] == "/"):
-        return path[len(script) :]
-    for i, ch in enumerate(path):
-        if ch == "/" and i and unquote(path[:i], encoding="latin-1") == script:
-            return path[i:]
-    return "" if unquote(path, encoding="latin-1") == script else None
-
-
-__all__ = ["MAX_BODY_SIZE", "DamasApp", "make_app", "raw_path"]
+__all__ = ["MAX_BODY_SIZE", "DamasApp", "make_app"]

@@ -1,4 +1,4 @@
-"""The HTTP routes of the tracker: one table, one thin handler per route.
+"""The HTTP handlers: one thin function per route.
 
 Each handler parses what the request carries (path, query string, JSON body), calls
 one method of the caller's :class:`~damas_core.Session`, and says how to encode the
@@ -15,44 +15,25 @@ module only knows the damas-core 2.x wire format:
 - ``publish`` answers with the created file elements followed by their history
   children, and ``comment`` with the flat list of created comments.
 
-:data:`ROUTES` is the table the WSGI application (:mod:`damas_core.wsgi`) dispatches
-on and the OpenAPI document (:mod:`damas_core.openapi`) is generated from.
+The route table that maps requests to these handlers is :mod:`damas_core.http.routes`.
 
 >>> outcome([{"_id": "a"}, None], ok=201, none=409)
 207
->>> [r.method + " " + r.path for r in ROUTES if r.op == "read"]
-['GET /api/read/{ids}', 'POST /api/read/']
+>>> id_body([1, "b"])
+['1', 'b']
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
 
-from damas_core.errors import BadRequest, Conflict, DamasError, NotFound, Unauthorized
-
-if TYPE_CHECKING:
-    from damas_core.wsgi import Call
-
-#: JSON bodies may nest this deep; the core caps elements lower (64 levels).
-MAX_JSON_DEPTH = 100
-
-
-@dataclass
-class Answer:
-    """What a handler returns: a status and a JSON-encodable payload (or raw bytes)."""
-
-    status: int
-    payload: Any = None
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = "application/json"
-    raw: bytes | None = None
-
+from damas_core.errors import BadRequest, Conflict, DamasError, NotFound
+from damas_core.http.landing import page
+from damas_core.http.messages import Answer, Call
 
 # -- status rules ------------------------------------------------------------------------
 
@@ -307,169 +288,14 @@ def verify(call: Call) -> Answer:
 
 
 def openapi_document(call: Call) -> Answer:
-    from damas_core.openapi import document
-
-    return Answer(
-        200, raw=call.app.cached(("openapi", call.base), lambda: orjson.dumps(document(call.base)))
-    )
+    return Answer(200, raw=call.app.openapi(call.base))
 
 
 def landing(call: Call) -> Answer:
-    from damas_core.landing import page
-
     origin = call.request.host_url.rstrip("/") + call.base
     return Answer(
         200, raw=page(call.base, origin).encode(), content_type="text/html; charset=utf-8"
     )
 
 
-# -- the table ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Route:
-    """One route: method, OpenAPI path template and handler, plus what the document says.
-
-    ``body`` names the body form (a key of :data:`damas_core.openapi.BODIES`), ``ok``
-    the success statuses and ``errors`` the error statuses the route can answer.
-    ``public`` routes need no signed-in user.
-    """
-
-    method: str
-    path: str
-    handler: Callable[[Call], Answer]
-    op: str
-    summary: str
-    body: str | None = None
-    result: str = "element"
-    ok: tuple[int, ...] = (200,)
-    errors: tuple[int, ...] = (400, 401, 403)
-    public: bool = False
-    query: tuple[str, ...] = ()
-    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "pattern", _compile(self.path))
-
-
-def _compile(template: str) -> re.Pattern[str]:
-    """A regex over the raw (still percent-encoded) path. ``{depth}`` is one segment;
-    other parameters take the rest of the path (ids may hold encoded slashes). A
-    trailing slash is optional, as in damas-core's Express routes."""
-    regex = ""
-    for part in re.split(r"(\{\w+\})", template):
-        if part.startswith("{"):
-            name = part[1:-1]
-            regex += {"depth": "(?P<depth>[^/]+)", "query": "(?P<query>.*)"}.get(
-                name, f"(?P<{name}>.+)"
-            )
-        else:
-            regex += re.escape(part)
-    if template.endswith("/"):
-        regex = regex[:-1] + "/?"
-    elif template.endswith("{depth}"):
-        regex += "/?"
-    return re.compile("^" + regex + "$")
-
-
-_IDS = (400, 401, 403, 413)
-_WRITE = (400, 401, 403, 413)
-
-ROUTES: tuple[Route, ...] = (
-    Route("POST", "/api/create/", create, "create", "Create elements", "elements", "elements",
-          ok=(201, 207), errors=(*_WRITE, 409)),
-    Route("GET", "/api/read/{ids}", read_url, "read", "Read elements by id (comma-separated)",
-          result="elements", ok=(200, 207), errors=(400, 401, 403, 404)),
-    Route("POST", "/api/read/", read_body, "read", "Read elements by id", "ids", "elements",
-          ok=(200, 207), errors=(*_IDS, 404)),
-    Route("PUT", "/api/update/", update, "update", "Set or remove keys of elements", "elements",
-          "elements", ok=(200, 207), errors=(*_WRITE, 404)),
-    Route("POST", "/api/upsert/", upsert, "upsert", "Create or update elements", "elements",
-          "elements", errors=_WRITE),
-    Route("DELETE", "/api/delete/", delete, "delete", "Delete elements and their links", "ids",
-          "ids", ok=(200, 207), errors=(*_IDS, 404)),
-    Route("GET", "/api/graph/{depth}/{ids}", graph_url, "graph",
-          "Nodes and links reached from ids (depth 0: unlimited)", result="graph",
-          ok=(200, 207), errors=(400, 401, 403, 404)),
-    Route("POST", "/api/graph/{depth}", graph_body, "graph",
-          "Nodes and links reached from ids (depth 0: unlimited)", "ids", "graph",
-          ok=(200, 207), errors=(*_IDS, 404)),
-    Route("GET", "/api/search/{query}", search, "search", "Ids matching a query",
-          result="id_list", query=("sort", "skip", "limit")),
-    Route("GET", "/api/search_elements/{query}", search_elements, "search_elements",
-          "The elements matching a query (search, then read, in one request)",
-          result="element_list", query=("sort", "skip", "limit")),
-    Route("GET", "/api/search_one/{query}", search_one, "search_one",
-          "The first element matching a query, or null", result="element_or_null"),
-    Route("POST", "/api/search_mongo/", search_mongo, "search_mongo",
-          "Ids matching a MongoDB-style query, with the total count", "search_mongo", "count_ids",
-          errors=(*_IDS, 501)),
-    Route("POST", "/api/publish/", publish, "publish",
-          "Track new files; answers the files then their history children", "files", "elements",
-          ok=(201, 207), errors=(*_WRITE, 409)),
-    Route("PUT", "/api/lock/", lock, "lock", "Lock elements for the caller (all or none)", "ids",
-          "true", errors=(*_IDS, 404, 409)),
-    Route("PUT", "/api/unlock/", unlock, "unlock", "Unlock elements (all or none)", "ids", "true",
-          errors=(*_IDS, 404, 409), query=("force",)),
-    Route("POST", "/api/comment/", comment, "comment", "Comment on elements", "comments",
-          "elements", ok=(201, 207), errors=(*_WRITE, 404)),
-    Route("POST", "/api/version/{id}", version, "version",
-          "Archive an element's state as a child and update it", "keys", "element", ok=(201,),
-          errors=(*_WRITE, 404)),
-    Route("POST", "/api/signIn/", sign_in, "signIn", "Sign in: a token and the user", "signin",
-          "signin", errors=(400, 401, 413, 429), public=True),
-    Route("POST", "/api/signOut/", sign_out, "signOut", "Revoke the token of this request",
-          result="true", errors=(401,), public=True),
-    Route("GET", "/api/verify/", verify, "verify", "The signed-in user", result="user",
-          errors=(401,)),
-    Route("GET", "/api/openapi.json", openapi_document, "openapi", "This OpenAPI document",
-          result="openapi", errors=(), public=True),
-    Route("GET", "/", landing, "landing", "What this server is", result="html", errors=(),
-          public=True),
-)  # fmt: skip
-
-
-def _section(path: str) -> str:
-    """``/api/read/…`` → ``read``: routes are grouped by it so a request tries few."""
-    parts = path.split("/", 3)
-    return parts[2] if len(parts) > 2 and parts[1] == "api" else ""
-
-
-_BY_SECTION: dict[str, list[Route]] = {}
-for _route in ROUTES:
-    _BY_SECTION.setdefault(_section(_route.path), []).append(_route)
-
-
-def match(path: str) -> list[tuple[Route, dict[str, str]]]:
-    """Every route whose path matches the raw ``path``, with its raw parameters."""
-    found = []
-    for route in _BY_SECTION.get(_section(path), ()):
-        m = route.pattern.match(path)
-        if m:
-            found.append((route, m.groupdict()))
-    return found
-
-
-def check_depth(value: Any, op: str, limit: int = MAX_JSON_DEPTH) -> None:
-    """Raise :class:`BadRequest` if a parsed JSON value nests deeper than ``limit``."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            raise BadRequest(f"{op} error: the JSON body nests deeper than {limit} levels", op=op)
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
-
-
-__all__ = [
-    "ROUTES",
-    "Answer",
-    "Route",
-    "Unauthorized",
-    "check_depth",
-    "match",
-    "outcome",
-    "results",
-]
+__all__ = ["decode", "flag", "id_body", "outcome", "results", "sort_arg", "url_ids", "whole"]

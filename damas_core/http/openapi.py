@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the HTTP API, generated from :data:`damas_core.routes.ROUTES`.
+"""The OpenAPI 3.1 document of the HTTP API, generated from :data:`damas_core.http.routes.ROUTES`.
 
 Served at ``GET /api/openapi.json``; every route the application answers is in it
 because both come from the same table.
@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 import damas_core
-from damas_core.routes import ROUTES, Route
+from damas_core.http.routes import ROUTES, Route
 
 _ELEMENT = {"$ref": "#/components/schemas/Element"}
 _NULLABLE_ELEMENT = {"anyOf": [_ELEMENT, {"type": "null"}]}

@@ -216,7 +216,7 @@ def test_token_cookie(jwt_api):
 
 
 def test_no_credentials_get_401_on_every_private_route(jwt_api):
-    from damas_core.routes import ROUTES
+    from damas_core.http.routes import ROUTES
 
     tracker, url, _ = jwt_api
     before = snapshot(tracker)
@@ -276,7 +276,7 @@ REQUESTS = {
 
 
 def test_the_table_covers_every_private_route():
-    from damas_core.routes import ROUTES
+    from damas_core.http.routes import ROUTES
 
     covered = {(m, p.rstrip("/")) for m, p, _ in REQUESTS.values()}
     for route in ROUTES:

@@ -15,8 +15,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import damas_core
-from damas_core.openapi import document
-from damas_core.routes import ROUTES
+from damas_core.http.openapi import document
+from damas_core.http.routes import ROUTES
 from damas_core.wsgi import make_app
 
 
