@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -49,12 +50,14 @@ import lmdb
 import orjson
 from damas_core.backends.base import (
     All,
+    Change,
     Element,
     Patch,
     Storage,
     apply_patch,
     index_lookup,
     index_values,
+    now_ms,
     select,
 )
 
@@ -68,6 +71,11 @@ MAIN_DB = b"elements"
 META_DB = b"meta"
 INDEX_PREFIX = b"index:"
 META_INDEXES = b"indexes"
+FEED_SEQ_DB = b"feed:seq"
+FEED_ID_DB = b"feed:id"
+META_HORIZON = b"horizon"
+# Sub-databases besides the indexes: elements, meta and the feed's two.
+_FIXED_DBS = 4
 
 # LMDB's compiled key size limit (also the limit of duplicate-sorted values).
 MAX_KEY = 511
@@ -254,6 +262,8 @@ class _Env:
         self.psize: int = self.env.stat()["psize"]
         self.main = self.env.open_db(MAIN_DB)
         self.meta = self.env.open_db(META_DB)
+        self.by_seq = self.env.open_db(FEED_SEQ_DB)
+        self.by_id = self.env.open_db(FEED_ID_DB)
         # Replaced whole, never mutated, so readers in other threads can iterate it.
         self.index_dbs: dict[str, Any] = {}
         self.meta_raw: bytes | None = None
@@ -340,7 +350,7 @@ class LMDBStorage(Storage):
         sync = _bool_option(merged, "sync", True)
         for key in self.indexes:
             _check_index_name(key)
-        if len(self.indexes) + 2 > max_dbs:
+        if len(self.indexes) + _FIXED_DBS > max_dbs:
             raise BadRequest(f"too many indexes for max_dbs={max_dbs}: raise max_dbs")
         self._h: Any = _CLOSED
         try:
@@ -459,6 +469,18 @@ class LMDBStorage(Storage):
             self._op_candidates, query, buffers=True, fingerprint=_fingerprint_elements
         )
 
+    def _changes(self, since: int, limit: int) -> tuple[int, list[Change]]:
+        return self._read(_op_changes, self._h, since, limit)
+
+    def _last_seq(self) -> int:
+        return self._read(_op_last_seq, self._h)
+
+    def _horizon(self) -> int:
+        return self._read(_op_horizon, self._h.meta)
+
+    def _drop_tombstones(self, older_than_ms: int) -> int:
+        return self._write(self._op_drop_tombstones, older_than_ms, need=1 << 16)
+
     def _ensure_index(self, key: str) -> None:
         try:
             _check_index_name(key)
@@ -555,6 +577,7 @@ class LMDBStorage(Storage):
             crc[0] = 0
         h = self._h
         put, main = txn.put, h.main
+        feed = _FeedWriter(txn, h)
         out = []
         for element in elements:
             key = _key(element["_id"])
@@ -564,6 +587,7 @@ class LMDBStorage(Storage):
             if checked:
                 crc[0] = zlib.crc32(raw, crc[0])
             if fresh:
+                feed.record(key, element["_id"], False)
                 for name, db in h.index_dbs.items():
                     for ik in {index_key(v) for v in index_values(element, name)}:
                         put(ik, key, db=db)
@@ -582,6 +606,7 @@ class LMDBStorage(Storage):
         ids = list(map(id_of, elements))
         main = txn.cursor(db=h.main)
         append = _sorted_after(ids, main)
+        feed = _FeedWriter(txn, h)
         indexes = [(name, txn.cursor(db=db)) for name, db in h.index_dbs.items()]
         for start in range(0, len(elements), RUN):
             run = elements[start : start + RUN]
@@ -597,6 +622,7 @@ class LMDBStorage(Storage):
                 return False
             if added != len(run):
                 return False
+            feed.record_new(keys, append)
             for name, cursor in indexes:
                 _put_index(cursor, run, keys, name, append)
         return True
@@ -604,6 +630,7 @@ class LMDBStorage(Storage):
     def _op_patch(self, txn: Any, patches: list[Patch], checked: bool = False) -> Any:
         get, put, delete, main = txn.get, txn.put, txn.delete, self._h.main
         dbs = self._h.index_dbs
+        feed = _FeedWriter(txn, self._h)
         out = []
         crc = 0
         for p in patches:
@@ -620,6 +647,7 @@ class LMDBStorage(Storage):
                 continue
             raw = _dumps(element)
             put(key, raw, db=main)
+            feed.record(key, p.id, False)
             if checked:
                 crc = zlib.crc32(raw, crc)
             for name, old in zip(touched, before):
@@ -634,6 +662,7 @@ class LMDBStorage(Storage):
     def _op_delete(self, txn: Any, keys: list[bytes], checked: bool = False) -> Any:
         get, delete, main = txn.get, txn.delete, self._h.main
         dbs = self._h.index_dbs.items()
+        feed = _FeedWriter(txn, self._h)
         out = []
         for key in keys:
             raw = get(key, db=main)
@@ -645,8 +674,27 @@ class LMDBStorage(Storage):
                 for ik in {index_key(v) for v in index_values(element, name)}:
                     delete(ik, key, db=db)
             delete(key, db=main)
+            feed.record(key, element["_id"], True)
             out.append(True)
         return (out, 0) if checked else out
+
+    def _op_drop_tombstones(self, txn: Any, older_than_ms: int, checked: bool = False) -> Any:
+        h = self._h
+        cursor = txn.cursor(db=h.by_seq)
+        dropped, top = 0, _op_horizon(txn, h.meta)
+        ok = cursor.first()
+        while ok:
+            value = cursor.value()
+            if value[-9:-8] == _DEAD and _SEQ.unpack(value[-8:])[0] < older_than_ms:
+                top = max(top, _SEQ.unpack(cursor.key())[0])
+                txn.delete(_key(value[:-9].decode("utf-8", "surrogatepass")), db=h.by_id)
+                ok = cursor.delete()  # moves to the next entry
+                dropped += 1
+            else:
+                ok = cursor.next()
+        if dropped:
+            txn.put(META_HORIZON, _SEQ.pack(top), db=h.meta)
+        return (dropped, dropped) if checked else dropped
 
     def _op_scan_chunk(
         self, txn: Any, after: bytes | None, size: int | None
@@ -960,7 +1008,7 @@ class LMDBStorage(Storage):
     def _build_indexes(self, names: list[str]) -> None:
         """Create and fill the indexes for ``names`` in one write transaction."""
         h = self._h
-        if len(h.index_dbs) + len(names) + 2 > h.max_dbs:
+        if len(h.index_dbs) + len(names) + _FIXED_DBS > h.max_dbs:
             raise BadRequest(
                 f"too many indexes for max_dbs={h.max_dbs}: reopen with a larger max_dbs"
             )
@@ -1004,6 +1052,85 @@ class LMDBStorage(Storage):
             for name, db, _ in markers:
                 for ik in {index_key(v) for v in index_values(element, name)}:
                     put(ik, bytes(key), db=db)
+
+
+# -- the change feed ----------------------------------------------------------------------
+
+_SEQ = struct.Struct(">Q")  # big-endian: byte order is number order
+_DEAD = b"\xff"  # never in UTF-8: what follows an id in a tombstone's entry
+
+
+class _FeedWriter:
+    """Feed entries of one write step: ``feed:seq`` maps a seq (8 bytes, big-endian)
+    to the id in UTF-8, followed for a tombstone by ``0xFF`` and the deletion time
+    (milliseconds, 8 bytes);
+    ``feed:id`` maps an element key to its one entry's seq. The next seq is read
+    from the write transaction itself (the last ``feed:seq`` key, or the horizon if
+    higher), so writers in every process of the environment number in commit order."""
+
+    __slots__ = ("by_id", "by_seq", "seq")
+
+    def __init__(self, txn: Any, h: _Env) -> None:
+        self.by_seq = txn.cursor(db=h.by_seq)
+        self.by_id = txn.cursor(db=h.by_id)
+        last = _SEQ.unpack(self.by_seq.key())[0] if self.by_seq.last() else 0
+        self.seq = max(last, _op_horizon(txn, h.meta))
+
+    def record(self, key: bytes, id: str, deleted: bool) -> None:
+        """The element under ``key`` (its ``_id`` is ``id``) changed: its entry moves
+        to the next seq."""
+        self.seq += 1
+        seq_key = _SEQ.pack(self.seq)
+        old = self.by_id.replace(key, seq_key)
+        if old is not None and self.by_seq.set_key(old):
+            self.by_seq.delete()
+        entry = id.encode("utf-8", "surrogatepass")
+        if deleted:
+            entry += _DEAD + _SEQ.pack(now_ms())
+        self.by_seq.put(seq_key, entry, append=True)
+
+    def record_new(self, keys: list[bytes], append: bool) -> None:
+        """Entries for elements just stored under ``keys`` (their UTF-8 ids), in bulk;
+        ``append`` when the keys are sorted (and after every element key)."""
+        by_id = self.by_id
+        append = append and (not by_id.last() or keys[0] > by_id.key())  # tombstones
+        first = self.seq + 1
+        self.seq += len(keys)
+        seq_keys = list(map(_SEQ.pack, range(first, self.seq + 1)))
+        _, added = by_id.putmulti(zip(keys, seq_keys), overwrite=False, append=append)
+        if added != len(keys):  # some ids left a tombstone: replace it
+            for key, seq_key in zip(keys, seq_keys):
+                old = self.by_id.replace(key, seq_key)
+                if old is not None and old != seq_key and self.by_seq.set_key(old):
+                    self.by_seq.delete()
+        self.by_seq.putmulti(zip(seq_keys, keys), append=True)
+
+
+def _op_horizon(txn: Any, meta: Any) -> int:
+    raw = txn.get(META_HORIZON, db=meta)
+    return _SEQ.unpack(raw)[0] if raw is not None else 0
+
+
+def _op_last_seq(txn: Any, h: _Env) -> int:
+    """The last seq given: the last ``feed:seq`` key, or the horizon if compaction
+    dropped it."""
+    cursor = txn.cursor(db=h.by_seq)
+    last = _SEQ.unpack(cursor.key())[0] if cursor.last() else 0
+    return max(last, _op_horizon(txn, h.meta))
+
+
+def _op_changes(txn: Any, h: _Env, since: int, limit: int) -> tuple[int, list[Change]]:
+    cursor = txn.cursor(db=h.by_seq)
+    out: list[Change] = []
+    if cursor.set_range(_SEQ.pack(since + 1)):
+        unpack = _SEQ.unpack
+        for key, value in cursor:
+            if len(out) == limit:
+                return out[-1][0], out
+            dead = value[-9:-8] == _DEAD
+            id = (value[:-9] if dead else value).decode("utf-8", "surrogatepass")
+            out.append((unpack(key)[0], id, dead))
+    return _op_last_seq(txn, h), out
 
 
 # -- helpers ----------------------------------------------------------------------------
