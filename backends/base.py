@@ -160,12 +160,14 @@ class Storage(abc.ABC):
         return self._insert_many(elements, op)
 
     @_translated
-    def patch_many(self, patches: Sequence[Patch]) -> list[bool]:
+    def patch_many(self, patches: Sequence[Patch], *, op: str = "patch") -> list[bool]:
         """Apply each patch; ``True`` where applied, ``False`` where the element does not
         exist or its ``expect`` guard does not hold (that element is left as it was).
 
         ``set`` keys are replaced whole (a dict value replaces, it does not merge);
         ``unset`` keys that are absent are ignored; ``_id`` can be neither set nor unset.
+        ``op`` is the operation writing (as for :meth:`insert_many`): the guarded store
+        of a non-admin session (:mod:`damas_core.trust`) names it when it refuses.
         """
         _check_ids([p.id for p in patches])
         if any("_id" in p.set or "_id" in p.unset for p in patches):
@@ -173,9 +175,9 @@ class Storage(abc.ABC):
         return self._patch_many(patches)
 
     @_translated
-    def delete_many(self, ids: Sequence[str]) -> list[bool]:
+    def delete_many(self, ids: Sequence[str], *, op: str = "delete") -> list[bool]:
         """Remove elements; ``True`` for each one removed, ``False`` where it was absent
-        (or already removed earlier in the same call)."""
+        (or already removed earlier in the same call). ``op``: as for :meth:`patch_many`."""
         return self._delete_many(_check_ids(ids))
 
     def scan(self) -> Iterator[Element]:
