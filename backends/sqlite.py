@@ -18,7 +18,15 @@ Layout:
 - ``indexed_keys(key)``: the keys ``element_index`` holds. Every write transaction
   reads it and maintains all of them, so a process opened with fewer ``indexes``
   still keeps the others' index right; a store opened with more ``indexes`` adds them
-  and fills their rows from the existing elements.
+  and fills their rows from the existing elements;
+- ``changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, deleted, time)``:
+  the change feed, one row per id at its latest seq, written in the same transaction
+  as the element (``INSERT OR REPLACE`` moves an id's row to the next seq).
+  ``AUTOINCREMENT`` keeps the counter in ``sqlite_sequence``, inside the database, so
+  a seq is never given twice, by any process, even once its row is replaced or
+  dropped; ``time`` is a tombstone's deletion time in milliseconds. ``feed_state``
+  holds the horizon. A store created before the feed existed numbers its elements
+  once, in ``_id`` order, when first opened.
 
 Why a side table rather than expression indexes on ``json_extract(doc, '$."key"')``:
 an expression index cannot index array members, and SQLite only uses it when the
@@ -57,7 +65,15 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
-from damas_core.backends.base import Element, Patch, Storage, apply_patch, index_values
+from damas_core.backends.base import (
+    Change,
+    Element,
+    Patch,
+    Storage,
+    apply_patch,
+    index_values,
+    now_ms,
+)
 
 from damas_core.elements import encode_all, id_of
 from damas_core.errors import BadRequest
@@ -73,7 +89,18 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS indexed_keys (key TEXT PRIMARY KEY) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS element_index (key TEXT NOT NULL, value NOT NULL, id TEXT NOT NULL,"
     " PRIMARY KEY (key, value, id)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS feed_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 ]
+_FEED_SCHEMA = (
+    "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+    " deleted INTEGER NOT NULL, time INTEGER NOT NULL)"
+)
+_RECORD = "INSERT OR REPLACE INTO changes (id, deleted, time) VALUES (?, ?, ?)"
+_RECORD_LIVE = "INSERT OR REPLACE INTO changes (id, deleted, time) VALUES " + ",".join(
+    ["(?, 0, 0)"] * _CHUNK
+)
+_LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)"
+_HORIZON = "SELECT coalesce((SELECT value FROM feed_state WHERE key = 'horizon'), 0)"
 _INT64 = (-(2**63), 2**63 - 1)
 _INSERT_ELEMENT = "INSERT OR IGNORE INTO elements (id, doc) VALUES (?, ?)"
 _INDEX_BATCH = 300  # rows per INSERT: 900 parameters, within every SQLite's limit
@@ -142,6 +169,14 @@ def insert_index_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, Any, s
     conn.executemany(_INSERT_INDEX_ONE, rows[full:])
 
 
+def record_live(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+    """Move each id's feed row to the next seq, in order, many rows per statement."""
+    full = len(ids) - len(ids) % _CHUNK
+    for i in range(0, full, _CHUNK):
+        conn.execute(_RECORD_LIVE, ids[i : i + _CHUNK])
+    conn.executemany(_RECORD, zip(ids[full:], repeat(0), repeat(0)))
+
+
 class SQLiteStorage(Storage):
     """One SQLite database file; see the module docstring for layout and concurrency."""
 
@@ -183,6 +218,14 @@ class SQLiteStorage(Storage):
             try:
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                if not conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'changes'"
+                ).fetchone():
+                    conn.execute(_FEED_SCHEMA)
+                    conn.execute(
+                        "INSERT INTO changes (id, deleted, time) SELECT id, 0, 0 FROM elements"
+                        " ORDER BY id"
+                    )
                 for key in self.indexes:
                     self._add_index_key(conn, key)
                 conn.execute("COMMIT")
@@ -312,6 +355,7 @@ class SQLiteStorage(Storage):
                 conn.execute("RELEASE damas_insert")
                 raise
             conn.execute("RELEASE damas_insert")
+            record_live(conn, list(map(id_of, elements)))
             self._reindex(elements, self._index_keys())
         return out
 
@@ -333,6 +377,7 @@ class SQLiteStorage(Storage):
             current: dict[str, Element] = {}
             old_rows: list[tuple[str, Any, str]] = []
             changed: dict[str, Element] = {}
+            applied: list[str] = []  # each applied patch takes a seq, in order
             out: list[bool] = []
             keys = self._index_keys()
             for p in patches:
@@ -347,9 +392,11 @@ class SQLiteStorage(Storage):
                 ok = apply_patch(element, p)
                 if ok:
                     changed[p.id] = element
+                    applied.append(p.id)
                 out.append(ok)
             rows = [(orjson.dumps(e).decode(), i) for i, e in changed.items()]
             self._conn.executemany("UPDATE elements SET doc = ? WHERE id = ?", rows)
+            record_live(self._conn, applied)
             # Only the index rows that differ are written (a lock touches none).
             old = {r for r in old_rows if r[2] in changed}
             new = {r for e in changed.values() for r in index_rows(e, keys)}
@@ -372,6 +419,8 @@ class SQLiteStorage(Storage):
                     old_rows += index_rows(orjson.loads(raw), keys)
             self._conn.executemany("DELETE FROM elements WHERE id = ?", gone)
             self._conn.executemany(_DELETE_INDEX, old_rows)
+            when = now_ms()
+            self._conn.executemany(_RECORD, [(i, 1, when) for (i,) in gone])
             return out
 
     def _scan(self) -> Iterator[Element]:
@@ -389,6 +438,43 @@ class SQLiteStorage(Storage):
             if len(batch) < _SCAN_BATCH:
                 return
             last = batch[-1][0]
+
+    # -- the change feed -----------------------------------------------------------------
+
+    def _changes(self, since: int, limit: int) -> tuple[int, list[Change]]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT seq, id, deleted FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (since, limit + 1),
+            ).fetchall()
+            if len(rows) > limit:
+                del rows[limit:]
+                return rows[-1][0], [(s, i, bool(d)) for s, i, d in rows]
+            return conn.execute(_LAST_SEQ).fetchone()[0], [(s, i, bool(d)) for s, i, d in rows]
+
+    def _last_seq(self) -> int:
+        with self._lock:
+            return self._conn.execute(_LAST_SEQ).fetchone()[0]
+
+    def _horizon(self) -> int:
+        with self._lock:
+            return self._conn.execute(_HORIZON).fetchone()[0]
+
+    def _drop_tombstones(self, older_than_ms: int) -> int:
+        with self._transaction():
+            conn = self._conn
+            count, top = conn.execute(
+                "SELECT count(*), max(seq) FROM changes WHERE deleted = 1 AND time < ?",
+                (older_than_ms,),
+            ).fetchone()
+            if count:
+                conn.execute("DELETE FROM changes WHERE deleted = 1 AND time < ?", (older_than_ms,))
+                conn.execute(
+                    "INSERT INTO feed_state (key, value) VALUES ('horizon', ?) ON CONFLICT (key)"
+                    " DO UPDATE SET value = max(value, excluded.value)",
+                    (top,),
+                )
+            return count
 
     # -- queries -------------------------------------------------------------------------
 

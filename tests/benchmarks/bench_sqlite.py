@@ -3,8 +3,9 @@
 - ``indexed search``: ``tracker.search("#parent:X")`` returning the 10 children of one
   parent among N elements, against raw primary-key gets of the same 10 ids (goal ≤ 25×);
 - ``bulk insert``: ``insert_many`` of N elements in one call (one transaction, index
-  rows written in the same transaction), against encoding the same dicts with orjson and one
-  ``executemany`` into a table of the same shape (goal ≤ 2×).
+  rows and change feed rows written in the same transaction), against encoding the same
+  dicts with orjson and one ``executemany`` into a table of the same shape plus one into
+  a change feed table of the same shape (goal ≤ 2×).
 
 Run on its own: ``python -m tests.benchmarks.bench_sqlite [--quick]``.
 """
@@ -49,6 +50,10 @@ def raw_connection(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("CREATE TABLE elements (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID")
+    conn.execute(
+        "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+        " deleted INTEGER NOT NULL, time INTEGER NOT NULL)"
+    )
     return conn
 
 
@@ -69,6 +74,10 @@ def bulk_insert(n: int, tmp: Path) -> dict:
             conn.executemany(
                 "INSERT INTO elements (id, doc) VALUES (?, ?)",
                 [(d["_id"], orjson.dumps(d).decode()) for d in docs],
+            )
+            conn.executemany(
+                "INSERT INTO changes (id, deleted, time) VALUES (?, 0, 0)",
+                [(d["_id"],) for d in docs],
             )
             conn.execute("COMMIT")
         finally:
