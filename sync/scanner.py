@@ -538,7 +538,10 @@ class _Comparison:
         for file_id in sorted(known.keys() - self.tree.keys()):
             el = known[file_id]
             if el.get("origin") == site:
-                if not el.get("deleted"):
+                # only the version the origin holds is deleted there: a newer one written
+                # elsewhere (after the origin's deletion was recorded, say) was never here,
+                # and its synced_<site> stays the baseline of a later local change
+                if not el.get("deleted") and holds_current(el, site):
                     gone.append(file_id)
             elif el.get(f"synced_{site}") is not None:
                 gone.append(file_id)

@@ -215,3 +215,40 @@ def test_agents_work_through_the_http_client(sites):
         assert sorted(tokyo.run_once().received) == ["/a.txt", "/b.txt"]
     assert sites.path("tokyo", "/b.txt").read_text() == "b"
     full_scan_finds_nothing(sites)
+
+
+@needs_rsync
+def test_a_version_written_elsewhere_after_a_deletion_at_the_origin(scan_only):
+    # the steps a state machine run found: paris writes, scans; tokyo fetches; tokyo
+    # rewrites; paris deletes, scans; tokyo scans (a new version, the file is back); paris
+    # scans. paris recorded the deletion of the version it held: tokyo's newer version,
+    # which paris never had, is not deleted again (a full comparison did: a rescan did not)
+    sites, _ = scan_only
+    sites.write("paris", "/d/b.txt", "1:x")
+    sites.run("paris")
+    full_scan_finds_nothing(sites)
+    sites.run("tokyo")
+    sites.write("tokyo", "/d/b.txt", "2:xxxxx")
+    sites.path("paris", "/d/b.txt").unlink()
+    assert sites.run("paris")[0].deleted == ["/d/b.txt"]
+    full_scan_finds_nothing(sites)
+    assert sites.run("tokyo")[0].modified == ["/d/b.txt"]
+    el = sites.tracker.read("/d/b.txt")
+    assert "deleted" not in el and el["file_size"] == len("2:xxxxx")
+    assert sites.run("paris")[0].deleted == []
+    full_scan_finds_nothing(sites)
+    assert "deleted" not in sites.tracker.read("/d/b.txt")
+
+
+@needs_rsync
+def test_the_origin_fetches_a_version_written_after_its_deletion(sites):
+    # the same steps with a paris that receives: it gets tokyo's version back
+    sites.write("paris", "/d/b.txt", "1:x")
+    sites.run("paris", "tokyo")
+    sites.write("tokyo", "/d/b.txt", "2:xxxxx")
+    sites.path("paris", "/d/b.txt").unlink()
+    assert sites.run("paris")[0].deleted == ["/d/b.txt"]
+    sites.run("tokyo")
+    r = sites.run("paris")[0]
+    assert r.deleted == [] and r.received == ["/d/b.txt"]
+    assert sites.path("paris", "/d/b.txt").read_text() == "2:xxxxx"
