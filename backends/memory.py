@@ -4,9 +4,7 @@ Elements are kept as JSON bytes, so every read returns a fresh object and no cal
 can change stored state through a dict it holds (the same round trip the persistent
 backends make). Not shared between processes; threads are serialized by one lock.
 
-The change feed is a dict of each id's latest ``(seq, deleted, deleted_ms)`` plus a
-log of ``(seq, id)`` in seq order, read with a binary search; entries a later write
-made stale are skipped when read and dropped when they outnumber the live ones.
+The change feed is a :class:`~damas_core.backends.feed.ChangeLog`.
 
 >>> import damas_core
 >>> t = damas_core.open("memory://")
@@ -16,7 +14,6 @@ made stale are skipped when read and dropped when they outnumber the live ones.
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,23 +25,21 @@ from damas_core.backends.base import (
     Patch,
     Storage,
     insert_encoded,
-    now_ms,
     patch_encoded,
 )
+from damas_core.backends.feed import ChangeLog
 
 
 class MemoryStorage(Storage):
-    """Elements in a dict of JSON bytes; a transaction snapshots the state to roll back."""
+    """Elements in a dict of JSON bytes; a transaction snapshots them and the feed to
+    roll back."""
 
     scheme = "memory"
 
     def __init__(self, url: str = "memory://", **options: object) -> None:
         super().__init__(url, **options)
         self._data: dict[str, bytes] = {}
-        self._feed: dict[str, tuple[int, bool, int]] = {}  # id -> (seq, deleted, ms)
-        self._log: list[tuple[int, str]] = []  # (seq, id), seq increasing; may be stale
-        self._seq = 0
-        self._dropped = 0  # the horizon
+        self._feed = ChangeLog()
         self._lock = threading.RLock()
         self._depth = 0
 
@@ -55,12 +50,7 @@ class MemoryStorage(Storage):
 
     def _put(self, id: str, raw: bytes) -> None:
         self._data[id] = raw
-        self._record(id, False)
-
-    def _record(self, id: str, deleted: bool) -> None:
-        self._seq += 1
-        self._feed[id] = (self._seq, deleted, now_ms() if deleted else 0)
-        self._log.append((self._seq, id))
+        self._feed.record(id, False)
 
     def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
         with self._transaction():
@@ -76,7 +66,7 @@ class MemoryStorage(Storage):
             for i in ids:
                 gone = self._data.pop(i, None) is not None
                 if gone:
-                    self._record(i, True)
+                    self._feed.record(i, True)
                 out.append(gone)
             return out
 
@@ -86,41 +76,19 @@ class MemoryStorage(Storage):
         for _, raw in items:
             yield orjson.loads(raw)
 
-    # -- the change feed ------------------------------------------------------------
-
     def _changes(self, since: int, limit: int) -> tuple[int, list[Change]]:
         with self._lock:
-            out: list[Change] = []
-            feed = self._feed
-            log = self._log
-            for k in range(bisect.bisect_left(log, (since + 1,)), len(log)):
-                seq, id = log[k]
-                entry = feed.get(id)
-                if entry is None or entry[0] != seq:
-                    continue  # superseded by a later write, or a dropped tombstone
-                if len(out) == limit:
-                    return out[-1][0], out
-                out.append((seq, id, entry[1]))
-            return self._seq, out
+            return self._feed.changes(since, limit)
 
     def _last_seq(self) -> int:
-        return self._seq
+        return self._feed.seq
 
     def _horizon(self) -> int:
-        return self._dropped
+        return self._feed.horizon
 
     def _drop_tombstones(self, older_than_ms: int) -> int:
         with self._transaction():
-            old = [(s, i) for i, (s, dead, ms) in self._feed.items() if dead and ms < older_than_ms]
-            for seq, id in old:
-                del self._feed[id]
-                self._dropped = max(self._dropped, seq)
-            return len(old)
-
-    def _compact(self) -> None:
-        """Drop stale log entries once they outnumber the live ones (amortized O(1))."""
-        if len(self._log) > 2 * len(self._feed) + 1024:
-            self._log = sorted((s, i) for i, (s, _, _) in self._feed.items())
+            return self._feed.drop_tombstones(older_than_ms)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -132,16 +100,14 @@ class MemoryStorage(Storage):
                 finally:
                     self._depth -= 1
                 return
-            snapshot = (dict(self._data), dict(self._feed), len(self._log), self._seq)
-            dropped = self._dropped
+            data, feed = dict(self._data), self._feed.snapshot()
             self._depth = 1
             try:
                 yield
             except BaseException:
-                self._data, self._feed, size, self._seq = snapshot
-                del self._log[size:]
-                self._dropped = dropped
+                self._data = data
+                self._feed.restore(feed)
                 raise
             finally:
                 self._depth = 0
-            self._compact()
+            self._feed.compact()
