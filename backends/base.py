@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -113,6 +114,24 @@ class Storage(abc.ABC):
         if isinstance(extra, str):
             extra = [k for k in extra.split(",") if k]
         self.indexes: tuple[str, ...] = tuple(dict.fromkeys([*DEFAULT_INDEXES, *extra]))
+        self._commit_callbacks: list[Callable[[], None]] = []
+        self._outer = threading.local()  # per thread: how deep in transaction()
+
+    # -- commits ----------------------------------------------------------------------
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after each write of this process commits: a write
+        primitive called outside a transaction, or the outermost
+        :meth:`transaction` block, once it succeeded (whether or not it changed
+        anything). It runs in the writing thread, must be quick and must not raise; the
+        change feed's waiters are woken this way (writes from other processes are seen
+        by polling :meth:`last_seq`)."""
+        self._commit_callbacks.append(callback)
+
+    def _committed(self) -> None:
+        if self._commit_callbacks and not getattr(self._outer, "depth", 0):
+            for callback in self._commit_callbacks:
+                callback()
 
     # -- errors ---------------------------------------------------------------------
 
@@ -157,7 +176,9 @@ class Storage(abc.ABC):
                         f"storage error: an element must be an object, not {type(e).__name__}"
                     )
                 _check_ids([e.get("_id")])
-        return self._insert_many(elements, op)
+        done = self._insert_many(elements, op)
+        self._committed()
+        return done
 
     @_translated
     def patch_many(self, patches: Sequence[Patch], *, op: str = "patch") -> list[bool]:
@@ -172,13 +193,17 @@ class Storage(abc.ABC):
         _check_ids([p.id for p in patches])
         if any("_id" in p.set or "_id" in p.unset for p in patches):
             raise BadRequest("storage error: _id cannot be changed")
-        return self._patch_many(patches)
+        done = self._patch_many(patches)
+        self._committed()
+        return done
 
     @_translated
     def delete_many(self, ids: Sequence[str], *, op: str = "delete") -> list[bool]:
         """Remove elements; ``True`` for each one removed, ``False`` where it was absent
         (or already removed earlier in the same call). ``op``: as for :meth:`patch_many`."""
-        return self._delete_many(_check_ids(ids))
+        done = self._delete_many(_check_ids(ids))
+        self._committed()
+        return done
 
     def scan(self) -> Iterator[Element]:
         """Every element, in ``_id`` order. Failures while iterating are ``StorageError``."""
@@ -228,10 +253,13 @@ class Storage(abc.ABC):
             raise
         except Exception as e:
             raise self.storage_error("transaction", e) from e
+        outer = self._outer
+        outer.depth = getattr(outer, "depth", 0) + 1
         try:
             yield
         except BaseException as exc:
             # The block failed: roll back; the block's own exception goes up untouched.
+            outer.depth -= 1
             try:
                 cm.__exit__(type(exc), exc, exc.__traceback__)
             except BaseException as rollback_error:
@@ -240,12 +268,14 @@ class Storage(abc.ABC):
                 raise
             raise
         else:
+            outer.depth -= 1
             try:
                 cm.__exit__(None, None, None)
             except DamasError:
                 raise
             except Exception as e:
                 raise self.storage_error("commit", e) from e
+            self._committed()
 
     # -- the change feed --------------------------------------------------------------
 
