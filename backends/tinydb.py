@@ -28,6 +28,15 @@ What TinyDB itself does not give, and this backend does:
   TinyDB's shape, gives a :class:`~damas_core.errors.StorageError` naming the file
   and the line and column, and nothing is written until it is fixed.
 
+The change feed lives in the same file, so it is written in the same atomic replace
+as the elements: the table ``~changes:<table>`` holds one document,
+``{"horizon": h, "changes": [[seq, _id, deleted, deletion ms], ...]}``, one entry per
+id in seq order. Seqs are taken under the process lock after reloading the file, so
+writers in every process number in commit order. An element found in the file without
+a live entry (a store made before the feed, or added by hand) is numbered when the
+file is loaded, in ``_id`` order, as is the tombstone of an entry whose element is
+gone; a change of content made by hand is not seen.
+
 Each write rewrites the whole file: cost grows with the store (use LMDB or SQLite for
 large trackers), but a read never touches the disk beyond one ``stat``.
 
@@ -56,6 +65,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from damas_core.backends.base import (
+    Change,
     Element,
     Patch,
     Storage,
@@ -64,12 +74,14 @@ from damas_core.backends.base import (
     insert_encoded,
     patch_encoded,
 )
+from damas_core.backends.feed import ChangeLog
 
 from damas_core.errors import BadRequest, StorageError
 from damas_core.ordering import bracket
 from damas_core.query.ast import Node
 
 DEFAULT_TABLE = "_default"
+FEED_TABLE = "~changes:"  # + the elements' table
 
 # The identity of a file's content as seen by stat: another process replacing the file
 # changes the inode, a person editing it in place changes its size or mtime.
@@ -130,6 +142,8 @@ class TinyDBStorage(Storage):
         self._index: dict[str, dict[tuple[int, Any], set[str]]] | None = None
         self._undo: dict[str, tuple[bytes, int] | None] | None = None
         self._undo_next_tid = 1
+        self._feed = ChangeLog()
+        self._feed_before: Any = None  # the feed's snapshot while a transaction runs
         try:
             os.makedirs(self._directory, exist_ok=True)
             self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -181,6 +195,7 @@ class TinyDBStorage(Storage):
             sig, data = None, b""
         content = self._parse(data) if data.strip() else {}
         table = content.pop(self.table, {})
+        feed = self._read_feed(content.pop(FEED_TABLE + self.table, None))
         if not isinstance(table, dict):
             raise self._format_error(f"table {self.table!r} is not an object")
         raw: dict[str, bytes] = {}
@@ -214,11 +229,36 @@ class TinyDBStorage(Storage):
             tids[id_] = tid
             lines[id_] = b'"%d": %b' % (tid, encoded)
         self._raw, self._tid, self._lines = raw, tids, lines
+        unnumbered = sorted(i for i in raw if feed.entries.get(i, (0, i, True))[2])
+        gone = [i for i, e in feed.entries.items() if not e[2] and i not in raw]
+        for id_ in unnumbered:
+            feed.record(id_, False)
+        for id_ in gone:
+            feed.record(id_, True)
+        self._feed = feed
         self._body = None
         self._next_tid = max(tids.values(), default=0) + 1
         self._other_tables = content
         self._index = None  # rebuilt on first use
         self._signature = sig
+
+    def _read_feed(self, table: Any) -> ChangeLog:
+        """The feed from its table (``None``: none yet)."""
+        if table is None:
+            return ChangeLog()
+        doc = table.get("1") if isinstance(table, dict) else None
+        try:
+            entries = [(s, i, d, t) for s, i, d, t in doc["changes"]]
+            horizon = doc["horizon"]
+            ok = all(
+                type(s) is int and type(i) is str and type(d) is bool and type(t) is int
+                for s, i, d, t in entries
+            )
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok or type(horizon) is not int:
+            raise self._format_error(f"table {FEED_TABLE + self.table!r} is not a change feed")
+        return ChangeLog(entries, horizon)
 
     def _parse(self, data: bytes) -> dict[str, Any]:
         try:
@@ -251,9 +291,16 @@ class TinyDBStorage(Storage):
         if self._body is None:
             self._body = bytearray(b",\n".join(self._lines.values()))
         body = memoryview(self._body)
+        feed = self._feed
+        tables = {
+            **self._other_tables,
+            FEED_TABLE + self.table: {
+                "1": {"horizon": feed.horizon, "changes": list(feed.entries.values())}
+            },
+        }
         tail = b"".join(
             b",\n%b: %b" % (orjson.dumps(name), orjson.dumps(table))
-            for name, table in self._other_tables.items()
+            for name, table in tables.items()
         )
         return [head, body, b"\n}" + tail + b"}\n"]
 
@@ -303,6 +350,7 @@ class TinyDBStorage(Storage):
             undo[id_] = None if old is None else (old, self._tid[id_])
         if self._index is not None:
             self._unindex(id_)
+        self._feed.record(id_, encoded is None)
         if encoded is None:
             del self._raw[id_], self._tid[id_], self._lines[id_]
             self._body = None
@@ -339,6 +387,7 @@ class TinyDBStorage(Storage):
             if self._index is not None:
                 self._index_one(id_)
         self._next_tid = self._undo_next_tid
+        self._feed.restore(self._feed_before)
 
     def _indexes(self) -> dict[str, dict[tuple[int, Any], set[str]]]:
         if self._index is None:
@@ -417,6 +466,25 @@ class TinyDBStorage(Storage):
                 found = [self._raw[i] for i in ids]
         return (orjson.loads(r) for r in found)
 
+    def _changes(self, since: int, limit: int) -> tuple[int, list[Change]]:
+        with self._lock:
+            self._fresh()
+            return self._feed.changes(since, limit)
+
+    def _last_seq(self) -> int:
+        with self._lock:
+            self._fresh()
+            return self._feed.seq
+
+    def _horizon(self) -> int:
+        with self._lock:
+            self._fresh()
+            return self._feed.horizon
+
+    def _drop_tombstones(self, older_than_ms: int) -> int:
+        with self._transaction():
+            return self._feed.drop_tombstones(older_than_ms)
+
     def _ensure_index(self, key: str) -> None:
         with self._lock:
             if self._index is not None and key not in self._index:
@@ -439,9 +507,10 @@ class TinyDBStorage(Storage):
                 self._depth = 1
                 self._undo = {}
                 self._undo_next_tid = self._next_tid
+                self._feed_before = before = self._feed.snapshot()
                 try:
                     yield
-                    if self._undo:
+                    if self._undo or self._feed.horizon != before[3]:
                         self._write()
                 except BaseException:
                     self._rollback()
@@ -449,6 +518,8 @@ class TinyDBStorage(Storage):
                 finally:
                     self._depth = 0
                     self._undo = None
+                    self._feed_before = None
+                self._feed.compact()
 
     def _close(self) -> None:
         with self._lock:
