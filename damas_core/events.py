@@ -16,7 +16,7 @@ from damas_core.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
-NAMES = ("pre-create", "pre-update", "pre-delete", "create", "update", "delete")
+NAMES = ("pre-create", "pre-update", "pre-delete", "create", "update", "delete", "change")
 
 
 class Events:
@@ -26,6 +26,10 @@ class Events:
     may raise (the operation fails with that error and nothing is written) or return a
     replacement list of items. ``<op>`` callbacks receive ``(session, results)`` after the
     write; their errors are logged, never undo the write.
+
+    ``change`` callbacks receive each committed change of the store's feed, one call
+    per change: ``{"seq": N, "_id": id, "deleted": bool}``, whatever operation made it
+    (see :meth:`damas_core.feed.Feed.deliver_to`); their errors are logged too.
     """
 
     def __init__(self) -> None:
@@ -36,6 +40,14 @@ class Events:
         if name not in self._callbacks:
             raise BadRequest(f"unknown event {name!r} (known: {', '.join(NAMES)})")
         self._callbacks[name].append(callback)
+
+    def changed(self, change: dict[str, Any]) -> None:
+        """Run the ``change`` callbacks with one change; a failing callback is logged."""
+        for cb in self._callbacks["change"]:
+            try:
+                cb(change)
+            except Exception:
+                log.exception("change event callback %r failed", cb)
 
     def before(self, op: str, session: Any, items: list[Any]) -> list[Any]:
         """Run the ``pre-<op>`` callbacks in order; each may replace the items."""

@@ -21,6 +21,8 @@ from damas_core.backends.base import Patch, Storage
 from damas_core.elements import RESERVED_PREFIX, SETTINGS_ID, Element
 from damas_core.errors import BadRequest, Forbidden, NotFound
 from damas_core.events import Events
+from damas_core.feed import DEFAULT_RETENTION, Feed, retention_seconds
+from damas_core.operations import changes as _changes
 from damas_core.operations import comment as _comment
 from damas_core.operations import crud as _crud
 from damas_core.operations import graph as _graph
@@ -146,6 +148,24 @@ class Session:
         """Archive the current state as a child and update the head."""
         return _version.version(self, id, keys)
 
+    # -- the change feed ----------------------------------------------------------------
+
+    def changes(
+        self, since: int = 0, limit: int = 1000, *, elements: bool = False, wait: float = 0.0
+    ) -> dict[str, Any]:
+        """``{"last_seq", "changes": [{"seq", "_id", "deleted", "element"?}]}``: the latest
+        change of each id after ``since`` this user may read, in seq order; ``wait``
+        long-polls; ``"reset": True`` when the reader must read everything again (see
+        :func:`damas_core.operations.changes.changes` and docs/changes.md).
+
+        >>> import damas_core
+        >>> t = damas_core.open("memory://")
+        >>> _ = t.create({"_id": "/a", "n": 1})
+        >>> t.changes(elements=True)["changes"]
+        [{'seq': 1, '_id': '/a', 'deleted': False, 'element': {'_id': '/a', 'n': 1, 'author': 'damas', 'time': ...}}]
+        """
+        return _changes.changes(self, since, limit, elements=elements, wait=wait)
+
 
 class Tracker(Session):
     """An open tracker, acting as the system (an admin named ``system_user``).
@@ -160,9 +180,12 @@ class Tracker(Session):
         *,
         author_mode: bool = False,
         system_user: str = "damas",
+        tombstone_retention: float | str = DEFAULT_RETENTION,
     ) -> None:
         self.storage = storage
         self.events = Events()
+        #: The change feed's live side: waits, ``on("change")``, tombstone compaction.
+        self.feed = Feed(storage, retention=retention_seconds(tombstone_retention))
         self.author_mode = bool(author_mode)
         super().__init__(self, {"_id": f"@{system_user}", "class": "admin"}, admin=True)
 
@@ -173,12 +196,16 @@ class Tracker(Session):
         self.close()
 
     def close(self) -> None:
-        """Close the storage."""
+        """Close the storage (waits on the change feed return at once)."""
+        self.feed.close()
         self.storage.close()
 
     def on(self, name: str, callback: Callable[..., Any]) -> None:
-        """Register an event callback (see :class:`damas_core.events.Events`)."""
+        """Register an event callback (see :class:`damas_core.events.Events`);
+        ``"change"`` callbacks get each committed change (see docs/changes.md)."""
         self.events.on(name, callback)
+        if name == "change":
+            self.feed.deliver_to(self.events.changed)
 
     def as_user(self, name: str) -> Session:
         """A session acting as user ``name`` (``alice`` or ``@alice``).
@@ -243,8 +270,9 @@ def open(url: str = "lmdb://./damas-data", **options: Any) -> Tracker:
     embedded default), ``tinydb:///path.json``, ``sqlite:///path.db``,
     ``mongodb://host/db?collection=node``, ``mongomock://``. Options:
     ``author_mode`` (non-admins change only what they authored), ``system_user``
-    (the name the tracker acts as, default ``damas``), ``indexes`` (extra keys to
-    index) and backend options.
+    (the name the tracker acts as, default ``damas``), ``tombstone_retention`` (how
+    long the change feed keeps deletions: seconds or ``"30d"``, the default),
+    ``indexes`` (extra keys to index) and backend options.
 
     >>> import damas_core
     >>> with damas_core.open("memory://") as t:
@@ -255,4 +283,10 @@ def open(url: str = "lmdb://./damas-data", **options: Any) -> Tracker:
 
     author_mode = options.pop("author_mode", False)
     system_user = options.pop("system_user", "damas")
-    return Tracker(open_storage(url, **options), author_mode=author_mode, system_user=system_user)
+    retention = retention_seconds(options.pop("tombstone_retention", DEFAULT_RETENTION))
+    return Tracker(
+        open_storage(url, **options),
+        author_mode=author_mode,
+        system_user=system_user,
+        tombstone_retention=retention,
+    )
