@@ -35,15 +35,9 @@ from damas_core.errors import (
     NotImplementedByBackend,
     PayloadTooLarge,
     StorageError,
+    TooManyRequests,
     Unauthorized,
 )
-
-
-class TooManyRequests(DamasError):
-    """Too many failed sign-ins from here: wait ``retry_after`` seconds (429)."""
-
-    status = 429
-    retry_after: float | None = None
 
 
 class Unreachable(DamasError, ConnectionError):

@@ -80,6 +80,16 @@ class PayloadTooLarge(DamasError):
     status = 413
 
 
+class TooManyRequests(DamasError):
+    """Too many attempts (failed sign-ins) from here: wait ``retry_after`` seconds (429)."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **where: Any) -> None:
+        super().__init__(message, **where)
+        self.retry_after = retry_after
+
+
 class NotImplementedByBackend(DamasError, NotImplementedError):
     """Valid input that this backend or this build does not support (501)."""
 
@@ -101,5 +111,6 @@ __all__ = [
     "NotImplementedByBackend",
     "PayloadTooLarge",
     "StorageError",
+    "TooManyRequests",
     "Unauthorized",
 ]

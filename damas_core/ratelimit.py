@@ -1,19 +1,24 @@
 """A small sliding-window rate limiter, used to slow down password guessing at sign-in.
 
-Each key (for sign-in: the username and the client address) may fail ``attempts``
-times within ``per`` seconds; after that :meth:`RateLimiter.retry_after` says how many
-seconds to wait. State is kept in memory, per process, and bounded: keys whose window
-has passed are dropped, and at most ``max_keys`` keys are tracked (the oldest go first).
+Each key (for sign-in: the username and the client address) may make ``attempts``
+attempts within ``per`` seconds. :meth:`RateLimiter.acquire` checks and counts in one
+step, under a lock, so parallel requests cannot all pass the check before any is
+counted: an attempt counts from the moment it starts, and :meth:`release` (or
+:meth:`reset`) forgets it once it turned out well. State is kept in memory, per process,
+and bounded: keys whose window has passed are dropped, and at most ``max_keys`` keys
+are tracked (the oldest go first).
 
 >>> clock = iter([0.0, 1.0, 2.0, 3.0, 61.0]).__next__
 >>> limiter = RateLimiter(attempts=2, per=60, clock=clock)
->>> limiter.record("alice")          # t=0
->>> limiter.record("alice")          # t=1
->>> limiter.retry_after("alice")     # t=2: two failures in the last minute
-58.0
->>> limiter.retry_after("bob")       # t=3: other keys are not affected
+>>> limiter.acquire("alice")         # t=0: allowed, counted
 0.0
->>> limiter.retry_after("alice")     # t=61: the first failure left the window
+>>> limiter.acquire("alice")         # t=1: allowed, counted
+0.0
+>>> limiter.acquire("alice")         # t=2: two attempts in the last minute: wait 58 s
+58.0
+>>> limiter.acquire("bob")           # t=3: other keys are not affected
+0.0
+>>> limiter.acquire("alice")         # t=61: the first attempt left the window
 0.0
 """
 
@@ -26,7 +31,7 @@ from collections.abc import Callable, Hashable
 
 
 class RateLimiter:
-    """Counts events per key over a sliding window of ``per`` seconds."""
+    """Counts attempts per key over a sliding window of ``per`` seconds."""
 
     def __init__(
         self,
@@ -56,20 +61,15 @@ class RateLimiter:
             return None
         return events
 
-    def retry_after(self, key: Hashable) -> float:
-        """Seconds to wait before ``key`` may try again; ``0.0`` if it may try now."""
+    def acquire(self, key: Hashable) -> float:
+        """Count one attempt for ``key`` and return ``0.0``; or, when ``key`` already
+        made ``attempts`` attempts in the window, count nothing and return the seconds
+        to wait. The check and the count are one atomic step."""
         with self._lock:
             now = self.clock()
             events = self._window(key, now)
-            if events is None or len(events) < self.attempts:
-                return 0.0
-            return max(0.0, events[-self.attempts] + self.per - now)
-
-    def record(self, key: Hashable) -> None:
-        """Count one event (a failed attempt) for ``key`` now."""
-        with self._lock:
-            now = self.clock()
-            events = self._window(key, now)
+            if events is not None and len(events) >= self.attempts:
+                return max(0.0, events[-self.attempts] + self.per - now)
             if events is None:
                 events = self._events[key] = deque(maxlen=self.attempts)
                 while len(self._events) > self.max_keys:
@@ -77,9 +77,20 @@ class RateLimiter:
             else:
                 self._events.move_to_end(key)
             events.append(now)
+            return 0.0
+
+    def release(self, key: Hashable) -> None:
+        """Forget one attempt of ``key`` (one that :meth:`acquire` counted and that
+        turned out well, or was never made)."""
+        with self._lock:
+            events = self._events.get(key)
+            if events:
+                events.pop()
+                if not events:
+                    del self._events[key]
 
     def reset(self, key: Hashable) -> None:
-        """Forget ``key`` (after a successful sign-in)."""
+        """Forget every attempt of ``key`` (after a successful sign-in)."""
         with self._lock:
             self._events.pop(key, None)
 

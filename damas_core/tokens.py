@@ -1,15 +1,17 @@
 """Sign-in tokens: signed JWTs that expire, can be revoked, and die with a password change.
 
 A token is an HS256 JWT (PyJWT) with the claims ``sub`` (the username, without ``@``),
-``iat``, ``exp``, ``jti`` (a random id, the handle for revocation) and ``pwd`` (the
-user's password fingerprint when the token was issued). :meth:`Tokens.verify` accepts
-a token only if all of these hold:
+``uid`` (the account's ``_id``: ``@alice``, or a damas-core account's ObjectId),
+``iat``, ``exp`` (absent from a token that never expires, which only admins get: see
+:mod:`damas_core.signin`), ``jti`` (a random id, the handle for revocation) and ``pwd``
+(the user's password fingerprint when the token was issued). :meth:`Tokens.verify`
+accepts a token only if all of these hold:
 
 - it is signed with this store's secret, with HS256 (``alg: none`` and every other
   algorithm are refused), and has not expired;
 - its ``jti`` is not in the revocation list (see :meth:`Tokens.revoke`);
-- its user still exists, is not disabled, and has the same password fingerprint
-  (so changing a password signs out every session of that user).
+- its account still exists under the same username, is not disabled, and has the same
+  password fingerprint (so changing a password signs out every session of that user).
 
 The secret and the revocation list live in the store's internal settings
 (``tracker.get_setting``): the secret is generated at first use, shared by every
@@ -43,6 +45,9 @@ from typing import Any
 import jwt
 
 from damas_core.errors import BadRequest, Unauthorized
+from damas_core.operations.users import account, is_account, is_disabled, name_of
+from damas_core.passwords import fingerprint
+from damas_core.tracker import Session
 
 SECRET_SETTING = "jwt_secret"
 REVOKED_SETTING = "jwt_revoked"
@@ -64,13 +69,18 @@ _UNITS = {
 _LIFESPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
+#: The lifespan of a token that never expires (``expiresIn: "0"``, as in damas-core).
+NEVER = 0
+
+
 def parse_lifespan(value: Any) -> int:
-    """Seconds from an ``expiresIn`` value: a number of seconds or a string like ``"2h"``.
+    """Seconds from an ``expiresIn`` value: a number of seconds or a string like ``"2h"``;
+    ``0`` or ``"0"`` is :data:`NEVER` (a token that does not expire).
 
-    Raises :class:`BadRequest` for anything else, for zero, and for more than a year.
+    Raises :class:`BadRequest` for anything else and for more than a year.
 
-    >>> parse_lifespan("7d"), parse_lifespan(3600), parse_lifespan("90 minutes")
-    (604800, 3600, 5400)
+    >>> parse_lifespan("7d"), parse_lifespan(3600), parse_lifespan("90 minutes"), parse_lifespan("0")
+    (604800, 3600, 5400, 0)
     """
     if isinstance(value, bool):
         raise BadRequest(
@@ -88,14 +98,13 @@ def parse_lifespan(value: Any) -> int:
         raise BadRequest(
             f"signIn error: expiresIn must be seconds or a duration like '2h', not {value!r}"
         )
+    if seconds == 0:
+        return NEVER
     if not 1 <= seconds <= MAX_LIFESPAN:
-        raise BadRequest("signIn error: expiresIn must be between 1 second and 366 days")
+        raise BadRequest(
+            "signIn error: expiresIn must be between 1 second and 366 days (or 0: never)"
+        )
     return int(seconds)
-
-
-def user_element(tracker: Any, name: str) -> dict[str, Any] | None:
-    """The user element without its password, or ``None``."""
-    return tracker.get_user(name)
 
 
 class Tokens:
@@ -140,20 +149,28 @@ class Tokens:
 
     # -- issue / verify / revoke ------------------------------------------------------
 
-    def issue(self, username: str, lifespan: int | None = None) -> tuple[str, dict[str, Any]]:
-        """A new token for ``username`` (with or without ``@``) and its claims.
+    def issue(
+        self, username: str | dict[str, Any], lifespan: int | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A new token and its claims for an account: a username (with or without ``@``)
+        or the stored account element. ``lifespan`` in seconds (``None``: the default;
+        :data:`NEVER`: no ``exp``, a token that does not expire).
 
-        The caller has checked the password; this only signs.
+        The caller has checked the password and who may have which lifespan; this only
+        signs. Raises :class:`Unauthorized` for an unknown account.
         """
-        name = username.removeprefix("@")
+        if isinstance(username, str):
+            found = account(self.tracker, username)
+        else:  # read again: the element given may be the public one, without its hash
+            found = self.tracker.storage.get(username["_id"])
+        if not is_account(found):
+            raise Unauthorized(f"token error: no account {username!r}")
         now = int(self.clock())
-        claims = {
-            "sub": name,
-            "iat": now,
-            "exp": now + (lifespan or self.lifespan),
-            "jti": secrets.token_urlsafe(16),
-            "pwd": self.tracker.password_fingerprint(name),
-        }
+        claims: dict[str, Any] = {"sub": name_of(found), "uid": found["_id"], "iat": now}
+        if lifespan != NEVER:
+            claims["exp"] = now + (lifespan or self.lifespan)
+        claims["jti"] = secrets.token_urlsafe(16)
+        claims["pwd"] = fingerprint(found.get("password"))
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM), claims
 
     def decode(self, token: str) -> dict[str, Any]:
@@ -163,7 +180,7 @@ class Tokens:
         """
         cached = self._signed.get(token)
         claims = dict(cached) if cached is not None else self._check_signature(token)
-        if claims["exp"] <= self.clock():
+        if "exp" in claims and claims["exp"] <= self.clock():
             raise Unauthorized("token error: this token has expired (sign in again)")
         revoked = self.tracker.get_setting(REVOKED_SETTING) or {}
         if claims["jti"] in revoked:
@@ -178,7 +195,7 @@ class Tokens:
                 algorithms=[ALGORITHM],
                 # Times are checked below against self.clock, not PyJWT's own clock.
                 options={
-                    "require": ["sub", "iat", "exp", "jti"],
+                    "require": ["sub", "iat", "jti"],
                     "verify_exp": False,
                     "verify_iat": False,
                 },
@@ -188,7 +205,9 @@ class Tokens:
         if (
             not isinstance(claims.get("sub"), str)
             or not isinstance(claims.get("jti"), str)
-            or not isinstance(claims.get("exp"), int | float)
+            or not isinstance(claims.get("exp", 0), int | float)
+            or isinstance(claims.get("exp"), bool)
+            or not isinstance(claims.get("uid", ""), str)
         ):
             raise Unauthorized("token error: invalid token (bad claims)")
         with self._lock:
@@ -200,17 +219,14 @@ class Tokens:
     def session(self, token: str) -> Any:
         """The session of the user a valid token was issued to; :class:`Unauthorized` if
         the token is invalid, or its user was deleted, disabled or changed password."""
-        from damas_core.passwords import fingerprint
-        from damas_core.tracker import Session
-
         claims = self.decode(token)
         name = claims["sub"]
-        # One read of the user element answers existence, "disabled" and the password
+        # One read of the account answers existence, "disabled" and the password
         # fingerprint (tracker.as_user and password_fingerprint would read it twice).
-        user = self.tracker.storage.get(f"@{name}")
-        if user is None:
+        user = self.tracker.storage.get(claims.get("uid") or f"@{name}")
+        if not is_account(user) or name_of(user) != name:
             raise Unauthorized("token error: the user of this token no longer exists")
-        if user.get("disabled") is True:
+        if is_disabled(user):
             raise Unauthorized("token error: the user of this token is disabled")
         if claims.get("pwd") != fingerprint(user.get("password")):
             raise Unauthorized("token error: the password changed since this token was issued")
@@ -229,12 +245,13 @@ class Tokens:
         claims = self.decode(token)
         now = self.clock()
 
-        def add(old: dict[str, int] | None) -> dict[str, int]:
-            kept = {jti: exp for jti, exp in (old or {}).items() if exp > now}
-            kept[claims["jti"]] = int(claims["exp"])
+        def add(old: dict[str, int | None] | None) -> dict[str, int | None]:
+            # A token that never expires stays listed (None) for good.
+            kept = {jti: exp for jti, exp in (old or {}).items() if exp is None or exp > now}
+            kept[claims["jti"]] = int(claims["exp"]) if "exp" in claims else None
             return kept
 
         self.tracker.update_setting(REVOKED_SETTING, add)
 
 
-__all__ = ["DEFAULT_LIFESPAN", "Tokens", "parse_lifespan", "user_element"]
+__all__ = ["DEFAULT_LIFESPAN", "NEVER", "Tokens", "parse_lifespan"]

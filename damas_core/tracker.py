@@ -51,7 +51,7 @@ class Session:
         self.storage: Storage = tracker.storage
         self.events: Events = tracker.events
         self.user: Element = public(dict(user)) or {}
-        self.username: str = user["_id"][1:]
+        self.username: str = _users.name_of(user)
         self.user_class: str = class_of(user)
         self.is_admin: bool = self.user_class == "admin" if admin is None else admin
         self.author_mode: bool = tracker.author_mode
@@ -208,17 +208,18 @@ class Tracker(Session):
             self.feed.deliver_to(self.events.changed)
 
     def as_user(self, name: str) -> Session:
-        """A session acting as user ``name`` (``alice`` or ``@alice``).
+        """A session acting as user ``name`` (``alice`` or ``@alice``, or a damas-core
+        account whose ``username`` is ``alice``: see :mod:`damas_core.operations.users`).
 
         Raises ``NotFound`` for an unknown user and ``Forbidden`` for a disabled one.
         """
         if not isinstance(name, str) or not name.strip("@"):
             raise BadRequest(f"a user name is a non-empty string, not {name!r}")
         uid = _users.user_id(name)
-        element = self.storage.get(uid)
+        element = _users.account(self, name)
         if element is None:
             raise NotFound(f"no user {uid!r}: create the element {uid!r} first", id=uid)
-        if element.get("disabled") is True:
+        if _users.is_disabled(element):
             raise Forbidden(f"user {uid!r} is disabled", id=uid)
         return Session(self, element)
 

@@ -30,6 +30,7 @@ class permissions and ``author_mode`` on every route.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,17 +38,17 @@ from typing import Any
 import orjson
 
 from damas_core.errors import (
-    BadRequest,
     DamasError,
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthorized,
 )
 from damas_core.http import openapi, routes
 from damas_core.http.messages import Answer, Call
-from damas_core.ratelimit import RateLimiter
-from damas_core.tokens import Tokens, parse_lifespan, user_element
+from damas_core.signin import SignIn
+from damas_core.tokens import Tokens, parse_lifespan
 
 log = logging.getLogger("damas_core.http")
 
@@ -79,8 +80,9 @@ def make_app(
 
     ``auth`` is ``"jwt"``, ``"none"`` or a callable ``(environ) -> username | None``.
     ``max_body_size`` (bytes) bounds request bodies (413 beyond); ``token_lifespan`` is
-    the default token validity (seconds or ``"2h"``-like); ``sign_in_attempts`` failed
-    sign-ins per username and address are allowed per ``sign_in_window`` seconds.
+    the default token validity (seconds or ``"2h"``-like); ``sign_in_attempts`` sign-in
+    attempts per username and address are allowed per ``sign_in_window`` seconds (see
+    :class:`damas_core.signin.SignIn`, whose rules the API applies).
     """
     return DamasApp(
         tracker,
@@ -117,9 +119,9 @@ class DamasApp:
         self.auth = auth
         self.max_body_size = max_body_size
         self.tokens = Tokens(tracker, lifespan=token_lifespan)
-        # Failed sign-ins per (username, address), and per address whatever the username.
-        self.sign_in_limit = RateLimiter(sign_in_attempts, sign_in_window)
-        self.address_limit = RateLimiter(sign_in_attempts * 4, sign_in_window)
+        self.signin = SignIn(
+            tracker, self.tokens, attempts=sign_in_attempts, window=sign_in_window
+        )
         self._openapi: dict[str, bytes] = {}
         self._cache_lock = threading.Lock()
 
@@ -133,6 +135,8 @@ class DamasApp:
             answer = Answer(e.status, e.to_dict())
             if isinstance(e, Unauthorized):
                 answer.headers.append(("WWW-Authenticate", 'Bearer realm="damas"'))
+            elif isinstance(e, TooManyRequests) and e.retry_after is not None:
+                answer.headers.append(("Retry-After", str(max(1, math.ceil(e.retry_after)))))
             if e.status >= 500 and e.status != 501:  # 501: valid but unsupported input
                 log.error("%s %s: %s", call.method, call.path, e, exc_info=e)
         except Exception as e:  # a bug: answer 500 and keep serving
@@ -203,18 +207,9 @@ class DamasApp:
                     f"{call.op} error: authentication required (sign in with POST /api/signIn/)",
                     op=call.op,
                 )
-            if (
-                from_cookie
-                and call.method not in _SAFE_METHODS
-                and call.mimetype != "application/json"
-            ):
-                # A cross-site form can send the cookie but not a JSON content type.
-                raise Forbidden(
-                    f"{call.op} error: a write authenticated by cookie needs Content-Type: application/json "
-                    "(or send the token in an Authorization header)",
-                    op=call.op,
-                )
-            return self.tokens.session(token)
+            if from_cookie:
+                self.check_cookie_write(call)
+            return self.signin.session(token)
         else:
             name = self.auth(call.environ)  # type: ignore[operator]
             if not name:
@@ -226,50 +221,39 @@ class DamasApp:
         except Forbidden:
             raise Unauthorized(f"{call.op} error: user {name!r} is disabled", op=call.op) from None
 
-    def sign_in(self, call: Call) -> Answer:
-        """``POST /api/signIn/``: ``{token, token_exp, token_iat, user}`` or 401."""
-        form = call.credentials()
-        username, password = form.get("username"), form.get("password")
-        if (
-            not isinstance(username, str)
-            or not isinstance(password, str)
-            or not username
-            or not password
-        ):
-            raise BadRequest("signIn error: username and password are required", op="signIn")
-        lifespan = form.get("expiresIn")
-        lifespan = parse_lifespan(lifespan) if lifespan not in (None, "") else None
-        address = call.environ.get("REMOTE_ADDR", "")
-        key = (username.removeprefix("@").lower(), address)
-        wait = max(self.sign_in_limit.retry_after(key), self.address_limit.retry_after(address))
-        if wait:
-            answer = Answer(
-                429,
-                {"error": "signIn error: too many failed attempts; try again later", "status": 429},
+    @staticmethod
+    def check_cookie_write(call: Call) -> None:
+        """Refuse a write authenticated by the ``token`` cookie unless it is JSON: a
+        cross-site form can send the cookie, but not a JSON content type."""
+        if call.method not in _SAFE_METHODS and call.mimetype != "application/json":
+            raise Forbidden(
+                f"{call.op} error: a write authenticated by cookie needs Content-Type: application/json "
+                "(or send the token in an Authorization header)",
+                op=call.op,
             )
-            answer.headers.append(("Retry-After", str(int(wait) + 1)))
-            return answer
-        if not self.tracker.check_password(username, password):
-            self.sign_in_limit.record(key)
-            self.address_limit.record(address)
-            # The same answer whether the user exists or not.
-            raise Unauthorized("signIn error: invalid username or password", op="signIn")
-        self.sign_in_limit.reset(key)
-        token, claims = self.tokens.issue(username, lifespan)
-        user = user_element(self.tracker, username)
-        return Answer(
-            200,
-            {"token": token, "token_exp": claims["exp"], "token_iat": claims["iat"], "user": user},
+
+    def sign_in(self, call: Call) -> Answer:
+        """``POST /api/signIn/``: ``{token, token_exp, token_iat, user}`` (see
+        :meth:`damas_core.signin.SignIn.sign_in`)."""
+        form = call.credentials()
+        answer = self.signin.sign_in(
+            form.get("username"),  # type: ignore[arg-type]
+            form.get("password"),  # type: ignore[arg-type]
+            address=call.environ.get("REMOTE_ADDR", ""),
+            expires_in=form.get("expiresIn"),
         )
+        return Answer(200, answer)
 
     def sign_out(self, call: Call) -> Answer:
         """``POST /api/signOut/``: revoke the request's token (200 ``true``)."""
-        token, _ = call.token()
+        token, from_cookie = call.token()
         if token is None:
             if self.auth != "jwt":
                 return Answer(200, True)
             raise Unauthorized("signOut error: no token to revoke", op="signOut")
-        self.tokens.revoke(token)
+        if from_cookie:
+            self.check_cookie_write(call)
+        self.signin.sign_out(token)
         answer = Answer(200, True)
         answer.headers.append(("Set-Cookie", "token=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"))
         return answer

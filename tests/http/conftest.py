@@ -32,7 +32,8 @@ class Switch:
 @contextmanager
 def serving(app: Any, **options: Any) -> Iterator[str]:
     """Serve ``app`` with waitress on a free loopback port; yields the base URL."""
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4, **options)
+    options.setdefault("threads", 4)
+    server = waitress.create_server(app, host="127.0.0.1", port=0, **options)
     stop = threading.Event()
 
     def run() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from urllib.parse import quote
 
 import jwt
 import pytest
 import requests
+from argon2 import PasswordHasher
 
 import damas_core
 from damas_core.client import connect
@@ -149,7 +151,7 @@ def claims(name: str = "ula", **more) -> dict:
     return {"sub": name, "iat": now, "exp": now + 3600, "jti": "x", **more}
 
 
-@pytest.mark.parametrize("kind", ["forged", "alg-none", "garbage", "expired", "no-exp", "hs512"])
+@pytest.mark.parametrize("kind", ["forged", "alg-none", "garbage", "expired", "no-jti", "hs512"])
 def test_bad_tokens_get_401(jwt_api, kind):
     tracker, url, _app = jwt_api
     token_for(url, "ula")  # makes the secret exist
@@ -161,8 +163,8 @@ def test_bad_tokens_get_401(jwt_api, kind):
         "alg-none": lambda: jwt.encode(claims(), None, algorithm="none"),
         "garbage": lambda: "not.a.token",
         "expired": lambda: Tokens(tracker, clock=lambda: time.time() - 3 * 86400).issue("ula")[0],
-        "no-exp": lambda: jwt.encode(
-            {"sub": "ula", "iat": 1, "jti": "x"}, secret, algorithm="HS256"
+        "no-jti": lambda: jwt.encode(
+            {"sub": "ula", "iat": 1, "exp": int(time.time()) + 60}, secret, algorithm="HS256"
         ),
         "hs512": lambda: jwt.encode(claims(), secret, algorithm="HS512"),
     }
@@ -374,3 +376,79 @@ def test_quote_helper_matches_server_decoding(jwt_api):
     tracker.create({"_id": "/a b"})
     h = bearer(token_for(url, "gus"))
     assert requests.get(f"{url}/api/read/{quote('/a b', safe='')}", headers=h).status_code == 200
+
+
+# -- sign-in limits under parallel requests ---------------------------------------------
+
+
+def parallel_sign_ins(url: str, forms: list[dict]) -> list[int]:
+    """POST every form to signIn at once, from as many threads; the statuses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(len(forms))
+
+    def one(form: dict) -> int:
+        with requests.Session() as http:
+            start.wait()
+            return http.post(f"{url}/api/signIn/", data=form).status_code
+
+    with ThreadPoolExecutor(len(forms)) as pool:
+        return list(pool.map(one, forms))
+
+
+def test_parallel_wrong_passwords_for_one_user_stop_at_the_limit(memory_tracker, serve):
+    url = serve(make_app(memory_tracker, auth="jwt"), threads=16)
+    statuses = parallel_sign_ins(url, [{"username": "ula", "password": "x"}] * 40)
+    assert statuses.count(401) == 5 and statuses.count(429) == 35, statuses
+    # The right password is refused too until the window has passed.
+    r = requests.post(f"{url}/api/signIn/", data={"username": "ula", "password": "ula-pw"})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert r.json() == {
+        "error": "signIn error: too many failed attempts; try again later",
+        "status": 429,
+    }
+
+
+def test_parallel_wrong_passwords_from_one_address_stop_at_its_limit(memory_tracker, serve):
+    url = serve(make_app(memory_tracker, auth="jwt", sign_in_attempts=2), threads=16)
+    forms = [{"username": f"user{i}", "password": "x"} for i in range(40)]
+    statuses = parallel_sign_ins(url, forms)
+    # Two per username, eight (four times as many) per address.
+    assert statuses.count(401) == 8 and statuses.count(429) == 32, statuses
+
+
+def test_successful_sign_ins_do_not_use_up_the_address_limit(jwt_server):
+    _, url = jwt_server
+    for _ in range(25):  # more than the address's 20 attempts per minute
+        assert token_for(url, "ula")
+
+
+class CountingHasher(PasswordHasher):
+    """A real argon2 hasher that counts its verifications."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=2, memory_cost=19456, parallelism=1)
+        self.verified = 0
+
+    def verify(self, hash, password):
+        self.verified += 1
+        return super().verify(hash, password)
+
+
+def test_an_unknown_user_costs_the_same_argon2_work(jwt_server, monkeypatch):
+    from damas_core import passwords
+
+    tracker, url = jwt_server
+    counting = CountingHasher()
+    monkeypatch.setattr(passwords, "hasher", counting)
+    tracker.create({"_id": "@old", "password": "5f4dcc3b5aa765d61d8327deb882cf99"})  # md5
+    for name, password in [
+        ("nobody", "x"),
+        ("ula", "x"),
+        ("ula", "ula-pw"),
+        ("old", "x"),
+        ("no@where.org", "x"),
+    ]:
+        before = counting.verified
+        requests.post(f"{url}/api/signIn/", data={"username": name, "password": password})
+        assert counting.verified - before == 1, name
