@@ -51,7 +51,7 @@ from typing import Any, ClassVar, TypeVar
 import orjson
 
 from damas_core.elements import encode_all, id_of
-from damas_core.errors import BadRequest, DamasError, NotImplementedByBackend, StorageError
+from damas_core.errors import BadRequest, DamasError, StorageError
 from damas_core.ordering import MISSING, bracket, sort_key
 from damas_core.query.ast import All, And, Eq, In, Node, Sort
 
@@ -417,23 +417,23 @@ class Storage(abc.ABC):
     def _transaction(self) -> AbstractContextManager[Any]:
         """A re-entrant write transaction: commit on a clean exit, roll back otherwise."""
 
+    @abc.abstractmethod
     def _changes(self, since: int, limit: int) -> tuple[int, list[Change]]:
         """The feed after ``since`` (arguments checked), as :meth:`changes` states,
         read in one consistent snapshot."""
-        raise NotImplementedByBackend(f"{self.scheme}: no change feed yet", op="changes")
 
+    @abc.abstractmethod
     def _last_seq(self) -> int:
         """The highest committed seq, 0 for a new store."""
-        raise NotImplementedByBackend(f"{self.scheme}: no change feed yet", op="changes")
 
+    @abc.abstractmethod
     def _horizon(self) -> int:
         """The highest seq dropped by compaction, 0 if none."""
-        raise NotImplementedByBackend(f"{self.scheme}: no change feed yet", op="changes")
 
+    @abc.abstractmethod
     def _drop_tombstones(self, older_than_ms: int) -> int:
         """Remove tombstones deleted before ``older_than_ms`` in one write transaction,
         raise the horizon, return how many."""
-        raise NotImplementedByBackend(f"{self.scheme}: no change feed yet", op="changes")
 
     def _find(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[str]:
         """Default: scan and filter with the Python predicate. Backends that can run

@@ -29,6 +29,21 @@ process wait, but other processes may see the block's writes before it ends, and
 process killed mid-block leaves them behind (``atomic`` is then ``False``). A guarded
 patch (``Patch.expect``) is one atomic compare-and-set on every server.
 
+The change feed: the collection ``<collection>.changes`` holds one document per id,
+``{_id, seq, deleted, time}`` (indexed by ``seq``), and ``<collection>.feed`` the
+counter (``{_id: "seq", value, pending}``) and the horizon. With transactions, a
+block's changes are numbered just before it commits, inside it: the counter document
+is written by one transaction at a time (MongoDB aborts a concurrent one with a
+transient write conflict, and a primitive outside a block is then run again), so seq
+order is commit order and a reader never sees a seq before a lower one. Without
+transactions a writer reserves its seqs before writing, with a compare-and-set on the
+counter that also lists the reservation in ``pending``, and removes it once the
+elements and their feed entries are written. A reader stops below the lowest pending
+reservation, so it never moves past a seq whose write is not visible yet; a
+reservation older than ``feed_grace_ms`` (option, default 30000) is taken for a
+writer that died and is dropped, and readers move on (what such a writer wrote
+before dying may then be missed).
+
 >>> from damas_core.backends.mongodb import MongoStorage
 >>> from damas_core.query.ast import Cmp
 >>> store = MongoStorage("mongomock://")
@@ -42,13 +57,15 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
-from damas_core.backends.base import Element, Patch, Storage, select
+import pymongo.errors
+from damas_core.backends.base import Change, Element, Patch, Storage, now_ms, select
+from pymongo import ReturnDocument
 
 from damas_core.elements import encode
 from damas_core.errors import DamasError, NotImplementedByBackend, StorageError
@@ -59,6 +76,10 @@ from damas_core.query.mongo import field_name, to_mongo, to_mongo_sort
 DEFAULT_DATABASE = "damas"
 DEFAULT_COLLECTION = "node"
 DEFAULT_TIMEOUT_MS = 3000
+DEFAULT_FEED_GRACE_MS = 30_000
+T = TypeVar("T")
+_TRANSIENT = "TransientTransactionError"
+_RETRIES = 20  # runs of a primitive that meets transient write conflicts
 
 # Named mongomock servers shared within the process: "name" -> mongomock ServerStore.
 _MOCK_SERVERS: dict[str, Any] = {}
@@ -147,8 +168,12 @@ class MongoStorage(Storage):
         self.scheme = parts.scheme.lower()  # type: ignore[misc] - mongodb or mongomock
         collection = str(options.get("collection") or params.pop("collection", DEFAULT_COLLECTION))
         timeout_ms = int(options.get("timeout_ms") or params.pop("timeout_ms", DEFAULT_TIMEOUT_MS))
+        self.feed_grace_ms = int(
+            options.get("feed_grace_ms") or params.pop("feed_grace_ms", DEFAULT_FEED_GRACE_MS)
+        )
         params.pop("collection", None)
         params.pop("timeout_ms", None)
+        params.pop("feed_grace_ms", None)
         self.address = parts.netloc.rpartition("@")[2] or "(in-memory)"
         self._local = threading.local()
         self._lock = threading.RLock()
@@ -187,6 +212,10 @@ class MongoStorage(Storage):
             self._collection = self._client[db_name][collection]
             for key in self.indexes:
                 self._collection.create_index(field_name((key,)))
+            self._changes_coll = self._client[db_name][collection + ".changes"]
+            self._state = self._client[db_name][collection + ".feed"]
+            self._changes_coll.create_index("seq", unique=True)
+            self._number_existing()
         except DamasError:
             raise
         except Exception as e:
@@ -234,9 +263,29 @@ class MongoStorage(Storage):
             given.add(i)
         return out
 
-    def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
-        import pymongo.errors
+    def _retried(self, step: Callable[[], T]) -> T:
+        """Run one primitive, again when a server transaction of its own met a
+        transient write conflict (another writer held the feed counter); inside a
+        block the conflict goes to the caller, who may run the block again."""
+        for attempt in range(_RETRIES):
+            try:
+                return step()
+            except pymongo.errors.PyMongoError as e:
+                nested = getattr(self._local, "depth", 0)
+                if nested or not e.has_error_label(_TRANSIENT) or attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
+    def _insert_many(self, elements: Sequence[Element], op: str) -> list[bool]:
+        return self._retried(lambda: self._insert(elements, op))
+
+    def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
+        return self._retried(lambda: self._patch(patches))
+
+    def _delete_many(self, ids: list[str]) -> list[bool]:
+        return self._retried(lambda: self._delete(ids))
+
+    def _insert(self, elements: Sequence[Element], op: str) -> list[bool]:
         out = [False] * len(elements)
         todo: dict[str, tuple[int, Element]] = {}
         for index, element in enumerate(elements):
@@ -259,26 +308,28 @@ class MongoStorage(Storage):
                 return out
             failed: set[int] = set()
             error: Exception | None = None
-            try:
-                self._collection.insert_many([d for _, d in batch], ordered=False, session=session)
-            except pymongo.errors.BulkWriteError as e:
-                for write_error in e.details.get("writeErrors", []):
-                    failed.add(write_error["index"])
-                    if write_error.get("code") != 11000:  # a race on the same id is a False
-                        error = e
-            for k, (i, doc) in enumerate(batch):
-                if k not in failed:
-                    out[i] = True
-                    self._remember(doc["_id"], None)
+            with self._numbering(len(batch)) as changed:
+                try:
+                    self._collection.insert_many(
+                        [d for _, d in batch], ordered=False, session=session
+                    )
+                except pymongo.errors.BulkWriteError as e:
+                    for write_error in e.details.get("writeErrors", []):
+                        failed.add(write_error["index"])
+                        if write_error.get("code") != 11000:  # a race on the same id: False
+                            error = e
+                for k, (i, doc) in enumerate(batch):
+                    if k not in failed:
+                        out[i] = True
+                        self._remember(doc["_id"], None)
+                        changed.append((doc["_id"], False))
             if error is not None:
                 raise error
             return out
 
-    def _patch_many(self, patches: Sequence[Patch]) -> list[bool]:
-        from pymongo import ReturnDocument
-
+    def _patch(self, patches: Sequence[Patch]) -> list[bool]:
         out: list[bool] = []
-        with self._transaction():
+        with self._transaction(), self._numbering(len(patches)) as changed:
             session = self._session
             for p in patches:
                 _check_keys([*p.set, *p.unset], p.id)
@@ -303,16 +354,18 @@ class MongoStorage(Storage):
                 )
                 if prior is not None:
                     self._remember(p.id, prior)
+                    changed.append((p.id, False))
                 out.append(prior is not None)
         return out
 
-    def _delete_many(self, ids: list[str]) -> list[bool]:
+    def _delete(self, ids: list[str]) -> list[bool]:
         out: list[bool] = []
-        with self._transaction():
+        with self._transaction(), self._numbering(len(ids)) as changed:
             for i in ids:
                 prior = self._collection.find_one_and_delete({"_id": i}, session=self._session)
                 if prior is not None:
                     self._remember(i, prior)
+                    changed.append((i, True))
                 out.append(prior is not None)
         return out
 
@@ -391,7 +444,10 @@ class MongoStorage(Storage):
                 if self._native_tx:
                     with self._client.start_session() as session, session.start_transaction():
                         local.session = session
+                        local.changes = []
                         yield  # start_transaction commits on a clean exit, aborts otherwise
+                        if local.changes:  # numbered last: the counter is held briefly
+                            self._write_feed(local.changes, self._take(len(local.changes)))
                 else:
                     local.undo = {}
                     try:
@@ -403,14 +459,155 @@ class MongoStorage(Storage):
                 local.depth = 0
                 local.session = None
                 local.undo = None
+                local.changes = None
 
     def _rollback(self, undo: dict[str, Element | None]) -> None:
-        """Put every element the failed block touched back as it was, newest first."""
-        for id_, prior in reversed(list(undo.items())):
-            if prior is None:
-                self._collection.delete_one({"_id": id_})
-            else:
-                self._collection.replace_one({"_id": id_}, prior, upsert=True)
+        """Put every element the failed block touched back as it was, newest first.
+        Others may have seen the block's writes: undoing them are changes too."""
+        with self._numbering(len(undo)) as changed:
+            for id_, prior in reversed(list(undo.items())):
+                if prior is None:
+                    self._collection.delete_one({"_id": id_})
+                else:
+                    self._collection.replace_one({"_id": id_}, prior, upsert=True)
+                changed.append((id_, prior is None))
+
+    # -- the change feed ----------------------------------------------------------------
+
+    @contextmanager
+    def _numbering(self, most: int) -> Iterator[list[tuple[str, bool]]]:
+        """A list for the ``(id, deleted)`` changes of one primitive (at most ``most``),
+        in order. In a transaction they are numbered at its commit; without, ``most``
+        seqs are reserved first and the changes written to the feed once done."""
+        local = self._local
+        if getattr(local, "changes", None) is not None:
+            yield local.changes
+            return
+        changed: list[tuple[str, bool]] = []
+        first = self._reserve(most) if most else 0
+        try:
+            yield changed
+        finally:
+            if most:
+                try:
+                    self._write_feed(changed, first)
+                finally:
+                    self._state.update_one({"_id": "seq"}, {"$pull": {"pending": {"first": first}}})
+
+    def _take(self, count: int) -> int:
+        """The first of ``count`` new seqs, taken inside this thread's transaction."""
+        doc = self._state.find_one_and_update(
+            {"_id": "seq"},
+            {"$inc": {"value": count}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=self._session,
+        )
+        return int(doc["value"]) - count + 1
+
+    def _reserve(self, count: int) -> int:
+        """The first of ``count`` new seqs, listed as pending until released (no
+        transactions: a compare-and-set on the counter document)."""
+        while True:
+            doc = self._state.find_one({"_id": "seq"})
+            if doc is None:
+                try:
+                    self._state.insert_one({"_id": "seq", "value": 0, "pending": []})
+                except pymongo.errors.DuplicateKeyError:  # another process made it first
+                    pass
+                continue
+            value = int(doc["value"])
+            token = {"first": value + 1, "last": value + count, "t": now_ms()}
+            done = self._state.update_one(
+                {"_id": "seq", "value": value},
+                {"$set": {"value": value + count}, "$push": {"pending": token}},
+            )
+            if done.modified_count:
+                return value + 1
+
+    def _write_feed(self, changed: list[tuple[str, bool]], first: int) -> None:
+        """Each change takes the next seq from ``first``; an id keeps its last one."""
+        if not changed:
+            return
+        when = now_ms()
+        latest = {id_: (first + k, dead) for k, (id_, dead) in enumerate(changed)}
+        docs = [
+            {"_id": id_, "seq": seq, "deleted": dead, "time": when if dead else 0}
+            for id_, (seq, dead) in latest.items()
+        ]
+        session, feed = self._session, self._changes_coll
+        # Replace each id's entry in two bulk steps (no upserts in bulk on every driver).
+        feed.delete_many({"_id": {"$in": list(latest)}}, session=session)
+        try:
+            feed.insert_many(docs, ordered=False, session=session)
+        except pymongo.errors.BulkWriteError as e:
+            # Another writer put an entry for the same id meanwhile: the higher seq wins.
+            for error in e.details.get("writeErrors", []):
+                if error.get("code") != 11000:
+                    raise
+                doc = docs[error["index"]]
+                try:
+                    feed.replace_one(
+                        {"_id": doc["_id"], "seq": {"$lt": doc["seq"]}}, doc, upsert=True
+                    )
+                except pymongo.errors.DuplicateKeyError:
+                    pass
+
+    def _stable(self) -> int:
+        """The position a reader may advance to: the counter, or just below the lowest
+        pending reservation (one older than the grace period is dropped first)."""
+        while True:
+            doc = self._state.find_one({"_id": "seq"}, session=self._session)
+            if doc is None:
+                return 0
+            pending = doc.get("pending") or []
+            if not pending:
+                return int(doc["value"])
+            low = min(pending, key=lambda t: t["first"])
+            if low["t"] >= now_ms() - self.feed_grace_ms:
+                return int(low["first"]) - 1
+            self._state.update_one({"_id": "seq"}, {"$pull": {"pending": {"first": low["first"]}}})
+
+    def _changes(self, since: int, limit: int) -> tuple[int, list[Change]]:
+        stable = self._stable()  # read first: what is below it is visible after
+        docs = list(
+            self._changes_coll.find({"seq": {"$gt": since, "$lte": stable}}, session=self._session)
+            .sort("seq", 1)
+            .limit(limit + 1)
+        )
+        out = [(int(d["seq"]), d["_id"], bool(d["deleted"])) for d in docs[:limit]]
+        return (out[-1][0] if len(docs) > limit else stable), out
+
+    def _last_seq(self) -> int:
+        return self._stable()
+
+    def _horizon(self) -> int:
+        doc = self._state.find_one({"_id": "horizon"}, session=self._session)
+        return 0 if doc is None else int(doc["value"])
+
+    def _drop_tombstones(self, older_than_ms: int) -> int:
+        old = {"deleted": True, "time": {"$lt": older_than_ms}}
+        top = self._changes_coll.find_one(old, sort=[("seq", -1)], session=self._session)
+        if top is None:
+            return 0
+        self._state.update_one(
+            {"_id": "horizon"}, {"$max": {"value": int(top["seq"])}}, upsert=True
+        )
+        return self._changes_coll.delete_many(
+            {**old, "seq": {"$lte": top["seq"]}}, session=self._session
+        ).deleted_count
+
+    def _number_existing(self) -> None:
+        """A collection filled before the feed existed: number its elements once, in
+        ``_id`` order (whoever makes the counter document does it)."""
+        if self._state.find_one({"_id": "seq"}) is not None:
+            return
+        ids = [d["_id"] for d in self._collection.find({}, {"_id": 1}).sort("_id", 1)]
+        try:
+            self._state.insert_one({"_id": "seq", "value": len(ids), "pending": []})
+        except pymongo.errors.DuplicateKeyError:  # another process made it first
+            return
+        self._write_feed([(i, False) for i in ids], 1)
 
     def _close(self) -> None:
         self._client.close()
