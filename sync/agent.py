@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import signal
 import socket
 import sys
@@ -39,6 +38,7 @@ from damas_core.errors import BadRequest
 
 from . import rsync as rs
 from .planner import Plan, Task, plan
+from .rsync_options import transfer_options
 from .scanner import ScanChanges, Scanner, changed_since, element_look, now_ms
 from .tree import look_at, same_look
 from .volumes import (
@@ -119,7 +119,9 @@ class Agent:
     Options: ``root`` (this site's directory, default the url's path), ``settle``
     (seconds a new file must stay still before it is published; default the
     volume's ``settleTime`` or 2), ``ssh_command`` (the ssh program and options
-    used to reach ``ssh://`` volumes, e.g. ``["ssh", "-i", key]``), ``rsync`` (the
+    used to reach ``ssh://`` volumes, e.g. ``["ssh", "-i", key]``, before the options
+    built from the volume's ``ssh_*`` keys; its operator's, so never read from the
+    tracker), ``rsync`` (the
     rsync program), ``progress`` (rich progress bars; default when stderr is a TTY),
     ``full_scan_every`` (seconds; see below), ``walker`` (how the volume is listed:
     ``"find"``, GNU find beside the agent so that the tracker writes of a scan overlap
@@ -392,22 +394,7 @@ class Agent:
     def _rsync_options(
         self, own: Mapping[str, Any], other: Mapping[str, Any], params: Mapping[str, Any]
     ) -> dict[str, Any]:
-        args = rs.check_user_args(params.get("rsync_args") or [], where="rsyncGlobalParameters")
-        args += rs.check_user_args(own.get("rsync_args") or [], where=f"volume {own.get('_id')!r}")
-        args += rs.check_user_args(
-            other.get("rsync_args") or [], where=f"volume {other.get('_id')!r}"
-        )
-        env = {**(own.get("rsync_env") or {}), **(other.get("rsync_env") or {})}
-        ssh = self.ssh_command
-        if ssh is None and env.get("RSYNC_RSH"):
-            ssh = shlex.split(env["RSYNC_RSH"])
-        return {
-            "rsync": self.rsync,
-            "timeout": int(params.get("timeout", 600)),
-            "ssh_command": ssh,
-            "extra_args": args,
-            "env": env,
-        }
+        return transfer_options(params, own, other, rsync=self.rsync, ssh_program=self.ssh_command)
 
     def _safe(self, file_id: str, guards: Sequence[rs.RootGuard], report: Report) -> str | None:
         """The relpath of ``file_id``, or ``None`` (and a reason in ``report.refused``)."""
@@ -449,7 +436,16 @@ class Agent:
                 src = rs.Endpoint(self.root) if first.source == self.site else endpoint_of(src_vol)
                 dst = rs.Endpoint(self.root) if first.target == self.site else endpoint_of(dst_vol)
                 other = dst_vol if first.source == self.site else src_vol
-                options = self._rsync_options(own, other, params)
+                try:
+                    options = self._rsync_options(own, other, params)
+                except BadRequest as e:
+                    # a volume asks rsync or ssh for what the engine refuses: that
+                    # bucket waits, the others go on, and the volume says why
+                    log.error("%s: %s", self.site, e)
+                    progress.advance(len(bucket))
+                    last_rc = 1  # rsync's own code for a usage error
+                    stderr.append(str(e))
+                    continue
                 rc, err = self._run_bucket(bucket, src, dst, options, files, report, kind)
                 progress.advance(len(bucket))
                 if rc:

@@ -41,14 +41,6 @@ PARTIAL_DIR = ".damas-partial"
 RC_MISSING = 23  # some files not transferred (e.g. the source does not exist)
 RC_VANISHED = 24  # a source file vanished while being sent
 
-# options the volume's rsync_args may not carry: they would change which files move,
-# where they go, or run commands (the engine owns these)
-_FORBIDDEN_OPTIONS = re.compile(
-    r"^(--files-from|--from0|--delete|--remove-source-files|--rsh|-e|--rsync-path|"
-    r"--partial-dir|--temp-dir|-T|--include|--exclude|--filter|-f|--backup-dir|"
-    r"--compare-dest|--copy-dest|--link-dest|--write-batch|--read-batch|--only-write-batch|"
-    r"--log-file|--daemon|--config|--server|--sender|--password-file|--out-format|--info)(=|$)"
-)
 # -d: directories named with a trailing slash (packages) copy their direct files;
 # -t: keep mtimes (the copy is checked by size and mtime); -s: no remote word splitting
 # --modify-window=-1: compare mtimes to the nanosecond (two edits in one second differ)
@@ -140,36 +132,6 @@ class RootGuard:
         return f"sync error: {file_id!r} leaves the volume root {self.root!r}"
 
 
-def check_user_args(args: Sequence[str], *, where: str) -> list[str]:
-    """Validate extra rsync arguments from a volume or the global parameters.
-
-    Each must be a string starting with ``-`` (an option: no extra source or
-    destination can sneak in) and not one the engine owns (``--files-from``,
-    ``--delete``, ``-e``, ``--rsync-path``...).
-
-    >>> check_user_args(["--bwlimit=100", "-z"], where="volume v1")
-    ['--bwlimit=100', '-z']
-    >>> check_user_args(["--delete"], where="volume v1")
-    Traceback (most recent call last):
-    ...
-    damas_core.errors.BadRequest: sync error: rsync_args of volume v1: '--delete' is reserved by the sync engine
-    """
-    out = []
-    for arg in args or ():
-        if not isinstance(arg, str) or not arg.startswith("-") or "\x00" in arg:
-            raise BadRequest(
-                f"sync error: rsync_args of {where}: {arg!r} is not an option (must start with '-')",
-                key="rsync_args",
-            )
-        if _FORBIDDEN_OPTIONS.match(arg):
-            raise BadRequest(
-                f"sync error: rsync_args of {where}: {arg!r} is reserved by the sync engine",
-                key="rsync_args",
-            )
-        out.append(arg)
-    return out
-
-
 @dataclass(frozen=True)
 class Endpoint:
     """One side of a transfer: a local directory or an ssh location.
@@ -247,6 +209,11 @@ def build_args(
 ) -> list[str]:
     """The rsync argument list for one batch; both sides may not be remote.
 
+    ``ssh_command`` is the ssh program and its options (default ``ssh``), from
+    :func:`.rsync_options.transfer_options`; the engine adds ``BatchMode=yes`` first
+    and the remote side's port. ``extra_args`` come from
+    :func:`.rsync_options.check_user_args`.
+
     >>> build_args(Endpoint("/a/"), Endpoint("/b/"), "/tmp/l")[:4]
     ['rsync', '-d', '-t', '--from0']
     """
@@ -259,10 +226,12 @@ def build_args(
     args.append(f"--timeout={int(timeout)}")
     remote = src if not src.is_local else dst if not dst.is_local else None
     if remote is not None:
-        ssh = list(ssh_command or ["ssh"])
+        program, *options = ssh_command or ["ssh"]
+        # ssh keeps the first value it is given for an option: BatchMode (never ask
+        # for a password or a passphrase) goes before any other
+        ssh = [program, "-o", "BatchMode=yes", *options]
         if remote.port:
             ssh += ["-p", str(remote.port)]
-        ssh += ["-o", "BatchMode=yes"]
         args.append("--rsh=" + shlex.join(ssh))
     if dry_run:
         args += ["--dry-run", "--itemize-changes"]
@@ -289,7 +258,7 @@ def transfer(
     Returns the exit code, stderr and the paths rsync reported missing or vanished;
     it does not raise on a failed transfer (the caller records per-file errors after
     checking each copy). ``extra_args`` must already be checked with
-    :func:`check_user_args`. With ``dry_run`` rsync changes nothing and its
+    :func:`.rsync_options.check_user_args`. With ``dry_run`` rsync changes nothing and its
     itemized stdout is returned first in ``stderr``.
 
     >>> import tempfile, pathlib
@@ -384,7 +353,6 @@ __all__ = [
     "RootGuard",
     "TransferResult",
     "build_args",
-    "check_user_args",
     "differing",
     "inside_root",
     "relpath_of",

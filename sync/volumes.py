@@ -3,9 +3,10 @@
 A volume is an ordinary element with ``name`` (``^[a-z0-9_]{3,16}$``, the site name
 used in per-site keys) and ``url`` (``file:///abs/path/`` or
 ``ssh://user@host[:port]/abs/path/``): the site's project root. Writes made through
-this module are validated against ``schemas/volume.json`` and only admins may set
-``url``, ``rsync_args`` and ``rsync_env`` (the core enforces that rule on every
-write path: :func:`damas_core.permissions.check_volume_keys`).
+this module are validated: the schema (``schemas/volume.json``), the url, and the
+keys handed to rsync and ssh (:mod:`.rsync_options`). Who may write a volume or the
+global parameters is decided by the core, below every operation (admins only), so
+these functions work the same with the embedded tracker, a session or an HTTP client.
 
 >>> import damas_core
 >>> t = damas_core.open("memory://")
@@ -24,15 +25,14 @@ from urllib.parse import unquote, urlsplit
 
 from damas_core.schemas import validate
 
-from damas_core.errors import BadRequest, Forbidden, NotFound
+from damas_core.errors import BadRequest, NotFound
 from damas_core.query.parser import parse
 from damas_core.query.predicate import to_predicate
 
-from .rsync import Endpoint, check_user_args
+from .rsync import Endpoint
+from .rsync_options import check_env, check_user_args, ssh_args
 
 GLOBAL_ID = "rsyncGlobalParameters"
-#: keys of a volume only admins may write: they decide where data goes and what runs
-ADMIN_KEYS = ("url", "rsync_args", "rsync_env")
 #: defaults of the global parameters when the element or a key is missing
 DEFAULTS: dict[str, Any] = {
     "syncEverywhere": False,
@@ -47,20 +47,14 @@ DEFAULTS: dict[str, Any] = {
 _BATCH = 2000
 
 
-def _is_admin(session: Any) -> bool:
-    # the embedded Tracker and admin sessions have is_admin; a client exposes the user
-    flag = getattr(session, "is_admin", None)
-    if flag is not None:
-        return bool(flag)
-    user = getattr(session, "user", None) or {}
-    return user.get("class") == "admin"
-
-
 def endpoint_of(volume: Mapping[str, Any]) -> Endpoint:
-    """The rsync :class:`Endpoint` of a volume element, from its ``url``.
+    """The rsync :class:`Endpoint` of a volume element, from its ``url`` and, for an
+    ``ssh://`` url, its ``ssh_port`` (which must agree with a port in the url).
 
     >>> endpoint_of({"url": "ssh://me@host:2222/srv/p/"})
     Endpoint(root='/srv/p/', host='me@host', port=2222)
+    >>> endpoint_of({"url": "ssh://me@host/srv/p/", "ssh_port": 2200}).port
+    2200
     """
     url = volume.get("url")
     if not isinstance(url, str):
@@ -81,7 +75,28 @@ def endpoint_of(volume: Mapping[str, Any]) -> Endpoint:
             raise BadRequest(
                 f"sync error: volume url {url!r} needs ssh://user@host/path/", key="url"
             )
-        return Endpoint(path, host=f"{user}@{host}", port=parts.port)
+        try:
+            url_port = parts.port
+        except ValueError:
+            raise BadRequest(f"sync error: volume url {url!r}: bad port", key="url") from None
+        port = volume.get("ssh_port")
+        if port is not None and (
+            not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535
+        ):
+            raise BadRequest(
+                f"sync error: ssh_port of volume {volume.get('_id')!r}: {port!r} is not a "
+                "port number (1-65535)",
+                id=volume.get("_id"),
+                key="ssh_port",
+            )
+        if port is not None and url_port is not None and port != url_port:
+            raise BadRequest(
+                f"sync error: ssh_port of volume {volume.get('_id')!r} ({port}) differs from "
+                f"the port of its url {url!r}",
+                id=volume.get("_id"),
+                key="ssh_port",
+            )
+        return Endpoint(path, host=f"{user}@{host}", port=port or url_port)
     raise BadRequest(f"sync error: volume url {url!r}: use file:// or ssh://", key="url")
 
 
@@ -123,42 +138,53 @@ def global_parameters(tracker: Any) -> dict[str, Any]:
     return {**DEFAULTS, **{k: v for k, v in element.items() if v is not None}}
 
 
-def check_volume_write(session: Any, element: Mapping[str, Any], *, partial: bool) -> None:
-    """Raise unless ``session`` may write ``element`` to a volume (schema + admin keys)."""
+def check_volume(element: Mapping[str, Any], *, partial: bool = False) -> None:
+    """Raise :class:`BadRequest` naming the key unless ``element`` is a valid volume:
+    its schema, its url (and ``ssh_port``), and what it hands to rsync and ssh
+    (``rsync_args``, ``rsync_env``, ``ssh_*``: :mod:`.rsync_options`). With
+    ``partial`` it is an update: required keys may be missing, ``None`` removes a key.
+
+    >>> check_volume({"_id": "v1", "name": "paris", "url": "file:///p/",
+    ...               "rsync_args": "", "rsync_env": ""})
+    >>> check_volume({"_id": "v1", "rsync_args": "--delete"}, partial=True)
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: sync error: rsync_args of volume 'v1': '--delete' is not an option the sync engine allows (see docs/sync.md)
+    """
     validate("volume", dict(element), partial=partial)
-    for key in ADMIN_KEYS:
-        if key in element and not _is_admin(session):
-            raise Forbidden(
-                f"sync error: only admins may set {key!r} on a volume",
-                id=element.get("_id"),
-                key=key,
-            )
+    where = f"volume {element.get('_id')!r}"
     if element.get("url") is not None:
         endpoint_of(element)
-    if element.get("rsync_args") is not None:
-        check_user_args(element["rsync_args"], where=f"volume {element.get('_id')!r}")
+    check_user_args(element.get("rsync_args"), where=where)
+    check_env(element.get("rsync_env"), where=where)
+    ssh_args(element)
 
 
 def create_volume(session: Any, element: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Create a volume element after validating it; ``None`` when the id exists."""
-    check_volume_write(session, element, partial=False)
+    """Create a volume element after :func:`check_volume`; ``None`` when the id exists."""
+    check_volume(element)
     return session.create(dict(element))
 
 
 def update_volume(session: Any, element: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Update keys of a volume after validating them (``None`` removes a key)."""
-    check_volume_write(session, element, partial=True)
+    """Update keys of a volume (``None`` removes a key) once the volume as it will be
+    after the update passes :func:`check_volume`; ``None`` when there is no such
+    element."""
+    before = session.read(element["_id"]) if isinstance(element.get("_id"), str) else None
+    if before is None:
+        check_volume(element, partial=True)
+    else:
+        after = {**before, **element}
+        check_volume({k: v for k, v in after.items() if v is not None})
     return session.update(dict(element))
 
 
 def set_global_parameters(session: Any, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Create or update ``rsyncGlobalParameters`` with ``values`` (validated, admins only)."""
+    """Create or update ``rsyncGlobalParameters`` with ``values`` after validating them
+    (the schema; ``rsync_args`` through :func:`.rsync_options.check_user_args`)."""
     element = {**values, "_id": GLOBAL_ID}
     validate("rsyncGlobalParameters", element, partial=True)
-    if not _is_admin(session):
-        raise Forbidden("sync error: only admins may change rsyncGlobalParameters", id=GLOBAL_ID)
-    if element.get("rsync_args") is not None:
-        check_user_args(element["rsync_args"], where=GLOBAL_ID)
+    check_user_args(element.get("rsync_args"), where=GLOBAL_ID)
     if session.read(GLOBAL_ID) is None:
         return session.create(element)
     return session.update(element)
@@ -218,12 +244,11 @@ def read_files(tracker: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 
 __all__ = [
-    "ADMIN_KEYS",
     "DEFAULTS",
     "FILES_QUERY",
     "GLOBAL_ID",
     "VOLUMES_QUERY",
-    "check_volume_write",
+    "check_volume",
     "create_volume",
     "endpoint_of",
     "global_parameters",

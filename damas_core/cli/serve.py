@@ -99,10 +99,9 @@ def serve(
     token_lifespan: str,
 ) -> None:
     """Serve the tracker's HTTP API (damas-core 2.x routes) with waitress."""
-    import waitress
-
     import damas_core
     from damas_core.errors import DamasError
+    from damas_core.http.server import create_server
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -129,14 +128,9 @@ def serve(
         app = make_app(
             tracker, auth=auth, max_body_size=max_body_size, token_lifespan=token_lifespan
         )
-        # waitress refuses bodies of max_request_body_size bytes or more before reading them.
-        server = waitress.create_server(
-            app,
-            host=host,
-            port=port,
-            threads=threads,
-            max_request_body_size=max_body_size + 1,
-            ident="damas",
+        # waitress refuses bodies over the limit before reading them, in JSON as the API.
+        server = create_server(
+            app, host=host, port=port, threads=threads, max_body_size=max_body_size, ident="damas"
         )
         click.echo(
             f"damas: serving {store} on http://{host}:{server.effective_port}/ (auth {auth})",

@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import waitress
 
 import damas_core
 from damas_core.client import Client, connect
+from damas_core.http import MAX_BODY_SIZE
+from damas_core.http.server import create_server
 from damas_core.wsgi import make_app
 
 #: Users every HTTP test tracker has, one per class (password = name + "-pw").
@@ -31,9 +32,11 @@ class Switch:
 
 @contextmanager
 def serving(app: Any, **options: Any) -> Iterator[str]:
-    """Serve ``app`` with waitress on a free loopback port; yields the base URL."""
+    """Serve ``app`` with waitress, configured as ``damas serve`` configures it (see
+    :mod:`damas_core.http.server`), on a free loopback port; yields the base URL."""
     options.setdefault("threads", 4)
-    server = waitress.create_server(app, host="127.0.0.1", port=0, **options)
+    options.setdefault("max_body_size", getattr(app, "max_body_size", MAX_BODY_SIZE))
+    server = create_server(app, host="127.0.0.1", port=0, **options)
     stop = threading.Event()
 
     def run() -> None:

@@ -452,3 +452,27 @@ def test_an_unknown_user_costs_the_same_argon2_work(jwt_server, monkeypatch):
         before = counting.verified
         requests.post(f"{url}/api/signIn/", data={"username": name, "password": password})
         assert counting.verified - before == 1, name
+
+
+def test_sign_out_by_cookie_needs_json(jwt_api):
+    _, url, _ = jwt_api
+    token = token_for(url, "ula")
+    cookies = {"token": token}
+    # What a cross-site form can send: the cookie, a text/plain body. Refused.
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        r = requests.post(
+            f"{url}/api/signOut/",
+            data="{}",
+            cookies=cookies,
+            headers={"Content-Type": content_type},
+        )
+        assert r.status_code == 403 and "Content-Type: application/json" in r.json()["error"]
+        assert requests.get(f"{url}/api/verify/", headers=bearer(token)).status_code == 200
+    r = requests.post(f"{url}/api/signOut/", json={}, cookies=cookies)
+    assert r.status_code == 200 and "token=;" in r.headers["Set-Cookie"]
+    assert requests.get(f"{url}/api/verify/", headers=bearer(token)).status_code == 401
+    # With the token in the Authorization header the content type does not matter.
+    other = token_for(url, "ula")
+    r = requests.post(f"{url}/api/signOut/", data="", headers=bearer(other))
+    assert r.status_code == 200
+    assert requests.get(f"{url}/api/verify/", headers=bearer(other)).status_code == 401

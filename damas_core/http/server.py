@@ -1,0 +1,71 @@
+"""The waitress server ``damas serve`` runs: the API's body limit, and JSON errors.
+
+waitress answers some requests itself, before the application sees them: a body over
+its ``max_request_body_size`` (``Content-Length`` too large, or a chunked body that
+grows too large), a malformed request line or header. Its answers are ``text/plain``;
+:func:`create_server` makes them the API's JSON error body,
+``{"error": "request error: …", "status": N}``, and sets waitress's limit to the
+application's, so a body over the limit gets the same 413 however it is sent, refused
+before it is read.
+
+>>> import damas_core
+>>> from damas_core.http import make_app
+>>> app = make_app(damas_core.open("memory://"), auth="none", max_body_size=1000)
+>>> server = create_server(app, host="127.0.0.1", port=0, max_body_size=1000)
+>>> server.adj.max_request_body_size
+1001
+>>> server.close()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import waitress
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+
+from damas_core.http.app import MAX_BODY_SIZE
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own error answers, as the API's JSON error body."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        limit = self.channel.server.adj.max_request_body_size - 1
+        if error.code == 413:
+            message = f"request error: the body is over the limit of {limit} bytes"
+        else:
+            message = f"request error: {error.reason.lower()} ({error.body})"
+        body = orjson.dumps({"error": message, "status": error.code})
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend(
+            [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        )
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    """A waitress channel whose own error answers are JSON."""
+
+    error_task_class = JsonErrorTask
+
+
+def create_server(app: Any, *, max_body_size: int = MAX_BODY_SIZE, **options: Any) -> Any:
+    """A waitress server for ``app`` (options as ``waitress.create_server``'s) that
+    refuses bodies over ``max_body_size`` bytes (the limit given to ``make_app``) with
+    the API's JSON 413, and answers its other errors in JSON too."""
+    # waitress refuses a body of max_request_body_size bytes or more.
+    server = waitress.create_server(app, max_request_body_size=max_body_size + 1, **options)
+    servers = [server] if hasattr(server, "channel_class") else list(server.map.values())
+    for each in servers:
+        if hasattr(each, "channel_class"):
+            each.channel_class = JsonErrorChannel
+    return server
+
+
+__all__ = ["JsonErrorChannel", "JsonErrorTask", "create_server"]

@@ -1,0 +1,113 @@
+"""Request bodies over the limit, sent every way, get the API's JSON 413 from the real
+waitress server ``damas serve`` runs (waitress answers those itself, before the app)."""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+import requests
+
+from damas_core.wsgi import make_app
+
+LIMIT = 1000
+
+
+def exchange(url: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``raw`` bytes over a fresh connection; the answer's status, headers, body."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        try:
+            sock.sendall(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before reading it all
+        data = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                lines = head.decode("latin-1").split("\r\n")
+                headers = dict(line.split(": ", 1) for line in lines[1:])
+                if len(body) >= int(headers.get("Content-Length", "-1")) >= 0:
+                    break
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.fixture
+def small(memory_tracker, serve):
+    """``(tracker, url)`` served with a body limit of :data:`LIMIT` bytes."""
+    return memory_tracker, serve(make_app(memory_tracker, auth="none", max_body_size=LIMIT))
+
+
+def request_head(path: str, *headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: localhost", *headers, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def assert_json_413(status: int, headers: dict[str, str], body: bytes) -> None:
+    assert status == 413
+    assert headers["content-type"] == "application/json"
+    assert orjson.loads(body) == {
+        "error": f"request error: the body is over the limit of {LIMIT} bytes",
+        "status": 413,
+    }
+
+
+def test_a_content_length_over_the_limit_gets_json(small):
+    tracker, url = small
+    head = request_head(
+        "/api/create/", "Content-Type: application/json", f"Content-Length: {10 * LIMIT}"
+    )
+    assert_json_413(*exchange(url, head))
+    assert tracker.search("_id:/^\\//") == []
+
+
+def test_a_chunked_body_over_the_limit_gets_json(small):
+    tracker, url = small
+    element = orjson.dumps({"_id": "/big", "data": "x" * (2 * LIMIT)})
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(element[i : i + 100]), element[i : i + 100])
+        for i in range(0, len(element), 100)
+    )
+    head = request_head(
+        "/api/create/", "Content-Type: application/json", "Transfer-Encoding: chunked"
+    )
+    assert_json_413(*exchange(url, head + chunks + b"0\r\n\r\n"))
+    assert tracker.read("/big") is None
+
+
+def test_bodies_up_to_the_limit_are_served(small):
+    tracker, url = small
+    element = orjson.dumps({"_id": "/fits", "data": ""})
+    element = orjson.dumps({"_id": "/fits", "data": "x" * (LIMIT - len(element))})
+    assert len(element) == LIMIT
+    r = requests.post(
+        f"{url}/api/create/", data=element, headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 201 and tracker.read("/fits") is not None
+    # Chunked (a generator body), within the limit once decoded.
+    small_element = orjson.dumps({"_id": "/chunked"})
+    r = requests.post(
+        f"{url}/api/create/",
+        data=iter([small_element[:5], small_element[5:]]),
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 201 and tracker.read("/chunked") is not None
+
+
+def test_a_malformed_request_gets_json_too(small):
+    _, url = small
+    status, headers, body = exchange(url, request_head("/api/create/", "Content-Length: twelve"))
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert orjson.loads(body)["error"].startswith("request error: ")
