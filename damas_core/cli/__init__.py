@@ -89,7 +89,7 @@ class LazyGroup(click.Group):
 _EPILOG = """\b
 Examples:
   damas serve                                   serve ./damas-data on port 8090
-  damas -s http://localhost:8090 signin alice   sign in (the token is saved)
+  damas -s http://localhost:8090 signin alice   sign in (token and server are saved)
   damas create '{"_id": "/shots/a.exr", "status": "wip"}'
   damas read /shots/a.exr
   damas -l search 'status:wip'                  one id per line
@@ -112,7 +112,7 @@ Environment: DAMAS_SERVER (server URL), DAMAS_TOKEN (token to send)."""
     "--server",
     envvar="DAMAS_SERVER",
     metavar="URL",
-    help="Server URL (default http://localhost:8090, or $DAMAS_SERVER).",
+    help="Server URL (default $DAMAS_SERVER, else the one signin saved, else http://localhost:8090).",
 )
 @click.option("--store", metavar="URL", help="Work on this store directly, without a server.")
 @click.option(

@@ -56,7 +56,7 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
             "-s",
             "--server",
             metavar="URL",
-            help="Server URL (default $DAMAS_SERVER or http://localhost:8090).",
+            help="Server URL (default $DAMAS_SERVER, else the one signin saved, else http://localhost:8090).",
         ),
         click.option(
             "--store", metavar="URL", help="Work on this store directly, without a server."
@@ -72,18 +72,21 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _settings(ctx: click.Context, local: dict[str, Any]) -> dict[str, Any]:
-    """Group options (``damas -s URL read``) overridden by command options."""
+    """Group options (``damas -s URL read``) overridden by command options. The server
+    is ``-s``, else ``$DAMAS_SERVER``, else the one ``signin`` last signed in to, else
+    :data:`DEFAULT_SERVER`."""
     merged = dict((ctx.find_root().obj or {}) if ctx.find_root().obj else {})
     merged.update({k: v for k, v in local.items() if v not in (None, False)})
     if not merged.get("server"):
-        merged["server"] = os.environ.get("DAMAS_SERVER") or DEFAULT_SERVER
+        merged["server"] = os.environ.get("DAMAS_SERVER") or load_server() or DEFAULT_SERVER
     if not merged.get("token"):
         merged["token"] = os.environ.get("DAMAS_TOKEN") or None
     return merged
 
 
 def config_dir() -> Path:
-    """Where signin saves tokens: ``$DAMAS_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/damas``."""
+    """Where signin saves tokens and the server: ``$DAMAS_CONFIG_DIR``, else
+    ``$XDG_CONFIG_HOME/damas``."""
     if os.environ.get("DAMAS_CONFIG_DIR"):
         return Path(os.environ["DAMAS_CONFIG_DIR"])
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
@@ -96,17 +99,40 @@ def token_file(server: str) -> Path:
     return config_dir() / f"token-{digest}"
 
 
-def save_token(server: str, token: str) -> Path:
-    """Write the token readable by its owner only (mode 0600)."""
-    path = token_file(server)
+def _write_private(path: Path, text: str) -> Path:
+    """Write ``text`` readable by its owner only (mode 0600), in a 0700 folder."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, token.encode() + b"\n")
+        os.write(fd, text.encode() + b"\n")
     finally:
         os.close(fd)
     return path
+
+
+def save_token(server: str, token: str) -> Path:
+    """Write the token readable by its owner only (mode 0600)."""
+    return _write_private(token_file(server), token)
+
+
+def server_file() -> Path:
+    """The file holding the server ``signin`` last signed in to."""
+    return config_dir() / "server"
+
+
+def save_server(server: str) -> Path:
+    """Remember ``server`` as the one to talk to when neither ``-s`` nor
+    ``$DAMAS_SERVER`` says (``signin`` does this)."""
+    return _write_private(server_file(), server.rstrip("/"))
+
+
+def load_server() -> str | None:
+    """The server ``signin`` last signed in to, or ``None``."""
+    try:
+        return server_file().read_text().strip() or None
+    except OSError:
+        return None
 
 
 def load_token(server: str) -> str | None:
@@ -529,7 +555,8 @@ def signin(
     lifespan: str | None,
     **options: Any,
 ) -> None:
-    """Sign in to the server and save the token (mode 0600) for the next commands."""
+    """Sign in to the server and save the token (mode 0600) for the next commands; the
+    server is remembered too, so they need no -s."""
     runner = Runner(ctx, options)
     if runner.store:
         raise click.UsageError(
@@ -544,6 +571,7 @@ def signin(
     def sign(client: Any) -> Any:
         answer = client.sign_in(username, password, lifespan)
         save_token(runner.server, answer["token"])
+        save_server(runner.server)
         return answer["token"]
 
     runner.run(sign)

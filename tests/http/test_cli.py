@@ -55,7 +55,7 @@ def test_store_mode_operations_and_exit_codes(run, store):
     r = run("--store", store, "publish", '{"_id": "/f", "comment": "c", "origin": "o"}')
     assert r.exit_code == 0 and orjson.loads(r.stdout)["origin"] == "o"
     assert run("--store", store, "lock", "/f").exit_code == 0
-    assert run("--store", store, "lock", "/nope").exit_code == 49
+    assert run("--store", store, "lock", "/nope").exit_code == 44  # as the server: 404
     assert run("--store", store, "unlock", "/f").exit_code == 0
     r = run("--store", store, "comment", '{"#parent": "/f", "comment": "ok"}')
     assert r.exit_code == 0 and orjson.loads(r.stdout)["#parent"] == "/f"
@@ -102,9 +102,12 @@ def test_server_mode_signin_token_file_and_exit_codes(run, shared_server, tmp_pa
     r = run("-s", url, "signin", "ula", "ula-pw", "2h")
     assert r.exit_code == 0
     token = r.stdout.strip()
-    files = list((tmp_path / "cfg").iterdir())
-    assert len(files) == 1 and stat.S_IMODE(files[0].stat().st_mode) == 0o600
-    assert files[0].read_text().strip() == token
+    files = {f.name: f for f in (tmp_path / "cfg").iterdir()}
+    token_name = next(name for name in files if name.startswith("token-"))
+    assert sorted(files) == ["server", token_name]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files.values())
+    assert files[token_name].read_text().strip() == token
+    assert files["server"].read_text().strip() == url
     r = run("-s", url, "create", '{"_id": "/a"}')
     assert r.exit_code == 0 and orjson.loads(r.stdout)["author"] == "ula"
     assert run("-s", url, "create", '{"_id": "/a"}').exit_code == 49
@@ -114,7 +117,7 @@ def test_server_mode_signin_token_file_and_exit_codes(run, shared_server, tmp_pa
     r = run("-s", url, "verify")
     assert r.exit_code == 0 and orjson.loads(r.stdout)["_id"] == "@ula"
     assert run("-s", url, "signout").exit_code == 0
-    assert not list((tmp_path / "cfg").iterdir())
+    assert [f.name for f in (tmp_path / "cfg").iterdir()] == ["server"]  # no token left
     # The token was revoked on the server, not only forgotten here.
     r = run("-s", url, "--token", token, "verify")
     assert r.exit_code == 41 and "revoked" in r.stderr
