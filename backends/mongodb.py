@@ -118,6 +118,8 @@ def _expect_filter(expect: Mapping[str, Any] | None) -> list[dict[str, Any]]:
             clauses.append({name: {"$not": {"$type": "array"}}})
         if wanted is None:  # {k: null} also matches a missing key
             clauses.append({name: {"$exists": True}})
+        elif isinstance(wanted, bool | int | float):  # true is not 1 in JSON
+            clauses.append({name: {"$type": "bool" if isinstance(wanted, bool) else "number"}})
     return clauses
 
 
@@ -492,7 +494,7 @@ class MongoStorage(Storage):
                 try:
                     self._write_feed(changed, first)
                 finally:
-                    self._state.update_one({"_id": "seq"}, {"$pull": {"pending": {"first": first}}})
+                    self._release(first, most, len(changed))
 
     def _take(self, count: int) -> int:
         """The first of ``count`` new seqs, taken inside this thread's transaction."""
@@ -524,6 +526,18 @@ class MongoStorage(Storage):
             )
             if done.modified_count:
                 return value + 1
+
+    def _release(self, first: int, most: int, used: int) -> None:
+        """End a reservation; give back its unused seqs when none was reserved after."""
+        pull = {"$pull": {"pending": {"first": first}}}
+        if used < most:
+            last = first + most - 1
+            done = self._state.update_one(
+                {"_id": "seq", "value": last}, {"$set": {"value": first + used - 1}, **pull}
+            )
+            if done.modified_count:
+                return
+        self._state.update_one({"_id": "seq"}, pull)
 
     def _write_feed(self, changed: list[tuple[str, bool]], first: int) -> None:
         """Each change takes the next seq from ``first``; an id keeps its last one."""
