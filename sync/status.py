@@ -1,130 +1,553 @@
-"""Where each file stands at each site: the files x sites matrix and per-site completion.
+"""Where each file stands at each site: states, pages of files, completion, site health.
 
-States: ``ok`` (holds the current version), ``outdated`` (holds an older one:
-``synced_<site>`` < ``time``), ``error`` (the last attempt failed; ``code`` is
-rsync's exit code, or ``"conflict"``), ``queued`` (wanted, not there yet) and
-``not wanted``.
+The dashboard and ``damas sync status`` both read this module, so they always agree.
+
+States of one file at one site (:data:`STATES`):
+
+- ``ok``: the site holds the current version;
+- ``outdated``: it holds an older one (``synced_<site>`` < ``time``);
+- ``error``: the last copy failed (``code``: rsync's exit code, 23 = file not found);
+- ``queued``: wanted there, not there yet, nothing in the way;
+- ``waiting``: wanted there but held back (``reason``: a lock, a different copy there,
+  no site holding the current version), as the site's agent recorded in ``syncWait_<site>``;
+- ``conflict``: both copies were kept (``conflict_<site>``), waiting for a decision;
+- ``unwanted``: not wanted there; ``present`` says a copy is there anyway.
 
 >>> import damas_core
 >>> t = damas_core.open("memory://")
->>> _ = t.create([{"_id": "v1", "name": "paris", "url": "file:///p/"}])
->>> _ = t.publish({"_id": "/a", "origin": "paris", "comment": "c", "file_size": 3})
->>> status(t)["files"][0]["states"]["paris"]
-{'state': 'ok'}
+>>> _ = t.create([{"_id": "v1", "name": "paris", "url": "file:///p/"},
+...               {"_id": "v2", "name": "tokyo", "url": "file:///t/"}])
+>>> _ = t.publish({"_id": "/a", "origin": "paris", "comment": "c", "file_size": 3,
+...                "sync_tokyo": True})
+>>> p = page(t, Filters())
+>>> [(r["_id"], r["states"]["paris"]["state"], r["states"]["tokyo"]["state"]) for r in p["files"]]
+[('/a', 'ok', 'queued')]
+>>> human_size(1536)
+'1.5 KiB'
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import re2
+
+from damas_core.errors import BadRequest
+from damas_core.query.ast import And, Node, Regex
+from damas_core.query.parser import parse
+
 from .planner import wanted
-from .scanner import holds_current
-from .volumes import global_parameters, read_many, tracker_view, volumes
+from .scanner import holds_current, writer_of
+from .volumes import FILES_QUERY, global_parameters, read_many, volumes
 
-STATES = ("ok", "outdated", "error", "queued", "not wanted")
+STATES = ("ok", "outdated", "error", "queued", "waiting", "conflict", "unwanted")
+#: what an agent's ``agentStatus`` shows as, when its heartbeat is fresh
+AGENT_STATES = ("on", "idle", "stopped", "unmounted", "down")
+SORTS = ("_id", "-_id", "time", "-time", "file_size", "-file_size")
+MAX_LIMIT = 1000
+_BUSY = ("starting", "scanning", "receiving", "emitting")
+_FILES_NODE = parse(FILES_QUERY)
+_BATCH = 500
 
 
-def state_of(element: dict[str, Any], site: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The state of one file at one site, as ``{"state": ..., "code"?: ...}``."""
-    if element.get(f"conflict_{site}"):
-        return {"state": "error", "code": "conflict"}
+def state_of(element: Mapping[str, Any], site: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The state of one file at one site: ``{"state": ..., "code"|"reason"|"present"?: ...}``.
+
+    >>> state_of({"_id": "/a", "origin": "p", "time": 5}, "p", {})
+    {'state': 'ok'}
+    >>> state_of({"_id": "/a", "origin": "p", "time": 5, "syncWait_t": "locked by bo"}, "t",
+    ...          {"syncEverywhere": True})
+    {'state': 'waiting', 'reason': 'locked by bo'}
+    """
+    conflict = element.get(f"conflict_{site}")
+    if conflict:
+        out: dict[str, Any] = {"state": "conflict"}
+        if isinstance(conflict, dict) and isinstance(conflict.get("incoming"), str):
+            out["incoming"] = conflict["incoming"]
+        return out
     if not wanted(element, site, params):
-        return {"state": "not wanted"}
+        out = {"state": "unwanted"}
+        if not element.get("deleted") and (
+            element.get(f"synced_{site}") is not None or writer_of(element) == site
+        ):
+            out["present"] = True
+        return out
     if holds_current(element, site):
         return {"state": "ok"}
     if element.get(f"syncError_{site}") is not None:
         return {"state": "error", "code": element[f"syncError_{site}"]}
+    reason = element.get(f"syncWait_{site}")
+    if reason:
+        return {"state": "waiting", "reason": str(reason)}
     if element.get(f"synced_{site}") is not None:
         return {"state": "outdated"}
-    out = {"state": "queued"}
-    if element.get(f"syncWait_{site}"):
-        out["waiting"] = element[f"syncWait_{site}"]
+    return {"state": "queued"}
+
+
+def row_of(
+    element: Mapping[str, Any], sites: Iterable[str], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One file's row: ``_id``, ``file_size``, ``time``, ``lock``, ``deleted`` and
+    ``states`` (site → :func:`state_of`)."""
+    return {
+        "_id": element["_id"],
+        "file_size": element.get("file_size"),
+        "time": element.get("time"),
+        "lock": element.get("lock"),
+        "deleted": bool(element.get("deleted")),
+        "states": {s: state_of(element, s, params) for s in sites},
+    }
+
+
+# -- filters and pages --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a page of files shows.
+
+    ``query`` is in the search language (``*``: every file); ``prefix`` keeps the files
+    under a folder (``/shots/``); ``states`` keeps files in one of those states at one of
+    the shown sites; ``sites`` limits the columns (empty: every site); ``skip`` counts
+    files of the filtered stream before the page, ``limit`` the rows of a page.
+    """
+
+    query: str = "*"
+    prefix: str = ""
+    states: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    sort: str = "_id"
+    skip: int = 0
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        for s in self.states:
+            if s not in STATES:
+                raise BadRequest(
+                    f"status error: unknown state {s!r}; use one of {', '.join(STATES)}",
+                    key="state",
+                )
+        if self.sort not in SORTS:
+            raise BadRequest(
+                f"status error: sort by one of {', '.join(SORTS)}, not {self.sort!r}", key="sort"
+            )
+        if self.prefix and not self.prefix.startswith("/"):
+            raise BadRequest(
+                f"status error: a folder prefix starts with '/', not {self.prefix!r}", key="prefix"
+            )
+        for name, value, top in (("skip", self.skip, None), ("limit", self.limit, MAX_LIMIT)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BadRequest(f"status error: {name} must be a whole number >= 0", key=name)
+            if top is not None and not 0 < value <= top:
+                raise BadRequest(f"status error: {name} must be between 1 and {top}", key=name)
+
+
+def files_node(query: str = "*", prefix: str = "") -> Node:
+    """The query of the tracked files matching ``query`` under ``prefix``.
+
+    A parse error of ``query`` is :class:`BadRequest` with its ``position`` in ``query``.
+    """
+    parts: list[Node] = [_FILES_NODE, parse(query.strip() or "*")]
+    if prefix:
+        parts.append(Regex(("_id",), "^" + re2.escape(prefix), ""))
+    return And(tuple(parts))
+
+
+def page(tracker: Any, filters: Filters) -> dict[str, Any]:
+    """A page of files with their states.
+
+    ``{"sites": every site, "shown": the sites shown, "volumes": the volume elements,
+    "files": rows (:func:`row_of`),
+    "skip", "limit", "next": the ``skip`` of the next page or ``None``}``. Without a
+    state filter the work is one search of ``limit + 1`` elements, whatever the store's
+    size; a state filter reads the filtered stream in batches until the page is full.
+    """
+    vols = volumes(tracker)
+    params = global_parameters(tracker)
+    names = [v["name"] for v in vols]
+    shown = [s for s in names if s in filters.sites] if filters.sites else names
+    node = files_node(filters.query, filters.prefix)
+    rows: list[dict[str, Any]] = []
+    next_skip: int | None = None
+    if not filters.states:
+        found = tracker.search_elements(node, filters.sort, filters.skip, filters.limit + 1)
+        rows = [row_of(e, shown, params) for e in found[: filters.limit]]
+        if len(found) > filters.limit:
+            next_skip = filters.skip + filters.limit
+    else:
+        wanted_states = set(filters.states)
+        at = filters.skip
+        while next_skip is None:
+            batch = tracker.search_elements(node, filters.sort, at, _BATCH)
+            for i, e in enumerate(batch):
+                row = row_of(e, shown, params)
+                if any(st["state"] in wanted_states for st in row["states"].values()):
+                    if len(rows) == filters.limit:
+                        next_skip = at + i
+                        break
+                    rows.append(row)
+            if len(batch) < _BATCH:
+                break
+            at += len(batch)
+    return {
+        "sites": names,
+        "shown": shown,
+        "volumes": vols,
+        "files": rows,
+        "skip": filters.skip,
+        "limit": filters.limit,
+        "next": next_skip,
+    }
+
+
+def rows_for(
+    tracker: Any, ids: Iterable[str], sites: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """``{id: row}`` for those of ``ids`` that are tracked files (a live update's cells)."""
+    params = global_parameters(tracker)
+    names = list(sites) if sites is not None else [v["name"] for v in volumes(tracker)]
+    return {
+        i: row_of(e, names, params)
+        for i, e in read_many(tracker, ids).items()
+        if i.startswith("/") and "origin" in e and "#parent" not in e
+    }
+
+
+# -- completion and folders ---------------------------------------------------------------
+
+
+def _empty_counts() -> dict[str, Any]:
+    return {"files_ok": 0, "files_wanted": 0, "bytes_ok": 0, "bytes_wanted": 0,
+            "states": dict.fromkeys(STATES, 0)}  # fmt: skip
+
+
+def count_into(counts: dict[str, Any], row: Mapping[str, Any], site: str) -> None:
+    """Add one row's state at ``site`` to ``counts`` (see :func:`completion`)."""
+    st = row["states"][site]["state"]
+    counts["states"][st] += 1
+    if st == "unwanted":
+        return
+    size = row["file_size"] if isinstance(row["file_size"], int) else 0
+    counts["files_wanted"] += 1
+    counts["bytes_wanted"] += size
+    if st == "ok":
+        counts["files_ok"] += 1
+        counts["bytes_ok"] += size
+
+
+def completion(rows: Iterable[Mapping[str, Any]], sites: Iterable[str]) -> dict[str, Any]:
+    """Per site: ``files_ok``/``files_wanted``, ``bytes_ok``/``bytes_wanted`` and the
+    number of files in each state. Deleted files count nowhere."""
+    names = list(sites)
+    out = {s: _empty_counts() for s in names}
+    for row in rows:
+        if row.get("deleted"):
+            continue
+        for s in names:
+            count_into(out[s], row, s)
     return out
 
 
-def status(tracker: Any, ids: Iterable[str] | None = None) -> dict[str, Any]:
-    """The status matrix as JSON-ready data.
+def percent(done: int, total: int) -> float:
+    """``done`` of ``total`` in percent; 100 when nothing is wanted.
 
-    ``{"sites": [...], "files": [{"_id", "file_size", "states": {site: state}}],
-    "completion": {site: {"files_ok", "files_wanted", "bytes_ok", "bytes_wanted"}}}``;
-    ``ids`` limits it to those files (unknown ids are left out).
+    >>> percent(1, 3), percent(0, 0)
+    (33.3, 100.0)
     """
-    if ids is None:
-        files, vols = tracker_view(tracker)
-    else:
-        files, vols = read_many(tracker, list(ids)), volumes(tracker)
+    return round(100 * done / total, 1) if total else 100.0
+
+
+def folders(tracker: Any, prefix: str = "/", query: str = "*") -> dict[str, Any]:
+    """The folders and files directly under ``prefix``, each folder with its completion.
+
+    ``{"prefix", "sites", "folders": [{"path", "files", "bytes", "completion"}],
+    "files": number of files directly in ``prefix``}``. It reads every file under
+    ``prefix`` once.
+    """
+    if not prefix.startswith("/"):
+        raise BadRequest(f"status error: a folder starts with '/', not {prefix!r}", key="prefix")
+    prefix = prefix if prefix.endswith("/") else prefix + "/"
+    vols = volumes(tracker)
     params = global_parameters(tracker)
-    sites = [v["name"] for v in vols]
-    completion = {
-        s: {"files_ok": 0, "files_wanted": 0, "bytes_ok": 0, "bytes_wanted": 0} for s in sites
-    }
-    rows = []
-    for file_id in sorted(files):
-        el = files[file_id]
-        if el.get("deleted"):
-            rows.append(
-                {
-                    "_id": file_id,
-                    "file_size": el.get("file_size"),
-                    "deleted": True,
-                    "states": {s: {"state": "not wanted"} for s in sites},
-                }
-            )
+    names = [v["name"] for v in vols]
+    found: dict[str, dict[str, Any]] = {}
+    direct = 0
+    for e in tracker.search_elements(files_node(query, prefix)):
+        rest = e["_id"][len(prefix) :]
+        head, slash, tail = rest.partition("/")
+        if not slash or not tail:  # a file here, or a folder package (its id ends with /)
+            direct += 1
             continue
-        size = el.get("file_size") if isinstance(el.get("file_size"), int) else 0
-        states = {}
-        for s in sites:
-            st = state_of(el, s, params)
-            states[s] = st
-            if st["state"] != "not wanted":
-                c = completion[s]
-                c["files_wanted"] += 1
-                c["bytes_wanted"] += size
-                if st["state"] == "ok":
-                    c["files_ok"] += 1
-                    c["bytes_ok"] += size
-        rows.append({"_id": file_id, "file_size": el.get("file_size"), "states": states})
-    return {"sites": sites, "files": rows, "completion": completion}
+        path = prefix + head + "/"
+        entry = found.setdefault(
+            path,
+            {
+                "path": path,
+                "files": 0,
+                "bytes": 0,
+                "completion": {s: _empty_counts() for s in names},
+            },
+        )
+        if e.get("deleted"):
+            continue
+        row = row_of(e, names, params)
+        entry["files"] += 1
+        entry["bytes"] += e["file_size"] if isinstance(e.get("file_size"), int) else 0
+        for s in names:
+            count_into(entry["completion"][s], row, s)
+    return {
+        "prefix": prefix,
+        "sites": names,
+        "folders": [found[k] for k in sorted(found)],
+        "files": direct,
+    }
+
+
+# -- sites --------------------------------------------------------------------------------
+
+
+def agent_state(
+    volume: Mapping[str, Any], params: Mapping[str, Any], now_ms: int | None = None
+) -> str:
+    """One of :data:`AGENT_STATES`: ``on`` (working), ``idle``, ``stopped``, ``unmounted``,
+    or ``down`` (no agent, an error, or no heartbeat within ``agentTimeout`` seconds).
+
+    >>> agent_state({"agentStatus": "stopped"}, {})
+    'stopped'
+    >>> agent_state({"agentStatus": "idle", "lastConnection": 0}, {"agentTimeout": 300}, 10**9)
+    'down'
+    """
+    status = volume.get("agentStatus")
+    if status == "stopped":
+        return "stopped"
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    timeout = float(params.get("agentTimeout", 300)) * 1000
+    last = volume.get("lastConnection")
+    fresh = isinstance(last, int | float) and now - last <= timeout
+    if not fresh or status not in (*_BUSY, "idle", "unmounted"):
+        return "down"
+    if status == "unmounted":
+        return "unmounted"
+    return "idle" if status == "idle" else "on"
+
+
+#: the volume keys a site's health shows, as the agent records them
+HEALTH_KEYS = (
+    "agentStatus", "lastConnection", "lastConnectionHost", "agentVersion",
+    "last_scan", "scan_duration", "exit_scan", "stderr_scan",
+    "last_reception", "reception_duration", "exit_reception", "stderr_reception",
+    "last_emission", "emission_duration", "exit_emission", "stderr_emission",
+    "enableScans", "enableReception", "enableEmission", "syncAmountReception",
+    "syncAmountEmission",
+)  # fmt: skip
+
+
+def site_health(
+    volume: Mapping[str, Any], params: Mapping[str, Any], now_ms: int | None = None
+) -> dict[str, Any]:
+    """A volume's health: ``_id``, ``name``, ``state`` (:func:`agent_state`) and the
+    :data:`HEALTH_KEYS` it has."""
+    out = {
+        "_id": volume["_id"],
+        "name": volume.get("name"),
+        "state": agent_state(volume, params, now_ms),
+    }
+    out.update({k: volume[k] for k in HEALTH_KEYS if k in volume})
+    return out
+
+
+def sites(tracker: Any) -> list[dict[str, Any]]:
+    """:func:`site_health` of every volume, by name."""
+    params = global_parameters(tracker)
+    return [site_health(v, params) for v in volumes(tracker)]
+
+
+# -- the whole matrix (the command line) --------------------------------------------------
+
+
+def status(
+    tracker: Any,
+    ids: Iterable[str] | None = None,
+    *,
+    prefix: str = "",
+    states: Iterable[str] = (),
+    sites: Iterable[str] = (),
+    query: str = "*",
+) -> dict[str, Any]:
+    """The whole status as JSON-ready data: every matching file, completion, sites.
+
+    ``{"sites": shown site names, "files": rows (:func:`row_of`), "completion": per site
+    (over the files matching ``ids``/``prefix``/``query``, whatever ``states``),
+    "volumes": :func:`site_health` of the shown sites}``. ``ids`` limits it to those files
+    (unknown ids are left out); ``states`` keeps rows in one of them at a shown site.
+    """
+    filters = Filters(query=query, prefix=prefix, states=tuple(states), sites=tuple(sites))
+    vols = volumes(tracker)
+    params = global_parameters(tracker)
+    unknown = [s for s in filters.sites if s not in {v["name"] for v in vols}]
+    if unknown:
+        raise BadRequest(f"status error: no site named {unknown[0]!r}", key="site")
+    shown_vols = [v for v in vols if not filters.sites or v["name"] in filters.sites]
+    names = [v["name"] for v in shown_vols]
+    if ids is None:
+        elements = tracker.search_elements(files_node(query, prefix))
+    else:
+        found = read_many(tracker, [i for i in ids if i.startswith(prefix)])
+        elements = [e for _, e in sorted(found.items()) if "origin" in e and "#parent" not in e]
+    rows = [row_of(e, names, params) for e in elements]
+    done = completion(rows, names)
+    if filters.states:
+        keep = set(filters.states)
+        rows = [r for r in rows if any(st["state"] in keep for st in r["states"].values())]
+    return {
+        "sites": names,
+        "files": rows,
+        "completion": done,
+        "volumes": [site_health(v, params) for v in shown_vols],
+    }
+
+
+# -- text ---------------------------------------------------------------------------------
+
+
+def human_size(n: Any) -> str:
+    """A byte count for people (binary units); ``"—"`` when unknown.
+
+    >>> human_size(0), human_size(1023), human_size(5 * 1024**3)
+    ('0 B', '1023 B', '5.0 GiB')
+    """
+    if isinstance(n, bool) or not isinstance(n, int | float):
+        return "—"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "PiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} PiB"
+
+
+def describe(st: Mapping[str, Any]) -> str:
+    """A state in words: ``error (23)``, ``waiting: locked by bo``, ``unwanted (a copy is there)``.
+
+    >>> describe({"state": "error", "code": 23})
+    'error (23)'
+    """
+    text = str(st["state"])
+    if "code" in st:
+        text += f" ({st['code']})"
+    if st.get("reason"):
+        text += f": {st['reason']}"
+    if st.get("present"):
+        text += " (a copy is there)"
+    return text
 
 
 _COLORS = {
-    "ok": "green",
-    "outdated": "yellow",
-    "error": "red",
-    "queued": "cyan",
-    "not wanted": "grey50",
-}
+    "ok": "green", "outdated": "yellow", "error": "red", "queued": "blue",
+    "waiting": "magenta", "conflict": "bright_red", "unwanted": "grey50",
+}  # fmt: skip
+_ICONS = {
+    "ok": "✔", "outdated": "◐", "error": "✖", "queued": "↻", "waiting": "⏸",
+    "conflict": "⚠", "unwanted": "–",
+}  # fmt: skip
 
 
-def render(data: dict[str, Any]) -> Any:
-    """A rich renderable (table plus completion) of :func:`status` data."""
+def _when(ms: Any) -> str:
+    if not isinstance(ms, int | float) or isinstance(ms, bool):
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
+
+
+def render(data: dict[str, Any], *, limit: int | None = None) -> Any:
+    """A rich renderable of :func:`status` data: the files (at most ``limit`` rows), the
+    completion per site and the sites panel. Every user string is shown as text, never
+    read as rich markup."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
+    parts: list[Any] = []
     table = Table(title="files x sites")
     table.add_column("file", overflow="fold")
+    table.add_column("size", justify="right")
+    table.add_column("lock")
     for s in data["sites"]:
-        table.add_column(s)
-    for row in data["files"]:
-        cells = []
-        for s in data["sites"]:
-            st = row["states"][s]
-            text = st["state"] + (f" ({st['code']})" if "code" in st else "")
-            cells.append(f"[{_COLORS[st['state']]}]{text}[/]")
-        table.add_row(row["_id"] + (" [dim](deleted)[/]" if row.get("deleted") else ""), *cells)
+        table.add_column(Text(s))
+    rows = data["files"] if limit is None else data["files"][:limit]
+    for row in rows:
+        name = Text(row["_id"])
+        if row.get("deleted"):
+            name.append(" (deleted)", style="dim")
+        cells = [
+            Text(f"{_ICONS[st['state']]} {describe(st)}", style=_COLORS[st["state"]])
+            for st in (row["states"][s] for s in data["sites"])
+        ]
+        table.add_row(
+            name, human_size(row.get("file_size")), Text(str(row.get("lock") or "")), *cells
+        )
+    parts.append(table)
+    if limit is not None and len(data["files"]) > limit:
+        parts.append(
+            Text(
+                f"… {len(data['files']) - limit} more files (narrow with --prefix, --state, --site)"
+            )
+        )
     done = Table(title="completion")
-    for col in ("site", "files", "bytes"):
+    for col in ("site", "files", "bytes", "errors", "waiting"):
         done.add_column(col)
     for s, c in data["completion"].items():
-        pf = 100 * c["files_ok"] / c["files_wanted"] if c["files_wanted"] else 100.0
-        pb = 100 * c["bytes_ok"] / c["bytes_wanted"] if c["bytes_wanted"] else 100.0
         done.add_row(
-            s,
-            f"{c['files_ok']}/{c['files_wanted']} ({pf:.0f}%)",
-            f"{c['bytes_ok']}/{c['bytes_wanted']} ({pb:.0f}%)",
+            Text(s),
+            f"{c['files_ok']}/{c['files_wanted']} ({percent(c['files_ok'], c['files_wanted']):.0f}%)",
+            f"{human_size(c['bytes_ok'])}/{human_size(c['bytes_wanted'])} "
+            f"({percent(c['bytes_ok'], c['bytes_wanted']):.0f}%)",
+            str(c["states"]["error"]),
+            str(c["states"]["waiting"]),
         )
-    return Group(table, done)
+    parts.append(done)
+    panel = Table(title="sites")
+    for col in ("site", "agent", "last scan", "reception", "emission", "stderr"):
+        panel.add_column(col, overflow="fold")
+    for v in data.get("volumes", []):
+        stderr = " ".join(
+            str(v.get(k) or "") for k in ("stderr_scan", "stderr_reception", "stderr_emission")
+        ).strip()
+        panel.add_row(
+            Text(str(v["name"])),
+            v["state"],
+            _when(v.get("last_scan")),
+            f"{_when(v.get('last_reception'))} exit {v.get('exit_reception', '—')}",
+            f"{_when(v.get('last_emission'))} exit {v.get('exit_emission', '—')}",
+            Text(stderr[:300]),
+        )
+    parts.append(panel)
+    return Group(*parts)
 
 
-__all__ = ["STATES", "render", "state_of", "status"]
+__all__ = [
+    "AGENT_STATES",
+    "HEALTH_KEYS",
+    "MAX_LIMIT",
+    "SORTS",
+    "STATES",
+    "Filters",
+    "agent_state",
+    "completion",
+    "count_into",
+    "describe",
+    "files_node",
+    "folders",
+    "human_size",
+    "page",
+    "percent",
+    "render",
+    "row_of",
+    "rows_for",
+    "site_health",
+    "sites",
+    "state_of",
+    "status",
+]

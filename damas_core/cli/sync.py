@@ -2,7 +2,9 @@
 
 ``damas sync agent VOLUME_ID [--once]`` runs the agent of one volume (until SIGTERM or
 Ctrl-C, or one cycle with ``--once``); ``damas sync status [--json]`` prints the
-files x sites matrix. Both work on a store directly (``--store URL``) or through a
+files x sites states (filtered with ``--prefix``, ``--state``, ``--site``), the
+completion per site and the sites panel, from :mod:`damas_core.sync.status` as the
+dashboard does. Both work on a store directly (``--store URL``) or through a
 server (``--server URL``, signed in as an admin: the agent writes control keys).
 """
 
@@ -106,20 +108,50 @@ def agent(
 
 
 @sync.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option(
+    "--prefix", default="", metavar="FOLDER", help="Only files under FOLDER, e.g. /seq06/."
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["ok", "outdated", "error", "queued", "waiting", "conflict", "unwanted"]),
+    help="Only files in this state at a shown site (repeatable).",
+)
+@click.option(
+    "--site", "site_names", multiple=True, metavar="NAME", help="Only these sites (repeatable)."
+)
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=200, show_default=True,
+    help="At most this many file rows in the table (0: none; completion counts every file).",
+)  # fmt: skip
 @click.argument("ids", nargs=-1)
 @_connection_options
 @click.pass_context
 def status(
-    ctx: click.Context, as_json: bool, ids: tuple[str, ...], store: str | None, server: str | None
+    ctx: click.Context,
+    as_json: bool,
+    prefix: str,
+    states: tuple[str, ...],
+    site_names: tuple[str, ...],
+    limit: int,
+    ids: tuple[str, ...],
+    store: str | None,
+    server: str | None,
 ) -> None:
-    """Show each file's state at each site (ok, outdated, error, queued, not wanted)."""
+    """Show each file's state at each site, the completion per site and the sites' health.
+
+    States: ok, outdated, error, queued, waiting (with the reason), conflict, unwanted.
+    """
     from damas_core.sync.status import render
     from damas_core.sync.status import status as sync_status
 
     tracker = _open(ctx, store, server)
     try:
-        data = sync_status(tracker, list(ids) or None)
+        data = sync_status(
+            tracker, list(ids) or None, prefix=prefix, states=states, sites=site_names
+        )
     except (DamasError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     finally:
@@ -131,4 +163,4 @@ def status(
     else:
         from rich.console import Console
 
-        Console().print(render(data))
+        Console().print(render(data, limit=limit))

@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from damas_core.dashboard.app import Dashboard
 from damas_core.errors import (
     DamasError,
     Forbidden,
@@ -59,7 +60,7 @@ StartResponse = Callable[..., Any]
 AuthCallable = Callable[[dict[str, Any]], "str | None"]
 
 _REASONS = {
-    200: "OK", 201: "Created", 207: "Multi-Status", 400: "Bad Request", 401: "Unauthorized",
+    200: "OK", 201: "Created", 207: "Multi-Status", 303: "See Other", 400: "Bad Request", 401: "Unauthorized",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
     413: "Content Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
     501: "Not Implemented",
@@ -123,6 +124,7 @@ class DamasApp:
             tracker, self.tokens, attempts=sign_in_attempts, window=sign_in_window
         )
         self._openapi: dict[str, bytes] = {}
+        self.dashboard = Dashboard(self)
         self._cache_lock = threading.Lock()
 
     # -- WSGI -------------------------------------------------------------------------------
@@ -155,6 +157,8 @@ class DamasApp:
                 f"request error: the body ({length} bytes) is over the limit of {self.max_body_size} bytes"
             )
         found = routes.match(call.path)
+        if not found and not call.path.startswith("/api/"):
+            return self.dashboard(call)  # every other path is a page of the dashboard
         if not found:
             raise NotFound(
                 f"request error: no route {call.path!r} (see {call.base}/api/openapi.json)"

@@ -32,7 +32,6 @@ from urllib.parse import unquote
 import orjson
 
 from damas_core.errors import BadRequest, Conflict, DamasError, NotFound
-from damas_core.http.landing import page
 from damas_core.http.messages import Answer, Call
 
 # -- status rules ------------------------------------------------------------------------
@@ -289,13 +288,6 @@ def verify(call: Call) -> Answer:
 
 def openapi_document(call: Call) -> Answer:
     return Answer(200, raw=call.app.openapi(call.base))
-
-
-def landing(call: Call) -> Answer:
-    origin = call.request.host_url.rstrip("/") + call.base
-    return Answer(
-        200, raw=page(call.base, origin).encode(), content_type="text/html; charset=utf-8"
-    )
 
 
 __all__ = ["decode", "flag", "id_body", "outcome", "results", "sort_arg", "url_ids", "whole"]

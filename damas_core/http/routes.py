@@ -132,8 +132,6 @@ ROUTES: tuple[Route, ...] = (
           summary="The signed-in user", result="user", errors=(401,)),
     Route(method="GET", path="/api/openapi.json", handler=h.openapi_document, op="openapi",
           summary="This OpenAPI document", result="openapi", errors=(), public=True),
-    Route(method="GET", path="/", handler=h.landing, op="landing",
-          summary="What this server is", result="html", errors=(), public=True),
 )  # fmt: skip
 
 

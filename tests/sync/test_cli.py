@@ -44,6 +44,8 @@ def test_agents_and_status_from_the_command_line(sites, tmp_path):
     }
     assert data["completion"]["lyon"] == {
         "files_ok": 0, "files_wanted": 2, "bytes_ok": 0, "bytes_wanted": 14,
+        "states": {"ok": 0, "outdated": 0, "error": 0, "queued": 2, "waiting": 0,
+                   "conflict": 0, "unwanted": 0},
     }  # fmt: skip
     table = _damas("sync", "status", "--store", store, "/shots/a.exr")
     assert table.exit_code == 0, table.output

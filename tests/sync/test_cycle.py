@@ -73,7 +73,7 @@ def test_destination_filtering_keeps_files_away(sites):
     sites.run("lyon")
     assert sites.path("lyon", "/private.txt").exists()
     states = {r["_id"]: r["states"] for r in status(t)["files"]}
-    assert states["/private.txt"]["tokyo"] == {"state": "not wanted"}
+    assert states["/private.txt"]["tokyo"] == {"state": "unwanted"}
 
 
 def test_priorities_order_the_transfers(sites):

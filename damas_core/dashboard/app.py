@@ -1,0 +1,504 @@
+"""The dashboard's pages: what :func:`damas_core.http.app.make_app` serves outside ``/api/``.
+
+Pages (below the mount prefix):
+
+- ``GET /``: the files × sites table (``q`` query, ``prefix``, ``state``, ``site``,
+  ``sort``, ``skip``, ``limit``); ``GET /folders``: folders with their completion;
+  ``GET /sites``: completion per site and each site's health; ``GET /file?id=``: one
+  file, its history, comments, versions and actions;
+- ``GET|POST /signin``, ``POST /signout``: cookie sign-in (``username``, ``password``);
+- ``POST /file`` (an ``action``), ``POST /sites``: the writes, each made through the
+  signed-in user's session, so the core's permissions apply as on the API;
+- ``GET /cells?id=…``: the current states of some files, as JSON, for live updates;
+- ``GET /static/…``: the script and style sheet shipped in the package.
+
+Every answer carries a strict Content-Security-Policy (scripts and styles from this
+server only, nothing inline); templates escape every value (Jinja2 autoescape).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+import orjson
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from damas_core.dashboard import csrf
+from damas_core.errors import (
+    BadRequest,
+    DamasError,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
+from damas_core.http.messages import Answer, Call
+from damas_core.sync.status import (
+    MAX_LIMIT,
+    SORTS,
+    STATES,
+    Filters,
+    describe,
+    files_node,
+    human_size,
+    percent,
+    row_of,
+    rows_for,
+)
+from damas_core.sync.status import completion as completion_of
+from damas_core.sync.status import folders as folder_view
+from damas_core.sync.status import page as files_page
+from damas_core.sync.status import sites as site_health_all
+from damas_core.sync.volumes import endpoint_of, global_parameters, update_volume, volumes
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+_CLASS_RANK = {"guest": 0, "user": 1, "editor": 2, "admin": 3}
+#: volume switches and batch sizes an admin edits on the sites page
+SWITCHES = ("enableScans", "enableReception", "enableEmission")
+BATCHES = ("syncAmountReception", "syncAmountEmission")
+_ICONS = {
+    "ok": "✔", "outdated": "◐", "error": "✖", "queued": "↻", "waiting": "⏸",
+    "conflict": "⚠", "unwanted": "–", "on": "▶", "idle": "●", "stopped": "■",
+    "unmounted": "⏏", "down": "✖",
+}  # fmt: skip
+
+
+class Services(Protocol):
+    """What the dashboard needs from the HTTP application."""
+
+    tracker: Any
+    auth: Any
+    tokens: Any
+    signin: Any  # a damas_core.signin.SignIn: the rules the API applies too
+
+    def authenticate(self, call: Call) -> Any: ...
+
+
+def _when(ms: Any) -> str:
+    if isinstance(ms, bool) or not isinstance(ms, int | float):
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + " UTC"
+
+
+def _duration(ms: Any) -> str:
+    if isinstance(ms, bool) or not isinstance(ms, int | float):
+        return "—"
+    return f"{ms / 1000:.1f} s"
+
+
+_env = Environment(
+    loader=PackageLoader("damas_core.dashboard", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.filters.update(
+    size=human_size, when=_when, duration=_duration, describe=describe,
+    percent=percent, icon=lambda s: _ICONS.get(s, "?"), urlq=lambda v: quote(str(v), safe=""),
+)  # fmt: skip
+
+
+class Dashboard:
+    """The dashboard of one application; call it with a :class:`Call` outside ``/api/``."""
+
+    def __init__(self, app: Services) -> None:
+        self.app = app
+        self.tracker = app.tracker
+        self._pages: dict[tuple[str, str], Callable[[Call, Any], Answer]] = {
+            ("GET", "/"): self.files,
+            ("GET", "/folders"): self.folders,
+            ("GET", "/sites"): self.sites,
+            ("POST", "/sites"): self.edit_site,
+            ("GET", "/file"): self.file,
+            ("POST", "/file"): self.file_action,
+            ("GET", "/cells"): self.cells,
+        }
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def __call__(self, call: Call) -> Answer:
+        path = call.path.rstrip("/") or "/"
+        if path.startswith("/static/") and call.method in ("GET", "HEAD"):
+            return self.static(path[len("/static/") :])
+        if path == "/signin":
+            return self.sign_in_page(call) if call.method != "POST" else self.sign_in(call)
+        if path == "/signout" and call.method == "POST":
+            return self.sign_out(call)
+        page = self._pages.get((call.method, path))
+        if page is None:
+            known = {p for _, p in self._pages} | {"/signin", "/signout"}
+            if path in known:
+                return self.render(
+                    call, "error.html", 405, message=f"{call.method} is not allowed here"
+                )
+            return self.render(call, "error.html", 404, message=f"no page {path}")
+        session = self.session(call)
+        if session is None:
+            if path == "/cells":
+                raise Unauthorized("dashboard error: sign in first", op="dashboard")
+            return _redirect(call.base + "/signin?" + urlencode({"next": _here(call)}))
+        try:
+            if call.method == "POST":
+                self.check_csrf(call)
+            return page(call, session)
+        except DamasError as e:
+            if path == "/cells":
+                raise
+            return self.render(call, "error.html", e.status, message=str(e), session=session)
+
+    def session(self, call: Call) -> Any:
+        """The signed-in user's session, or ``None`` (the API's rules, without the
+        content-type check the dashboard's forms replace by their CSRF field)."""
+        if self.app.auth == "jwt":
+            token, _ = call.token()
+            if token is None:
+                return None
+            try:
+                return self.app.signin.session(token)
+            except Unauthorized:
+                return None
+        try:
+            return self.app.authenticate(call)
+        except Unauthorized:
+            return None
+
+    # -- answers --------------------------------------------------------------------------
+
+    def render(self, call: Call, template: str, status: int = 200, **values: Any) -> Answer:
+        cookie = call.request.cookies.get(csrf.COOKIE)
+        fresh = None
+        if not cookie:
+            cookie = fresh = csrf.new_cookie()
+        session = values.pop("session", None)
+        rank = _CLASS_RANK.get(getattr(session, "user_class", ""), -1) if session else -1
+        since = self.tracker.storage.last_seq() if hasattr(self.tracker.storage, "last_seq") else 0
+        html = _env.get_template(template).render(
+            base=call.base,
+            csrf=csrf.expected(self.app.tokens.secret, cookie),
+            user=getattr(session, "username", None) if session is not None else None,
+            user_class=getattr(session, "user_class", None) if session is not None else None,
+            can_write=rank >= 1,
+            can_edit=rank >= 2,
+            is_admin=rank >= 3,
+            signed_in=session is not None and self.app.auth == "jwt",
+            since=since,
+            **values,
+        )
+        answer = Answer(status, raw=html.encode(), content_type="text/html; charset=utf-8")
+        answer.headers.extend(_security_headers())
+        if fresh:
+            answer.headers.append(("Set-Cookie", _cookie(call, csrf.COOKIE, fresh, max_age=None)))
+        return answer
+
+    def static(self, name: str) -> Answer:
+        if name not in _STATIC:
+            raise NotFound(f"dashboard error: no static file {name!r}", op="dashboard")
+        data = resources.files("damas_core.dashboard").joinpath("static", name).read_bytes()
+        answer = Answer(200, raw=data, content_type=_STATIC[name] + "; charset=utf-8")
+        answer.headers.extend(_security_headers())
+        return answer
+
+    def check_csrf(self, call: Call) -> None:
+        if not csrf.valid(
+            self.app.tokens.secret,
+            call.request.cookies.get(csrf.COOKIE),
+            call.request.form.get("csrf"),
+        ):
+            raise Forbidden(
+                "dashboard error: this form expired or came from another site; reload the page",
+                op="dashboard",
+            )
+
+    # -- sign-in --------------------------------------------------------------------------
+
+    def sign_in_page(self, call: Call, status: int = 200, message: str = "") -> Answer:
+        return self.render(
+            call,
+            "signin.html",
+            status,
+            message=message,
+            next=_safe_next(call.args.get("next"), call.base),
+        )
+
+    def sign_in(self, call: Call) -> Answer:
+        if self.app.auth != "jwt":
+            return _redirect(call.base + "/")
+        form = call.request.form
+        try:
+            self.check_csrf(call)
+            answer = self.app.signin.sign_in(
+                form.get("username", ""),
+                form.get("password", ""),
+                address=call.environ.get("REMOTE_ADDR", ""),
+            )
+        except TooManyRequests as e:
+            wait = max(1, math.ceil(e.retry_after or 1))
+            page = self.sign_in_page(call, 429, f"Too many attempts; try again in {wait} s.")
+            page.headers.append(("Retry-After", str(wait)))
+            return page
+        except DamasError as e:
+            message = "Invalid username or password." if e.status == 401 else str(e)
+            return self.sign_in_page(call, e.status, message)
+        expires = answer.get("token_exp")
+        max_age = int(expires - time.time()) if isinstance(expires, int | float) else None
+        out = _redirect(_safe_next(form.get("next"), call.base))
+        out.headers.append(("Set-Cookie", _cookie(call, "token", answer["token"], max_age=max_age)))
+        return out
+
+    def sign_out(self, call: Call) -> Answer:
+        self.check_csrf(call)
+        token, _ = call.token()
+        if token is not None and self.app.auth == "jwt":
+            try:
+                self.app.signin.sign_out(token)
+            except Unauthorized:
+                pass  # already invalid: signing out is done anyway
+        out = _redirect(call.base + "/signin")
+        out.headers.append(("Set-Cookie", _cookie(call, "token", "", max_age=0)))
+        return out
+
+    # -- pages ----------------------------------------------------------------------------
+
+    def files(self, call: Call, session: Any) -> Answer:
+        args = call.args
+        typed = args.get("q", "").strip()
+        query = typed or "*"
+        error = None
+        try:
+            filters = Filters(
+                query=query,
+                prefix=args.get("prefix", ""),
+                states=tuple(s for s in args.getlist("state") if s),
+                sites=tuple(s for s in args.getlist("site") if s),
+                sort=args.get("sort", "_id") or "_id",
+                skip=_whole(args.get("skip"), 0),
+                limit=_whole(args.get("limit"), 100),
+            )
+            data = files_page(session, filters)
+        except BadRequest as e:
+            error = {"message": str(e), "position": e.position}
+            filters = Filters()
+            vols = volumes(session)
+            data = {"sites": [v["name"] for v in vols], "shown": [], "files": [],
+                    "volumes": vols, "skip": 0, "limit": 100, "next": None}  # fmt: skip
+        stderr = {v["name"]: v.get("stderr_reception") or "" for v in data["volumes"]}
+        links = {}
+        if data["next"] is not None:
+            links["next"] = _url(call, skip=data["next"])
+        if filters.skip and not filters.states:
+            links["previous"] = _url(call, skip=max(0, filters.skip - filters.limit))
+        if filters.skip:
+            links["first"] = _url(call, skip=0)
+        return self.render(
+            call, "files.html", 400 if error else 200, session=session, data=data,
+            filters=filters, query=typed, error=error, links=links, stderr=stderr,
+            states=STATES, sorts=SORTS,
+        )  # fmt: skip
+
+    def folders(self, call: Call, session: Any) -> Answer:
+        prefix = call.args.get("prefix", "/") or "/"
+        data = folder_view(session, prefix)
+        crumbs = []
+        parts = [p for p in data["prefix"].split("/") if p]
+        for i, name in enumerate(parts):
+            crumbs.append({"name": name, "prefix": "/" + "/".join(parts[: i + 1]) + "/"})
+        return self.render(call, "folders.html", session=session, data=data, crumbs=crumbs)
+
+    def sites(self, call: Call, session: Any) -> Answer:
+        rows = [row_of(e, [v["name"] for v in volumes(session)], global_parameters(session))
+                for e in session.search_elements(files_node())]  # fmt: skip
+        health = site_health_all(session)
+        done = completion_of(rows, [h["name"] for h in health])
+        return self.render(
+            call, "sites.html", session=session, health=health, completion=done,
+            switches=SWITCHES, batches=BATCHES, message=call.args.get("done", ""),
+        )  # fmt: skip
+
+    def edit_site(self, call: Call, session: Any) -> Answer:
+        form = call.request.form
+        vid = form.get("volume", "")
+        if vid not in {v["_id"] for v in volumes(session)}:
+            raise NotFound(f"dashboard error: no volume {vid!r}", op="dashboard", id=vid)
+        change: dict[str, Any] = {"_id": vid}
+        for key in SWITCHES:
+            change[key] = form.get(key) == "on"
+        for key in BATCHES:
+            raw = form.get(key, "").strip()
+            if raw:
+                change[key] = _whole(raw, 0, key=key)
+        update_volume(session, change)
+        return _redirect(call.base + "/sites?done=" + quote(f"saved {vid}"))
+
+    def file(self, call: Call, session: Any) -> Answer:
+        file_id = call.args.get("id", "")
+        element = session.read(file_id) if file_id else None
+        if element is None:
+            raise NotFound(f"dashboard error: no file {file_id!r}", op="dashboard", id=file_id)
+        vols = volumes(session)
+        params = global_parameters(session)
+        names = [v["name"] for v in vols]
+        row = row_of(element, names, params)
+        children = session.search_elements(f'#parent:"{_quoted(file_id)}"', sort="time")
+        versions = [c for c in children if _is_version(c)]
+        comments = [c for c in children if not _is_version(c)]
+        errors = {
+            v["name"]: v.get("stderr_reception") or v.get("stderr_emission") or ""
+            for v in vols
+            if row["states"][v["name"]]["state"] == "error"
+        }
+        return self.render(
+            call, "file.html", session=session, element=element, row=row, sites=names,
+            comments=comments, versions=versions, errors=errors,
+            roots={v["name"]: _root(v) for v in vols}, message=call.args.get("done", ""),
+        )  # fmt: skip
+
+    def file_action(self, call: Call, session: Any) -> Answer:
+        form = call.request.form
+        file_id = form.get("id", "")
+        action = form.get("action", "")
+        site = form.get("site", "")
+        if session.read(file_id) is None:
+            raise NotFound(f"dashboard error: no file {file_id!r}", op="dashboard", id=file_id)
+        if site and site not in {v["name"] for v in volumes(session)}:
+            raise BadRequest(f"dashboard error: no site {site!r}", op="dashboard", key="site")
+        done: Any
+        if action == "lock":
+            done = session.lock(file_id)
+        elif action == "unlock":
+            done = session.unlock(file_id, force=form.get("force") == "on")
+        elif action == "comment":
+            done = session.comment({"#parent": file_id, "comment": form.get("comment", "")})
+        elif action == "retry" and site:
+            done = session.update({"_id": file_id, f"syncError_{site}": None,
+                                   f"syncFailures_{site}": None, f"syncLastAttempt_{site}": None})  # fmt: skip
+        elif action == "priority":
+            done = session.update(
+                {"_id": file_id, "sync_priority": _whole(form.get("priority"), 0, key="priority")}
+            )
+        elif action == "sync" and site:
+            value = {"on": True, "off": False, "default": None}.get(form.get("value", ""))
+            if value is None and form.get("value") != "default":
+                raise BadRequest(
+                    "dashboard error: sync is on, off or default", op="dashboard", key="value"
+                )
+            done = session.update({"_id": file_id, f"sync_{site}": value})
+        else:
+            raise BadRequest(f"dashboard error: unknown action {action!r}", op="dashboard")
+        if done is False or done is None:
+            holder = (session.read(file_id) or {}).get("lock")
+            reason = f"locked by {holder}" if holder else "nothing to undo"
+            return self.render(
+                call, "error.html", 409, session=session,
+                message=f"{action} error: {reason}", back=f"{call.base}/file?id={quote(file_id, safe='')}",
+            )  # fmt: skip
+        return _redirect(
+            f"{call.base}/file?" + urlencode({"id": file_id, "done": f"{action}: done"})
+        )
+
+    def cells(self, call: Call, session: Any) -> Answer:
+        ids = call.args.getlist("id")[:MAX_LIMIT]
+        rows = rows_for(session, ids)
+        out = {
+            i: {
+                "states": {
+                    s: {"state": v["state"], "text": describe(v), "icon": _ICONS[v["state"]]}
+                    for s, v in row["states"].items()
+                },
+                "lock": row["lock"],
+            }
+            for i, row in rows.items()
+        }
+        answer = Answer(200, raw=orjson.dumps(out))
+        answer.headers.extend(_security_headers())
+        return answer
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _security_headers() -> list[tuple[str, str]]:
+    return [
+        ("Content-Security-Policy", CSP),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+        ("X-Frame-Options", "DENY"),
+    ]
+
+
+def _cookie(call: Call, name: str, value: str, *, max_age: int | None) -> str:
+    parts = [f"{name}={value}", f"Path={call.base or '/'}", "HttpOnly", "SameSite=Strict"]
+    if max_age is not None:
+        parts.append(f"Max-Age={max(max_age, 0)}")
+    if call.environ.get("wsgi.url_scheme") == "https":
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def _redirect(location: str) -> Answer:
+    answer = Answer(303, raw=b"", content_type="text/plain")
+    answer.headers.append(("Location", location))
+    return answer
+
+
+def _here(call: Call) -> str:
+    qs = call.environ.get("QUERY_STRING", "")
+    return call.base + call.path + (f"?{qs}" if qs else "")
+
+
+def _safe_next(value: str | None, base: str) -> str:
+    """Where to go after signing in: a path on this server only (never another site)."""
+    if (
+        value
+        and value.startswith((base or "") + "/")
+        and not value.startswith("//")
+        and "\\" not in value
+    ):
+        return value
+    return (base or "") + "/"
+
+
+def _url(call: Call, **changes: Any) -> str:
+    args = [(k, v) for k, v in call.args.items(multi=True) if k not in changes]
+    args += [(k, str(v)) for k, v in changes.items()]
+    return call.base + "/?" + urlencode(args)
+
+
+def _whole(raw: Any, default: int, *, key: str = "skip") -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(
+            f"dashboard error: {key} must be a whole number, not {raw!r}", key=key
+        ) from None
+    return value
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _is_version(child: dict[str, Any]) -> bool:
+    """True for an archived state (made by ``version``: a copy of the file's keys);
+    comments and history entries (publish, scans) hold only author, time and comment."""
+    return bool(set(child) - {"_id", "#parent", "author", "time", "comment"})
+
+
+def _root(volume: dict[str, Any]) -> str:
+    try:
+        return endpoint_of(volume).root
+    except DamasError:
+        return ""
+
+
+__all__ = ["CSP", "Dashboard"]

@@ -1,0 +1,171 @@
+// damas dashboard: live updates from the change feed, without a reload.
+//
+// The page says where it is mounted (data-base) and the feed position it was drawn at
+// (data-since). An EventSource on <base>/api/events/?since=N receives `change` events
+// ({seq, _id, deleted, element?}); the browser resumes with Last-Event-ID after a
+// disconnect. Changed files shown in the table get their cells from <base>/cells (the
+// server computes states, so the page and the command line always agree); on the
+// sites and folders pages, a change redraws the page's main part from the server.
+// Every value is put in the page as text (textContent, setAttribute), never as HTML.
+(function () {
+  "use strict";
+  var body = document.body;
+  if (!body || body.dataset.live !== "on" || typeof EventSource === "undefined") {
+    return;
+  }
+  var base = body.dataset.base || "";
+  var since = body.dataset.since || "0";
+  var status = document.getElementById("live");
+  var pending = {};
+  var redraw = false;
+  var timer = null;
+
+  function say(text) {
+    if (status) {
+      status.textContent = "live: " + text;
+    }
+  }
+
+  function cellsOf(fileId) {
+    var out = [];
+    var cells = document.querySelectorAll("td.cell[data-file]");
+    for (var i = 0; i < cells.length; i++) {
+      if (cells[i].getAttribute("data-file") === fileId) {
+        out.push(cells[i]);
+      }
+    }
+    return out;
+  }
+
+  function setCell(td, st) {
+    td.setAttribute("data-state", st.state);
+    td.className = "cell s-" + st.state;
+    while (td.firstChild) {
+      td.removeChild(td.firstChild);
+    }
+    var icon = document.createElement("span");
+    icon.className = "icon";
+    icon.setAttribute("aria-hidden", "true");
+    icon.textContent = st.icon;
+    var word = document.createElement("span");
+    word.className = "word";
+    word.textContent = st.text;
+    if (st.state === "error") {
+      var details = document.createElement("details");
+      var summary = document.createElement("summary");
+      summary.appendChild(icon);
+      summary.appendChild(document.createTextNode(" "));
+      summary.appendChild(word);
+      details.appendChild(summary);
+      var more = document.createElement("span");
+      more.className = "more";
+      more.textContent = "see the file page for rsync's output";
+      details.appendChild(more);
+      td.appendChild(details);
+    } else {
+      td.appendChild(icon);
+      td.appendChild(document.createTextNode(" "));
+      td.appendChild(word);
+    }
+  }
+
+  function setLock(fileId, holder) {
+    var rows = document.querySelectorAll("tr[data-file]");
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].getAttribute("data-file") !== fileId) {
+        continue;
+      }
+      var td = rows[i].querySelector("td.lock");
+      if (!td || td.getAttribute("data-lock") === (holder || "")) {
+        continue;
+      }
+      td.setAttribute("data-lock", holder || "");
+      td.textContent = holder ? "🔒 " + holder : "";
+    }
+  }
+
+  function refreshCells(ids) {
+    var query = ids.map(function (id) { return "id=" + encodeURIComponent(id); }).join("&");
+    return fetch(base + "/cells?" + query, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : {}; })
+      .then(function (rows) {
+        ids.forEach(function (id) {
+          var row = rows[id];
+          if (!row) {
+            return;
+          }
+          cellsOf(id).forEach(function (td) {
+            var st = row.states[td.getAttribute("data-site")];
+            if (st) {
+              setCell(td, st);
+            }
+          });
+          setLock(id, row.lock);
+        });
+      });
+  }
+
+  function redrawMain() {
+    return fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html === null) {
+          return;
+        }
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("main");
+        var main = document.getElementById("main");
+        // keep what the user is typing: redraw only when no field has focus
+        if (fresh && main && !main.contains(document.activeElement)) {
+          main.replaceWith(fresh);
+        }
+      });
+  }
+
+  function flush() {
+    timer = null;
+    var ids = Object.keys(pending);
+    pending = {};
+    var work = [];
+    if (redraw) {
+      redraw = false;
+      work.push(redrawMain());
+    } else if (ids.length) {
+      for (var i = 0; i < ids.length; i += 200) {
+        work.push(refreshCells(ids.slice(i, i + 200)));
+      }
+    }
+    Promise.all(work).catch(function () { say("update failed"); });
+  }
+
+  function schedule() {
+    if (timer === null) {
+      timer = window.setTimeout(flush, 250);
+    }
+  }
+
+  var page = body.querySelector("main [data-live-page]") ? "redraw" : "cells";
+  if (document.getElementById("completion") || document.querySelector("table.folders")) {
+    page = "redraw";
+  }
+
+  var feed = new EventSource(base + "/api/events/?since=" + encodeURIComponent(since));
+  feed.addEventListener("open", function () { say("on"); });
+  feed.addEventListener("error", function () {
+    say(feed.readyState === EventSource.CLOSED ? "off" : "reconnecting");
+  });
+  feed.addEventListener("change", function (event) {
+    var change;
+    try {
+      change = JSON.parse(event.data);
+    } catch (e) {
+      return;
+    }
+    body.dataset.seq = String(change.seq);
+    if (page === "redraw") {
+      redraw = true;
+    } else if (typeof change._id === "string" && cellsOf(change._id).length) {
+      pending[change._id] = true;
+    }
+    schedule();
+  });
+})();
