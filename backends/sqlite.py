@@ -277,7 +277,7 @@ class SQLiteStorage(Storage):
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin("BEGIN IMMEDIATE")
             self._depth = 1
             try:
                 yield
@@ -293,6 +293,13 @@ class SQLiteStorage(Storage):
                     self._conn.execute("ROLLBACK")
                 raise
 
+    def _begin(self, statement: str) -> None:
+        if self._conn.in_transaction:
+            # Left open by a ROLLBACK that failed with the connection (a disk error):
+            # whatever it held was never committed.
+            self._conn.execute("ROLLBACK")
+        self._conn.execute(statement)
+
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
         """The connection, with one consistent snapshot for reads of several statements."""
@@ -300,7 +307,7 @@ class SQLiteStorage(Storage):
             if self._depth:
                 yield self._conn
                 return
-            self._conn.execute("BEGIN")
+            self._begin("BEGIN")
             try:
                 yield self._conn
             finally:
