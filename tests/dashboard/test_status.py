@@ -1,0 +1,164 @@
+"""The status model the dashboard and `damas sync status` share, and the command itself."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from damas_core.sync.status import (
+    Filters,
+    agent_state,
+    folders,
+    human_size,
+    page,
+    state_of,
+    status,
+)
+
+from damas_core.cli import main
+from damas_core.errors import BadRequest
+from tests.sync.conftest import needs_rsync
+
+EVERYWHERE = {"syncEverywhere": True}
+
+
+@pytest.mark.parametrize(
+    ("element", "expected"),
+    [
+        ({"time": 5, "synced_t": 5}, {"state": "ok"}),
+        ({"time": 9, "synced_t": 5}, {"state": "outdated"}),
+        ({"time": 9, "synced_t": 5, "syncError_t": 23}, {"state": "error", "code": 23}),
+        ({"time": 9}, {"state": "queued"}),
+        ({"time": 9, "syncWait_t": "locked by bo"}, {"state": "waiting", "reason": "locked by bo"}),
+        ({"time": 9, "conflict_t": {"incoming": "/a.conflict"}},
+         {"state": "conflict", "incoming": "/a.conflict"}),
+        ({"time": 9, "sync_t": False}, {"state": "unwanted"}),
+        ({"time": 9, "sync_t": False, "synced_t": 3}, {"state": "unwanted", "present": True}),
+        ({"time": 9, "deleted": True, "synced_t": 9}, {"state": "unwanted"}),
+    ],
+    ids=["ok", "outdated", "error", "queued", "waiting", "conflict", "unwanted", "present",
+         "deleted"],
+)  # fmt: skip
+def test_each_state_of_a_file_at_a_site(element, expected):
+    assert state_of({"_id": "/a", "origin": "p", **element}, "t", EVERYWHERE) == expected
+
+
+def test_agent_states_from_the_volume_and_its_heartbeat():
+    params, now = {"agentTimeout": 60}, 1_000_000
+    fresh = {"lastConnection": now - 1000}
+    assert agent_state({"agentStatus": "receiving", **fresh}, params, now) == "on"
+    assert agent_state({"agentStatus": "idle", **fresh}, params, now) == "idle"
+    assert agent_state({"agentStatus": "unmounted", **fresh}, params, now) == "unmounted"
+    assert agent_state({"agentStatus": "stopped"}, params, now) == "stopped"
+    assert agent_state({"agentStatus": "error", **fresh}, params, now) == "down"
+    assert agent_state({"agentStatus": "idle", "lastConnection": 0}, params, now) == "down"
+    assert agent_state({}, params, now) == "down"
+
+
+def test_sizes_read_as_people_read_them():
+    assert [human_size(n) for n in (None, 0, 999, 2048, 3 * 1024**2, 7 * 1024**4)] == [
+        "—", "0 B", "999 B", "2.0 KiB", "3.0 MiB", "7.0 TiB",
+    ]  # fmt: skip
+
+
+def test_filters_are_checked_when_made():
+    for bad in ({"states": ("shiny",)}, {"sort": "color"}, {"prefix": "seq"}, {"limit": 0},
+                {"limit": 5000}, {"skip": -1}):  # fmt: skip
+        with pytest.raises(BadRequest):
+            Filters(**bad)
+
+
+def _files(tracker, n, **keys):
+    tracker.publish(
+        [{"_id": f"/p/{i:04}", "origin": "paris", "comment": "c", "file_size": i, **keys}
+         for i in range(n)]
+    )  # fmt: skip
+
+
+def test_a_state_filter_reads_past_batches_until_the_page_is_full(tracker):
+    _files(tracker, 1200)
+    tracker.update([{"_id": f"/p/{i:04}", "sync_tokyo": True} for i in range(1190, 1200)])
+    got = page(tracker, Filters(states=("queued",), sites=("tokyo",), limit=4))
+    assert [r["_id"] for r in got["files"]] == ["/p/1190", "/p/1191", "/p/1192", "/p/1193"]
+    assert got["shown"] == ["tokyo"] and got["next"] == 1194
+    rest = page(tracker, Filters(states=("queued",), sites=("tokyo",), skip=got["next"]))
+    assert len(rest["files"]) == 6 and rest["next"] is None
+
+
+def test_folders_count_what_is_under_them(tracker):
+    tracker.publish(
+        [{"_id": i, "origin": "paris", "comment": "c", "file_size": 10, "sync_tokyo": True}
+         for i in ("/s/a/1", "/s/a/deep/2", "/s/b/3", "/s/top", "/s/pkg/")]
+    )  # fmt: skip
+    tracker.update({"_id": "/s/a/1", "synced_tokyo": 10**13})
+    got = folders(tracker, "/s")
+    assert got["prefix"] == "/s/" and got["files"] == 2  # /s/top and the package /s/pkg/
+    a = got["folders"][0]
+    assert (a["path"], a["files"], a["bytes"]) == ("/s/a/", 2, 20)
+    assert (
+        a["completion"]["tokyo"]["files_ok"] == 1 and a["completion"]["tokyo"]["bytes_wanted"] == 20
+    )
+    assert [f["path"] for f in got["folders"]] == ["/s/a/", "/s/b/"]
+
+
+def test_status_filters_by_prefix_state_and_site(tracker):
+    _files(tracker, 3)
+    tracker.publish({"_id": "/q/x", "origin": "paris", "comment": "c", "sync_tokyo": True})
+    data = status(tracker, prefix="/q/", sites=["tokyo"])
+    assert data["sites"] == ["tokyo"] and [r["_id"] for r in data["files"]] == ["/q/x"]
+    assert [v["name"] for v in data["volumes"]] == ["tokyo"]
+    assert status(tracker, states=["queued"])["files"][0]["_id"] == "/q/x"
+    with pytest.raises(BadRequest, match="no site named 'mars'"):
+        status(tracker, sites=["mars"])
+
+
+def _damas(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_the_command_shows_waiting_reasons_sizes_and_the_sites(tracker, tmp_path):
+    tracker.publish(
+        [{"_id": "/seq06/a.exr", "origin": "paris", "comment": "c", "file_size": 5 * 1024**2,
+          "sync_tokyo": True, "syncWait_tokyo": "locked by bo"},
+         {"_id": "/seq07/[/b]x.exr", "origin": "paris", "comment": "c", "file_size": 3}]
+    )  # fmt: skip
+    tracker.update({"_id": "vol_tokyo", "agentStatus": "stopped"})
+    store = tracker.storage.url
+    tracker.close()
+    shown = _damas("sync", "status", "--store", store, "--prefix", "/seq06/")
+    assert shown.exit_code == 0, shown.output
+    out = shown.output
+    assert "/seq06/a.exr" in out and "seq07" not in out
+    assert "waiting: locked by bo" in out and "5.0 MiB" in out
+    assert "stopped" in out and "down" in out  # the sites panel
+    markup = _damas("sync", "status", "--store", store, "--prefix", "/seq07/")
+    assert "[/b]x.exr" in markup.output  # shown as text, not read as markup
+    only = _damas("sync", "status", "--json", "--store", store, "--state", "waiting",
+                  "--site", "tokyo")  # fmt: skip
+    data = json.loads(only.output)
+    assert data["sites"] == ["tokyo"] and [r["_id"] for r in data["files"]] == ["/seq06/a.exr"]
+    bad = CliRunner().invoke(main, ["sync", "status", "--store", store, "--state", "shiny"])
+    assert bad.exit_code != 0 and "shiny" in bad.output
+
+
+@needs_rsync
+def test_real_agents_give_the_states_the_page_shows(tmp_path):
+    import damas_core
+    from tests.sync.conftest import Sites
+
+    t = damas_core.open(f"lmdb://{tmp_path}/store")
+    try:
+        sites = Sites(tmp_path, t, walker="scandir")
+        t.update({"_id": "vol_paris", "enableEmission": False})  # lyon waits for its agent
+        sites.write("paris", "/a.exr", "frame")
+        sites.run("paris", "tokyo")
+        row = page(t, Filters())["files"][0]
+        assert {s: v["state"] for s, v in row["states"].items()} == {
+            "lyon": "queued", "paris": "ok", "tokyo": "ok",
+        }  # fmt: skip
+        sites.run("lyon")
+        row = page(t, Filters())["files"][0]
+        assert row["states"]["lyon"] == {"state": "ok"}
+    finally:
+        t.close()
