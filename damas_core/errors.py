@@ -69,9 +69,20 @@ class NotFound(DamasError, LookupError):
 
 
 class Conflict(DamasError):
-    """The request conflicts with the current state (409)."""
+    """The request conflicts with the current state (409). A refused lock or unlock
+    sets ``locked``, ``{id: "@holder"}`` for the ids someone else holds, and the JSON
+    body carries it."""
 
     status = 409
+    locked: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        if self.locked is not None:
+            body["locked"] = self.locked
+        return body
+
+
 
 
 class PayloadTooLarge(DamasError):

@@ -50,10 +50,10 @@ class Session:
         self.tracker = tracker
         self.storage: Storage = tracker.storage
         self.events: Events = tracker.events
-        self.user: Element = public(dict(user)) or {}
         self.username: str = _users.name_of(user)
         self.user_class: str = class_of(user)
         self.is_admin: bool = self.user_class == "admin" if admin is None else admin
+        self.user: Element = public(dict(user), self) or {}
         self.author_mode: bool = tracker.author_mode
 
     def __repr__(self) -> str:
@@ -132,13 +132,17 @@ class Session:
         """Track new files with their first history child; ``None`` if already tracked."""
         return _publish.publish(self, elements, with_history=with_history)
 
-    def lock(self, ids: str | list[str]) -> bool:
-        """Lock all ids for this user, or none of them."""
-        return _lock.lock(self, ids)
+    def lock(self, ids: str | list[str], *, strict: bool = False) -> bool:
+        """Lock all ids for this user, or none of them (``strict``: a refusal raises
+        ``NotFound`` or ``Conflict`` with ``locked``, the holders)."""
+        return _lock.lock(self, ids, strict=strict)
 
-    def unlock(self, ids: str | list[str], force: bool = False) -> bool:
-        """Unlock all ids this user holds (any holder with ``force``, admins only)."""
-        return _lock.unlock(self, ids, force)
+
+    def unlock(self, ids: str | list[str], force: bool = False, *, strict: bool = False) -> bool:
+        """Unlock all ids this user holds (any holder with ``force``, admins only);
+        ``strict`` as for :meth:`lock`."""
+        return _lock.unlock(self, ids, force, strict=strict)
+
 
     def comment(self, elements: Element | list[Element]) -> Any:
         """Attach comments to one or several parents."""

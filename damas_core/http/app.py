@@ -48,6 +48,7 @@ from damas_core.errors import (
 )
 from damas_core.http import openapi, routes
 from damas_core.http.messages import Answer, Call
+from damas_core.http.streams import MAX_STREAMS, Streams
 from damas_core.signin import SignIn
 from damas_core.tokens import Tokens, parse_lifespan
 
@@ -63,7 +64,7 @@ _REASONS = {
     200: "OK", 201: "Created", 207: "Multi-Status", 303: "See Other", 400: "Bad Request", 401: "Unauthorized",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
     413: "Content Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
-    501: "Not Implemented",
+    501: "Not Implemented", 503: "Service Unavailable",
 }  # fmt: skip
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -76,8 +77,12 @@ def make_app(
     token_lifespan: int | str = 24 * 3600,
     sign_in_attempts: int = 5,
     sign_in_window: float = 60.0,
+    max_streams: int = MAX_STREAMS,
 ) -> DamasApp:
     """A WSGI application serving ``tracker``'s HTTP API.
+
+    ``max_streams`` bounds the event streams (``GET /api/events/``) and waiting
+    long-polls open at once (503 beyond; see :mod:`damas_core.http.streams`).
 
     ``auth`` is ``"jwt"``, ``"none"`` or a callable ``(environ) -> username | None``.
     ``max_body_size`` (bytes) bounds request bodies (413 beyond); ``token_lifespan`` is
@@ -92,6 +97,7 @@ def make_app(
         token_lifespan=parse_lifespan(token_lifespan),
         sign_in_attempts=sign_in_attempts,
         sign_in_window=sign_in_window,
+        max_streams=max_streams,
     )
 
 
@@ -107,6 +113,7 @@ class DamasApp:
         token_lifespan: int,
         sign_in_attempts: int,
         sign_in_window: float,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
         if auth not in ("jwt", "none") and not callable(auth):
             raise ValueError(
@@ -124,6 +131,7 @@ class DamasApp:
             tracker, self.tokens, attempts=sign_in_attempts, window=sign_in_window
         )
         self._openapi: dict[str, bytes] = {}
+        self.streams = Streams(tracker.feed, limit=max_streams)
         self.dashboard = Dashboard(self)
         self._cache_lock = threading.Lock()
 
@@ -139,7 +147,7 @@ class DamasApp:
                 answer.headers.append(("WWW-Authenticate", 'Bearer realm="damas"'))
             elif isinstance(e, TooManyRequests) and e.retry_after is not None:
                 answer.headers.append(("Retry-After", str(max(1, math.ceil(e.retry_after)))))
-            if e.status >= 500 and e.status != 501:  # 501: valid but unsupported input
+            if e.status >= 500 and e.status not in (501, 503):  # expected, not failures
                 log.error("%s %s: %s", call.method, call.path, e, exc_info=e)
         except Exception as e:  # a bug: answer 500 and keep serving
             log.exception("%s %s failed", call.method, call.path)
@@ -180,7 +188,15 @@ class DamasApp:
         answer.headers.append(("Allow", ", ".join(allowed)))
         return answer
 
-    def respond(self, answer: Answer, start_response: StartResponse) -> list[bytes]:
+    def respond(self, answer: Answer, start_response: StartResponse) -> Iterable[bytes]:
+        if answer.stream is not None:  # written over time, so without a length
+            headers = [
+                ("Content-Type", answer.content_type),
+                ("Cache-Control", "no-store"),
+                *answer.headers,
+            ]
+            start_response(f"{answer.status} {_REASONS.get(answer.status, 'Unknown')}", headers)
+            return answer.stream
         body = answer.raw if answer.raw is not None else orjson.dumps(answer.payload)
         headers = [
             ("Content-Type", answer.content_type),

@@ -33,6 +33,7 @@ import orjson
 
 from damas_core.errors import BadRequest, Conflict, DamasError, NotFound
 from damas_core.http.messages import Answer, Call
+from damas_core.operations.changes import check_arguments
 
 # -- status rules ------------------------------------------------------------------------
 
@@ -269,6 +270,60 @@ def version(call: Call) -> Answer:
     if head is None:
         raise NotFound("version error: not found", op="version")
     return Answer(201, head)
+
+
+# -- handlers: the change feed ------------------------------------------------------------
+
+
+def seconds(value: Any, name: str, op: str) -> float:
+    """A number of seconds from a query string (``None``/``""`` → 0)."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        return float(value)
+    except ValueError:
+        raise BadRequest(
+            f"{op} error: {name} must be a number of seconds, not {value!r}", op=op, key=name
+        ) from None
+
+
+def changes(call: Call) -> Answer:
+    args = call.args
+    since = whole(args.get("since"), "since", "changes")
+    limit = whole(args.get("limit"), "limit", "changes", 1000)
+    elements = flag(args.get("elements"))
+    wait = seconds(args.get("wait"), "wait", "changes")
+    # Checked before anything is read: a bad argument is a 400, never after a wait.
+    since, limit, elements, wait = check_arguments(since, limit, elements, wait)
+    answer = call.session.changes(since, limit, elements=elements)
+    if wait <= 0 or answer["changes"] or answer.get("reset"):
+        return Answer(200, answer)
+    stream = call.app.streams.poll(
+        call.session, call.environ, answer["last_seq"], limit=limit, elements=elements, wait=wait
+    )
+    return Answer(200, stream=stream, content_type=stream.content_type)
+
+
+def events(call: Call) -> Answer:
+    # A browser reconnecting sends the id of the last event it received.
+    last_event = call.environ.get("HTTP_LAST_EVENT_ID", "").strip()
+    since = whole(last_event or call.args.get("since"), "since", "events", None)
+    if since is None:  # from now on
+        since = call.session.storage.last_seq()
+    call.session.changes(since, 1)  # a bad position is a 400 before the stream opens
+    stream = call.app.streams.events(
+        call.session,
+        call.environ,
+        since,
+        elements=flag(call.args.get("elements")),
+        still_allowed=lambda: call.app.authenticate(call),
+    )
+    return Answer(
+        200,
+        stream=stream,
+        content_type=stream.content_type,
+        headers=[("X-Accel-Buffering", "no")],  # nginx: pass events on as they come
+    )
 
 
 # -- handlers: accounts ------------------------------------------------------------------------

@@ -28,6 +28,8 @@ class Services(Protocol):
     """What the application offers its handlers beyond the request itself."""
 
     max_body_size: int
+    #: The open event streams and long-polls (:class:`damas_core.http.streams.Streams`).
+    streams: Any
 
     def openapi(self, base: str) -> bytes:
         """The OpenAPI document for a mount prefix, as JSON."""
@@ -36,13 +38,15 @@ class Services(Protocol):
 
 @dataclass
 class Answer:
-    """What a handler returns: a status and a JSON-encodable payload (or raw bytes)."""
+    """What a handler returns: a status and a JSON-encodable payload (or raw bytes, or
+    a ``stream``: a body written over time, see :mod:`damas_core.http.streams`)."""
 
     status: int
     payload: Any = None
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = "application/json"
     raw: bytes | None = None
+    stream: Any = None
 
 
 def check_depth(value: Any, op: str, limit: int = MAX_JSON_DEPTH) -> None:

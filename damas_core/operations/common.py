@@ -17,25 +17,43 @@ from damas_core.permissions import (
     is_author,
     require,
 )
+from damas_core.query.ast import Node, Sort, keys_of
 
 if TYPE_CHECKING:
     from damas_core.tracker import Session
 
+#: Keys no read returns, to anyone: stored, never shown, never searched or sorted on.
 PRIVATE_KEYS = ("password",)
+#: Keys only admins read: secrets a volume hands to rsync.
+ADMIN_READ_KEYS = ("rsync_env",)
 
 
-def public(element: Element | None) -> Element | None:
-    """The element as read paths return it: without its password hash."""
+def private_keys(session: Session) -> tuple[str, ...]:
+    """The keys the reads of ``session`` never return (admins read ``rsync_env``).
+
+    >>> import damas_core
+    >>> t = damas_core.open("memory://")
+    >>> private_keys(t)
+    ('password',)
+    """
+    return PRIVATE_KEYS if session.is_admin else PRIVATE_KEYS + ADMIN_READ_KEYS
+
+
+def public(element: Element | None, session: Session) -> Element | None:
+    """The element as the reads of ``session`` return it: without its
+    :func:`private_keys`, in place. ``None`` stays ``None``. Every read path (read,
+    search, graph, verify, the answers of writes) goes through this or
+    :func:`public_all`."""
     if element is None:
         return None
-    for key in PRIVATE_KEYS:
+    for key in private_keys(session):
         element.pop(key, None)
     return element
 
 
-def public_all(elements: list[Element | None]) -> list[Element | None]:
+def public_all(elements: list[Element | None], session: Session) -> list[Element | None]:
     """:func:`public` of each element (``None`` stays ``None``), in place."""
-    for key in PRIVATE_KEYS:
+    for key in private_keys(session):
         try:
             if not has_key(elements, key):
                 continue  # the usual bulk call, checked in C
@@ -45,6 +63,35 @@ def public_all(elements: list[Element | None]) -> list[Element | None]:
             if e is not None and key in e:
                 del e[key]
     return elements
+
+
+def check_queryable(
+    session: Session, query: Node | None, sort: Sort = (), op: str = "search"
+) -> None:
+    """Raise ``BadRequest`` naming the key unless every key ``query`` tests and
+    ``sort`` orders by is one the reads of ``session`` return: a query on a private
+    key would answer what reads hide, one character of a hash per request. A path
+    counts from its first key (``password.x``), with or without a leading ``#``
+    (``#password``). Every search, search_mongo and change-feed filter is checked here.
+
+    >>> import damas_core
+    >>> from damas_core.query import parse
+    >>> check_queryable(damas_core.open("memory://"), parse("password:/^x/"))
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: search error: 'password' cannot be searched or sorted on: reads never return it
+    """
+    private = private_keys(session)
+    paths = [] if query is None else [p[0] for p in keys_of(query)]
+    paths += [key.split(".", 1)[0] for key, _ in sort]
+    for first in paths:
+        key = first[1:] if first.startswith("#") else first
+        if key in private:
+            it = "it" if key == first else repr(key)
+            why = f"reads never return {it}" if key in PRIVATE_KEYS else f"only admins read {it}"
+            raise BadRequest(
+                f"{op} error: {first!r} cannot be searched or sorted on: {why}", op=op, key=first
+            )
 
 
 def is_user_id(element_id: str) -> bool:
