@@ -1,9 +1,9 @@
 """Element shapes shared by every operation: one-or-many inputs, ``_id`` unfolding,
 fresh ids, control keys and the reserved internal ids.
 
->>> unfold([{"_id": ["/a", "/b"], "k": 1}])
+>>> unfold([{"_id": ["/a", "/b"], "k": 1}], "create")
 [{'_id': '/a', 'k': 1}, {'_id': '/b', 'k': 1}]
->>> len(unfold([{"_id": "/shots/{#}.exr"}])[0]["_id"]) == len("/shots/.exr") + 26
+>>> len(unfold([{"_id": "/shots/{#}.exr"}], "create")[0]["_id"]) == len("/shots/.exr") + 26
 True
 """
 
@@ -29,6 +29,8 @@ RESERVED_PREFIX = "~"
 SETTINGS_ID = "~damas"
 #: Placeholder replaced by a fresh ULID inside a given ``_id``.
 ULID_PLACEHOLDER = "{#}"
+#: Characters in a ULID.
+ULID_LENGTH = 26
 #: Keys an operation sets itself: who did it and when.
 CONTROL_KEYS = ("author", "time")
 MAX_ID_LENGTH = 4096
@@ -244,17 +246,36 @@ def _check_depth(value: Any, op: str, depth: int) -> None:
             _check_depth(child, op, depth + 1)
 
 
-def fill_id(value: str) -> str:
-    """Replace every ``{#}`` in ``value`` by its own fresh ULID."""
-    while ULID_PLACEHOLDER in value:
-        value = value.replace(ULID_PLACEHOLDER, new_id(), 1)
-    return value
+def fill_id(value: str, op: str) -> str:
+    """Replace every ``{#}`` in ``value`` by its own fresh ULID. The length the id will
+    have is checked first, so an id of many placeholders is refused (``BadRequest``)
+    before any is filled in.
+
+    >>> fill_id("/a/{#}", "create")[:3], len(fill_id("/a/{#}", "create"))
+    ('/a/', 29)
+    >>> fill_id("{#}" * 2000, "create")
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: create error: _id longer than 4096 characters once its 2000 {#} are filled in
+    """
+    count = value.count(ULID_PLACEHOLDER)
+    if count == 0:
+        return value
+    if len(value) + count * (ULID_LENGTH - len(ULID_PLACEHOLDER)) > MAX_ID_LENGTH:
+        raise BadRequest(
+            f"{op} error: _id longer than {MAX_ID_LENGTH} characters once its {count} "
+            f"{ULID_PLACEHOLDER} are filled in",
+            op=op,
+        )
+    parts = value.split(ULID_PLACEHOLDER)
+    ulids = new_ids(count)
+    return parts[0] + "".join(u + p for u, p in zip(ulids, parts[1:]))
 
 
-def unfold(elements: Sequence[Element], *, fresh_ids: bool = True) -> list[Element]:
+def unfold(elements: Sequence[Element], op: str, *, fresh_ids: bool = True) -> list[Element]:
     """One element per id: ``{_id: [a, b], k: v}`` gives two elements. With
-    ``fresh_ids``, a missing ``_id`` becomes a ULID and ``{#}`` is filled in.
-    Always returns new dicts: callers may change them freely."""
+    ``fresh_ids``, a missing ``_id`` becomes a ULID and ``{#}`` is filled in (see
+    :func:`fill_id`). Always returns new dicts: callers may change them freely."""
     try:  # the usual case, in bulk: every _id a string without a placeholder
         if ULID_PLACEHOLDER not in "\x00".join(map(id_of, elements)):
             return list(map(dict, elements))
@@ -267,13 +288,15 @@ def unfold(elements: Sequence[Element], *, fresh_ids: bool = True) -> list[Eleme
             out.append(dict(e))
         elif isinstance(ids, list):
             if not ids:
-                raise BadRequest("error: an _id list must not be empty")
+                raise BadRequest(f"{op} error: an _id list must not be empty", op=op)
             for i in ids:
-                out.append({**e, "_id": fill_id(i) if fresh_ids and isinstance(i, str) else i})
+                out.append({**e, "_id": fill_id(i, op) if fresh_ids and isinstance(i, str) else i})
         elif ids is None and fresh_ids:
             out.append({**e, "_id": new_id()})
         else:
-            out.append({**e, "_id": fill_id(ids) if fresh_ids and isinstance(ids, str) else ids})
+            out.append(
+                {**e, "_id": fill_id(ids, op) if fresh_ids and isinstance(ids, str) else ids}
+            )
     return out
 
 
@@ -289,7 +312,7 @@ def unfold_new(elements: Sequence[Element], op: str, *, fresh_ids: bool = True) 
     else:
         if ULID_PLACEHOLDER not in joined and _joined_ok(joined, ids, write=True):
             return list(map(dict, elements))
-    out = unfold(elements, fresh_ids=fresh_ids)
+    out = unfold(elements, op, fresh_ids=fresh_ids)
     ids = list(map(id_of, out))
     if not _ids_ok(ids, write=True):
         for i in ids:

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from damas_core.http import MAX_BODY_SIZE, make_app
+from damas_core.http.streams import MAX_STREAMS
 
 log = logging.getLogger("damas_core.serve")
 
@@ -76,6 +77,13 @@ Examples:
     "--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Worker threads."
 )
 @click.option(
+    "--max-streams",
+    default=MAX_STREAMS,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Event streams and waiting long-polls open at once (503 beyond).",
+)
+@click.option(
     "--max-body-size",
     default=MAX_BODY_SIZE,
     show_default=True,
@@ -95,6 +103,7 @@ def serve(
     auth: str,
     admin_password_file: Path | None,
     threads: int,
+    max_streams: int,
     max_body_size: int,
     token_lifespan: str,
 ) -> None:
@@ -126,7 +135,11 @@ def serve(
                     "Created the admin user @admin with the password from --admin-password-file."
                 )
         app = make_app(
-            tracker, auth=auth, max_body_size=max_body_size, token_lifespan=token_lifespan
+            tracker,
+            auth=auth,
+            max_body_size=max_body_size,
+            token_lifespan=token_lifespan,
+            max_streams=max_streams,
         )
         # waitress refuses bodies over the limit before reading them, in JSON as the API.
         server = create_server(
@@ -141,6 +154,7 @@ def serve(
         except KeyboardInterrupt:
             pass
         finally:
+            server.damas_hub.stop()  # ends the open event streams
             server.close()
     finally:
         tracker.close()

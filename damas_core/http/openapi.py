@@ -83,6 +83,18 @@ BODIES: dict[str, dict[str, Any]] = {
     },
 }
 
+SCHEMAS["Change"] = {
+    "type": "object",
+    "description": "One entry of the change feed; `element` only when asked for, never on a deletion.",
+    "required": ["seq", "_id", "deleted"],
+    "properties": {
+        "seq": {"type": "integer", "minimum": 1},
+        "_id": {"type": "string"},
+        "deleted": {"type": "boolean"},
+        "element": _ELEMENT,
+    },
+}
+
 SCHEMAS["FileToPublish"] = {
     "type": "object",
     "required": ["_id", "comment", "origin"],
@@ -141,6 +153,26 @@ RESULTS: dict[str, dict[str, Any]] = {
         },
     },
     "openapi": {"type": "object"},
+    "changes": {
+        "type": "object",
+        "description": (
+            "The latest change of each id after `since`, in seq order; read on from "
+            "`last_seq`. `reset: true`: read every element again, then go on from `last_seq`."
+        ),
+        "required": ["last_seq", "changes"],
+        "properties": {
+            "last_seq": {"type": "integer", "minimum": 0},
+            "reset": {"type": "boolean"},
+            "changes": {"type": "array", "items": {"$ref": "#/components/schemas/Change"}},
+        },
+    },
+    "events": {
+        "type": "string",
+        "description": (
+            "Server-Sent Events: `event: change`, `id:` the seq, `data:` a Change as JSON; "
+            "`event: reset` (read everything again); `:` comment lines as heartbeats."
+        ),
+    },
 }
 
 _PARAMS = {
@@ -154,12 +186,23 @@ _QUERY = {
     "skip": ({"type": "integer", "minimum": 0}, "Results to skip."),
     "limit": ({"type": "integer", "minimum": 0}, "At most this many results."),
     "force": ({"type": "boolean"}, "Unlock whoever holds the lock (admins only)."),
+    "since": (
+        {"type": "integer", "minimum": 0},
+        "Read the changes after this position: the `last_seq` of the previous answer "
+        "(changes: default 0, the start; events: default now, and a `Last-Event-ID` header wins).",
+    ),
+    "elements": ({"type": "boolean"}, "Add each live entry's current element."),
+    "wait": (
+        {"type": "number", "minimum": 0, "maximum": 60},
+        "Seconds to wait for a change when there is none yet (long-poll; at most 60).",
+    ),
 }
 _STATUS_TEXT = {
     200: "OK", 201: "Created", 207: "Multi-Status: some items are `null`", 400: "Bad request",
     401: "Not signed in, or the token is invalid", 403: "Forbidden for this user",
     404: "Not found (every item)", 409: "Conflict", 413: "Body over the size limit",
     429: "Too many failed sign-ins; see Retry-After", 501: "Not supported by this backend",
+    503: "Every stream slot is taken; try again later",
 }  # fmt: skip
 
 
@@ -210,6 +253,8 @@ def _operation(route: Route) -> dict[str, Any]:
             schema = {"type": "array", "items": {"anyOf": [_ELEMENT, {"type": ["string", "null"]}]}}
         if route.result == "html":
             content = {"text/html": {"schema": {"type": "string"}}}
+        elif route.result == "events":
+            content = {"text/event-stream": {"schema": RESULTS["events"]}}
         else:
             content = {"application/json": {"schema": schema}}
         op["responses"][str(status)] = {"description": _STATUS_TEXT[status], "content": content}
@@ -235,6 +280,8 @@ def _tag(route: Route) -> str:
         return "server"
     if route.op in ("publish", "lock", "unlock", "comment", "version"):
         return "files"
+    if route.op in ("changes", "events"):
+        return "feed"
     return "elements"
 
 

@@ -1,4 +1,5 @@
-"""The waitress server ``damas serve`` runs: the API's body limit, and JSON errors.
+"""The waitress server ``damas serve`` runs: the API's body limit, JSON errors, and
+event streams and long-polls written by one thread (:mod:`damas_core.http.hub`).
 
 waitress answers some requests itself, before the application sees them: a body over
 its ``max_request_body_size`` (``Content-Length`` too large, or a chunked body that
@@ -27,6 +28,7 @@ from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
 from damas_core.http.app import MAX_BODY_SIZE
+from damas_core.http.hub import serve_streams
 
 
 class JsonErrorTask(ErrorTask):
@@ -58,13 +60,16 @@ class JsonErrorChannel(HTTPChannel):
 def create_server(app: Any, *, max_body_size: int = MAX_BODY_SIZE, **options: Any) -> Any:
     """A waitress server for ``app`` (options as ``waitress.create_server``'s) that
     refuses bodies over ``max_body_size`` bytes (the limit given to ``make_app``) with
-    the API's JSON 413, and answers its other errors in JSON too."""
+    the API's JSON 413, and answers its other errors in JSON too. Its event streams
+    and waiting long-polls are handed to ``server.damas_hub`` (stop it before closing
+    the server: :func:`damas_core.http.hub.serve_streams`)."""
     # waitress refuses a body of max_request_body_size bytes or more.
     server = waitress.create_server(app, max_request_body_size=max_body_size + 1, **options)
     servers = [server] if hasattr(server, "channel_class") else list(server.map.values())
     for each in servers:
         if hasattr(each, "channel_class"):
             each.channel_class = JsonErrorChannel
+    serve_streams(server)
     return server
 
 

@@ -18,6 +18,7 @@ from damas_core.elements import (
     encode_run,
     has_key,
     has_list_id,
+    new_ids,
     now_ms,
     unfold,
     unfold_new,
@@ -92,7 +93,7 @@ def create(session: Session, elements: Any) -> Any:
     # The storage keeps its own copy: the prepared dicts are the caller's now.
     if not all(inserted):
         prepared = [e if ok else None for e, ok in zip(prepared, inserted)]
-    results = public_all(prepared)
+    results = public_all(prepared, session)
     session.events.after("create", session, results)
     return _single_result(results, single)
 
@@ -102,7 +103,7 @@ def read(session: Session, ids: Any) -> Any:
     require(session.user_class, "read", session.username)
     if ids.__class__ is str:  # one id: the most common call, on its own path
         check_id(ids, "read")
-        return None if session.hidden(ids) else public(session.storage.get_many([ids])[0])
+        return None if session.hidden(ids) else public(session.storage.get_many([ids])[0], session)
     id_list, single = check_ids(ids, "read")
     storage = session.storage
     if any_reserved(id_list):  # internal ids read as absent
@@ -117,7 +118,7 @@ def read(session: Session, ids: Any) -> Any:
                 if id(e) in seen:
                     results[index] = e = dict(e)
                 seen.add(id(e))
-    return _single_result(public_all(results), single)
+    return _single_result(public_all(results, session), single)
 
 
 def _split_changes(element: Element) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -143,7 +144,7 @@ def update(session: Session, elements: Any) -> Any:
                     op="update",
                     id=str(e["_id"]),
                 )
-    items = unfold(raw, fresh_ids=False)
+    items = unfold(raw, "update", fresh_ids=False)
     check_ids([e["_id"] for e in items], "update", write=True)
     items = session.events.before("update", session, items)
     storage = session.storage
@@ -164,7 +165,7 @@ def update(session: Session, elements: Any) -> Any:
         flags = iter(applied)
         ok = [p is not None and next(flags) for p in patches]
         fresh = storage.get_many([e["_id"] for e in items])
-    results = [public(f) if good else None for f, good in zip(fresh, ok)]
+    results = [public(f, session) if good else None for f, good in zip(fresh, ok)]
     session.events.after("update", session, results)
     return _single_result(results, single)
 
@@ -191,11 +192,11 @@ def upsert(session: Session, elements: Any) -> Any:
     require(session.user_class, "upsert", session.username)
     for e in raw:
         check_element(e, "upsert")
-    normalized = [
-        {k: v for k, v in e.items() if k != "_id"} if e.get("_id") in (None, "null") else e
-        for e in raw
-    ]
-    items = unfold(normalized)
+    items = unfold(raw, "upsert")
+    # damas-core's "null" (and null, in an _id list) asks for a new element: each its own id
+    unnamed = [e for e in items if e["_id"] is None or e["_id"] == "null"]
+    for e, fresh_id in zip(unnamed, new_ids(len(unnamed))):
+        e["_id"] = fresh_id
     storage = session.storage
     results: list[Element | None] = []
     with storage.transaction():

@@ -106,11 +106,11 @@ def publish(session: Session, elements: Any, *, with_history: bool = False) -> A
         children = history_entries(published, new_ids(len(published)))
         storage.insert_many(children)
     files: list[Any] = public_all(
-        prepared if done else [f if ok else None for f, ok in zip(prepared, fresh)]
+        prepared if done else [f if ok else None for f, ok in zip(prepared, fresh)], session
     )
     session.events.after("create", session, files)
     if with_history:
-        kids = iter(public_all(children))
+        kids = iter(public_all(children, session))
         results: list[Any] = [None if f is None else (f, next(kids)) for f in files]
     else:
         results = files

@@ -39,4 +39,4 @@ def version(session: Session, id: str, keys: dict[str, Any] | None = None) -> El
         to_set.update({"author": session.username, "time": now_ms(), "version": children + 1})
         unset = tuple(k for k, v in values.items() if v is None)
         storage.patch_many([Patch(id, set=to_set, unset=unset)])
-        return public(storage.get(id))
+        return public(storage.get(id), session)
