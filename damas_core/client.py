@@ -178,6 +178,10 @@ class Client:
             message = f"{op} error: HTTP {status}" + (f": {text}" if text else "")
         cls = ERRORS.get(status, StorageError if status >= 500 else DamasError)
         error = cls(message, op=op)
+        if isinstance(error, Conflict) and isinstance(payload, dict):
+            locked = payload.get("locked")
+            if isinstance(locked, dict):
+                error.locked = locked  # who holds what a refused lock or unlock asked for
         if cls is DamasError or (cls is StorageError and status != 500):
             error.status = status
         if isinstance(error, TooManyRequests) and answer is not None:
@@ -209,6 +213,8 @@ class Client:
     def read(self, ids: Any) -> Any:
         """Elements by id, ``None`` where absent."""
         self._check_ids(ids, "read")
+        if ids == []:  # the server refuses an empty list; the library answers one
+            return []
         return self._many("POST", "/api/read/", "read", ids, none=404, unfold=False)
 
     def update(self, elements: Any) -> Any:
@@ -222,6 +228,8 @@ class Client:
     def delete(self, ids: Any) -> Any:
         """Delete elements and their links; the id or ``None``."""
         self._check_ids(ids, "delete")
+        if ids == []:
+            return []
         return self._many("DELETE", "/api/delete/", "delete", ids, none=404, unfold=False)
 
     # -- graph and search -----------------------------------------------------------------
@@ -233,6 +241,8 @@ class Client:
                 f"graph error: depth must be a whole number >= 0, not {depth!r}", op="graph"
             )
         self._check_ids(ids, "graph")
+        if ids == []:
+            return []
         status, payload = self.request("POST", f"/api/graph/{depth}/", "graph", ids, allow=(404,))
         return [] if status == 404 else payload
 
@@ -304,19 +314,25 @@ class Client:
         out = [None if f is None else ((f, next(children)) if with_history else f) for f in files]
         return out[0] if single else out
 
-    def lock(self, ids: Any) -> bool:
-        """Lock all ids for the caller, or none of them."""
+    def lock(self, ids: Any, *, strict: bool = False) -> bool:
+        """Lock all ids for the caller, or none of them. With ``strict`` a refusal
+        raises ``NotFound``, or ``Conflict`` whose ``locked`` names the holders."""
         self._check_ids(ids, "lock")
-        status, _ = self.request("PUT", "/api/lock/", "lock", ids, allow=(404, 409))
+        if ids == []:
+            return True
+        allow = () if strict else (404, 409)
+        status, _ = self.request("PUT", "/api/lock/", "lock", ids, allow=allow)
         return status == 200
 
-    def unlock(self, ids: Any, force: bool = False) -> bool:
-        """Unlock all ids the caller holds (any holder with ``force``, admins only)."""
+    def unlock(self, ids: Any, force: bool = False, *, strict: bool = False) -> bool:
+        """Unlock all ids the caller holds (any holder with ``force``, admins only);
+        ``strict`` as for :meth:`lock`."""
         self._check_ids(ids, "unlock")
+        if ids == []:
+            return True
         params = {"force": "true"} if force else None
-        status, _ = self.request(
-            "PUT", "/api/unlock/", "unlock", ids, params=params, allow=(404, 409)
-        )
+        allow = () if strict else (404, 409)
+        status, _ = self.request("PUT", "/api/unlock/", "unlock", ids, params=params, allow=allow)
         return status == 200
 
     def comment(self, elements: Any) -> Any:

@@ -487,9 +487,10 @@ Examples:
 @_ARGS
 @_common
 def lock(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
-    """Lock element(s) for you, all or none; exits 49 if one is locked by someone else."""
+    """Lock element(s) for you, all or none; exits 49 if one is locked by someone else
+    (and says who holds it)."""
     ids = _guard(lambda: ids_argument(args))
-    Runner(ctx, options).run(lambda t: t.lock(ids), lambda r: 200 if r else 409)
+    Runner(ctx, options).run(lambda t: t.lock(ids, strict=True))
 
 
 @click.command(
@@ -504,7 +505,7 @@ Examples:
 def unlock(ctx: click.Context, args: tuple[str, ...], force: bool, **options: Any) -> None:
     """Unlock element(s) you hold, all or none."""
     ids = _guard(lambda: ids_argument(args))
-    Runner(ctx, options).run(lambda t: t.unlock(ids, force=force), lambda r: 200 if r else 409)
+    Runner(ctx, options).run(lambda t: t.unlock(ids, force=force, strict=True))
 
 
 @click.command(

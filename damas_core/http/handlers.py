@@ -82,8 +82,12 @@ def decode(raw: str, op: str) -> str:
 
 
 def url_ids(call: Call, name: str = "ids") -> str | list[str]:
-    """The comma-separated ids of a path parameter: one id gives a str, several a list."""
-    ids = [decode(part, call.op) for part in call.params[name].split(",")]
+    """The comma-separated ids of a path parameter: one id gives a str, several a list,
+    none (``/api/read/``) an empty list (which :func:`some_ids` refuses)."""
+    raw = call.params[name]
+    if raw == "":
+        return []
+    ids = [decode(part, call.op) for part in raw.split(",")]
     return ids[0] if len(ids) == 1 else ids
 
 
@@ -94,6 +98,21 @@ def id_body(value: Any) -> Any:
     if isinstance(value, list):
         return [id_body(v) for v in value]
     return value
+
+
+def some_ids(ids: Any, op: str) -> Any:
+    """``ids`` unless it is an empty list: damas-core answers 400 to a request naming
+    no id (``GET /api/read/``, ``POST /api/read/ []``, ``DELETE /api/delete/ []``,
+    ``PUT /api/lock/ []`` …), where the library gives an empty result for an empty list.
+
+    >>> some_ids([], "read")
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: read error: no ids given (an empty list)
+    """
+    if isinstance(ids, list) and not ids:
+        raise BadRequest(f"{op} error: no ids given (an empty list)", op=op)
+    return ids
 
 
 def whole(value: Any, name: str, op: str, default: int | None = 0) -> int | None:
@@ -130,11 +149,11 @@ def create(call: Call) -> Answer:
 
 
 def read_url(call: Call) -> Answer:
-    return results("read", call.session.read(url_ids(call)))
+    return results("read", call.session.read(some_ids(url_ids(call), "read")))
 
 
 def read_body(call: Call) -> Answer:
-    return results("read", call.session.read(id_body(call.body())))
+    return results("read", call.session.read(some_ids(id_body(call.body()), "read")))
 
 
 def update(call: Call) -> Answer:
@@ -146,13 +165,14 @@ def upsert(call: Call) -> Answer:
 
 
 def delete(call: Call) -> Answer:
-    return results("delete", call.session.delete(id_body(call.body())))
+    return results("delete", call.session.delete(some_ids(id_body(call.body()), "delete")))
 
 
 # -- handlers: graph and search ----------------------------------------------------------
 
 
 def _graph(call: Call, ids: Any) -> Answer:
+    some_ids(ids, "graph")
     depth = whole(decode(call.params["depth"], "graph"), "depth", "graph")
     nodes = call.session.graph(ids, depth)
     asked = set(ids if isinstance(ids, list) else [ids])
@@ -195,22 +215,48 @@ def search_one(call: Call) -> Answer:
     return Answer(200, call.session.search_one(decode(call.params["query"], "search_one")))
 
 
-def search_mongo(call: Call) -> Answer:
-    body = call.body()
+#: The keys of a search_mongo body.
+SEARCH_MONGO_KEYS = ("query", "sort", "limit", "skip")
+
+
+def search_mongo_body(body: Any, parse_json: Any) -> dict[str, Any]:
+    """A search_mongo body checked: ``{query, sort, limit, skip}`` (``query``
+    required), or damas-core's form post ``{"queryobj": "<that object as JSON>"}``.
+    Anything else is a ``BadRequest`` naming the unknown keys, so that a typo is not
+    read as "no filter" (every element).
+
+    >>> search_mongo_body({"queryobj": '{"query": {"a": 1}}'}, orjson.loads)
+    {'query': {'a': 1}}
+    >>> search_mongo_body({"qeury": {"a": 1}}, orjson.loads)
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: search_mongo error: unknown key 'qeury' in the body: it holds query, sort, limit, skip (or queryobj, that object as a JSON string)
+    """
+    op = "search_mongo"
+    shape = "it holds query, sort, limit, skip (or queryobj, that object as a JSON string)"
+    if isinstance(body, dict) and set(body) == {"queryobj"}:
+        if not isinstance(body["queryobj"], str):
+            raise BadRequest(f"{op} error: queryobj must be a JSON string", op=op)
+        body = parse_json(body["queryobj"].encode())
     if not isinstance(body, dict):
+        raise BadRequest(f"{op} error: the body is an object: {shape}", op=op)
+    unknown = [k for k in body if k not in SEARCH_MONGO_KEYS]
+    if unknown:
+        names = ", ".join(map(repr, unknown))
         raise BadRequest(
-            "search_mongo error: the body is an object {query, sort, limit, skip}",
-            op="search_mongo",
+            f"{op} error: unknown key{'s' * (len(unknown) > 1)} {names} in the body: {shape}",
+            op=op,
+            key=unknown[0],
         )
-    if isinstance(body.get("queryobj"), str):
-        # The damas-core form post: the whole request as a JSON string.
-        body = call.parse_json(body["queryobj"].encode())
-        if not isinstance(body, dict):
-            raise BadRequest(
-                "search_mongo error: queryobj must hold a JSON object", op="search_mongo"
-            )
+    if "query" not in body:
+        raise BadRequest(f"{op} error: the body needs a query ({{}} for every element)", op=op)
+    return body
+
+
+def search_mongo(call: Call) -> Answer:
+    body = search_mongo_body(call.body(), call.parse_json)
     found = call.session.search_mongo(
-        body.get("query"),
+        body["query"],
         sort=body.get("sort"),
         limit=whole(body.get("limit"), "limit", "search_mongo"),
         skip=whole(body.get("skip"), "skip", "search_mongo"),
@@ -232,23 +278,16 @@ def publish(call: Call) -> Answer:
     return Answer(status, files + children)
 
 
-def _locked(call: Call, op: str, done: bool, ids: Any) -> Answer:
-    if done:
-        return Answer(200, True)
-    if outcome(call.session.read(ids)) == 404:
-        raise NotFound(f"{op} error: not found", op=op)
-    raise Conflict(f"{op} error: locked by someone else, or not locked by you", op=op)
-
-
 def lock(call: Call) -> Answer:
-    ids = id_body(call.body())
-    return _locked(call, "lock", call.session.lock(ids), ids)
+    # strict: a refusal raises NotFound, or Conflict whose body names the holders
+    ids = some_ids(id_body(call.body()), "lock")
+    return Answer(200, call.session.lock(ids, strict=True))
 
 
 def unlock(call: Call) -> Answer:
-    ids = id_body(call.body())
     force = flag(call.args.get("force"))
-    return _locked(call, "unlock", call.session.unlock(ids, force=force), ids)
+    ids = some_ids(id_body(call.body()), "unlock")
+    return Answer(200, call.session.unlock(ids, force=force, strict=True))
 
 
 def comment(call: Call) -> Answer:
@@ -345,4 +384,15 @@ def openapi_document(call: Call) -> Answer:
     return Answer(200, raw=call.app.openapi(call.base))
 
 
-__all__ = ["decode", "flag", "id_body", "outcome", "results", "sort_arg", "url_ids", "whole"]
+__all__ = [
+    "decode",
+    "flag",
+    "id_body",
+    "outcome",
+    "results",
+    "search_mongo_body",
+    "some_ids",
+    "sort_arg",
+    "url_ids",
+    "whole",
+]

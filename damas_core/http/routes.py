@@ -51,15 +51,19 @@ class Route:
 
 def _compile(template: str) -> re.Pattern[str]:
     """A regex over the raw (still percent-encoded) path. ``{depth}`` is one segment;
-    other parameters take the rest of the path (ids may hold encoded slashes). A
-    trailing slash is optional, as in damas-core's Express routes."""
+    other parameters take the rest of the path (ids may hold encoded slashes). ``{ids}``
+    may be empty, so that ``GET /api/read/`` reaches its handler and is refused as an
+    empty id list (400) rather than answered 405. A trailing slash is optional, as in
+    damas-core's Express routes."""
     regex = ""
     for part in re.split(r"(\{\w+\})", template):
         if part.startswith("{"):
             name = part[1:-1]
-            regex += {"depth": "(?P<depth>[^/]+)", "query": "(?P<query>.*)"}.get(
-                name, f"(?P<{name}>.+)"
-            )
+            regex += {
+                "depth": "(?P<depth>[^/]+)",
+                "query": "(?P<query>.*)",
+                "ids": "(?P<ids>.*)",
+            }.get(name, f"(?P<{name}>.+)")
         else:
             regex += re.escape(part)
     if template.endswith("/"):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from damas_core.elements import Element, has_key
 from damas_core.errors import BadRequest, Forbidden
-from damas_core.passwords import hash_password
+from damas_core.passwords import stored_form
 from damas_core.permissions import (
     CLASSES,
     SELF_SERVICE_KEYS,
@@ -101,7 +101,8 @@ def is_user_id(element_id: str) -> bool:
 
 def self_service(session: Session, element_id: str, keys: Iterable[str]) -> bool:
     """True when a user changes only their own password, email or full name."""
-    return element_id == f"@{session.username}" and set(keys) <= SELF_SERVICE_KEYS
+    own = session.user.get("_id", f"@{session.username}")
+    return element_id == own and set(keys) <= SELF_SERVICE_KEYS
 
 
 def authorize(
@@ -143,9 +144,15 @@ def authorize(
         )
 
 
-def prepare_values(values: dict[str, Any], op: str, element_id: str) -> dict[str, Any]:
+def prepare_values(
+    values: dict[str, Any], op: str, element_id: str, *, admin: bool = False
+) -> dict[str, Any]:
     """Check account keys and hash a password being written. Returns ``values``
-    itself when nothing changes, else a copy."""
+    itself when nothing changes, else a copy.
+
+    An ``admin``'s legacy md5/sha1 hex password (an account copied from damas-core) is
+    kept as that hash, to be upgraded at the next sign-in; anything else is hashed
+    (see :func:`damas_core.passwords.stored_form`)."""
     if "class" not in values and "password" not in values:
         return values
     out = dict(values)
@@ -165,5 +172,5 @@ def prepare_values(values: dict[str, Any], op: str, element_id: str) -> dict[str
                 id=element_id,
                 key="password",
             )
-        out["password"] = hash_password(pw)
+        out["password"] = stored_form(pw, keep_legacy=admin)
     return out

@@ -78,7 +78,7 @@ def prepare_new(
         if not admin:
             authorize(session, op, element_id, e.keys())
         if "class" in e or "password" in e:
-            out[index] = prepare_values(e, op, element_id)
+            out[index] = prepare_values(e, op, element_id, admin=admin)
     return stamp(session, out)
 
 
@@ -159,7 +159,7 @@ def update(session: Session, elements: Any) -> Any:
                 continue
             if not admin:
                 authorize(session, "update", e["_id"], (k for k in e if k != "_id"), old)
-            to_set, to_unset = _split_changes(prepare_values(e, "update", e["_id"]))
+            to_set, to_unset = _split_changes(prepare_values(e, "update", e["_id"], admin=admin))
             patches.append(Patch(e["_id"], set=to_set, unset=to_unset))
         applied = storage.patch_many([p for p in patches if p is not None])
         flags = iter(applied)
@@ -206,10 +206,10 @@ def upsert(session: Session, elements: Any) -> Any:
             if old is None:
                 authorize(session, "upsert", e["_id"], e.keys())
                 values = {k: v for k, v in e.items() if v is not None}
-                creates.append(prepare_values(values, "upsert", e["_id"]))
+                creates.append(prepare_values(values, "upsert", e["_id"], admin=session.is_admin))
             else:
                 authorize(session, "upsert", e["_id"], (k for k in e if k != "_id"), old)
-                to_set, to_unset = _split_changes(prepare_values(e, "upsert", e["_id"]))
+                to_set, to_unset = _split_changes(prepare_values(e, "upsert", e["_id"], admin=session.is_admin))
                 patches.append(Patch(e["_id"], set=to_set, unset=to_unset))
         storage.insert_many(stamp(session, creates), op="upsert")
         storage.patch_many(patches)

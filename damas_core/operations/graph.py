@@ -41,7 +41,7 @@ def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
         found = storage.find_elements(In(("tgt_id",), tuple(frontier)))
         frontier = []
         for link in found:
-            if link["_id"] in links:
+            if link["_id"] in links or session.hidden(link["_id"]):
                 continue
             links[link["_id"]] = link
             src = link.get("src_id")
@@ -50,4 +50,4 @@ def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
                 frontier.append(src)
     reached = [n for n in storage.get_many(list(seen)[len(start) :]) if n is not None]
     nodes = start + reached
-    return public_all([*nodes, *links.values()])
+    return public_all([*nodes, *links.values()], session)

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from damas_core.elements import RESERVED_PREFIX, SETTINGS_ID, Element
 from damas_core.errors import BadRequest
-from damas_core.operations.common import public, public_all
+from damas_core.operations.common import check_queryable, public, public_all
 from damas_core.permissions import require
-from damas_core.query.ast import Node
+from damas_core.query.ast import Node, Sort
 from damas_core.query.mongo_query import from_mongo
 from damas_core.query.parser import parse
 from damas_core.query.predicate import to_predicate
@@ -51,41 +51,55 @@ def _page_of(items: list[Any], skip: int, limit: int | None) -> list[Any]:
     return items[skip : None if limit is None else skip + limit]
 
 
-def visible_ids(session: Session, node: Node, sort: Any, skip: int, limit: int | None) -> list[str]:
+def _checked(session: Session, node: Node, sort: Any, op: str) -> Sort:
+    """The normalized sort, once ``node`` and it are known to test no private key."""
+    normalized = normalize_sort(sort)
+    check_queryable(session, node, normalized, op)
+    return normalized
+
+
+def visible_ids(
+    session: Session, node: Node, sort: Sort, skip: int, limit: int | None
+) -> list[str]:
     """Matching ids without the internal elements, then paged."""
-    ids = session.storage.find(node, normalize_sort(sort), 0, _wanted(skip, limit))
+    ids = session.storage.find(node, sort, 0, _wanted(skip, limit))
     return _page_of([i for i in ids if not i.startswith(RESERVED_PREFIX)], skip, limit)
 
 
 def search(
     session: Session, query: str | Node, sort: Any = None, skip: int = 0, limit: int | None = None
 ) -> list[str]:
-    """Ids of the elements matching ``query``, sorted by ``sort`` (default ``_id``)."""
+    """Ids of the elements matching ``query``, sorted by ``sort`` (default ``_id``).
+    A query or sort on a key the caller's reads never return raises ``BadRequest``
+    (see :func:`~damas_core.operations.common.check_queryable`)."""
     require(session.user_class, "search", session.username)
     skip, limit = _page(skip, limit)
-    return visible_ids(session, _as_query(query), sort, skip, limit)
+    node = _as_query(query)
+    return visible_ids(session, node, _checked(session, node, sort, "search"), skip, limit)
 
 
 def search_elements(
     session: Session, query: str | Node, sort: Any = None, skip: int = 0, limit: int | None = None
 ) -> list[Element]:
     """The elements :func:`search` gives the ids of, in the same order, read in one pass
-    (without password hashes)."""
+    (as reads return them: without private keys)."""
     require(session.user_class, "search_elements", session.username)
     skip, limit = _page(skip, limit)
     node = _as_query(query)
-    found = session.storage.find_elements(node, normalize_sort(sort), 0, _wanted(skip, limit))
-    visible = public_all([e for e in found if not e["_id"].startswith(RESERVED_PREFIX)])
-    return _page_of(visible, skip, limit)
+    order = _checked(session, node, sort, "search_elements")
+    found = session.storage.find_elements(node, order, 0, _wanted(skip, limit))
+    visible = [e for e in found if not e["_id"].startswith(RESERVED_PREFIX)]
+    return public_all(_page_of(visible, skip, limit), session)
 
 
 def search_one(session: Session, query: str | Node) -> Element | None:
     """The first element (in ``_id`` order) matching ``query``, or ``None``."""
     require(session.user_class, "search_one", session.username)
-    ids = visible_ids(session, _as_query(query), None, 0, 1)
+    node = _as_query(query)
+    ids = visible_ids(session, node, _checked(session, node, None, "search_one"), 0, 1)
     if not ids:
         return None
-    return public(session.storage.get(ids[0]))
+    return public(session.storage.get(ids[0]), session)
 
 
 def search_mongo(
@@ -96,7 +110,7 @@ def search_mongo(
     require(session.user_class, "search_mongo", session.username)
     skip, limit = _page(skip, limit)
     node = from_mongo(query if query is not None else {})
-    ids = visible_ids(session, node, sort, skip, limit)
+    ids = visible_ids(session, node, _checked(session, node, sort, "search_mongo"), skip, limit)
     count = session.storage.count(node)
     hidden = [e for e in session.storage.get_many(list(HIDDEN_IDS)) if e is not None]
     if hidden:

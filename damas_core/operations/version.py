@@ -34,7 +34,7 @@ def version(session: Session, id: str, keys: dict[str, Any] | None = None) -> El
         archived.update({"_id": new_id(), "#parent": id})
         storage.insert_many([archived])
         children = storage.count(Eq(("#parent",), id))
-        values = prepare_values(dict(keys), "version", id)
+        values = prepare_values(dict(keys), "version", id, admin=session.is_admin)
         to_set = {k: v for k, v in values.items() if v is not None}
         to_set.update({"author": session.username, "time": now_ms(), "version": children + 1})
         unset = tuple(k for k, v in values.items() if v is None)

@@ -31,6 +31,7 @@ from damas_core.query.ast import (
     Regex,
     Scalar,
     Sort,
+    keys_of,
     walk,
 )
 from damas_core.query.mongo_query import from_mongo
@@ -58,6 +59,7 @@ __all__ = [
     "Scalar",
     "Sort",
     "from_mongo",
+    "keys_of",
     "normalize_sort",
     "parse",
     "to_predicate",

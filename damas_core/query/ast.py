@@ -36,6 +36,7 @@ damas_core.errors.BadRequest: search error: unknown comparison '=>'
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, TypeAlias
@@ -221,7 +222,7 @@ Sort: TypeAlias = tuple[tuple[str, int], ...]
 """A normalized sort: ``(("file_size", -1), ("_id", 1))``: dotted keys, 1 or -1."""
 
 
-def walk(node: Node):
+def walk(node: Node) -> Iterator[Node]:
     """Yield ``node`` and every node below it, depth first."""
     yield node
     if isinstance(node, Not):
@@ -229,6 +230,18 @@ def walk(node: Node):
     elif isinstance(node, And | Or):
         for n in node.nodes:
             yield from walk(n)
+
+
+def keys_of(node: Node) -> Iterator[Path]:
+    """The key path of every test in ``node``, depth first (a path once per test):
+    what a query looks at, for rules on which keys may be queried.
+
+    >>> list(keys_of(And((Eq(("type",), "shot"), Not(Exists(("a", "b")))))))
+    [('type',), ('a', 'b')]
+    """
+    for n in walk(node):
+        if isinstance(n, Exists | Eq | In | Cmp | Regex):
+            yield n.path
 
 
 __all__ = [
@@ -248,5 +261,6 @@ __all__ = [
     "Regex",
     "Scalar",
     "Sort",
+    "keys_of",
     "walk",
 ]

@@ -57,7 +57,7 @@ def test_read_single_list_and_holes(tracker):
     assert tracker.read("/nope") is None
     out = tracker.read(["/b", "/nope", "/a", "/a"])
     assert [e and e["_id"] for e in out] == ["/b", None, "/a", "/a"]
-    assert tracker.read([]) == []
+    assert tracker.read([]) == []  # an empty list in, an empty list out
 
 
 def test_returned_elements_are_copies(tracker):
