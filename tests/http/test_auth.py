@@ -476,3 +476,61 @@ def test_sign_out_by_cookie_needs_json(jwt_api):
     r = requests.post(f"{url}/api/signOut/", data="", headers=bearer(other))
     assert r.status_code == 200
     assert requests.get(f"{url}/api/verify/", headers=bearer(other)).status_code == 401
+
+
+# -- damas-core's accounts, legacy hashes, tokens that never expire ------------------------
+
+OID = "64b7f0c2e4b0a1c2d3e4f5a6"
+
+
+def test_damas_core_accounts_over_http(jwt_api):
+    import hashlib
+
+    tracker, url, _ = jwt_api
+    admin = bearer(token_for(url, "ada"))
+    legacy = hashlib.md5(b"bob-pw").hexdigest()
+    account = {"_id": OID, "username": "bob", "email": "bob@x.org", "class": "user"}
+    r = requests.post(f"{url}/api/create/", json={**account, "password": legacy}, headers=admin)
+    assert r.status_code == 201 and "password" not in r.json()
+    assert tracker.storage.get(OID)["password"] == legacy  # kept as the hash it is
+    # A user cannot make an account.
+    r = requests.post(
+        f"{url}/api/create/",
+        json={"_id": "/eve", "username": "eve", "password": "eve-pw"},
+        headers=bearer(token_for(url, "ula")),
+    )
+    assert r.status_code == 403 and tracker.read("/eve") is None
+    for login in ("bob", "bob@x.org"):
+        r = requests.post(f"{url}/api/signIn/", data={"username": login, "password": "bob-pw"})
+        assert r.status_code == 200 and r.json()["user"]["_id"] == OID
+        h = bearer(r.json()["token"])
+        assert requests.get(f"{url}/api/verify/", headers=h).json()["username"] == "bob"
+        created = requests.post(f"{url}/api/create/", json={"_id": f"/{login}"}, headers=h)
+        assert created.json()["author"] == "bob"
+    assert tracker.storage.get(OID)["password"].startswith("$argon2id$")  # upgraded
+    # An admin's sha1 hex through update, too.
+    legacy = hashlib.sha1(b"second-pw").hexdigest()
+    r = requests.put(f"{url}/api/update/", json={"_id": OID, "password": legacy}, headers=admin)
+    assert r.status_code == 200 and tracker.storage.get(OID)["password"] == legacy
+    r = requests.post(f"{url}/api/signIn/", json={"username": "bob", "password": "second-pw"})
+    assert r.status_code == 200
+
+
+def test_expires_in_zero_is_for_admins(jwt_api):
+    _tracker, url, _ = jwt_api
+    r = requests.post(
+        f"{url}/api/signIn/", json={"username": "ada", "password": "ada-pw", "expiresIn": "0"}
+    )
+    assert r.status_code == 200 and r.json()["token_exp"] is None
+    token = r.json()["token"]
+    assert "exp" not in jwt.decode(token, options={"verify_signature": False})
+    assert requests.get(f"{url}/api/verify/", headers=bearer(token)).json()["_id"] == "@ada"
+    for name in ("ula", "eddie"):
+        r = requests.post(
+            f"{url}/api/signIn/",
+            data={"username": name, "password": f"{name}-pw", "expiresIn": "0"},
+        )
+        assert r.status_code == 400 and "admins only" in r.json()["error"]
+    # Signing out revokes it like any other.
+    assert requests.post(f"{url}/api/signOut/", headers=bearer(token)).status_code == 200
+    assert requests.get(f"{url}/api/verify/", headers=bearer(token)).status_code == 401
