@@ -167,6 +167,7 @@ class TransferResult:
     missing: set[str] = field(default_factory=set)  # relpaths rsync said do not exist (23)
     vanished: set[str] = field(default_factory=set)  # relpaths that vanished mid-send (24)
     args: list[str] = field(default_factory=list)
+    stdout: bytes = b""  # kept for a dry run: its itemized list
 
     def code_for(self, relpath: str) -> int:
         """The exit code to record for ``relpath`` when its copy did not verify."""
@@ -177,15 +178,26 @@ class TransferResult:
         return self.returncode or RC_MISSING
 
 
-_LINK_STAT = re.compile(r'link_stat "(.*)" failed: No such file or directory')
-_VANISHED = re.compile(r'file has vanished: "(.*)"')
+_LINK_STAT = re.compile(rb'link_stat "(.*)" failed: No such file or directory')
+_VANISHED = re.compile(rb'file has vanished: "(.*)"')
+# rsync prints each byte of a name it will not show (a control character; in the C
+# locale any non-ASCII byte) as \#ooo in octal, and a backslash followed by #ooo as
+# \#134: so every \#ooo it prints is one byte of the name
+_ESCAPED = re.compile(rb"\\#([0-7]{3})")
 
 
-def _paths_in(pattern: re.Pattern[str], stderr: str, root: str) -> set[str]:
+def _name(printed: bytes) -> str:
+    """A name as rsync printed it, back to the name (decoded as the engine encodes
+    names for rsync: UTF-8 with surrogate escapes)."""
+    raw = _ESCAPED.sub(lambda m: bytes([int(m[1], 8)]), printed)
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _paths_in(pattern: re.Pattern[bytes], stderr: bytes, root: str) -> set[str]:
     out = set()
     root = root.rstrip("/") + "/"
     for m in pattern.finditer(stderr):
-        path = m.group(1)
+        path = _name(m.group(1))
         # rsync prints the full source path (sometimes with the host or a "/./" marker)
         if ":" in path and not path.startswith("/"):
             path = path.split(":", 1)[1]
@@ -259,7 +271,7 @@ def transfer(
     it does not raise on a failed transfer (the caller records per-file errors after
     checking each copy). ``extra_args`` must already be checked with
     :func:`.rsync_options.check_user_args`. With ``dry_run`` rsync changes nothing and its
-    itemized stdout is returned first in ``stderr``.
+    itemized list is kept in ``stdout``.
 
     >>> import tempfile, pathlib
     >>> a, b = tempfile.mkdtemp(), tempfile.mkdtemp()
@@ -309,11 +321,9 @@ def transfer(
             proc.wait()
             raise
         stderr = err.decode("utf-8", "replace")
-        if dry_run:
-            stderr = out.decode("utf-8", "replace") + stderr
-        result = TransferResult(proc.returncode, stderr, args=args)
-        result.missing = _paths_in(_LINK_STAT, stderr, src.root)
-        result.vanished = _paths_in(_VANISHED, stderr, src.root)
+        result = TransferResult(proc.returncode, stderr, args=args, stdout=out if dry_run else b"")
+        result.missing = _paths_in(_LINK_STAT, err, src.root)
+        result.vanished = _paths_in(_VANISHED, err, src.root)
         if proc.returncode:
             log.info("rsync exited %d: %s", proc.returncode, stderr.strip()[-500:])
         return result
@@ -336,12 +346,17 @@ def differing(
     if result.returncode not in (0, RC_MISSING, RC_VANISHED):
         return None
     out = set()
-    for line in result.stderr.splitlines():
-        # itemized lines look like ">f+++++++++ path" or "cd+++++++++ dir/"
-        if len(line) > 12 and line[11] == " " and line[0] in "<>ch.*":
-            if line[0] == "." and line[1] == "d":
+    for line in result.stdout.split(b"\n"):
+        # itemized lines look like ">f+++++++++ path" or "cd+++++++++ dir/"; a newline
+        # in a name is printed escaped, so each line is one entry
+        if (
+            len(line) > 12
+            and line[11:12] == b" "
+            and line[:1] in (b"<", b">", b"c", b"h", b".", b"*")
+        ):
+            if line[:2] == b".d":
                 continue
-            out.add(line[12:].rstrip("/"))
+            out.add(_name(line[12:]).rstrip("/"))
     return out
 
 

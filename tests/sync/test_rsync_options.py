@@ -685,3 +685,34 @@ def test_a_hostile_volume_written_past_the_checks_moves_nothing(
     assert "synced_tokyo" not in two_sites.tracker.read("/a.txt")
     vol = two_sites.tracker.read("vol_tokyo")
     assert named in vol["stderr_reception"] and vol["exit_reception"] == 1
+
+
+# -- what the engine reads back from rsync ---------------------------------------------------
+
+ODD_NAMES = ["new\nline.txt", "é n.txt", "back\\#101.txt", "tab\there.txt", 'quote".txt']
+
+
+@needs_rsync
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_rsync_output_is_read_back_to_the_names_whatever_the_locale(tmp_path, locale):
+    """rsync escapes the bytes it will not print as \\#ooo (which ones depends on the
+    locale): the names it reports differing, missing or vanished are read back to the
+    names the engine asked for, so a push over ssh is never taken for checked."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    for name in ODD_NAMES:
+        (src / name).write_text("ours")
+        (dst / name).write_text("a different copy")
+    (src / "same.txt").write_text("s")
+    rs.transfer(rs.Endpoint(str(src)), rs.Endpoint(str(dst)), ["same.txt"])
+    env = {"LC_ALL": locale}
+    found = rs.differing(
+        rs.Endpoint(str(src)), rs.Endpoint(str(dst)), [*ODD_NAMES, "same.txt"], env=env
+    )
+    assert found == set(ODD_NAMES)
+    result = rs.transfer(
+        rs.Endpoint(str(src)), rs.Endpoint(str(dst)), ["gone\n.txt", "gone é.txt"], env=env
+    )
+    assert result.returncode == rs.RC_MISSING
+    assert result.missing == {"gone\n.txt", "gone é.txt"}

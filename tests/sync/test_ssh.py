@@ -8,10 +8,13 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from damas_core.sync import Agent
-from damas_core.sync.volumes import create_volume
+from damas_core.sync.volumes import create_volume, set_global_parameters
+
+import damas_core
 
 SSHD = "/usr/sbin/sshd"
 pytestmark = [
@@ -111,3 +114,62 @@ def test_ssh_volume_receives_and_emits(sites, sshd, tmp_path):
     assert (remote_root / "from paris.txt").read_text() == "p"
     el = sites.tracker.read("/from paris.txt")
     assert el["synced_remote"] >= el["time"]
+
+
+@pytest.mark.slow
+def test_an_ssh_volume_is_reached_with_its_own_ssh_keys(sshd, tmp_path):
+    """No ssh command given to the agent: the identity, the port, the known hosts and
+    the options all come from the volume's ssh_* keys, and the host key is checked."""
+    port, _ = sshd  # the fixture's ssh options (no host key check) are not used here
+    keys = tmp_path / "sshd"
+    known_hosts = keys / "known_hosts"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "impostor")], check=True
+    )
+
+    def trust(public_key: Path) -> None:
+        kind, key = public_key.read_text().split()[:2]
+        known_hosts.write_text(f"[127.0.0.1]:{port} {kind} {key}\n")
+
+    trust(keys / "impostor.pub")  # a known_hosts that names another key for this host
+    tracker = damas_core.open(f"lmdb://{tmp_path}/store")
+    local_root, remote_root = tmp_path / "paris", tmp_path / "remote"
+    local_root.mkdir()
+    remote_root.mkdir()
+    create_volume(tracker, {"_id": "vol_paris", "name": "paris", "url": f"file://{local_root}/"})
+    create_volume(
+        tracker,
+        {
+            "_id": "vol_remote",
+            "name": "remote",
+            "url": f"ssh://{getpass.getuser()}@127.0.0.1{remote_root}/",
+            "ssh_port": port,
+            "ssh_identity_file": str(keys / "user"),
+            "ssh_known_hosts": str(known_hosts),
+            "ssh_options": {"StrictHostKeyChecking": "yes", "ConnectTimeout": 10},
+            "rsync_args": "-z",
+        },
+    )
+    set_global_parameters(tracker, {"syncEverywhere": True, "retryDelay": 0})
+    paris = Agent(tracker, "vol_paris", settle=0, walker="scandir")
+    remote = Agent(tracker, "vol_remote", settle=0, walker="scandir")  # local to its own site
+    paris.run_once()
+    (remote_root / "from remote.txt").write_text("r")
+    remote.run_once()
+    # the host does not show the key known_hosts names: nothing moves, nothing is claimed
+    r = paris.run_once()
+    assert r.received == [] and "/from remote.txt" in r.failed
+    assert "Host key verification failed" in tracker.read("vol_paris")["stderr_reception"]
+    assert "synced_paris" not in tracker.read("/from remote.txt")
+    assert not (local_root / "from remote.txt").exists()
+    trust(keys / "host.pub")
+    r = paris.run_once()
+    assert r.received == ["/from remote.txt"], tracker.read("vol_paris")["stderr_reception"]
+    assert (local_root / "from remote.txt").read_text() == "r"
+    # the remote agent is down: paris pushes through the same ssh settings
+    tracker.update({"_id": "vol_remote", "agentStatus": "stopped"})
+    (local_root / "from paris.txt").write_text("p")
+    r = paris.run_once()
+    assert r.emitted == ["/from paris.txt"], tracker.read("vol_paris")["stderr_emission"]
+    assert (remote_root / "from paris.txt").read_text() == "p"
+    tracker.close()
