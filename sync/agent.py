@@ -28,9 +28,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from damas_core.elements import id_of
@@ -39,8 +40,16 @@ from damas_core.errors import BadRequest
 from . import rsync as rs
 from .planner import Plan, Task, plan
 from .rsync_options import transfer_options
-from .scanner import ScanChanges, Scanner, changed_since, element_look, now_ms
-from .tree import look_at, same_look
+from .scanner import (
+    ScanChanges,
+    Scanner,
+    changed_since,
+    look_matches,
+    mtime_ms,
+    now_ms,
+    same_mtime,
+)
+from .tree import Look, look_at
 from .volumes import (
     endpoint_of,
     global_parameters,
@@ -469,7 +478,7 @@ class Agent:
     ) -> tuple[int, str]:
         target = bucket[0].target
         normal: list[tuple[str, str]] = []
-        conflicts: list[tuple[str, str, tuple[int, float]]] = []
+        conflicts: list[tuple[str, str, Look]] = []
         guards = [rs.RootGuard(ep.root) for ep in (src, dst) if ep.is_local]
         for task in bucket:
             rel = self._safe(task.file_id, guards, report)
@@ -478,14 +487,15 @@ class Agent:
             el = files[task.file_id]
             if kind == "reception":
                 local = look_at(self.root, task.file_id)
-                if local is not None and not same_look(local, element_look(el)):
+                if local is not None and not look_matches(local, el):
                     synced = el.get(f"synced_{target}")
                     changed_here = changed_since(local[1], synced)
                     if changed_here and (el.get("origin") != target or synced is not None):
                         conflicts.append((task.file_id, rel, local))
                         continue
             normal.append((task.file_id, rel))
-        extra = list(options.pop("extra_args"))
+        checked = list(options.pop("extra_args"))  # the options a copy is checked with
+        extra = list(checked)
         if kind == "emission":
             # a site whose agent is down only gets copies it lacks: nothing there is overwritten
             extra.append("--ignore-existing")
@@ -497,8 +507,9 @@ class Agent:
             rc, err = result.returncode, result.stderr
             remote_diff: set[str] | None = set()
             if not dst.is_local:
+                # without --ignore-existing: a different copy left there is one that differs
                 remote_diff = rs.differing(
-                    src, dst, [r for _, r in normal], extra_args=extra, **options
+                    src, dst, [r for _, r in normal], extra_args=checked, **options
                 )
             now = now_ms()
             synced_key, error_key = f"synced_{target}", f"syncError_{target}"
@@ -506,17 +517,26 @@ class Agent:
             attempt_key = f"syncLastAttempt_{target}"
             for file_id, rel in normal:
                 el = files[file_id]
-                wanted_look = element_look(el)
                 if dst.is_local:
-                    ok = same_look(look_at(dst.root, file_id), wanted_look)
+                    copy = look_at(dst.root, file_id)
+                elif remote_diff is not None and rel.rstrip("/") not in remote_diff:
+                    copy = look_at(src.root, file_id)  # rsync found the copy there the same
                 else:
-                    ok = (
-                        remote_diff is not None
-                        and rel.rstrip("/") not in remote_diff
-                        and same_look(look_at(src.root, file_id), wanted_look)
-                    )
-                if ok:
-                    patch = {"_id": file_id, synced_key: el.get("time") or now, attempt_key: now}
+                    copy = None
+                name = rel.rstrip("/")
+                learned = delivered(
+                    copy,
+                    el,
+                    partial(look_at, src.root, file_id) if src.is_local else None,
+                    reported=name in result.missing or name in result.vanished,
+                )
+                if learned is not None:
+                    patch = {
+                        "_id": file_id,
+                        **learned,
+                        synced_key: el.get("time") or now,
+                        attempt_key: now,
+                    }
                     for key in (error_key, failures_key, wait_key):
                         if key in el:  # cleared: this copy is good
                             patch[key] = None
@@ -554,7 +574,7 @@ class Agent:
         self,
         file_id: str,
         rel: str,
-        local: tuple[int, float],
+        local: Look,
         source: str,
         src: rs.Endpoint,
         options: dict[str, Any],
@@ -584,7 +604,7 @@ class Agent:
                 "from": source,
                 "incoming": incoming,
                 "local_size": local[0],
-                "local_mtime": local[1],
+                "local_mtime": mtime_ms(local[1]),
             },
             f"syncLastAttempt_{self.site}": now,
         }
@@ -613,6 +633,53 @@ class Agent:
 
     def _status(self, status: str, **keys: Any) -> None:
         self._update_volume(agentStatus=status, **keys)
+
+
+def delivered(
+    copy: Look | None,
+    element: Mapping[str, Any],
+    source: Callable[[], Look | None] | None = None,
+    *,
+    reported: bool = False,
+) -> dict[str, Any] | None:
+    """What a transfer's record learns from the copy at the destination, or ``None``
+    when that copy is not the element's version: there is none, or its size or mtime
+    is not the one the element records.
+
+    An element that records its ``file_size`` and ``file_mtime`` (ms) gets nothing new
+    (``{}``). One published by hand without them learns those of the copy, which must
+    then be the source's (``source()`` gives its look, when it is on this machine) and
+    a path rsync did not report missing or vanished (``reported``).
+
+    >>> copy = (2, 1_567_529_676_000_123_000)
+    >>> el = {"file_size": 2, "file_mtime": 1_567_529_676_000}
+    >>> delivered(copy, el), delivered(None, el), delivered((3, copy[1]), el)
+    ({}, None, None)
+    >>> delivered(copy, {"comment": "by hand"}, lambda: copy)
+    {'file_size': 2, 'file_mtime': 1567529676000}
+    >>> delivered(None, {"comment": "by hand"}) is None  # no copy: nothing is claimed
+    True
+    """
+    if copy is None:
+        return None
+    size, mtime = element.get("file_size"), element.get("file_mtime")
+    has_size = size.__class__ is int
+    has_mtime = mtime.__class__ in (int, float)
+    if has_size and has_mtime:
+        return {} if look_matches(copy, element) else None
+    if (
+        reported
+        or (has_size and size != copy[0])
+        or (has_mtime and not same_mtime(copy[1], mtime))
+        or (source is not None and source() != copy)
+    ):
+        return None
+    learned: dict[str, Any] = {}
+    if not has_size:
+        learned["file_size"] = copy[0]
+    if not has_mtime:
+        learned["file_mtime"] = mtime_ms(copy[1])
+    return learned
 
 
 class _ScanWrites:
@@ -714,4 +781,4 @@ class _Progress:
             self._progress.stop()
 
 
-__all__ = ["AGENT_VERSION", "Agent", "Report", "conflict_name"]
+__all__ = ["AGENT_VERSION", "Agent", "Report", "conflict_name", "delivered"]

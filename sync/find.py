@@ -6,8 +6,9 @@ which runs beside the scan on another core and writes its listing to a temporary
 file; the scan reads that file as it grows, so the tracker writes of the first
 files overlap the listing of the next ones. Each entry is four NUL-terminated
 fields, parsed in bulk: type (``f``, ``d``, ``l``…), size, mtime (seconds, to the
-nanosecond) and id (the path below the root, starting with ``/``). Names are bytes;
-they are decoded as ``os.fsdecode`` does (UTF-8 with surrogate escapes).
+nanosecond: :func:`find_ns` reads it exactly) and id (the path below the root,
+starting with ``/``). Names are bytes; they are decoded as ``os.fsdecode`` does
+(UTF-8 with surrogate escapes).
 
 ``find`` is run with an argument list (never a shell), ``-H`` (the root may be a
 symlink; nothing below it is followed), ``LC_ALL=C`` (error messages in one form),
@@ -171,6 +172,20 @@ class Listing:
         self.close()
 
 
+def find_ns(mtime: bytes) -> int:
+    """The mtime in nanoseconds of find's ``%T@`` (``<seconds>.<fraction>``, the seconds
+    rounded down: ``-2.5000000000`` is 1.5 s before the epoch).
+
+    >>> find_ns(b"1567529676.1230000000"), find_ns(b"-2.5000000000"), find_ns(b"7")
+    (1567529676123000000, -1500000000, 7000000000)
+    """
+    if len(mtime) > 11 and mtime[-11] == 46 and mtime[0] != 45:
+        # GNU find's own form: ten digits after the point, the nanoseconds then a 0
+        return int(mtime.replace(b".", b"")) // 10
+    whole, _, fraction = mtime.partition(b".")
+    return int(whole) * 1_000_000_000 + int(fraction[:9].ljust(9, b"0"))
+
+
 def _errors(text: bytes, find: str, top: str) -> list[Failure]:
     out: list[Failure] = []
     prefix = top.rstrip("/")
@@ -204,4 +219,4 @@ def _unquoted(path: str) -> str | None:
     return os.fsdecode(raw)
 
 
-__all__ = ["CHUNK", "FORMAT", "Failure", "Listing", "Part", "gnu_find"]
+__all__ = ["CHUNK", "FORMAT", "Failure", "Listing", "Part", "find_ns", "gnu_find"]

@@ -24,7 +24,6 @@ from typing import Any
 
 from .tree import (
     CONFLICT_MARK,
-    MTIME_TOLERANCE,
     Look,
     Rules,
     Seen,
@@ -71,25 +70,92 @@ def holds_current(element: Mapping[str, Any], site: str) -> bool:
     return writer_of(element) == site
 
 
-def changed_since(mtime: float, synced: Any) -> bool:
-    """True when a copy whose mtime is ``mtime`` (seconds) was written after the
-    site's sync baseline ``synced`` (ms since epoch; ``None``: the site never synced).
+def changed_since(mtime: int, synced: Any) -> bool:
+    """True when a copy whose mtime is ``mtime`` (ns) was written after the site's
+    sync baseline ``synced`` (ms since epoch; ``None``: the site never synced).
 
     Compared at the millisecond: a baseline is a whole millisecond taken when the
     scan that recorded the copy started, so a copy written earlier in that same
     millisecond is not a later change.
 
-    >>> changed_since(1.0004, 1000), changed_since(1.0014, 1000), changed_since(1.0, None)
-    (False, True, True)
+    >>> changed_since(1_000_400_000, 1000), changed_since(1_001_400_000, 1000)
+    (False, True)
+    >>> changed_since(1_000_000_000, None)
+    True
     """
-    return synced is None or int(mtime * 1000) > synced
+    return synced is None or mtime // 1_000_000 > synced
 
 
-def element_look(element: Mapping[str, Any]) -> Look | None:
-    size, mtime = element.get("file_size"), element.get("file_mtime")
-    if not isinstance(size, int) or not isinstance(mtime, int | float):
-        return None
-    return (size, float(mtime))
+#: ``file_mtime`` values below this are seconds, as earlier versions wrote them (a
+#: float); 10^11 ms is in 1973, 10^11 s in the year 5138
+SECONDS_BELOW = 10**11
+
+
+def mtime_ms(mtime: int) -> int:
+    """The ``file_mtime`` of a look's mtime (ns): the millisecond it falls in.
+
+    >>> mtime_ms(1_567_529_676_123_999_999)
+    1567529676123
+    """
+    return mtime // 1_000_000
+
+
+def same_mtime(mtime: int, recorded: Any) -> bool:
+    """True when a copy's mtime (ns) is the ``file_mtime`` ``recorded``: the same
+    millisecond, or, for a value below :data:`SECONDS_BELOW` that is not that
+    millisecond, the same time in seconds to the microsecond (what earlier versions
+    wrote, and the precision they compared at).
+
+    >>> ns = 1_567_529_676_123_456_789
+    >>> same_mtime(ns, 1_567_529_676_123), same_mtime(ns, 1_567_529_676_124)
+    (True, False)
+    >>> same_mtime(ns, 1567529676.1234567), same_mtime(ns, 1567529676.1244567)
+    (True, False)
+    """
+    kind = recorded.__class__
+    if kind is int:
+        if recorded == mtime // 1_000_000:
+            return True
+    elif kind is not float or recorded != recorded:  # not a number (or NaN)
+        return False
+    elif recorded >= SECONDS_BELOW:
+        return recorded == mtime // 1_000_000
+    return recorded < SECONDS_BELOW and abs(mtime - recorded * 1e9) <= 1000
+
+
+def look_matches(look: Look | None, element: Mapping[str, Any]) -> bool:
+    """True when ``look`` (a copy's size and mtime) is the version ``element``
+    records (``file_size`` and ``file_mtime``, see :func:`same_mtime`); false when
+    there is no copy or the element records no size or no mtime.
+
+    >>> el = {"file_size": 3, "file_mtime": 1_567_529_676_123}
+    >>> look_matches((3, 1_567_529_676_123_456_789), el), look_matches(None, el)
+    (True, False)
+    >>> look_matches((3, 1_567_529_676_123_456_789), {"file_size": 3})
+    False
+    """
+    if look is None:
+        return False
+    size = element.get("file_size")
+    return (
+        size.__class__ is int and size == look[0] and same_mtime(look[1], element.get("file_mtime"))
+    )
+
+
+def recorded_exactly(look: Look, element: Mapping[str, Any]) -> bool:
+    """True when ``element`` records ``look`` as a scan writes it: the same size and
+    ``file_mtime`` the integer millisecond of its mtime (not seconds, as earlier versions
+    wrote it: a scan rewrites those).
+
+    >>> recorded_exactly((3, 1_567_529_676_123_456_789), {"file_size": 3, "file_mtime": 1567529676.1234567})
+    False
+    """
+    mtime = element.get("file_mtime")
+    return (
+        element.get("file_size") == look[0]
+        and mtime.__class__ is int
+        and mtime == look[1] // 1_000_000
+    )
 
 
 #: the volume keys a scan reads: when one of them changes, the next scan compares everything
@@ -113,13 +179,14 @@ def settled(look: Look, element: Mapping[str, Any] | None, site: str) -> bool:
     deletion, conflict or error pending there: while neither changes, a scan has
     nothing to write for that file.
 
-    >>> el = {"origin": "paris", "time": 5, "file_size": 3, "file_mtime": 1.5}
-    >>> settled((3, 1.5), el, "paris"), settled((4, 1.5), el, "paris"), settled((3, 1.5), el, "tokyo")
+    >>> el = {"origin": "paris", "time": 5, "file_size": 3, "file_mtime": 1500}
+    >>> look = (3, 1_500_000_000)
+    >>> settled(look, el, "paris"), settled((4, 1_500_000_000), el, "paris"), settled(look, el, "tokyo")
     (True, False, False)
     """
     return (
         element is not None
-        and same_look(look, element_look(element))
+        and recorded_exactly(look, element)
         and holds_current(element, site)
         and not element.get("deleted")
         and not element.get(f"conflict_{site}")
@@ -356,7 +423,7 @@ class _Comparison:
         # the time of the versions written, and the baseline of the copies recorded here:
         # a copy written before the walk started has an mtime before it
         self.now = now_ms()
-        self.quiet_since = self.started - scanner.settle
+        self.quiet_since = int((self.started - scanner.settle) * 1e9)  # ns, as mtimes
         self.unstable: dict[str, tuple[Look, Mapping[str, Any] | None]] = {}
 
     def files(self, looks: Mapping[str, Look]) -> None:
@@ -385,8 +452,8 @@ class _Comparison:
             mtime, synced = el.get("file_mtime"), el.get(synced_key)
             if (
                 el.get("file_size") == looked[0]
-                and mtime.__class__ is float
-                and -MTIME_TOLERANCE <= mtime - looked[1] <= MTIME_TOLERANCE
+                and mtime.__class__ is int
+                and mtime == looked[1] // 1_000_000
                 and synced.__class__ is int
                 and synced >= (el.get("time") or 0)
                 and not el.get("deleted")
@@ -394,8 +461,11 @@ class _Comparison:
                 and el.get(error_key) is None
             ):
                 continue
-            if same_look(looked, element_look(el)):
+            if look_matches(looked, el):
                 patch: dict[str, Any] = {}
+                if not recorded_exactly(looked, el):
+                    # in seconds, as earlier versions wrote it: the same version, in ms
+                    patch["file_mtime"] = mtime_ms(looked[1])
                 holds = holds_current(el, site)
                 if el.get("deleted") and el.get("origin") == site:
                     patch.update(deleted=None, deleted_time=None)
@@ -430,7 +500,7 @@ class _Comparison:
                             "from": site,
                             "incoming": None,
                             "local_size": looked[0],
-                            "local_mtime": looked[1],
+                            "local_mtime": mtime_ms(looked[1]),
                         },
                     }
                 )
@@ -461,7 +531,7 @@ class _Comparison:
                 "origin": site,
                 "comment": comment,
                 "file_size": size,
-                "file_mtime": mtime,
+                "file_mtime": mtime // 1_000_000,
                 # the version's time is the baseline: the site holds it (synced >= time)
                 "time": now,
                 key: now,
@@ -488,7 +558,7 @@ class _Comparison:
         patch = {
             "_id": file_id,
             "file_size": looked[0],
-            "file_mtime": looked[1],
+            "file_mtime": mtime_ms(looked[1]),
             "time": now,
             f"modified_{site}": now,
             f"synced_{site}": now,
@@ -580,10 +650,13 @@ __all__ = [
     "ScanChanges",
     "ScanState",
     "Scanner",
-    "element_look",
     "holds_current",
     "look_at",
+    "look_matches",
+    "mtime_ms",
+    "recorded_exactly",
     "same_look",
+    "same_mtime",
     "settled",
     "walk",
     "writer_of",

@@ -45,7 +45,7 @@ import re2
 
 from damas_core.errors import BadRequest
 
-from .find import Listing, gnu_find
+from .find import Listing, find_ns, gnu_find
 from .rsync import PARTIAL_DIR
 
 log = logging.getLogger(__name__)
@@ -53,17 +53,20 @@ log = logging.getLogger(__name__)
 # rsync's temporary file names: ".<name>.<6 random characters>"
 _RSYNC_TEMP = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
 CONFLICT_MARK = re.compile(r"\.conflict-[a-z0-9_]{3,16}-\d{8}T\d{6}Z")
-#: mtimes closer than this (seconds) are the same: a float holds a ns mtime to ~0.25 µs
-MTIME_TOLERANCE = 1e-6
-
-Look = tuple[int, float]  # (size, mtime) of a file; for a package: totals of its direct files
+#: (size, mtime in nanoseconds) of a file, as the filesystem gives it; for a package: the
+#: size sum and the latest mtime of its direct files
+Look = tuple[int, int]
 
 
 def same_look(a: Look | None, b: Look | None) -> bool:
-    """True when two (size, mtime) looks describe the same content version."""
-    if a is None or b is None:
-        return a is b
-    return a[0] == b[0] and abs(a[1] - b[1]) <= MTIME_TOLERANCE
+    """True when two looks describe the same content version (or both no file).
+
+    >>> same_look((3, 1_567_529_676_123_456_789), (3, 1_567_529_676_123_456_789))
+    True
+    >>> same_look((3, 1), None), same_look(None, None)
+    (False, True)
+    """
+    return a == b
 
 
 def _compile(patterns: Iterable[str] | None, key: str) -> list[Any]:
@@ -148,9 +151,9 @@ def _skipped_name(name: str) -> bool:
 
 
 def package_look(path: str) -> tuple[Look, int] | None:
-    """(size sum, latest mtime) and file count of the files directly inside ``path``."""
+    """(size sum, latest mtime in ns) and file count of the files directly inside ``path``."""
     size = 0
-    mtime = 0.0
+    mtime = 0
     count = 0
     try:
         # the folder's own mtime is left out: rsync's partial directory touches it
@@ -161,8 +164,8 @@ def package_look(path: str) -> tuple[Look, int] | None:
                 st = e.stat(follow_symlinks=False)
                 size += st.st_size
                 count += 1
-                if st.st_mtime > mtime:
-                    mtime = st.st_mtime
+                if st.st_mtime_ns > mtime:
+                    mtime = st.st_mtime_ns
     except OSError:
         return None
     return (size, mtime), count
@@ -214,7 +217,7 @@ def walk_parts(
     walker: str = "auto",
     listing: Listing | None = None,
 ) -> Iterator[dict[str, Look]]:
-    """Every tracked-to-be file under ``root`` as ``{id: (size, mtime)}``, in parts as
+    """Every tracked-to-be file under ``root`` as ``{id: (size, mtime ns)}``, in parts as
     the walk goes (each id in one part).
 
     Ids are paths from ``root`` starting with ``/``. A folder package appears once, as
@@ -301,7 +304,7 @@ def _scandir_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Lo
                             if in_package or (check_rules and not rules.wants(file_id)):
                                 continue
                             st = entry.stat(follow_symlinks=False)
-                            out[file_id] = (st.st_size, st.st_mtime)
+                            out[file_id] = (st.st_size, st.st_mtime_ns)
                         elif entry.is_dir(follow_symlinks=False):
                             folder = prefix + name + "/"
                             if check_rules and not rules.enters(folder):
@@ -352,7 +355,7 @@ def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str
                     compress(sizes, keep),
                     compress(mtimes, keep),
                 )
-            yield dict(zip(ids, zip(map(int, sizes), map(float, mtimes))))
+            yield dict(zip(ids, zip(map(int, sizes), map(find_ns, mtimes))))
     finally:
         listing.close()
         for file_id, reason in listing.failures:
@@ -409,13 +412,13 @@ def _filtered(
             continue  # a package's own file: the package's look covers it
         if check_rules and not rules.wants(file_id):
             continue
-        out[file_id] = (int(size), float(mtime))
+        out[file_id] = (int(size), find_ns(mtime))
     state.prune = prune
     return out
 
 
 def look_at(root: str, file_id: str) -> Look | None:
-    """The current (size, mtime) of one file or package under ``root``, or ``None``."""
+    """The current (size, mtime ns) of one file or package under ``root``, or ``None``."""
     path = (root if root.endswith("/") else root + "/") + file_id.lstrip("/")
     if file_id.endswith("/"):
         looked = package_look(path)
@@ -426,7 +429,7 @@ def look_at(root: str, file_id: str) -> Look | None:
         return None
     if not stat.S_ISREG(st.st_mode):
         return None
-    return (st.st_size, st.st_mtime)
+    return (st.st_size, st.st_mtime_ns)
 
 
 def parent_of(file_id: str) -> str:
@@ -440,7 +443,6 @@ def parent_of(file_id: str) -> str:
 
 __all__ = [
     "CONFLICT_MARK",
-    "MTIME_TOLERANCE",
     "RESERVED_NAMES",
     "WALKERS",
     "Look",

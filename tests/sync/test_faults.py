@@ -30,7 +30,8 @@ def test_source_missing_records_error_then_success_clears_it(sites):
     el = sites.tracker.read("/v.bin")
     assert el["syncError_tokyo"] == 23 and el["syncLastAttempt_tokyo"] > 0
     assert "synced_tokyo" not in el
-    sites.write("paris", "/v.bin", b"x" * 100, mtime=el["file_mtime"])
+    back = sites.write("paris", "/v.bin", b"x" * 100)
+    os.utime(back, ns=(el["file_mtime"] * 10**6,) * 2)  # file_mtime is in ms
     r = sites.agent("tokyo").run_once()
     assert r.received == ["/v.bin"]
     el = sites.tracker.read("/v.bin")
@@ -160,7 +161,10 @@ def test_conflict_at_two_sites_keeps_both(sites):
     assert sites.path("tokyo", "/c.txt").read_text() == "base"
     time.sleep(0.01)
     sites.write("paris", "/c.txt", "paris edit")
-    sites.write("tokyo", "/c.txt", "tokyo edit")
+    # a version is its size and mtime to the millisecond: two edits of one size in the
+    # same millisecond would be one version
+    edited = sites.write("tokyo", "/c.txt", "tokyo edit")
+    os.utime(edited, ns=(time.time_ns() + 10**6,) * 2)
     sites.run("paris")  # paris publishes its version first
     r = sites.run("tokyo")[0]
     assert "/c.txt" in r.conflicts
@@ -192,9 +196,9 @@ def test_a_copy_written_in_the_millisecond_of_its_scan_is_not_a_local_change(sit
     sites.run("paris")
     # as if paris had written its copy in the very millisecond its scan took as baseline
     baseline = t.read("/m.txt")["synced_paris"]
-    same_ms = baseline / 1000 + 0.0004
-    os.utime(sites.path("paris", "/m.txt"), (same_ms, same_ms))
-    t.update({"_id": "/m.txt", "file_mtime": same_ms})
+    same_ms = baseline * 10**6 + 400_000  # ns
+    os.utime(sites.path("paris", "/m.txt"), ns=(same_ms, same_ms))
+    t.update({"_id": "/m.txt", "file_mtime": baseline})
     sites.run("tokyo")
     assert sites.path("tokyo", "/m.txt").read_text() == "paris v2"
     sites.write("tokyo", "/m.txt", "tokyo v3 (newer)")

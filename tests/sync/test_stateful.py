@@ -11,7 +11,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from damas_core.sync.scanner import Scanner, element_look, holds_current, look_at, same_look
+from damas_core.sync.scanner import (
+    Scanner,
+    changed_since,
+    holds_current,
+    look_at,
+    look_matches,
+)
 from damas_core.sync.volumes import tracked_files
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -63,12 +69,12 @@ class SyncMachine(RuleBasedStateMachine):
                     here = look_at(str(self.sites.roots[site]), file_id)
                     assert (
                         here is None
-                        or same_look(here, element_look(el))
+                        or look_matches(here, el)
                         or self._changed_locally(el, site, here)
                     ), (file_id, site, el)
 
     def _changed_locally(self, el, site, here):
-        return here[1] * 1000 > (el.get(f"synced_{site}") or 0)
+        return changed_since(here[1], el.get(f"synced_{site}") or 0)
 
     def teardown_check(self):
         pass
@@ -83,7 +89,7 @@ def quiet_rounds_converge(machine: SyncMachine) -> None:
             continue
         for site in SITES:
             assert holds_current(el, site), (file_id, site, el)
-            assert same_look(look_at(str(machine.sites.roots[site]), file_id), element_look(el)), (
+            assert look_matches(look_at(str(machine.sites.roots[site]), file_id), el), (
                 file_id,
                 site,
             )
