@@ -38,6 +38,7 @@ from damas_core.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from damas_core.operations.changes import check_arguments
 
 
 class Unreachable(DamasError, ConnectionError):
@@ -140,10 +141,12 @@ class Client:
         params: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
         allow: tuple[int, ...] = (),
+        timeout: float | None = None,
     ) -> tuple[int, Any]:
         """Send one request; ``(status, decoded JSON)`` for 2xx and ``allow``ed statuses,
-        the matching :class:`~damas_core.errors.DamasError` otherwise."""
-        kwargs: dict[str, Any] = {"params": params, "timeout": self.timeout}
+        the matching :class:`~damas_core.errors.DamasError` otherwise. ``timeout``
+        (seconds) replaces the client's for this request."""
+        kwargs: dict[str, Any] = {"params": params, "timeout": timeout or self.timeout}
         if data is not None:
             kwargs["data"] = data
         elif body is not None or method in ("POST", "PUT", "DELETE"):
@@ -385,6 +388,24 @@ class Client:
         finally:
             self.use_token(None)
         return True
+
+    # -- the change feed ----------------------------------------------------------------
+
+    def changes(
+        self, since: int = 0, limit: int = 1000, *, elements: bool = False, wait: float = 0.0
+    ) -> dict[str, Any]:
+        """``{"last_seq", "changes": [{"seq", "_id", "deleted", "element"?}]}`` as
+        :meth:`damas_core.tracker.Session.changes` gives it (``GET /api/changes/``);
+        ``wait`` long-polls on the server (at most 60 s)."""
+        # The library's checks and errors, before anything is sent.
+        since, limit, elements, wait = check_arguments(since, limit, elements, wait)
+        params: dict[str, Any] = {"since": since, "limit": limit}
+        if elements:
+            params["elements"] = "1"
+        if wait:
+            params["wait"] = f"{wait:g}"
+        timeout = max(self.timeout, wait + 30.0)  # the server answers by the end of the wait
+        return self.request("GET", "/api/changes/", "changes", params=params, timeout=timeout)[1]
 
     def verify(self) -> dict[str, Any]:
         """The signed-in user; raises ``Unauthorized`` if the token is missing or invalid."""

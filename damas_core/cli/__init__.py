@@ -7,6 +7,7 @@ Commands live in modules of this package and are imported only when used, so
 - ``ops``: the tracker operations (``create``, ``read``, ... ``signin``, ``signout``)
 - ``serve``: ``serve`` (the HTTP server)
 - ``sync``: ``sync`` (agents and the status matrix)
+- ``changes``: ``changes`` (the change feed, one JSON line per change)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unlock": ("ops", "unlock"),
     "comment": ("ops", "comment"),
     "version": ("ops", "version"),
+    "changes": ("changes", "changes"),
     "signin": ("ops", "signin"),
     "signout": ("ops", "signout"),
     "verify": ("ops", "verify"),
