@@ -44,16 +44,14 @@ from damas_core.sync.status import (
     STATES,
     Filters,
     describe,
-    files_node,
     human_size,
     percent,
     row_of,
     rows_for,
 )
-from damas_core.sync.status import completion as completion_of
 from damas_core.sync.status import folders as folder_view
 from damas_core.sync.status import page as files_page
-from damas_core.sync.status import sites as site_health_all
+from damas_core.sync.status import status as status_of
 from damas_core.sync.volumes import endpoint_of, global_parameters, update_volume, volumes
 
 CSP = (
@@ -146,6 +144,9 @@ class Dashboard:
             if path == "/cells":
                 raise Unauthorized("dashboard error: sign in first", op="dashboard")
             return _redirect(call.base + "/signin?" + urlencode({"next": _here(call)}))
+        # the feed position before reading anything: a change made while the page is
+        # drawn then reaches the page's live updates instead of being lost
+        call.environ["damas.since"] = self._last_seq()
         try:
             if call.method == "POST":
                 self.check_csrf(call)
@@ -154,6 +155,9 @@ class Dashboard:
             if path == "/cells":
                 raise
             return self.render(call, "error.html", e.status, message=str(e), session=session)
+
+    def _last_seq(self) -> int:
+        return self.tracker.storage.last_seq()
 
     def session(self, call: Call) -> Any:
         """The signed-in user's session, or ``None`` (the API's rules, without the
@@ -180,7 +184,7 @@ class Dashboard:
             cookie = fresh = csrf.new_cookie()
         session = values.pop("session", None)
         rank = _CLASS_RANK.get(getattr(session, "user_class", ""), -1) if session else -1
-        since = self.tracker.storage.last_seq() if hasattr(self.tracker.storage, "last_seq") else 0
+        since = call.environ.get("damas.since")
         html = _env.get_template(template).render(
             base=call.base,
             csrf=csrf.expected(self.app.tokens.secret, cookie),
@@ -314,13 +318,12 @@ class Dashboard:
         return self.render(call, "folders.html", session=session, data=data, crumbs=crumbs)
 
     def sites(self, call: Call, session: Any) -> Answer:
-        rows = [row_of(e, [v["name"] for v in volumes(session)], global_parameters(session))
-                for e in session.search_elements(files_node())]  # fmt: skip
-        health = site_health_all(session)
-        done = completion_of(rows, [h["name"] for h in health])
+        data = status_of(session)  # reads every file once, for the completion
         return self.render(
-            call, "sites.html", session=session, health=health, completion=done,
+            call, "sites.html", session=session, health=data["volumes"],
+            completion=data["completion"],
             switches=SWITCHES, batches=BATCHES, message=call.args.get("done", ""),
+            defaults=global_parameters(session),
         )  # fmt: skip
 
     def edit_site(self, call: Call, session: Any) -> Answer:
