@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 STORE ?= lmdb://./damas-data
 PORT ?= 8090
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test browser bench lint clean
 
 install: $(STAMP)
 
@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/damas serve --store $(STORE) --port $(PORT)
 
-test: install
+test: install browser
 	$(PY) -m pytest -n 2 --timeout 600 tests
+
+# The dashboard's browser tests drive Debian's Chromium (Playwright cannot download one here).
+browser:
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } \
+	  || echo "no /usr/bin/chromium: the browser tests will be skipped"
 
 bench: install
 	$(PY) -m tests.benchmarks
