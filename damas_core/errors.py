@@ -83,8 +83,6 @@ class Conflict(DamasError):
         return body
 
 
-
-
 class PayloadTooLarge(DamasError):
     """A request body over the configured limit (413)."""
 
