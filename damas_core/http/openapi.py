@@ -112,8 +112,11 @@ _SIGNIN_FIELDS = {
         "username": {"type": "string"},
         "password": {"type": "string"},
         "expiresIn": {
-            "description": "Token lifespan: seconds, or a duration such as `2h` or `7d` (default 1 day).",
-            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 1}],
+            "description": (
+                "Token lifespan: seconds, or a duration such as `2h` or `7d` (default 1 day); "
+                '`0` or `"0"`: a token that never expires, for admins only (400 otherwise).'
+            ),
+            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
         },
     },
 }
@@ -147,7 +150,10 @@ RESULTS: dict[str, dict[str, Any]] = {
         "required": ["token", "user"],
         "properties": {
             "token": {"type": "string", "description": "Send as `Authorization: Bearer <token>`."},
-            "token_exp": {"type": "integer"},
+            "token_exp": {
+                "type": ["integer", "null"],
+                "description": '`null` for a token that never expires (`expiresIn: "0"`, admins only).',
+            },
             "token_iat": {"type": "integer"},
             "user": _ELEMENT,
         },

@@ -137,7 +137,7 @@ ROUTES: tuple[Route, ...] = (
           summary="Sign in: a token and the user", body="signin", result="signin",
           errors=(400, 401, 413, 429), public=True),
     Route(method="POST", path="/api/signOut/", handler=h.sign_out, op="signOut",
-          summary="Revoke the token of this request", result="true", errors=(401,),
+          summary="Revoke the token of this request", result="true", errors=(401, 403),
           public=True),
     Route(method="GET", path="/api/verify/", handler=h.verify, op="verify",
           summary="The signed-in user", result="user", errors=(401,)),
