@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from typing import Any, Literal
 
 from damas_core.errors import BadRequest, NotFound
 
-from .rsync import inside_root
+from .rsync import PARTIAL_DIR, inside_root
 from .volumes import local_root, tracked_files, volumes
 
 
@@ -47,7 +48,10 @@ def resolve(
     ``keep="incoming"`` moves the incoming copy over the local one (the site then
     holds the current version); ``keep="local"`` removes the incoming copy and makes
     the local copy the next version (the site's next scan publishes it).
-    ``root`` is the site's directory (default: its volume url's path).
+    ``root`` is the site's directory (default: its volume url's path). ``tracker`` may
+    be a user's session: the element is written first, so a write the session may not
+    make (``Forbidden``) leaves both copies as they were; a file operation that fails
+    after it puts the element back as it was and raises the ``OSError``.
     """
     if keep not in ("local", "incoming"):
         raise BadRequest(f"sync error: keep is 'local' or 'incoming', not {keep!r}", key="keep")
@@ -68,20 +72,52 @@ def resolve(
     if keep == "incoming":
         if not source or not os.path.lexists(source):
             raise NotFound(f"sync error: the incoming copy of {file_id!r} is not at {site!r} yet")
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        os.replace(source, target)
         patch[f"synced_{site}"] = None  # the next scan sees the copy matches and marks it
     else:
-        if source and os.path.lexists(source):
+        # the local copy becomes the base of a local change: the next scan publishes it
+        patch[f"synced_{site}"] = el.get("time") or 0
+        patch[f"modified_{site}"] = None
+    # the write decides (who may make it is the tracker's rule): no file is touched before
+    updated = tracker.update(patch)
+    try:
+        if keep == "incoming":
+            assert source is not None
+            _replace(source, target, root)
+        elif source and os.path.lexists(source):
             if os.path.isdir(source) and not os.path.islink(source):
                 shutil.rmtree(source)
             else:
                 os.unlink(source)
-        # the local copy becomes the base of a local change: the next scan publishes it
-        patch[f"synced_{site}"] = el.get("time") or 0
-        patch[f"modified_{site}"] = None
-    return tracker.update(patch)
+    except OSError:
+        # the element points at the copies again, as they are on disk
+        tracker.update({"_id": file_id, **{k: el.get(k) for k in patch if k != "_id"}})
+        raise
+    return updated
+
+
+def _replace(source: str, target: str, root: str) -> None:
+    """Move ``source`` over ``target``; a folder (package) there is moved aside first
+    and back if the move fails, so that a failure leaves the local copy in place."""
+    if not (os.path.isdir(target) and not os.path.islink(target)):
+        os.replace(source, target)
+        return
+    aside = tempfile.mkdtemp(prefix="resolve-", dir=_partial_dir(root))
+    kept = os.path.join(aside, "local")
+    os.replace(target, kept)
+    try:
+        os.replace(source, target)
+    except OSError:
+        os.replace(kept, target)
+        os.rmdir(aside)
+        raise
+    shutil.rmtree(aside)
+
+
+def _partial_dir(root: str) -> str:
+    # the engine's reserved folder: walks never list it
+    path = os.path.join(root, PARTIAL_DIR)
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 __all__ = ["conflicts", "resolve"]

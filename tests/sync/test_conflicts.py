@@ -1,0 +1,86 @@
+"""Resolving a conflict changes the files only once the tracker took the write: a user
+who may not update leaves both copies and the element as they were."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import pytest
+from damas_core.errors import Forbidden
+from damas_core.sync import resolve
+
+from .conftest import needs_rsync
+
+pytestmark = needs_rsync
+
+
+@pytest.fixture
+def conflict(sites):
+    """``/c.txt`` changed at paris and at tokyo: tokyo keeps both copies."""
+    t = sites.tracker
+    t.create([{"_id": "@taro", "class": "user"}, {"_id": "@eda", "class": "editor"}])
+    sites.write("paris", "/c.txt", "base", mtime=1_000_000)
+    sites.run(rounds=2)
+    sites.write("paris", "/c.txt", "paris edit")
+    edited = sites.write("tokyo", "/c.txt", "tokyo edit, longer")
+    os.utime(edited, ns=(time.time_ns() + 10**6,) * 2)
+    sites.run("paris", "tokyo")
+    sites.run("tokyo")  # fetches paris's copy next to tokyo's
+    el = t.read("/c.txt")
+    info = el["conflict_tokyo"]
+    assert info["incoming"] and sites.path("tokyo", info["incoming"]).read_text() == "paris edit"
+    return sites, el
+
+
+@pytest.mark.parametrize("keep", ["local", "incoming"])
+def test_a_user_who_may_not_update_changes_nothing(conflict, keep):
+    sites, before = conflict
+    incoming = sites.path("tokyo", before["conflict_tokyo"]["incoming"])
+    with pytest.raises(Forbidden, match="@taro"):
+        resolve(sites.tracker.as_user("taro"), "/c.txt", "tokyo", keep=keep)
+    assert incoming.read_text() == "paris edit"  # still there, still pointed at
+    assert sites.path("tokyo", "/c.txt").read_text() == "tokyo edit, longer"
+    assert sites.tracker.read("/c.txt") == before
+
+
+def test_an_editor_keeps_the_incoming_copy(conflict):
+    sites, before = conflict
+    incoming = sites.path("tokyo", before["conflict_tokyo"]["incoming"])
+    el = resolve(sites.tracker.as_user("eda"), "/c.txt", "tokyo", keep="incoming")
+    assert "conflict_tokyo" not in el and not incoming.exists()
+    assert sites.path("tokyo", "/c.txt").read_text() == "paris edit"
+    sites.run("tokyo")
+    assert sites.tracker.read("/c.txt")["synced_tokyo"] >= el["time"]
+
+
+def test_a_file_operation_that_fails_puts_the_element_back(conflict):
+    sites, before = conflict
+    incoming = sites.path("tokyo", before["conflict_tokyo"]["incoming"])
+    # a folder where the incoming copy was: it cannot replace the local file
+    incoming.unlink()
+    incoming.mkdir()
+    (incoming / "inside").write_text("x")
+    with pytest.raises(OSError):
+        resolve(sites.tracker, "/c.txt", "tokyo", keep="incoming")
+    assert sites.tracker.read("/c.txt") == before
+    assert sites.path("tokyo", "/c.txt").read_text() == "tokyo edit, longer"
+    shutil.rmtree(incoming)
+
+
+def test_a_package_kept_from_the_incoming_copy(sites):
+    sites.tracker.publish({"_id": "/seq/", "origin": "paris", "comment": "a package"})
+    sites.write("paris", "/seq/a.exr", "a", mtime=1_000_000)
+    sites.run(rounds=2)
+    sites.write("paris", "/seq/a.exr", "paris a")
+    edited = sites.write("tokyo", "/seq/a.exr", "tokyo a, longer")
+    os.utime(edited, ns=(time.time_ns() + 10**6,) * 2)
+    sites.run("paris", "tokyo")
+    sites.run("tokyo")
+    info = sites.tracker.read("/seq/")["conflict_tokyo"]
+    assert info["incoming"]
+    resolve(sites.tracker, "/seq/", "tokyo", keep="incoming")
+    assert sites.path("tokyo", "/seq/a.exr").read_text() == "paris a"
+    assert not sites.path("tokyo", info["incoming"]).exists()
+    assert not list((sites.roots["tokyo"] / ".damas-partial").glob("resolve-*"))
