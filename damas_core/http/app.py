@@ -127,9 +127,7 @@ class DamasApp:
         self.auth = auth
         self.max_body_size = max_body_size
         self.tokens = Tokens(tracker, lifespan=token_lifespan)
-        self.signin = SignIn(
-            tracker, self.tokens, attempts=sign_in_attempts, window=sign_in_window
-        )
+        self.signin = SignIn(tracker, self.tokens, attempts=sign_in_attempts, window=sign_in_window)
         self._openapi: dict[str, bytes] = {}
         self.streams = Streams(tracker.feed, limit=max_streams)
         self.dashboard = Dashboard(self)
