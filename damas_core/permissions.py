@@ -1,5 +1,6 @@
-"""Who may do what (DESIGN.md §7): user classes, the class each operation needs, and
-the keys only admins may write.
+"""Who may do what (DESIGN.md §7): user classes, the class each operation needs, the
+keys only admins may write through generic writes, and who may write user accounts.
+What the sync agents obey (volumes, ``rsyncGlobalParameters``) is :mod:`damas_core.trust`.
 
 Classes, lowest to highest: ``guest`` (read, graph, search, verify), ``user`` (+ create,
 publish, comment, lock, unlock, version), ``editor`` (+ update, upsert, delete),
@@ -40,11 +41,10 @@ REQUIRED: dict[str, str] = {
     "delete": "editor",
 }
 
-#: Keys a non-admin can never write through create, update, upsert or version.
+#: Keys a non-admin never writes through the generic writes (create, update, upsert,
+#: publish, comment, version): the operations stamp `author` and `time`, lock and unlock
+#: set `lock`, and `class` is an account's.
 RESTRICTED_KEYS: frozenset[str] = frozenset({"author", "time", "class", "lock"})
-#: Keys of a volume (an element with ``name`` and ``url``) only admins may write:
-#: they decide where files are copied and how rsync runs.
-VOLUME_ADMIN_KEYS: frozenset[str] = frozenset({"url", "rsync_args", "rsync_env"})
 #: Keys anyone may change on their own user element.
 SELF_SERVICE_KEYS: frozenset[str] = frozenset({"password", "email", "fullname"})
 
@@ -87,25 +87,35 @@ def check_keys(keys: Iterable[str], op: str, username: str, element_id: str) -> 
             )
 
 
-def check_volume_keys(
-    keys: Iterable[str], existing_keys: Iterable[str], op: str, element_id: str
+def check_account_write(
+    session: Any,
+    op: str,
+    user_id: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    changed: list[str],
 ) -> None:
-    """Raise ``Forbidden`` when a non-admin writes a volume's ``url``, ``rsync_args``
-    or ``rsync_env`` (on an element that is, or would become, a volume: it has both
-    ``name`` and ``url``). ``rsync_args`` and ``rsync_env`` are refused on any element."""
-    keys = set(keys)
-    touched = keys & VOLUME_ADMIN_KEYS
-    if not touched:
+    """Raise ``Forbidden`` unless the non-admin ``session`` may make this write to the
+    user element ``user_id`` (``changed`` names the keys it changes): only a change of
+    one's own password, email or full name (:data:`SELF_SERVICE_KEYS`) is. Creating or
+    deleting an account, or changing its class, is for admins.
+
+    Checked below every operation by :func:`damas_core.trust.check_write`."""
+    if before is None or after is None:
+        what = "create" if before is None else "delete"
+        raise Forbidden(
+            f"{op} error: only admins may {what} user accounts ({user_id!r})", op=op, id=user_id
+        )
+    own = session.user.get("_id", f"@{session.username}")
+    if user_id == own and set(changed) <= SELF_SERVICE_KEYS:
         return
-    after = keys | set(existing_keys)
-    for key in sorted(touched):
-        if key != "url" or {"name", "url"} <= after:
-            raise Forbidden(
-                f"{op} error: only admins may set {key!r} on a volume ({element_id!r})",
-                op=op,
-                id=element_id,
-                key=key,
-            )
+    key = next((k for k in changed if k not in SELF_SERVICE_KEYS), changed[0])
+    raise Forbidden(
+        f"{op} error: only admins may change user accounts ({user_id!r}: {', '.join(map(repr, changed))})",
+        op=op,
+        id=user_id,
+        key=key,
+    )
 
 
 def is_author(element: dict[str, Any], username: str) -> bool:

@@ -35,6 +35,7 @@ from damas_core.operations.common import public
 from damas_core.ordering import MISSING
 from damas_core.permissions import class_of
 from damas_core.query.ast import Node
+from damas_core.trust import GuardedStorage
 
 
 class Session:
@@ -48,13 +49,17 @@ class Session:
 
     def __init__(self, tracker: Tracker, user: Element, *, admin: bool | None = None) -> None:
         self.tracker = tracker
-        self.storage: Storage = tracker.storage
         self.events: Events = tracker.events
         self.username: str = _users.name_of(user)
         self.user_class: str = class_of(user)
         self.is_admin: bool = self.user_class == "admin" if admin is None else admin
         self.user: Element = public(dict(user), self) or {}
         self.author_mode: bool = tracker.author_mode
+        # every write of a non-admin passes the trust check (damas_core.trust); admins
+        # and the tracker itself write to the store directly
+        self.storage: Storage | GuardedStorage = (
+            tracker.storage if self.is_admin else GuardedStorage(self, tracker.storage)
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} @{self.username} ({self.user_class}) on {self.storage.url}>"
@@ -137,12 +142,10 @@ class Session:
         ``NotFound`` or ``Conflict`` with ``locked``, the holders)."""
         return _lock.lock(self, ids, strict=strict)
 
-
     def unlock(self, ids: str | list[str], force: bool = False, *, strict: bool = False) -> bool:
         """Unlock all ids this user holds (any holder with ``force``, admins only);
         ``strict`` as for :meth:`lock`."""
         return _lock.unlock(self, ids, force, strict=strict)
-
 
     def comment(self, elements: Element | list[Element]) -> Any:
         """Attach comments to one or several parents."""

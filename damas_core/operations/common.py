@@ -13,7 +13,6 @@ from damas_core.permissions import (
     CLASSES,
     SELF_SERVICE_KEYS,
     check_keys,
-    check_volume_keys,
     is_author,
     require,
 )
@@ -94,11 +93,6 @@ def check_queryable(
             )
 
 
-def is_user_id(element_id: str) -> bool:
-    """User elements are ``@name``."""
-    return element_id.startswith("@")
-
-
 def self_service(session: Session, element_id: str, keys: Iterable[str]) -> bool:
     """True when a user changes only their own password, email or full name."""
     own = session.user.get("_id", f"@{session.username}")
@@ -112,29 +106,24 @@ def authorize(
     keys: Iterable[str],
     existing: Element | None = None,
 ) -> None:
-    """Raise ``Forbidden`` unless the session may write ``keys`` on ``element_id``.
+    """Raise ``Forbidden`` unless the session's class may run ``op`` writing ``keys``
+    on ``element_id``: the class the operation needs (a user's change of their own
+    password, email or full name needs none), no :data:`RESTRICTED_KEYS
+    <damas_core.permissions.RESTRICTED_KEYS>`, and with ``author_mode`` only elements
+    the user authored (``existing`` is the stored element, when the call changes one).
+    Admins may do anything.
 
-    ``existing`` is the stored element for changes to one (``author_mode`` and user
-    accounts need it). Admins may do anything.
+    What the write does to volumes, ``rsyncGlobalParameters`` and user accounts is
+    checked below every operation, on each element as it will be after the write, by
+    :func:`damas_core.trust.check_write`.
     """
     if session.is_admin:
         return
     keys = list(keys)
-    if (
-        self_service(session, element_id, keys)
-        and op in ("update", "upsert")
-        and existing is not None
-    ):
-        return
+    if op in ("update", "upsert") and self_service(session, element_id, keys):
+        return  # trust.check_write lets it through only on the user's own account
     require(session.user_class, op, session.username)
-    if is_user_id(element_id):
-        raise Forbidden(
-            f"{op} error: only admins may change user accounts ({element_id!r})",
-            op=op,
-            id=element_id,
-        )
     check_keys(keys, op, session.username, element_id)
-    check_volume_keys(keys, existing or (), op, element_id)
     if session.author_mode and existing is not None and not is_author(existing, session.username):
         raise Forbidden(
             f"{op} error: {element_id!r} belongs to {existing.get('author')!r}; "

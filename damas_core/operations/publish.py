@@ -104,7 +104,7 @@ def publish(session: Session, elements: Any, *, with_history: bool = False) -> A
         done = all(fresh)
         published = prepared if done else [f for f, ok in zip(prepared, fresh) if ok]
         children = history_entries(published, new_ids(len(published)))
-        storage.insert_many(children)
+        storage.insert_many(children, op="publish")
     files: list[Any] = public_all(
         prepared if done else [f if ok else None for f, ok in zip(prepared, fresh)], session
     )
