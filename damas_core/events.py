@@ -1,5 +1,12 @@
 """Operation events: hooks before writes (may veto or replace) and after (observe).
 
+Every writing operation runs them (docs/guide.md, "Events", has the table):
+create, publish and comment run ``pre-create`` then ``create``; update runs
+``pre-update`` then ``update``; upsert runs the create events for the elements it
+creates and the update events for those it changes; version runs ``pre-update`` (the
+head) and ``pre-create`` (the archived copy), then ``update`` and ``create``; lock and
+unlock run ``pre-update`` then ``update``; delete runs ``pre-delete`` then ``delete``.
+
 >>> ev = Events()
 >>> ev.on("pre-create", lambda session, items: [dict(i, tagged=True) for i in items])
 >>> ev.before("create", None, [{"_id": "/a"}])
@@ -16,7 +23,11 @@ from damas_core.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
-NAMES = ("pre-create", "pre-update", "pre-delete", "create", "update", "delete", "change")
+#: The kinds of write an event is about; each has a ``pre-<kind>`` hook and a ``<kind>``
+#: event.
+KINDS = ("create", "update", "delete")
+#: Every event name :meth:`Events.on` accepts (extend it with the events of new features).
+NAMES: tuple[str, ...] = (*(f"pre-{k}" for k in KINDS), *KINDS, "change")
 
 
 class Events:
@@ -40,6 +51,11 @@ class Events:
         if name not in self._callbacks:
             raise BadRequest(f"unknown event {name!r} (known: {', '.join(NAMES)})")
         self._callbacks[name].append(callback)
+
+    def wants(self, name: str) -> bool:
+        """True when a callback is registered for ``name`` (so results that cost a read
+        are built only for someone)."""
+        return bool(self._callbacks.get(name))
 
     def changed(self, change: dict[str, Any]) -> None:
         """Run the ``change`` callbacks with one change; a failing callback is logged."""

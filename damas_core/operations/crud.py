@@ -150,18 +150,22 @@ def update(session: Session, elements: Any) -> Any:
     storage = session.storage
     admin = session.is_admin
     with storage.transaction():
-        # an admin may change anything: the stored elements are not needed to decide
-        existing = repeat(True) if admin else storage.get_many([e["_id"] for e in items])
+        # the stored elements decide here only with author_mode (the trust check below
+        # every write reads its own): otherwise a patch of a missing element is refused
+        # by the storage
+        owned = not admin and session.author_mode
+        existing = storage.get_many([e["_id"] for e in items]) if owned else repeat(True)
         patches = []
         for e, old in zip(items, existing):
             if old is None:
                 patches.append(None)
                 continue
             if not admin:
-                authorize(session, "update", e["_id"], (k for k in e if k != "_id"), old)
+                stored = old if owned else None
+                authorize(session, "update", e["_id"], (k for k in e if k != "_id"), stored)
             to_set, to_unset = _split_changes(prepare_values(e, "update", e["_id"], admin=admin))
             patches.append(Patch(e["_id"], set=to_set, unset=to_unset))
-        applied = storage.patch_many([p for p in patches if p is not None])
+        applied = storage.patch_many([p for p in patches if p is not None], op="update")
         flags = iter(applied)
         ok = [p is not None and next(flags) for p in patches]
         fresh = storage.get_many([e["_id"] for e in items])
@@ -199,22 +203,38 @@ def upsert(session: Session, elements: Any) -> Any:
         e["_id"] = fresh_id
     storage = session.storage
     results: list[Element | None] = []
+    events = session.events
     with storage.transaction():
         existing = storage.get_many([check_id(e["_id"], "upsert", write=True) for e in items])
-        creates, patches = [], []
-        for e, old in zip(items, existing):
-            if old is None:
+        new = [old is None for old in existing]
+        creates = []
+        for e, is_new in zip(items, new):
+            if is_new:
                 authorize(session, "upsert", e["_id"], e.keys())
                 values = {k: v for k, v in e.items() if v is not None}
                 creates.append(prepare_values(values, "upsert", e["_id"], admin=session.is_admin))
-            else:
-                authorize(session, "upsert", e["_id"], (k for k in e if k != "_id"), old)
-                to_set, to_unset = _split_changes(prepare_values(e, "upsert", e["_id"], admin=session.is_admin))
-                patches.append(Patch(e["_id"], set=to_set, unset=to_unset))
-        storage.insert_many(stamp(session, creates), op="upsert")
-        storage.patch_many(patches)
-        fresh = storage.get_many([e["_id"] for e in items])
-    results = [public(f) for f in fresh]
+        # new elements run the create events, existing ones the update events
+        if creates:
+            creates = events.before("create", session, stamp(session, creates))
+        updates = [e for e, is_new in zip(items, new) if not is_new]
+        if updates:
+            updates = events.before("update", session, updates)
+        patches = []
+        for e, old in zip(updates, (old for old in existing if old is not None)):
+            authorize(session, "upsert", e["_id"], (k for k in e if k != "_id"), old)
+            to_set, to_unset = _split_changes(
+                prepare_values(e, "upsert", e["_id"], admin=session.is_admin)
+            )
+            patches.append(Patch(e["_id"], set=to_set, unset=to_unset))
+        storage.insert_many(creates, op="upsert")
+        storage.patch_many(patches, op="upsert")
+        made, changed = iter(creates), iter(updates)
+        fresh = storage.get_many([next(made if n else changed)["_id"] for n in new])
+    results = public_all(fresh, session)
+    if creates:
+        events.after("create", session, [r for r, n in zip(results, new) if n])
+    if updates:
+        events.after("update", session, [r for r, n in zip(results, new) if not n])
     return _single_result(results, single)
 
 
@@ -237,10 +257,10 @@ def delete(session: Session, ids: Any) -> Any:
             values = tuple(present)
             links = storage.find(Or((In(("src_id",), values), In(("tgt_id",), values))))
         removed = set()
-        for i, ok in zip(present, storage.delete_many(present)):
+        for i, ok in zip(present, storage.delete_many(present, op="delete")):
             if ok:
                 removed.add(i)
-        storage.delete_many([link for link in links if link not in removed])
+        storage.delete_many([link for link in links if link not in removed], op="delete")
     results = []
     seen: set[str] = set()
     for i in id_list:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from damas_core.backends.base import Patch
 from damas_core.elements import Element, check_id, check_ids
 from damas_core.errors import Conflict, DamasError, Forbidden, NotFound
+from damas_core.operations.common import public_all
 from damas_core.ordering import MISSING
 from damas_core.permissions import require
 
@@ -59,6 +60,14 @@ def refusal(session: Session, ids: list[str], op: str) -> DamasError:
     return error
 
 
+def announce(session: Session, ids: list[str]) -> None:
+    """Run the ``update`` event with the elements a lock or unlock changed (read back
+    only when a callback listens; nothing changed, no event)."""
+    if ids and session.events.wants("update"):
+        changed = public_all(session.storage.get_many(ids), session)
+        session.events.after("update", session, changed)
+
+
 def lock(session: Session, ids: Any, *, strict: bool = False) -> bool:
     """Lock every id for the caller. ``True`` when all are now locked by the caller
     (already holding a lock is fine); ``False``, with nothing changed, when one is
@@ -69,6 +78,7 @@ def lock(session: Session, ids: Any, *, strict: bool = False) -> bool:
     for i in id_list:
         check_id(i, "lock", write=True)
     me = session.username
+    session.events.before("update", session, [{"_id": i, "lock": me} for i in id_list])
     storage = session.storage
     try:
         with storage.transaction():
@@ -85,12 +95,13 @@ def lock(session: Session, ids: Any, *, strict: bool = False) -> bool:
                 patches.append(Patch(i, set={"lock": me}, expect={"lock": owner}))
             # De-duplicate: a repeated id is locked once.
             unique = list({p.id: p for p in patches}.values())
-            if not all(storage.patch_many(unique)):
+            if not all(storage.patch_many(unique, op="lock")):
                 raise _Refused
     except _Refused:
         if strict:
             raise refusal(session, id_list, "lock") from None
         return False
+    announce(session, [p.id for p in unique])
     return True
 
 
@@ -104,6 +115,7 @@ def unlock(session: Session, ids: Any, force: bool = False, *, strict: bool = Fa
         raise Forbidden("unlock error: only admins may force an unlock", op="unlock")
     id_list, _ = check_ids(ids, "unlock")
     me = session.username
+    session.events.before("update", session, [{"_id": i, "lock": None} for i in id_list])
     storage = session.storage
     try:
         with storage.transaction():
@@ -114,10 +126,11 @@ def unlock(session: Session, ids: Any, force: bool = False, *, strict: bool = Fa
                 if owner is None or (owner != me and not force):
                     raise _Refused
                 patches[i] = Patch(i, unset=("lock",), expect={"lock": owner})
-            if not all(storage.patch_many(list(patches.values()))):
+            if not all(storage.patch_many(list(patches.values()), op="unlock")):
                 raise _Refused
     except _Refused:
         if strict:
             raise refusal(session, id_list, "unlock") from None
         return False
+    announce(session, list(patches))
     return True
