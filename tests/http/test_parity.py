@@ -14,6 +14,7 @@ import pytest
 import damas_core
 from damas_core.client import connect
 from damas_core.wsgi import make_app
+from tests.conformance.test_changes import *  # noqa: F403
 from tests.conformance.test_crud import *  # noqa: F403
 from tests.conformance.test_files import *  # noqa: F403
 from tests.conformance.test_graph import *  # noqa: F403
