@@ -51,7 +51,7 @@ def _matching(pattern: str, what: str) -> Check:
 def _one_of(names: Sequence[str], *, separator: str | None = None, most: int = 1) -> Check:
     what = "one of " + ", ".join(names)
     if separator is not None:
-        what = f"a list of {most if most > 1 else ''} names separated by {separator!r} ({what})"
+        what = f"at most {most} names separated by {separator!r}, each {what}"
 
     def check(value: str) -> str:
         parts = value.split(separator) if separator is not None else [value]
