@@ -77,17 +77,19 @@ def _by_key(session: Session, key: str, value: str) -> list[Element]:
     return [e for e in found if e.get(key) == value and is_account(e)][:2]
 
 
-def account(session: Session, name: str) -> Element | None:
+def account(session: Session, name: str, *, unique: bool = False) -> Element | None:
     """The stored account (with its password hash) whose username is ``name`` (``alice``
     or ``@alice``): the ``@alice`` element, else the only element with ``username``
-    ``alice``; ``None`` if there is none, or if ``alice`` is ambiguous."""
+    ``alice``; ``None`` if there is none, or if ``alice`` is ambiguous. With ``unique``
+    (for sign-in), ``@alice`` is ambiguous too when a damas-core account also has that
+    username; without it, ``@alice`` is found by its id alone."""
     if not isinstance(name, str) or not name.strip("@"):
         return None
     by_id = session.storage.get(user_id(name))
-    bare = name.removeprefix("@")
-    others = _by_key(session, "username", bare)
+    if by_id is not None and not unique:
+        return by_id
+    others = _by_key(session, "username", name.removeprefix("@"))
     if by_id is not None:
-        # A damas-core account claiming the same name makes it ambiguous.
         return by_id if not others else None
     return others[0] if len(others) == 1 else None
 
@@ -97,12 +99,12 @@ def find_account(session: Session, login: str) -> Element | None:
     if not isinstance(login, str) or not login.strip("@"):
         return None
     if login.startswith("@") or LOGIN_NAME.match(login) or session.storage.get(user_id(login)):
-        return account(session, login)
+        return account(session, login, unique=True)
     found = _by_key(session, "email", login)
     if len(found) != 1:
         return None
     # The email's account must also be the only one with its username.
-    match = account(session, name_of(found[0]))
+    match = account(session, name_of(found[0]), unique=True)
     return match if match is not None and match["_id"] == found[0]["_id"] else None
 
 
