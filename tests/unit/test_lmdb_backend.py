@@ -1,4 +1,6 @@
-"""The LMDB backend below the tracker: storage, indexes, map growth, transactions, URLs."""
+"""What is particular to the LMDB backend: index entries, long keys, map growth and
+replay, the bulk path, the fork guard, URLs and options. The storage contract itself
+is checked on every backend by tests/conformance/test_storage.py."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import threading
 
 import pytest
 from damas_core.backends import lmdb as lmdb_backend
+from damas_core.backends import lmdb_engine, lmdb_indexes
 from damas_core.backends.base import Patch, index_values
 from damas_core.backends.lmdb import LMDBStorage, index_key, store_path
 from damas_core.backends.memory import MemoryStorage
@@ -15,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from damas_core.errors import BadRequest, StorageError
-from damas_core.ordering import MISSING
 from damas_core.query.ast import All, And, Cmp, Eq, In
 
 
@@ -55,27 +57,6 @@ def expected_entries(store: LMDBStorage, key: str) -> set[tuple[bytes, bytes]]:
 # -- storage --------------------------------------------------------------------------
 
 
-def test_round_trip_gives_fresh_copies(store):
-    element = {"_id": "/a", "n": 1.5, "tags": ["x", {"y": None}], "#parent": "/p"}
-    assert store.insert_many([element, {"_id": "/a"}]) == [True, False]
-    element["n"] = 99
-    got = store.get("/a")
-    assert got == {"_id": "/a", "n": 1.5, "tags": ["x", {"y": None}], "#parent": "/p"}
-    got["n"] = 7
-    assert store.get("/a")["n"] == 1.5
-    assert store.get_many(["/a", "/none", "/a"])[1] is None
-
-
-def test_patch_and_delete(store):
-    store.insert_many([{"_id": "/a", "lock": "bob", "x": 1}])
-    assert store.patch_many([Patch("/a", set={"lock": "eve"}, expect={"lock": MISSING})]) == [False]
-    assert store.patch_many([Patch("/a", set={"y": {"z": 1}}, unset=("x", "nope"))]) == [True]
-    assert store.get("/a") == {"_id": "/a", "lock": "bob", "y": {"z": 1}}
-    assert store.patch_many([Patch("/gone", set={"y": 1})]) == [False]
-    assert store.delete_many(["/a", "/a", "/gone"]) == [True, False, False]
-    assert store.get("/a") is None
-
-
 def test_non_json_element_changes_nothing(store):
     with pytest.raises(BadRequest, match="not JSON"):
         store.insert_many([{"_id": "/ok"}, {"_id": "/bad", "v": object()}])
@@ -85,17 +66,6 @@ def test_non_json_element_changes_nothing(store):
         store.patch_many([Patch("/a", set={"#parent": "/q"}), Patch("/a", set={"v": {1, 2}})])
     assert store.get("/a") == {"_id": "/a", "#parent": "/p"}
     assert index_entries(store, "#parent") == {(b"s/p", b"/a")}
-
-
-def test_scan_and_find_in_id_order_across_chunks(store):
-    ids = [f"/f/{i:05d}" for i in range(2500)]
-    store.insert_many([{"_id": i, "size": n % 7} for n, i in enumerate(reversed(ids))])
-    assert [e["_id"] for e in store.scan()] == ids
-    assert store.find(All()) == ids
-    assert store.find(All(), skip=10, limit=3) == ids[10:13]
-    assert store.count(All()) == 2500
-    assert store.count(Eq(("size",), 3)) == len([n for n in range(2500) if n % 7 == 3])
-    assert store.find(Cmp(("size",), ">", 5), sort=(("_id", -1),), limit=2) == [ids[-7], ids[-14]]
 
 
 def test_long_ids_round_trip(store):
@@ -284,13 +254,13 @@ def test_map_grows_from_tiny_through_a_bulk_insert(tmp_path):
 def test_map_full_after_a_low_estimate_retries_the_write(tmp_path, monkeypatch):
     with LMDBStorage(f"lmdb://{tmp_path}/s", map_size=64 << 10) as s:
         attempts = []
-        real = s._op_insert
+        real = s._insert_bulk
 
-        def counting(txn, elements):
+        def counting(txn, elements, op):
             attempts.append(len(elements))
-            return real(txn, elements)
+            return real(txn, elements, op)
 
-        monkeypatch.setattr(s, "_op_insert", counting)
+        monkeypatch.setattr(s, "_insert_bulk", counting)
         # The first elements are small, so the size estimate from them is far too low.
         batch = [{"_id": f"/s{i:03d}"} for i in range(64)]
         batch += [{"_id": f"/big{i:04d}", "blob": "z" * 8000} for i in range(400)]
@@ -303,12 +273,12 @@ def test_map_full_after_a_low_estimate_retries_the_write(tmp_path, monkeypatch):
 def no_headroom(monkeypatch):
     """Blocks start without the room given to them up front, so that they outgrow
     the map (as a block larger than that room does)."""
-    monkeypatch.setattr(lmdb_backend, "BLOCK_ROOM", 0)
+    monkeypatch.setattr(lmdb_engine, "BLOCK_ROOM", 0)
 
 
 def test_a_transaction_starts_with_room_for_a_large_block(tmp_path):
     with LMDBStorage(f"lmdb://{tmp_path}/s", map_size=64 << 10) as s, s.transaction():
-        assert s._room() >= lmdb_backend.BLOCK_ROOM
+        assert s._engine.room() >= lmdb_engine.BLOCK_ROOM
 
 
 def test_map_grows_inside_a_transaction_by_replaying_it(tmp_path, no_headroom):
@@ -337,7 +307,7 @@ def test_replay_that_reads_changed_data_fails_and_writes_nothing(
 ):
     with LMDBStorage(f"lmdb://{tmp_path}/s", map_size=64 << 10) as s:
         s.insert_many([{"_id": "/x", "v": 1}])
-        real = s._ensure_room
+        real = s._engine.ensure_room
         meddled = []
 
         def meddle(need, double=False):
@@ -350,7 +320,7 @@ def test_replay_that_reads_changed_data_fails_and_writes_nothing(
 
         with pytest.raises(StorageError, match="retry"), s.transaction():
             assert s.get("/x")["v"] == 1
-            monkeypatch.setattr(s, "_ensure_room", meddle)
+            monkeypatch.setattr(s._engine, "ensure_room", meddle)
             s.insert_many([{"_id": f"/a{i:05d}", "pad": "y" * 300} for i in range(3000)])
         assert meddled and s.get("/x")["v"] == 9 and s.count(All()) == 1
 
@@ -370,31 +340,6 @@ def test_transaction_commits_or_rolls_back_as_a_whole(store):
         raise RuntimeError("boom")
     assert store.get_many(["/a", "/b"]) == [{"_id": "/a", "#parent": "/p"}, None]
     assert index_entries(store, "#parent") == {(b"s/p", b"/a")}
-
-
-def test_nested_transactions_join_the_outer_one(store):
-    with pytest.raises(ValueError), store.transaction():
-        store.insert_many([{"_id": "/outer"}])
-        with store.transaction():
-            store.insert_many([{"_id": "/inner"}])
-        assert store.get("/inner") is not None
-        raise ValueError("outer fails")
-    assert store.get_many(["/outer", "/inner"]) == [None, None]
-    with store.transaction():
-        with store.transaction():
-            store.insert_many([{"_id": "/inner"}])
-        store.insert_many([{"_id": "/outer"}])
-    assert store.count(All()) == 2
-
-
-def test_other_threads_see_a_transaction_only_after_commit(store):
-    seen = []
-    with store.transaction():
-        store.insert_many([{"_id": "/a"}])
-        t = threading.Thread(target=lambda: seen.append(store.get("/a")))
-        t.start()
-        t.join()
-    assert seen == [None] and store.get("/a") == {"_id": "/a"}
 
 
 def test_writers_in_threads_wait_for_an_open_transaction(store):
@@ -431,14 +376,14 @@ def test_non_json_insert_inside_a_transaction_voids_it(store):
 
 
 def test_write_failing_half_way_voids_the_transaction(store, monkeypatch):
-    real = lmdb_backend.index_key
+    real = lmdb_indexes.index_key
 
     def failing(value):
         if value == "boom":
             raise RuntimeError("disk on fire")
         return real(value)
 
-    monkeypatch.setattr(lmdb_backend, "index_key", failing)
+    monkeypatch.setattr(lmdb_indexes, "index_key", failing)
     with pytest.raises(StorageError, match="aborted"), store.transaction():
         store.insert_many([{"_id": "/a"}])
         with pytest.raises(StorageError):
@@ -621,9 +566,9 @@ def test_bulk_inserts_in_runs_and_in_order_agree_with_memory(tmp_path_factory, b
 
 def test_ids_in_order_after_the_stored_ones_are_appended(store, monkeypatch):
     seen = []
-    real = lmdb_backend._sorted_after
+    real = lmdb_backend.sorted_after
     monkeypatch.setattr(
-        lmdb_backend, "_sorted_after", lambda ids, c: seen.append(real(ids, c)) or seen[-1]
+        lmdb_backend, "sorted_after", lambda ids, c: seen.append(real(ids, c)) or seen[-1]
     )
     store.insert_many([{"_id": f"/s/{i:03d}", "#parent": "/s"} for i in range(10)])
     store.insert_many([{"_id": f"/t/{i:03d}", "#parent": "/s"} for i in range(10)])
