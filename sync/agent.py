@@ -761,9 +761,11 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import Progress
+            from rich.progress import Progress, TextColumn
 
-            self._progress = Progress(transient=True)
+            # the description is text, never read as rich markup
+            plain = TextColumn("{task.description}", markup=False, style="progress.description")
+            self._progress = Progress(plain, *Progress.get_default_columns()[1:], transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self.what, total=self.total)
         return self

@@ -517,10 +517,11 @@ def render(data: dict[str, Any], *, limit: int | None = None) -> Any:
         ).strip()
         panel.add_row(
             Text(str(v["name"])),
-            v["state"],
+            Text(str(v["state"])),
             _when(v.get("last_scan")),
-            f"{_when(v.get('last_reception'))} exit {v.get('exit_reception', '—')}",
-            f"{_when(v.get('last_emission'))} exit {v.get('exit_emission', '—')}",
+            # the exit codes are volume keys: text, whatever they hold
+            Text(f"{_when(v.get('last_reception'))} exit {v.get('exit_reception', '—')}"),
+            Text(f"{_when(v.get('last_emission'))} exit {v.get('exit_emission', '—')}"),
             Text(stderr[:300]),
         )
     parts.append(panel)

@@ -76,7 +76,7 @@ def _progress(what: str, total: int | None, quiet: bool) -> Iterator[Callable[[i
             return Text(f"{speed:,.0f} elements/s" if speed else "", style="progress.data.speed")
 
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", markup=False, style="bold"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),

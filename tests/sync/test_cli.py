@@ -96,3 +96,28 @@ def test_the_agent_loop_stops_cleanly_on_sigterm(sites, tmp_path):
     vol = sites.tracker.read("vol_paris")
     assert vol["agentStatus"] == "stopped" and vol["agentStartTime"] <= vol["lastConnection"]
     assert vol["rootDevice"] == os.stat(sites.roots["paris"]).st_dev
+
+
+#: names rich would read as markup: a style, a closing tag that closes nothing, escapes
+MARKUP_NAMES = ("/comp [wip].exr", "/take[/b]01.exr", "/[bold red]loud[/].txt", "/a\\[b].txt")
+
+
+@needs_rsync
+def test_status_shows_user_strings_as_they_are(sites, tmp_path):
+    store = f"lmdb://{tmp_path}/store"
+    t = sites.tracker
+    for name in MARKUP_NAMES:
+        sites.write("paris", name, "x")
+    run = _damas("sync", "agent", "vol_paris", "--once", "--settle", "0", "--store", store)
+    assert run.exit_code == 0, run.output
+    assert sorted(json.loads(run.output)["published"]) == sorted(MARKUP_NAMES)
+    t.update({"_id": "/comp [wip].exr", "lock": "[blink]bo[/]"})
+    t.update(
+        {"_id": "vol_paris", "stderr_scan": "[/i] cannot read [red]/x", "exit_reception": "[b]1"}
+    )
+    shown = CliRunner().invoke(
+        main, ["sync", "status", "--store", store], env={"COLUMNS": "400"}, catch_exceptions=False
+    )
+    assert shown.exit_code == 0, shown.output
+    for text in (*MARKUP_NAMES, "[blink]bo[/]", "[/i] cannot read [red]/x", "exit [b]1"):
+        assert text in shown.output, (text, shown.output)
