@@ -124,6 +124,8 @@ class LMDBStorage(Storage):
             missing = [k for k in self.indexes if k not in h.index_dbs]
             if missing:
                 self._build_indexes(missing)
+            if self._engine.read(lambda txn: _unnumbered(txn, h)):
+                self._engine.write(lambda txn: lmdb_feed.number_all(txn, h), need=1 << 20)
         except (lmdb.Error, OSError) as e:
             self.close()
             raise self.storage_error("open", e) from e
@@ -569,6 +571,17 @@ def _scan_chunk(
             if size is not None and len(out) >= size:
                 break
     return (out, last), _crc(b"\x00".join(out))
+
+
+def _unnumbered(txn: Any, h: Any) -> tuple[bool, int]:
+    """Step: whether the store holds elements but no feed (made before the feed)."""
+    empty = not txn.cursor(db=h.by_seq).first() and not _feed_horizon(txn, h)
+    found = empty and txn.cursor(db=h.main).first()
+    return bool(found), int(bool(found))
+
+
+def _feed_horizon(txn: Any, h: Any) -> int:
+    return lmdb_feed.horizon(txn, h)[0]
 
 
 def _meta(txn: Any, meta: Any) -> tuple[bytes | None, int]:

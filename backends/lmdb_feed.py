@@ -10,7 +10,8 @@ The next seq is read inside the write transaction (the last ``feed:seq`` key, or
 horizon if compaction dropped it), so writers in every process of an environment,
 which LMDB serializes, number in commit order; nothing else holds a counter. Seqs of
 new elements only grow, so bulk inserts append them (``MDB_APPEND``). The horizon is
-the ``meta`` key ``horizon``.
+the ``meta`` key ``horizon``. A store made before the feed existed numbers its
+elements once, in key order, when first opened.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import struct
 import zlib
 from typing import Any
 
+import orjson
 from damas_core.backends.base import Change, now_ms
 from damas_core.backends.lmdb_env import Env
 from damas_core.backends.lmdb_keys import element_key
@@ -118,6 +120,21 @@ def drop_tombstones(txn: Any, h: Env, older_than_ms: int) -> tuple[int, int]:
     if dropped:
         txn.put(META_HORIZON, SEQ.pack(top), db=h.meta)
     return dropped, dropped
+
+
+def number_all(txn: Any, h: Env) -> tuple[int, int]:
+    """Step: give every element a seq, in key order, when the feed is empty (a store
+    made before the feed existed)."""
+    if txn.cursor(db=h.by_seq).first():
+        return 0, 0
+    feed = FeedWriter(txn, h)
+    count = 0
+    for key, raw in txn.cursor(db=h.main).iternext():
+        key = bytes(key)
+        id = orjson.loads(raw)["_id"] if b"\xff" in key else key.decode("utf-8", "surrogatepass")
+        feed.record(key, id, False)
+        count += 1
+    return count, count
 
 
 __all__ = ["FeedWriter", "changes", "drop_tombstones", "horizon", "last_seq"]
