@@ -50,6 +50,7 @@ def serving(app: Any, **options: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
+        server.damas_hub.stop()  # ends the open event streams and long-polls
         stop.set()
         thread.join(5)
         server.close()
