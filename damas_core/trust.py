@@ -82,7 +82,20 @@ def is_volume(element: Mapping[str, Any] | None) -> bool:
     """
     if element is None:
         return False
-    return is_volume_url(element.get("url")) or any(map(is_control_key, element))
+    return is_volume_url(element.get("url")) or _has_control_key(element)
+
+
+def _has_control_key(element: Mapping[str, Any]) -> bool:
+    # The keys in one pass of C instead of a Python call per key: that call was a third
+    # of a non-admin bulk publish or update (cProfile, 20 000 elements).
+    try:
+        keys = "\x00" + "\x00".join(element).lower()
+    except TypeError:  # a key that is not a string: the storage refuses the element
+        return any(isinstance(k, str) and is_control_key(k) for k in element)
+    return any(map(keys.__contains__, _KEY_STARTS))
+
+
+_KEY_STARTS = tuple(f"\x00{prefix}" for prefix in CONTROL_PREFIXES)
 
 
 def volume_keys(element: Mapping[str, Any]) -> list[str]:
