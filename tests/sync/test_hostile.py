@@ -6,7 +6,8 @@ import os
 
 import pytest
 from damas_core.schemas import validate
-from damas_core.sync.rsync import check_user_args, relpath_of
+from damas_core.sync.rsync import relpath_of
+from damas_core.sync.rsync_options import check_user_args
 from damas_core.sync.volumes import create_volume, update_volume
 
 from damas_core.errors import BadRequest, Forbidden
@@ -116,15 +117,19 @@ def test_volume_schema_and_admin_keys(tracker):
     create_volume(tracker, {"_id": "v", "name": "good", "url": "file:///p/"})
     tracker.create({"_id": "@ed", "class": "editor"})
     ed = tracker.as_user("ed")
+    # valid writes, refused by the core: only admins write volumes, whatever the key
     for key, value in (
         ("url", "file:///elsewhere/"),
         ("rsync_args", ["-z"]),
-        ("rsync_env", {"A": "b"}),
+        ("rsync_env", {"TZ": "UTC"}),
+        ("ssh_port", 2222),
+        ("sleepBetweenScans", 5),
     ):
         with pytest.raises(Forbidden) as e:
             update_volume(ed, {"_id": "v", key: value})
-        assert e.value.key == key
-    update_volume(ed, {"_id": "v", "sleepBetweenScans": 5})
+        assert repr(key) in str(e.value)
+    assert tracker.read("v")["url"] == "file:///p/"
+    assert not {"rsync_args", "rsync_env", "ssh_port", "sleepBetweenScans"} & set(tracker.read("v"))
     # the same rule holds on the generic write paths
     for call in (
         lambda: ed.update({"_id": "v", "url": "file:///elsewhere/"}),
