@@ -162,6 +162,27 @@ def test_guarded_patches_apply_only_when_the_guard_holds(store):
     assert store.get("/a") == {"_id": "/a", "lock": "u", "n": 1, "b": True, "x": 4}
 
 
+def test_guards_tell_arrays_null_and_missing_apart(store):
+    store.insert_many(
+        [{"_id": "/f"}, {"_id": "/g", "lock": ["al", "bob"]}, {"_id": "/h", "k": None}]
+    )
+    # An array holding the value is not the value itself.
+    assert store.patch_many([Patch("/g", set={"x": 1}, expect={"lock": "al"})]) == [False]
+    assert store.patch_many([Patch("/g", set={"x": 1}, expect={"lock": ["al", "bob"]})]) == [True]
+    # null is not missing, and missing is not null.
+    assert store.patch_many([Patch("/h", set={"x": 1}, expect={"k": MISSING})]) == [False]
+    assert store.patch_many([Patch("/f", set={"x": 1}, expect={"k": None})]) == [False]
+    assert store.patch_many([Patch("/h", set={"x": 1}, expect={"k": None})]) == [True]
+    assert store.patch_many([Patch("/f", set={"y": "1"}, expect={"x": "1"})]) == [False]
+
+
+def test_set_wins_over_unset_and_an_empty_patch_applies(store):
+    store.insert_many([{"_id": "/a", "k": 1, "j": 2}])
+    assert store.patch_many([Patch("/a", set={"k": 3}, unset=("k", "j", "absent"))]) == [True]
+    assert store.get("/a") == {"_id": "/a", "k": 3}
+    assert store.patch_many([Patch("/a"), Patch("/nope")]) == [True, False]
+
+
 def test_guarded_patch_is_one_step_across_threads(store):
     store.insert_many([{"_id": "/l"}])
     wins = []
@@ -216,6 +237,12 @@ def test_find_sorts_skips_limits_and_counts(store):
     assert store.count(Eq(("n",), 2)) == 2
     assert store.count(All()) == 5
     with pytest.raises(BadRequest):
+        store.find(All(), limit=-1)
+    # Across types: missing, null, numbers, strings; _id breaks ties.
+    store.insert_many([{"_id": "/f", "n": None}, {"_id": "/g", "n": 1.5}])
+    assert store.find(All(), sort=(("n", 1),)) == ["/d", "/f", "/b", "/g", "/a", "/c", "/e"]
+    assert store.find(All(), sort=(("n", -1),), skip=1, limit=2) == ["/a", "/c"]
+    with pytest.raises(BadRequest):
         store.find(All(), skip=-1)
 
 
@@ -236,6 +263,12 @@ def test_indexes_follow_every_write(store):
     assert store.find(Eq(("type",), "asset")) == ["/a"]
     assert store.find(Eq(("type",), "shot")) == []
     assert store.find(Eq(("type",), 1)) == []
+    if store.atomic:
+        with pytest.raises(Undo), store.transaction():
+            store.delete_many(["/a"])
+            store.insert_many([{"_id": "/x", "type": "asset"}])
+            raise Undo
+    assert store.find(Eq(("type",), "asset")) == ["/a"]
 
 
 def test_an_index_added_later_covers_stored_elements(store):

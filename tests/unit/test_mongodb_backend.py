@@ -1,4 +1,7 @@
-"""The MongoDB backend on mongomock (and on a real server with DAMAS_TEST_MONGODB_URL)."""
+"""What is particular to the MongoDB backend, on mongomock (and on a real server with
+DAMAS_TEST_MONGODB_URL): string ids, indexes, the undo log, regexes on RE2, the feed's
+reservations. The storage contract itself is checked on every backend by
+tests/conformance/test_storage.py."""
 
 from __future__ import annotations
 
@@ -7,12 +10,11 @@ import time
 import uuid
 
 import pytest
-from damas_core.backends.base import Patch
+from damas_core.backends.base import Patch, now_ms
 from damas_core.backends.mongodb import MongoStorage, regex_superset
 
 from damas_core.errors import NotImplementedByBackend, StorageError
-from damas_core.ordering import MISSING
-from damas_core.query.ast import All, And, Cmp, Eq, In, Not, Or, Regex
+from damas_core.query.ast import All, And, Eq, Not, Or, Regex
 
 URLS = ["mongomock:///t?collection=node"]
 if os.environ.get("DAMAS_TEST_MONGODB_URL"):
@@ -55,41 +57,6 @@ def test_bare_mockmock_url_is_private_a_named_one_is_shared():
     assert d.get("/a") == {"_id": "/a"}
 
 
-def test_insert_reports_duplicates_and_stores_copies(store):
-    element = {"_id": "/a", "tags": ["x"]}
-    assert store.insert_many([element, {"_id": "/a", "n": 2}, {"_id": "/b"}]) == [True, False, True]
-    element["tags"].append("y")
-    assert store.get("/a") == {"_id": "/a", "tags": ["x"]}
-    assert store.insert_many([{"_id": "/b"}]) == [False]
-    first, second = store.get_many(["/a", "/a"])
-    first["n"] = 1
-    assert second == {"_id": "/a", "tags": ["x"]}
-
-
-def test_guard_is_a_compare_and_set(store):
-    store.insert_many(
-        [{"_id": "/f"}, {"_id": "/g", "lock": ["al", "bob"]}, {"_id": "/h", "k": None}]
-    )
-    take = Patch("/f", set={"lock": "bob"}, expect={"lock": MISSING})
-    assert store.patch_many([take, take]) == [True, False]
-    assert store.patch_many([Patch("/f", unset=("lock",), expect={"lock": "al"})]) == [False]
-    assert store.patch_many([Patch("/f", unset=("lock",), expect={"lock": "bob"})]) == [True]
-    # An array holding the value is not the value itself.
-    assert store.patch_many([Patch("/g", set={"x": 1}, expect={"lock": "al"})]) == [False]
-    # null is not missing, and missing is not null.
-    assert store.patch_many([Patch("/h", set={"x": 1}, expect={"k": MISSING})]) == [False]
-    assert store.patch_many([Patch("/f", set={"x": 1}, expect={"k": None})]) == [False]
-    assert store.patch_many([Patch("/h", set={"x": 1}, expect={"k": None})]) == [True]
-    assert store.patch_many([Patch("/nope", set={"x": 1})]) == [False]
-
-
-def test_set_wins_over_unset_and_empty_patch(store):
-    store.insert_many([{"_id": "/a", "k": 1, "j": 2}])
-    assert store.patch_many([Patch("/a", set={"k": 3}, unset=("k", "j", "absent"))]) == [True]
-    assert store.get("/a") == {"_id": "/a", "k": 3}
-    assert store.patch_many([Patch("/a"), Patch("/nope")]) == [True, False]
-
-
 def test_dotted_or_dollar_keys_are_refused_before_writing(store):
     with pytest.raises(NotImplementedByBackend, match=r"a\.b"):
         store.insert_many([{"_id": "/ok"}, {"_id": "/a", "a.b": 1}])
@@ -129,26 +96,6 @@ def test_a_failing_primitive_undoes_its_own_partial_work(store, monkeypatch):
     assert [e["n"] for e in store.scan()] == [1, 1]
 
 
-def test_find_count_sort_skip_limit(store):
-    store.insert_many(
-        [
-            {"_id": "/1", "v": 3},
-            {"_id": "/2", "v": "b"},
-            {"_id": "/3", "v": 1.5},
-            {"_id": "/4"},
-            {"_id": "/5", "v": None},
-            {"_id": "/6", "v": 3, "w": "x"},
-        ]
-    )
-    assert store.find(All(), sort=(("v", 1),)) == ["/4", "/5", "/3", "/1", "/6", "/2"]
-    assert store.find(All(), sort=(("v", -1),), skip=1, limit=2) == ["/1", "/6"]
-    assert store.find(Cmp(("v",), ">", 1)) == ["/1", "/3", "/6"]
-    assert store.count(Or((Eq(("w",), "x"), Eq(("v",), "b")))) == 2
-    assert store.find(Not(Eq(("v",), 3))) == ["/2", "/3", "/4", "/5"]
-    assert store.find(In(("v",), (3, "3")), limit=1) == ["/1"]
-    assert [e["_id"] for e in store.find_elements(Eq(("w",), "x"))] == ["/6"]
-
-
 def test_arrays_and_objects_on_a_sort_key_sort_as_everywhere(store):
     # MongoDB sorts [1, 9] as 1; the common order puts arrays after objects.
     store.insert_many(
@@ -181,3 +128,39 @@ def test_unreachable_server_is_a_quick_storage_error_naming_it():
 def test_mongomock_has_no_transactions_and_says_so():
     s = MongoStorage("mongomock://")
     assert s.atomic is False
+
+
+def _writer_in_flight(store) -> int:
+    """Reserve the next seq as a writer does, and stop there (not yet written)."""
+    state = store._state
+    value = state.find_one({"_id": "seq"})["value"]
+    token = {"first": value + 1, "last": value + 1, "t": now_ms()}
+    state.update_one({"_id": "seq"}, {"$set": {"value": value + 1}, "$push": {"pending": token}})
+    return value + 1
+
+
+def test_a_reader_stops_below_a_write_not_yet_visible():
+    url = f"mongomock://feed-{uuid.uuid4().hex}/db"
+    writer, reader = MongoStorage(url), MongoStorage(url)
+    writer.insert_many([{"_id": "/a"}])
+    slow = _writer_in_flight(writer)
+    writer.insert_many([{"_id": "/b"}])  # a later seq, visible first
+    assert reader.changes(0, 10) == (1, [(1, "/a", False)])
+    assert reader.last_seq() == 1
+    # The slow writer ends: its entry is written, its reservation released.
+    writer._changes_coll.insert_one({"_id": "/slow", "seq": slow, "deleted": False, "time": 0})
+    writer._state.update_one({"_id": "seq"}, {"$pull": {"pending": {"first": slow}}})
+    assert [i for _, i, _ in reader.changes(1, 10)[1]] == ["/slow", "/b"]
+
+
+def test_a_reservation_older_than_the_grace_period_is_dropped():
+    url = f"mongomock://feed-{uuid.uuid4().hex}/db"
+    writer = MongoStorage(url)
+    reader = MongoStorage(url, feed_grace_ms=50)
+    writer.insert_many([{"_id": "/a"}])
+    _writer_in_flight(writer)  # a writer that died there
+    writer.insert_many([{"_id": "/b"}])
+    assert reader.last_seq() == 1
+    time.sleep(0.1)
+    assert reader.changes(0, 10) == (3, [(1, "/a", False), (3, "/b", False)])
+    assert writer._state.find_one({"_id": "seq"})["pending"] == []

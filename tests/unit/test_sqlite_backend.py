@@ -1,5 +1,7 @@
-"""The SQLite backend on real database files: round trips, guards, transactions, the
-side-table index (checked with EXPLAIN QUERY PLAN), several threads and processes."""
+"""What is particular to the SQLite backend, on real database files: JSON text round
+trips, the side-table index (checked with EXPLAIN QUERY PLAN), the feed table, several
+threads and processes. The storage contract itself is checked on every backend by
+tests/conformance/test_storage.py."""
 
 from __future__ import annotations
 
@@ -13,8 +15,7 @@ from damas_core.backends.base import Patch
 from damas_core.backends.sqlite import SQLiteStorage, database_path, index_rows
 
 from damas_core.errors import BadRequest, StorageError
-from damas_core.ordering import MISSING
-from damas_core.query.ast import All, Cmp, Eq, In, Not, Regex
+from damas_core.query.ast import All, Eq, In
 from damas_core.registry import open_storage
 
 
@@ -100,20 +101,6 @@ def test_round_trip_keeps_every_json_type(store) -> None:
     assert store.get("/ü/ß.exr")["n"] == 1
 
 
-def test_insert_refuses_existing_and_repeated_ids(store) -> None:
-    assert store.insert_many([{"_id": "/a", "v": 1}]) == [True]
-    result = store.insert_many(
-        [{"_id": "/b"}, {"_id": "/a", "v": 2}, {"_id": "/b", "v": 3}, {"_id": "/c"}]
-    )
-    assert result == [True, False, False, True]
-    assert store.get_many(["/a", "/b", "/c", "/x"]) == [
-        {"_id": "/a", "v": 1},
-        {"_id": "/b"},
-        {"_id": "/c"},
-        None,
-    ]
-
-
 def test_bad_element_changes_nothing(store) -> None:
     with pytest.raises((StorageError, BadRequest)):
         store.insert_many([{"_id": "/ok"}, {"_id": "/bad", "v": {1, 2}}])
@@ -123,20 +110,6 @@ def test_bad_element_changes_nothing(store) -> None:
     assert rows(store, "SELECT count(*) FROM element_index") == [(0,)]
 
 
-def test_patch_guards_and_repeated_ids(store) -> None:
-    store.insert_many([{"_id": "/a", "lock": "bob", "n": 1, "flag": True}])
-    patches = [
-        Patch("/a", set={"lock": "eve"}, expect={"lock": MISSING}),  # refused: locked
-        Patch("/a", unset=("lock",), expect={"lock": "bob"}),
-        Patch("/a", set={"lock": "eve"}, expect={"lock": MISSING}),  # sees the unset above
-        Patch("/a", set={"x": 1}, expect={"flag": "True"}),  # types differ
-        Patch("/a", set={"n": 2}, expect={"n": 1.0}),  # numbers by value
-        Patch("/nope", set={"x": 1}),
-    ]
-    assert store.patch_many(patches) == [False, True, True, False, True, False]
-    assert store.get("/a") == {"_id": "/a", "n": 2, "flag": True, "lock": "eve"}
-
-
 def test_delete_reports_each_id_once(store) -> None:
     store.insert_many([{"_id": "/a", "#parent": "/"}, {"_id": "/b"}])
     assert store.delete_many(["/a", "/a", "/x", "/b"]) == [True, False, False, True]
@@ -144,41 +117,7 @@ def test_delete_reports_each_id_once(store) -> None:
     assert rows(store, "SELECT count(*) FROM element_index") == [(0,)]
 
 
-def test_scan_in_id_order_across_batches(store) -> None:
-    ids = [f"/{i:05d}" for i in range(2500)]
-    store.insert_many([{"_id": i} for i in reversed(ids)])
-    assert [e["_id"] for e in store.scan()] == ids
-
-
-def test_find_sort_skip_limit_count_and_elements(store) -> None:
-    store.insert_many(
-        [{"_id": f"/{i}", "size": i % 3, "type": "shot" if i % 2 else "asset"} for i in range(9)]
-    )
-    assert store.find(Eq(("type",), "shot")) == ["/1", "/3", "/5", "/7"]
-    assert store.find(All(), (("size", -1),), skip=1, limit=3) == ["/5", "/8", "/1"]
-    assert store.count(Not(Eq(("type",), "shot"))) == 5
-    assert store.count(Regex(("type",), "^AS", "i")) == 5
-    assert [e["_id"] for e in store.find_elements(Cmp(("size",), ">=", 2), (("_id", -1),))] == [
-        "/8",
-        "/5",
-        "/2",
-    ]
-
-
 # -- transactions ----------------------------------------------------------------------
-
-
-def test_a_failed_transaction_leaves_nothing(store) -> None:
-    store.insert_many([{"_id": "/keep", "#parent": "/p"}])
-    with pytest.raises(RuntimeError), store.transaction():
-        store.insert_many([{"_id": "/new", "#parent": "/p"}])
-        store.patch_many([Patch("/keep", set={"#parent": "/q"})])
-        with store.transaction():  # joins the outer one
-            store.delete_many(["/keep"])
-        raise RuntimeError("abort")
-    assert store.get_many(["/keep", "/new"]) == [{"_id": "/keep", "#parent": "/p"}, None]
-    assert store.find(Eq(("#parent",), "/p")) == ["/keep"]
-    assert store.find(Eq(("#parent",), "/q")) == []
 
 
 def test_a_transaction_commits_once_at_the_end(url) -> None:
@@ -384,3 +323,30 @@ def test_the_database_stays_readable_by_plain_sqlite3(url, store) -> None:
         ]
     finally:
         conn.close()
+
+
+def test_the_feed_is_a_table_plain_sqlite3_reads(url) -> None:
+    store = SQLiteStorage(url)
+    store.insert_many([{"_id": "/a"}, {"_id": "/b"}])
+    store.delete_many(["/a"])
+    store.close()
+    conn = sqlite3.connect(database_path(url)[0])
+    assert conn.execute("SELECT seq, id, deleted FROM changes ORDER BY seq").fetchall() == [
+        (2, "/b", 0),
+        (3, "/a", 1),
+    ]
+    conn.close()
+
+
+def test_a_store_made_before_the_feed_numbers_its_elements_once(url) -> None:
+    store = SQLiteStorage(url)
+    store.insert_many([{"_id": "/b"}, {"_id": "/a"}])
+    store.close()
+    conn = sqlite3.connect(database_path(url)[0])
+    conn.execute("DROP TABLE changes")
+    conn.commit()
+    conn.close()
+    again = SQLiteStorage(url)
+    assert again.changes(0, 10) == (2, [(1, "/a", False), (2, "/b", False)])
+    again.close()
+    assert SQLiteStorage(url).last_seq() == 2

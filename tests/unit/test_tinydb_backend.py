@@ -1,4 +1,6 @@
-"""The TinyDB backend: TinyDB's file format, atomic writes, several processes, broken files."""
+"""What is particular to the TinyDB backend: TinyDB's file format (the feed's table
+included), atomic writes, several processes, broken files. The storage contract itself
+is checked on every backend by tests/conformance/test_storage.py."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from damas_core.backends.base import Patch
@@ -110,17 +113,6 @@ def test_no_partial_file_when_the_write_fails(store, path, monkeypatch):
     assert Path(path).read_bytes() == before
     assert [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")] == []
     assert store.get("/b") is None
-
-
-def test_indexes_follow_writes_and_rollbacks(store):
-    store.insert_many([{"_id": "/c1", "#parent": "/a"}, {"_id": "/c2", "#parent": ["/a", "/b"]}])
-    assert store.find(Eq(("#parent",), "/a")) == ["/c1", "/c2"]
-    store.patch_many([Patch("/c1", set={"#parent": "/b"})])
-    assert store.find(Eq(("#parent",), "/a")) == ["/c2"]
-    with pytest.raises(KeyError), store.transaction():
-        store.delete_many(["/c2"])
-        raise KeyError
-    assert store.find(Eq(("#parent",), "/b")) == ["/c1", "/c2"]
 
 
 def test_guard_is_checked_against_the_latest_file(path):
@@ -279,3 +271,23 @@ def test_the_file_follows_every_kind_of_write(store, path):
     store.insert_many([{"_id": "/g"}])
     assert tinydb_view() == list(store.scan())
     assert [e["_id"] for e in tinydb_view()] == ["/a", "/c", "/d", "/e", "/g"]
+
+
+def test_the_feed_is_a_table_of_the_same_file(store, path):
+    store.insert_many([{"_id": "/a"}, {"_id": "/b"}])
+    store.delete_many(["/a"])
+    content = json.loads(Path(path).read_text())
+    assert content["~changes:_default"]["1"]["changes"] == [
+        [2, "/b", False, 0],
+        [3, "/a", True, ANY],
+    ]
+    assert TinyDB(path).all() == [{"_id": "/b"}]
+
+
+def test_an_element_added_by_hand_is_numbered(store, path):
+    store.insert_many([{"_id": "/a"}])
+    content = json.loads(Path(path).read_text())
+    content["_default"]["7"] = {"_id": "/by-hand"}
+    with open(path, "w") as f:
+        json.dump(content, f)
+    assert store.changes(1, 10) == (2, [(2, "/by-hand", False)])
