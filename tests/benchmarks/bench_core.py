@@ -5,9 +5,13 @@ work on an environment of the same shape in the same run (``orjson`` for the JSO
 
 - ``bulk create``: ``tracker.create(N elements)`` in one call, against one raw write
   transaction doing the same writes: each element as the tracker stores it (with its
-  ``author`` and ``time``) and its ``#parent`` index entry, in the backend's layout
-  (goal ≤ 2×); best of three, on fresh stores. Also reported: the same call against a
-  raw transaction putting the input elements alone (no stamp, no index entry);
+  ``author`` and ``time``), its ``#parent`` index entry and its two change feed
+  entries (seq → id, appended, and id → seq), in the backend's layout (goal ≤ 2×);
+  best of three, on fresh stores. Also reported: the same call against a raw
+  transaction putting the input elements alone (no stamp, no index, no feed entry);
+- ``changes(since=last)``, nothing new: one ``storage.changes(last_seq, 1000)`` call,
+  the poll of an idle reader, against the 50 µs budget (goal ≤ 1×), and flat from the
+  smallest size to the largest (goal ≤ 1.5×);
 - ``read one id``: ``tracker.read(id)`` per id, against a read transaction, ``get``
   and decode per id (goal ≤ 3×);
 - ``read 1000 ids``: ``tracker.read([1000 ids])``, against 1000 gets in one read
@@ -48,6 +52,8 @@ SEARCHES = 200  # parents searched
 TREES = 50  # graph roots
 BRANCHING = 3
 FLAT_GOAL = 1.5  # indexed search time at the largest size / at the smallest
+IDLE_POLLS = 5000  # changes(since=last) calls timed
+IDLE_BUDGET_S = 50e-6  # what one idle poll may cost
 
 loads, dumps = orjson.loads, orjson.dumps
 
@@ -102,21 +108,29 @@ class Raw:
     and a ``#parent`` index (index key ``s`` + value → element keys, sorted duplicates)."""
 
     def __init__(self, path: str) -> None:
-        self.env = lmdb.open(path, map_size=16 << 30, max_dbs=4, readahead=False)
+        self.env = lmdb.open(path, map_size=16 << 30, max_dbs=6, readahead=False)
         self.db = self.env.open_db(b"elements")
         self.parents = self.env.open_db(b"#parent", dupsort=True)
+        self.by_seq = self.env.open_db(b"feed:seq")
+        self.by_id = self.env.open_db(b"feed:id")
+        self.seq = 0
 
     def put_all(self, items: list[dict], *, index: bool = True) -> None:
-        """Put ``items`` in one write transaction, with their ``#parent`` entries when
-        ``index``."""
-        db, parents = self.db, self.parents
+        """Put ``items`` in one write transaction, with their ``#parent`` entries and
+        change feed entries when ``index``."""
+        db, parents, by_seq, by_id = self.db, self.parents, self.by_seq, self.by_id
         with self.env.begin(write=True) as txn:
             put = txn.put
             for e in items:
                 key = e["_id"].encode()
                 put(key, dumps(e), db=db, overwrite=False)
-                if index and "#parent" in e:
-                    put(b"s" + e["#parent"].encode(), key, db=parents)
+                if index:
+                    if "#parent" in e:
+                        put(b"s" + e["#parent"].encode(), key, db=parents)
+                    self.seq += 1
+                    seq = self.seq.to_bytes(8, "big")
+                    put(seq, key, db=by_seq, append=True)
+                    put(key, seq, db=by_id)
 
     def read_each(self, ids: list[str]) -> list[dict]:
         db, begin = self.db, self.env.begin
@@ -149,9 +163,10 @@ class Raw:
 def figures(scale: str) -> Iterator[dict]:
     """The core figures at every size of ``scale`` ("full" or "quick")."""
     indexed: dict[int, float] = {}
+    idle: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="damas-bench-") as tmp:
         for n in SCALES[scale]:
-            yield from _figures_at(n, Path(tmp), indexed)
+            yield from _figures_at(n, Path(tmp), indexed, idle)
     sizes = SCALES[scale]
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
@@ -160,9 +175,15 @@ def figures(scale: str) -> Iterator[dict]:
             ours_s=indexed[large], raw_s=indexed[small], goal=FLAT_GOAL,
         )  # fmt: skip
         yield row
+        yield figure(
+            AREA, f"changes(since=last), {large:,} vs {small:,} elements", large,
+            ours_s=idle[large], raw_s=idle[small], goal=FLAT_GOAL,
+        )  # fmt: skip
 
 
-def _figures_at(n: int, tmp: Path, indexed: dict[int, float]) -> Iterator[dict]:
+def _figures_at(
+    n: int, tmp: Path, indexed: dict[int, float], idle: dict[int, float]
+) -> Iterator[dict]:
     rng = random.Random(n)
     data = elements(n)
     roots, graph_elements, reached = trees(TREES)
@@ -199,6 +220,19 @@ def _figures_at(n: int, tmp: Path, indexed: dict[int, float]) -> Iterator[dict]:
         raw.put_all(graph_elements)
         tracker.create(graph_elements)
         data.clear()  # free the memory before the read figures
+
+        storage, last = tracker.storage, tracker.storage.last_seq()
+        assert storage.changes(last, 1000) == (last, [])
+
+        def polls() -> None:
+            for _ in range(IDLE_POLLS):
+                storage.changes(last, 1000)
+
+        idle[n] = best(polls) / IDLE_POLLS
+        yield figure(
+            AREA, "changes(since=last), nothing new (per call, vs 50 µs)", n,
+            ours_s=idle[n], raw_s=IDLE_BUDGET_S, goal=1.0,
+        )  # fmt: skip
 
         ids = [f"/project/shots/s{i // 10:06d}/take{i % 10}.exr" for i in range(n)]
         one = rng.sample(ids, min(READ_ONE, n))
