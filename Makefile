@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 STORE ?= lmdb://./damas-data
 PORT ?= 8090
 
-.PHONY: install run test browser bench lint clean
+.PHONY: install system-deps run test bench lint clean
 
 install: $(STAMP)
 
@@ -19,14 +19,13 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/damas serve --store $(STORE) --port $(PORT)
 
-test: install browser
+test: system-deps install
 	$(PY) -m pytest -n 2 --timeout 600 tests
 
-# The dashboard's browser tests drive Debian's Chromium (Playwright cannot download one here).
-browser:
-	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
-	  && apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } \
-	  || echo "no /usr/bin/chromium: the browser tests will be skipped"
+# rsync, sshd, ssh and Chromium, which the tests run for real: installed when missing
+# (as root with apt-get), else make stops with the command to run
+system-deps:
+	@bash scripts/system-deps.sh
 
 bench: install
 	$(PY) -m tests.benchmarks
