@@ -43,6 +43,7 @@ from damas_core.sync.status import (
     SORTS,
     STATES,
     Filters,
+    SitesCache,
     describe,
     human_size,
     percent,
@@ -111,6 +112,7 @@ class Dashboard:
     def __init__(self, app: Services) -> None:
         self.app = app
         self.tracker = app.tracker
+        self.known_sites = SitesCache(app.tracker)
         self._pages: dict[tuple[str, str], Callable[[Call, Any], Answer]] = {
             ("GET", "/"): self.files,
             ("GET", "/folders"): self.folders,
@@ -287,7 +289,7 @@ class Dashboard:
                 skip=_whole(args.get("skip"), 0),
                 limit=_whole(args.get("limit"), 100),
             )
-            data = files_page(session, filters)
+            data = files_page(session, filters, self.known_sites)
         except BadRequest as e:
             error = {"message": str(e), "position": e.position}
             filters = Filters()
@@ -409,15 +411,19 @@ class Dashboard:
 
     def cells(self, call: Call, session: Any) -> Answer:
         ids = call.args.getlist("id")[:MAX_LIMIT]
-        rows = rows_for(session, ids)
+        rows = rows_for(session, ids, self.known_sites)
+        stderr = {v["name"]: v.get("stderr_reception") or "" for v in self.known_sites.get()[0]}
+
+        def cell(site: str, st: dict[str, Any]) -> dict[str, Any]:
+            out = {"state": st["state"], "text": describe(st), "icon": _ICONS[st["state"]]}
+            if st["state"] == "error":
+                out["more"] = f"rsync exit code {st['code']}" + (
+                    f": {stderr[site]}" if stderr.get(site) else ""
+                )
+            return out
+
         out = {
-            i: {
-                "states": {
-                    s: {"state": v["state"], "text": describe(v), "icon": _ICONS[v["state"]]}
-                    for s, v in row["states"].items()
-                },
-                "lock": row["lock"],
-            }
+            i: {"states": {s: cell(s, v) for s, v in row["states"].items()}, "lock": row["lock"]}
             for i, row in rows.items()
         }
         answer = Answer(200, raw=orjson.dumps(out))

@@ -217,3 +217,18 @@ def test_sites_and_folders_for_an_admin_and_at_phone_width(world, tab):
     expect(cell(tab, "/shots/a.exr", "tokyo")).to_have_attribute("data-state", "ok")
     assert tab.evaluate("document.documentElement.scrollWidth") <= 390  # the table scrolls
     shot(tab, "phone")
+
+
+def test_site_counts_and_agent_states_update_without_a_reload(world, tab):
+    from playwright.sync_api import expect
+
+    sign_in(tab, world.url, "ada", "/sites")
+    lyon = tab.locator('#completion tr[data-site="lyon"]')
+    expect(lyon).to_contain_text("0/4")
+    expect(tab.locator("#live")).to_have_text("live: on")
+    tab.evaluate("window.notReloaded = true")
+    world.sites.run("lyon")
+    expect(tab.locator('#completion tr[data-site="lyon"]')).to_contain_text("4/4", timeout=20000)
+    agent = tab.locator('section.site[data-site="lyon"] [data-agent]')
+    expect(agent).not_to_have_attribute("data-agent", "down")
+    assert tab.evaluate("window.notReloaded") is True

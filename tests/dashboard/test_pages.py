@@ -18,7 +18,7 @@ HOSTILE = [
     "/x/[/b] [red]bold[/red].exr",
     "/x/quote\"d 'single'.exr",
     "/x/\u202egnp.exe\u200f.exr",
-    "/x/" + "l" * 4092,
+    "/x/" + "l" * 4093,  # 4096 characters
 ]
 
 

@@ -162,3 +162,27 @@ def test_real_agents_give_the_states_the_page_shows(tmp_path):
         assert row["states"]["lyon"] == {"state": "ok"}
     finally:
         t.close()
+
+
+def test_the_sites_cache_follows_the_change_feed(tracker):
+    from damas_core.sync.status import SitesCache
+
+    cache = SitesCache(tracker)
+    first = cache.get()
+    assert [v["name"] for v in first[0]] == ["lyon", "paris", "tokyo"]
+    _files(tracker, 3)
+    tracker.comment({"#parent": "/p/0001", "comment": "a comment is no volume"})
+    assert cache.get() is first  # files and comments changed: nothing read again
+    tracker.update({"_id": "vol_tokyo", "agentStatus": "idle", "rsync_env": {"K": "v"}})
+    vols = cache.get()[0]
+    assert next(v for v in vols if v["name"] == "tokyo")["agentStatus"] == "idle"
+    assert all("rsync_env" not in v for v in vols)
+    tracker.create({"_id": "later", "comment": "not yet a volume"})
+    tracker.update({"_id": "later", "name": "rome", "url": "file:///r/"})  # it became one
+    assert [v["name"] for v in cache.get()[0]] == ["lyon", "paris", "rome", "tokyo"]
+    tracker.delete("vol_lyon")
+    assert [v["name"] for v in cache.get()[0]] == ["paris", "rome", "tokyo"]
+    from damas_core.sync.volumes import set_global_parameters
+
+    set_global_parameters(tracker, {"syncEverywhere": True})
+    assert cache.get()[1]["syncEverywhere"] is True

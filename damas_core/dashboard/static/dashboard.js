@@ -59,7 +59,7 @@
       details.appendChild(summary);
       var more = document.createElement("span");
       more.className = "more";
-      more.textContent = "see the file page for rsync's output";
+      more.textContent = st.more || "";
       details.appendChild(more);
       td.appendChild(details);
     } else {
