@@ -18,6 +18,7 @@ from tests.conformance.test_changes import *  # noqa: F403
 from tests.conformance.test_crud import *  # noqa: F403
 from tests.conformance.test_files import *  # noqa: F403
 from tests.conformance.test_graph import *  # noqa: F403
+from tests.conformance.test_id_rules import *  # noqa: F403
 from tests.conformance.test_search import *  # noqa: F403
 
 
