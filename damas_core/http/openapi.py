@@ -31,7 +31,15 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "What went wrong: `<op> error: <reason>` and the HTTP status.",
         "required": ["error", "status"],
-        "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+        "properties": {
+            "error": {"type": "string"},
+            "status": {"type": "integer"},
+            "locked": {
+                "type": "object",
+                "description": "A refused lock or unlock (409): who holds each id, `{id: '@user'}`.",
+                "additionalProperties": {"type": "string"},
+            },
+        },
     },
 }
 
