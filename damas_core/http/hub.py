@@ -251,15 +251,15 @@ class StreamingChannelMixin:
             super().handle_write()  # type: ignore[misc]
 
 
-def serve_streams(server: Any) -> Hub:
+def serve_streams(server: Any, app: Any = None) -> Hub:
     """Make ``server`` (from ``waitress.create_server``) hand the streams its
     applications answer with to a new :class:`Hub` (``server.damas_hub``; stop it with
     :meth:`Hub.stop` when the server closes).
 
     Each open stream is a connection, so the server's connection limit is raised to
-    make room for the application's ``max_streams`` (when it is a
-    :class:`~damas_core.http.app.DamasApp`), and it polls with ``poll()`` rather than
-    ``select()``, which stops at 1024 descriptors.
+    make room for the ``max_streams`` of ``app`` (the
+    :class:`~damas_core.http.app.DamasApp` it serves, if given), and it polls with
+    ``poll()`` rather than ``select()``, which stops at 1024 descriptors.
     """
     hub = Hub()
     servers = [server] if hasattr(server, "channel_class") else list(server.map.values())
@@ -268,7 +268,7 @@ def serve_streams(server: Any) -> Hub:
             base = each.channel_class
             each.channel_class = type("StreamingChannel", (StreamingChannelMixin, base), {})
             each.damas_hub = hub
-            streams = getattr(each.application, "streams", None)
+            streams = getattr(app, "streams", None)
             if streams is not None:
                 each.adj.connection_limit = max(each.adj.connection_limit, streams.limit + 100)
             each.adj.asyncore_use_poll = True

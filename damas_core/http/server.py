@@ -69,7 +69,7 @@ def create_server(app: Any, *, max_body_size: int = MAX_BODY_SIZE, **options: An
     for each in servers:
         if hasattr(each, "channel_class"):
             each.channel_class = JsonErrorChannel
-    serve_streams(server)
+    serve_streams(server, app)
     return server
 
 

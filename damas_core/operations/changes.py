@@ -20,6 +20,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from damas_core.backends.base import Change
+from damas_core.elements import any_reserved
 from damas_core.errors import BadRequest
 from damas_core.feed import MAX_WAIT
 from damas_core.operations import crud
@@ -115,30 +117,42 @@ def changes(
         # The horizon is read after the page: a compaction before the read shows here.
         if since < storage.horizon() or since > last:
             return {"last_seq": storage.last_seq(), "changes": [], "reset": True}
-        visible = [c for c in entries if not session.hidden(c[1])]
+        visible = visible_entries(session, entries)
         remaining = deadline - time.monotonic()
         if visible or remaining <= 0:
             break
         since = last
         if len(entries) < limit:  # caught up: wait for the next write
             session.tracker.feed.wait(last, remaining)
-    found = [{"seq": seq, "_id": id, "deleted": deleted} for seq, id, deleted in visible]
     if elements:
-        found = with_elements(session, found)
+        return {"last_seq": last, "changes": with_elements(session, visible)}
+    found = [{"seq": seq, "_id": id, "deleted": deleted} for seq, id, deleted in visible]
     return {"last_seq": last, "changes": found}
 
 
-def with_elements(session: Session, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The changes with each live one's ``element`` read through the read path; those
-    whose element is gone since are left out."""
-    live = [c["_id"] for c in found if not c["deleted"]]
-    read = iter(crud.read(session, live) if live else ())
+def visible_entries(session: Session, entries: list[Change]) -> list[Change]:
+    """The feed entries ``session`` may see: internal ids left out."""
+    if not any_reserved([id for _, id, _ in entries]):  # the usual page, checked in C
+        return entries
+    return [c for c in entries if not session.hidden(c[1])]
+
+
+def with_elements(session: Session, entries: list[Change]) -> list[dict[str, Any]]:
+    """The change dicts of ``entries`` with each live one's ``element`` read through the
+    read path (one read for all); those whose element is gone since are left out."""
+    live = [id for _, id, deleted in entries if not deleted]
+    found = crud.read(session, live) if live else []
+    if len(live) == len(entries):  # no tombstone: the usual page, in one pass
+        return [
+            {"seq": seq, "_id": id, "deleted": False, "element": element}
+            for (seq, id, _), element in zip(entries, found)
+            if element is not None
+        ]
+    read = iter(found)
     out = []
-    for change in found:
-        if not change["deleted"]:
-            element = next(read)
-            if element is None:
-                continue
-            change["element"] = element
-        out.append(change)
+    for seq, id, deleted in entries:
+        if deleted:
+            out.append({"seq": seq, "_id": id, "deleted": True})
+        elif (element := next(read)) is not None:
+            out.append({"seq": seq, "_id": id, "deleted": False, "element": element})
     return out
