@@ -39,6 +39,7 @@ from damas_core.errors import (
     Unauthorized,
 )
 from damas_core.operations.changes import check_arguments
+from damas_core.wire import unpack_comments, unpack_published
 
 
 class Unreachable(DamasError, ConnectionError):
@@ -308,13 +309,8 @@ class Client:
         status, payload = self.request("POST", "/api/publish/", "publish", elements, allow=(409,))
         if status == 409:
             return None if single else [None] * _count(elements, unfold=True)
-        # The answer is the file slots (null where already tracked), then one history
-        # child per created file: find where the slots end.
-        n = 0
-        while n + sum(1 for f in payload[:n] if f is not None) < len(payload):
-            n += 1
-        files, children = payload[:n], iter(payload[n:])
-        out = [None if f is None else ((f, next(children)) if with_history else f) for f in files]
+        pairs = unpack_published(payload)
+        out = [None if p is None else (p if with_history else p[0]) for p in pairs]
         return out[0] if single else out
 
     def lock(self, ids: Any, *, strict: bool = False) -> bool:
@@ -341,16 +337,7 @@ class Client:
     def comment(self, elements: Any) -> Any:
         """Attach comments to one or several parents."""
         status, payload = self.request("POST", "/api/comment/", "comment", elements, allow=(404,))
-        items = elements if isinstance(elements, list | tuple) else [elements]
-        flat = iter(payload if status != 404 else [])
-        out: list[Any] = []
-        for e in items:
-            parents = e.get("#parent") if isinstance(e, dict) else None
-            if isinstance(parents, list):
-                out.append([next(flat, None) for _ in parents])
-            else:
-                out.append(next(flat, None))
-        return out if isinstance(elements, list | tuple) else out[0]
+        return unpack_comments(payload if status != 404 else [], elements)
 
     def version(self, id: str, keys: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Archive the current state as a child and update the head; ``None`` if absent."""

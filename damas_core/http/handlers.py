@@ -34,6 +34,7 @@ import orjson
 from damas_core.errors import BadRequest, Conflict, DamasError, NotFound
 from damas_core.http.messages import Answer, Call
 from damas_core.operations.changes import check_arguments
+from damas_core.wire import pack_comments, pack_published
 
 # -- status rules ------------------------------------------------------------------------
 
@@ -274,8 +275,7 @@ def publish(call: Call) -> Answer:
     status = outcome(files if isinstance(pairs, list) else files[0], ok=201, none=409)
     if status == 409:
         raise Conflict("publish error: every file is already tracked", op="publish")
-    children = [p[1] for p in pair_list if p is not None]
-    return Answer(status, files + children)
+    return Answer(status, pack_published(pair_list))
 
 
 def lock(call: Call) -> Answer:
@@ -291,10 +291,7 @@ def unlock(call: Call) -> Answer:
 
 
 def comment(call: Call) -> Answer:
-    made = call.session.comment(call.body())
-    flat: list[Any] = []
-    for item in made if isinstance(made, list) else [made]:
-        flat.extend(item if isinstance(item, list) else [item])
+    flat = pack_comments(call.session.comment(call.body()))
     status = outcome(flat, ok=201, none=404)
     if status == 404:
         raise NotFound("comment error: no such parent", op="comment")
