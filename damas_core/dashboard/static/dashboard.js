@@ -143,10 +143,9 @@
     }
   }
 
-  var page = body.querySelector("main [data-live-page]") ? "redraw" : "cells";
-  if (document.getElementById("completion") || document.querySelector("table.folders")) {
-    page = "redraw";
-  }
+  // pages of counts are redrawn whole; pages of cells get the changed cells only
+  var redrawn = document.getElementById("completion") || document.querySelector("table.folders");
+  var page = redrawn ? "redraw" : "cells";
 
   var feed = new EventSource(base + "/api/events/?since=" + encodeURIComponent(since));
   feed.addEventListener("open", function () { say("on"); });
