@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import waitress
 
 import damas_core
 from damas_core.wsgi import make_app
@@ -232,3 +234,65 @@ def test_site_counts_and_agent_states_update_without_a_reload(world, tab):
     agent = tab.locator('section.site[data-site="lyon"] [data-agent]')
     expect(agent).not_to_have_attribute("data-agent", "down")
     assert tab.evaluate("window.notReloaded") is True
+
+
+class Restartable:
+    """waitress serving ``app`` on one loopback port, that can be stopped (every open
+    connection closed) and started again on the same port, as a restarted server is."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.port = app, 0
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.server = waitress.create_server(self.app, host="127.0.0.1", port=self.port, threads=4)
+        self.port = self.server.effective_port
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            self.server.asyncore.loop(timeout=0.05, map=self.server._map, count=1)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        for channel in list(self.server._map.values()):
+            if channel is not self.server:
+                channel.close()
+        self.server.close()
+        self.server.task_dispatcher.shutdown(timeout=5)
+
+
+def test_after_a_disconnect_the_feed_resumes_from_the_last_event(world, tab):
+    from playwright.sync_api import expect
+
+    app = make_app(world.tracker, auth="jwt")
+    asked: list[str | None] = []  # the Last-Event-ID of each request for the feed
+
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["PATH_INFO"].startswith("/api/events/"):
+            asked.append(environ.get("HTTP_LAST_EVENT_ID"))
+        return app(environ, start_response)
+
+    server = Restartable(recording)
+    try:
+        sign_in(tab, server.url, "ula")
+        expect(tab.locator("#live")).to_have_text("live: on")
+        world.tracker.update({"_id": "/plates/c.exr", "note": "an event before the cut"})
+        tab.wait_for_function("document.body.dataset.seq !== undefined")
+        seen = tab.evaluate("document.body.dataset.seq")
+        server.stop()
+        expect(tab.locator("#live")).to_have_text("live: reconnecting")
+        world.sites.run("lyon")  # delivered while the server is down
+        server.start()
+        lyon = cell(tab, "/shots/a.exr", "lyon")
+        expect(lyon).to_have_attribute("data-state", "ok", timeout=20000)
+        assert seen in asked  # the browser asked for what came after the last event it had
+    finally:
+        server.stop()

@@ -307,3 +307,22 @@ def test_unknown_pages_and_api_paths_keep_their_answers(browser):
     api = b.get("/api/nowhere")
     assert api.status_code == 404 and api.json["status"] == 404
     assert b.client.delete("/").status_code == 405
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_every_state_is_readable_in_its_colours():
+    from importlib import resources
+
+    from damas_core.sync.status import STATES
+
+    css = resources.files("damas_core.dashboard").joinpath("static", "dashboard.css").read_text()
+    colours = dict(re.findall(r"--([a-z-]+): (#[0-9a-f]{6})", css))
+    for state in STATES:
+        fg, bg = sorted((_luminance(colours[f"{state}-fg"]), _luminance(colours[f"{state}-bg"])))
+        assert (bg + 0.05) / (fg + 0.05) >= 4.5, state  # WCAG AA for text
+        assert f".s-{state} {{" in css, state

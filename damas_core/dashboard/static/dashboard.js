@@ -87,7 +87,17 @@
   function refreshCells(ids) {
     var query = ids.map(function (id) { return "id=" + encodeURIComponent(id); }).join("&");
     return fetch(base + "/cells?" + query, { credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.json() : {}; })
+      .then(function (r) {
+        if (!r.ok) {
+          throw new Error("cells: " + r.status);
+        }
+        return r.json();
+      }, function (e) {
+        // not lost: asked for again with the next change, or in a few seconds
+        ids.forEach(function (id) { pending[id] = true; });
+        window.setTimeout(schedule, 3000);
+        throw e;
+      })
       .then(function (rows) {
         ids.forEach(function (id) {
           var row = rows[id];
@@ -134,7 +144,11 @@
         work.push(refreshCells(ids.slice(i, i + 200)));
       }
     }
-    Promise.all(work).catch(function () { say("update failed"); });
+    Promise.all(work).then(function () {
+      if (feed.readyState === EventSource.OPEN) {
+        say("on");
+      }
+    }, function () { say("update failed; retrying"); });
   }
 
   function schedule() {
