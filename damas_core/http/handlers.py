@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import orjson
 
@@ -254,8 +254,27 @@ def search_mongo_body(body: Any, parse_json: Any) -> dict[str, Any]:
     return body
 
 
+def _search_mongo_request(call: Call) -> Any:
+    """The body as JSON, or damas-core's HTML-form post ``queryobj=<the object as JSON>``
+    (URL-encoded) as ``{"queryobj": …}``: a JSON body never starts that way."""
+    data = call.data()
+    if not data.startswith(b"queryobj="):
+        return call.body()
+    try:
+        form = parse_qs(data.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("search_mongo error: the form is not UTF-8", op="search_mongo") from None
+    if set(form) != {"queryobj"} or len(form["queryobj"]) != 1:
+        names = ", ".join(repr(k) for k in form if k != "queryobj") or "'queryobj' twice"
+        raise BadRequest(
+            f"search_mongo error: a form post holds queryobj alone, not {names}",
+            op="search_mongo",
+        )
+    return {"queryobj": form["queryobj"][0]}
+
+
 def search_mongo(call: Call) -> Answer:
-    body = search_mongo_body(call.body(), call.parse_json)
+    body = search_mongo_body(_search_mongo_request(call), call.parse_json)
     found = call.session.search_mongo(
         body["query"],
         sort=body.get("sort"),

@@ -138,6 +138,10 @@ def test_search_mongo_accepts_both_body_forms(http):
     assert s.post(f"{url}/api/search_mongo/", json=full).json() == {"count": 1, "ids": ["/v"]}
     form = {"queryobj": orjson.dumps(full).decode()}
     assert s.post(f"{url}/api/search_mongo/", json=form).json() == {"count": 1, "ids": ["/v"]}
+    # damas-core also reads it from an HTML form post (URL-encoded)
+    assert s.post(f"{url}/api/search_mongo/", data=form).json() == {"count": 1, "ids": ["/v"]}
+    extra = s.post(f"{url}/api/search_mongo/", data={**form, "limit": "1"})
+    assert extra.status_code == 400 and "holds queryobj alone, not 'limit'" in extra.text
     assert s.post(f"{url}/api/search_mongo/", json={"query": {}}).json()["count"] == 5
 
 
