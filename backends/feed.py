@@ -35,11 +35,15 @@ class ChangeLog:
         self.horizon = horizon
         self.seq = max(max((e[0] for e in self.entries.values()), default=0), horizon)
         self._log: list[tuple[int, str]] = [(e[0], e[1]) for e in self.entries.values()]
+        # While a transaction runs: each touched id's entry before it (None: absent).
+        self._undo: dict[str, Entry | None] | None = None
 
     def record(self, id: str, deleted: bool) -> None:
         """``id`` changed (``deleted``: it was removed): its entry moves to the next seq."""
         self.seq += 1
-        self.entries.pop(id, None)
+        old = self.entries.pop(id, None)
+        if self._undo is not None and id not in self._undo:
+            self._undo[id] = old
         self.entries[id] = (self.seq, id, deleted, now_ms() if deleted else 0)
         self._log.append((self.seq, id))
 
@@ -61,21 +65,35 @@ class ChangeLog:
         """Remove tombstones deleted before ``older_than_ms``; raise the horizon."""
         old = [e for e in self.entries.values() if e[2] and e[3] < older_than_ms]
         for seq, id, _, _ in old:
-            del self.entries[id]
+            entry = self.entries.pop(id)
+            if self._undo is not None and id not in self._undo:
+                self._undo[id] = entry
             self.horizon = max(self.horizon, seq)
         return len(old)
 
-    def snapshot(self) -> tuple[dict[str, Entry], int, int, int]:
-        """What :meth:`restore` needs to undo every change made after this call."""
-        return dict(self.entries), len(self._log), self.seq, self.horizon
+    def snapshot(self) -> tuple[int, int, int]:
+        """Start keeping what :meth:`restore` needs to undo every change made after
+        this call (the entries touched, not a copy of them all); :meth:`compact`
+        ends it."""
+        self._undo = {}
+        return len(self._log), self.seq, self.horizon
 
-    def restore(self, snapshot: tuple[dict[str, Entry], int, int, int]) -> None:
-        self.entries, size, self.seq, self.horizon = snapshot
+    def restore(self, snapshot: tuple[int, int, int]) -> None:
+        size, self.seq, self.horizon = snapshot
+        entries, undo = self.entries, self._undo or {}
+        for id, prior in undo.items():
+            entries.pop(id, None)
+            if prior is not None:
+                entries[id] = prior
+        if undo:  # put back in seq order: the priors came before every later entry
+            self.entries = dict(sorted(entries.items(), key=lambda item: item[1][0]))
         del self._log[size:]
+        self._undo = None
 
     def compact(self) -> None:
         """Drop stale log entries once they outnumber the live ones (amortized O(1));
-        not between :meth:`snapshot` and :meth:`restore`."""
+        ends what :meth:`snapshot` started."""
+        self._undo = None
         if len(self._log) > 2 * len(self.entries) + 1024:
             self._log = [(e[0], e[1]) for e in self.entries.values()]
 

@@ -510,7 +510,7 @@ class TinyDBStorage(Storage):
                 self._feed_before = before = self._feed.snapshot()
                 try:
                     yield
-                    if self._undo or self._feed.horizon != before[3]:
+                    if self._undo or self._feed.horizon != before[2]:
                         self._write()
                 except BaseException:
                     self._rollback()
