@@ -1,18 +1,22 @@
 """How ``damas serve`` keeps event streams and long-polls open without holding one of
-waitress's worker threads per client.
+waitress's worker threads, or any of its loop's time, per client.
 
 waitress runs the application in a fixed pool of worker threads (``--threads``, 8),
 and a WSGI body that blocks keeps its thread until it ends. So :func:`serve_streams`
 gives the server a channel and task class of its own: when the application answers
 with a :class:`~damas_core.http.streams.Stream`, the task writes the response headers,
 hands the stream to the one :class:`Hub` thread and returns, and the worker is free for
-the next request. The hub wakes when the store's position moves (at once for this
-process's commits, within 50 ms for other processes', through
-:meth:`damas_core.feed.Feed.listen`) or a stream's heartbeat or deadline comes, runs the
-streams that have something to do, and queues their bytes on their connections
-(``channel.write_soon``, which never blocks here: a client more than
-:data:`MAX_BUFFERED` bytes behind is dropped, and an event stream's client reconnects
-with ``Last-Event-ID``). waitress's own loop sends them.
+the next request. The connection then leaves waitress altogether (its loop goes over
+every connection it holds at each turn, so 200 idle ones would slow every request):
+waitress's loop thread gives the hub whatever of the headers is still unsent and
+forgets the socket, and the hub runs its own loop over the streams' sockets.
+
+The hub wakes when the store's position moves (at once for this process's commits,
+within 50 ms for other processes', through :meth:`damas_core.feed.Feed.listen`), when a
+socket can take more bytes or its client left, or when a stream's heartbeat or
+deadline comes. It runs the streams that have something to do and sends their bytes
+without ever blocking: a client more than :data:`MAX_BUFFERED` bytes behind is dropped
+(an event stream's client reconnects with ``Last-Event-ID``).
 
 A stream's response is chunked with ``Connection: close``: the connection ends with
 it, and bytes the client sends on it meanwhile are ignored.
@@ -30,13 +34,15 @@ it, and bytes the client sends on it meanwhile are ignored.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import selectors
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitress.channel import ClientDisconnected
 from waitress.task import WSGITask
 
 from damas_core.http.streams import HANDOFF, Stream
@@ -45,16 +51,23 @@ log = logging.getLogger(__name__)
 
 #: Bytes a stream's connection may have queued before its client is dropped as too slow.
 MAX_BUFFERED = 4 * 1024 * 1024
-#: The longest the hub sleeps, in seconds: closed connections are noticed this often.
+#: The longest the hub sleeps, in seconds, when no stream has a deadline sooner.
 SWEEP = 1.0
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
 @dataclass(eq=False)
 class _Client:
     stream: Stream
-    channel: Any
-    task: Any
-    fresh: bool = field(default=True)
+    sock: socket.socket
+    chunked: bool
+    pending: bytearray = field(default_factory=bytearray)
+    fresh: bool = True
+    closing: bool = False
+
+
+def _framed(data: bytes, chunked: bool) -> bytes:
+    return b"%X\r\n%s\r\n" % (len(data), data) if chunked else data
 
 
 class Hub:
@@ -70,9 +83,14 @@ class Hub:
         self._clients: list[_Client] = []
         self._new: list[_Client] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, _READ, None)
+        self._signalled = False
 
     @property
     def clients(self) -> int:
@@ -81,9 +99,9 @@ class Hub:
             return len(self._clients) + len(self._new)
 
     def stop(self) -> None:
-        """End every stream, and take no more (they are written by the worker)."""
+        """End every stream, and take no more."""
         self._stopped = True
-        self._wake.set()
+        self._wake()
         thread = self._thread
         if thread is not None:
             thread.join(5.0)
@@ -91,16 +109,40 @@ class Hub:
             clients, self._clients, self._new = self._clients + self._new, [], []
         for client in clients:
             self._finish(client)
+            with contextlib.suppress(OSError):
+                client.sock.send(bytes(client.pending))
+            self._drop(client)
         self._unlisten()
 
-    def add(self, stream: Stream, channel: Any, task: Any) -> bool:
-        """Take ``stream`` over (its headers are written, the rest is the hub's); False
-        once the hub is stopped."""
+    # -- taking streams over -----------------------------------------------------------
+
+    def take(self, stream: Stream, channel: Any, task: Any) -> bool:
+        """Take ``stream`` over from a waitress worker: its headers are written (maybe
+        not all sent). False once the hub is stopped."""
+        if self._stopped:
+            return False
+        # The connection leaves waitress in its own loop thread, between two turns.
+        channel.server.trigger.pull_trigger(lambda: self._adopt(stream, channel, task))
+        return True
+
+    def _adopt(self, stream: Stream, channel: Any, task: Any) -> None:
+        with channel.outbuf_lock:
+            unsent = bytearray()
+            for buffer in channel.outbufs:
+                size = buffer.__len__()  # as waitress does: len() may overflow
+                if size:
+                    unsent += buffer.get(size, True)
+            channel.total_outbufs_len = 0
+            sock = channel.socket
+            channel.del_channel()  # waitress forgets it; the socket stays open
+        client = _Client(stream, sock, chunked=task.chunked_response, pending=unsent)
         feed = stream.streams.feed
         with self._lock:
             if self._stopped:
-                return False
-            self._new.append(_Client(stream, channel, task))
+                stream.end()
+                sock.close()
+                return
+            self._new.append(client)
             known = any(f is feed for f in self._feeds)
             if not known:
                 self._feeds.append(feed)
@@ -109,11 +151,16 @@ class Hub:
                 self._thread.start()
         if not known:
             feed.listen(self._moved)
-        self._wake.set()
-        return True
+        self._wake()
 
     def _moved(self, _position: int) -> None:
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if not self._signalled:
+            self._signalled = True
+            with contextlib.suppress(OSError):  # full: it is awake already
+                self._wake_w.send(b"!")
 
     def _unlisten(self) -> None:
         with self._lock:
@@ -121,33 +168,46 @@ class Hub:
         for feed in feeds:
             feed.unlisten(self._moved)
 
+    # -- the loop ------------------------------------------------------------------------
+
     def _run(self) -> None:
         while not self._stopped:
-            self._wake.clear()
             with self._lock:
+                for client in self._new:
+                    self._selector.register(client.sock, _READ, client)
                 self._clients.extend(self._new)
                 self._new.clear()
                 if not self._clients:
                     self._thread = None  # the next stream starts another
-                    break
+                    return
+            # Cleared before the streams are run: a change after this point wakes us.
+            self._signalled = False
+            with contextlib.suppress(OSError):
+                while self._wake_r.recv(4096):
+                    pass
             try:
                 timeout = self._pass()
             except Exception:  # a bug: keep serving the others
                 log.exception("stream hub pass failed")
                 timeout = SWEEP
-            self._wake.wait(timeout)
+            for key, mask in self._selector.select(timeout):
+                client = key.data
+                if client is None:
+                    continue  # woken: the next pass runs the streams
+                if mask & _READ:
+                    self._read(client)
+                if mask & _WRITE and client in self._clients:
+                    self._send(client)
 
     def _pass(self) -> float:
         """Run every stream that has something to do; returns how long to sleep."""
         now = time.monotonic()
         positions: dict[int, int] = {}  # per feed, read once a pass
         sleep = SWEEP
-        kept = []
-        for client in self._clients:
-            stream = client.stream
-            if not client.channel.connected:
-                stream.end()
+        for client in list(self._clients):
+            if client.closing:
                 continue
+            stream = client.stream
             feed = stream.streams.feed
             position = positions.get(id(feed))
             if position is None:
@@ -159,48 +219,63 @@ class Hub:
                 except Exception:
                     log.exception("stream from %d failed", stream.position)
                     data, finished = b"", True
-                if data and not self._write(client, data):
-                    stream.end()
-                    continue
+                if data:
+                    client.pending += _framed(data, client.chunked)
                 if finished:
                     self._finish(client)
+                self._send(client)
+                if client not in self._clients or client.closing:
                     continue
                 if stream.position < position:
                     sleep = 0.0  # more pages to read: come back at once
             sleep = min(sleep, max(0.0, stream.due() - now))
-            kept.append(client)
-        with self._lock:
-            self._clients = kept
         return sleep
 
-    def _write(self, client: _Client, data: bytes) -> bool:
-        channel = client.channel
-        if channel.total_outbufs_len > MAX_BUFFERED:
-            log.warning(
-                "dropping a stream whose client is %d bytes behind", channel.total_outbufs_len
-            )
-            self._close(channel)
-            return False
+    def _send(self, client: _Client) -> None:
+        """Send what the socket takes now; close a finished stream once all is sent."""
         try:
-            client.task.write(data)
-        except (ClientDisconnected, OSError):
-            return False
-        return True
+            while client.pending:
+                sent = client.sock.send(client.pending)
+                del client.pending[:sent]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._drop(client)
+            return
+        if not client.pending and client.closing:
+            self._drop(client)
+        elif len(client.pending) > MAX_BUFFERED:
+            log.warning("dropping a stream whose client is %d bytes behind", len(client.pending))
+            self._drop(client)
+        else:
+            self._selector.modify(client.sock, _READ | (_WRITE if client.pending else 0), client)
+
+    def _read(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(4096)  # ignored, but b"" means the client left
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(client)
 
     def _finish(self, client: _Client) -> None:
-        """End the response (the last chunk), close the connection once it is sent."""
-        client.stream.end()
-        try:
-            if client.task.chunked_response and client.channel.connected:
-                client.channel.write_soon(b"0\r\n\r\n")
-        except (ClientDisconnected, OSError):
-            pass
-        self._close(client.channel)
+        """End the response: the last chunk, then the connection closes once sent."""
+        if not client.closing:
+            client.closing = True
+            client.stream.end()
+            if client.chunked:
+                client.pending += b"0\r\n\r\n"
 
-    @staticmethod
-    def _close(channel: Any) -> None:
-        channel.close_when_flushed = True
-        channel.server.pull_trigger()
+    def _drop(self, client: _Client) -> None:
+        client.stream.end()
+        if client in self._clients:
+            self._clients.remove(client)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(client.sock)
+        with contextlib.suppress(OSError):
+            client.sock.close()
 
 
 class StreamingTask(WSGITask):
@@ -216,14 +291,13 @@ class StreamingTask(WSGITask):
 
     def hand_off(self, stream: Stream) -> None:
         self.write(b"")  # the status line and headers, now
-        self.handed_off = True
-        # The hub ends the response and closes the connection; waitress must not.
-        self.close_on_finish = False
         self.channel.streaming = True
-        if not self.channel.server.damas_hub.add(stream, self.channel, self):
-            stream.end()  # the server is stopping
-            self.handed_off = False
-            self.close_on_finish = True
+        if self.channel.server.damas_hub.take(stream, self.channel, self):
+            self.handed_off = True
+            # The hub ends the response and closes the connection; waitress must not.
+            self.close_on_finish = False
+        else:
+            stream.end()  # the server is stopping: an empty answer
 
     def finish(self) -> None:
         if not self.handed_off:
@@ -241,25 +315,17 @@ class StreamingChannelMixin:
             return True  # a stream's connection carries nothing more (Connection: close)
         return super().received(data)  # type: ignore[misc]
 
-    def handle_write(self) -> None:
-        if self.streaming:
-            # The hub appends to the out buffers from its thread: flush under their lock
-            # (waitress takes it only while a worker task runs, and none does here).
-            with self.outbuf_lock:  # type: ignore[attr-defined]
-                super().handle_write()  # type: ignore[misc]
-        else:
-            super().handle_write()  # type: ignore[misc]
-
 
 def serve_streams(server: Any, app: Any = None) -> Hub:
     """Make ``server`` (from ``waitress.create_server``) hand the streams its
     applications answer with to a new :class:`Hub` (``server.damas_hub``; stop it with
     :meth:`Hub.stop` when the server closes).
 
-    Each open stream is a connection, so the server's connection limit is raised to
-    make room for the ``max_streams`` of ``app`` (the
-    :class:`~damas_core.http.app.DamasApp` it serves, if given), and it polls with
-    ``poll()`` rather than ``select()``, which stops at 1024 descriptors.
+    Each open stream is a connection (the hub's, not waitress's), so the server's
+    connection limit, which counts them while they are handed over, is raised to make
+    room for the ``max_streams`` of ``app`` (the :class:`~damas_core.http.app.DamasApp`
+    it serves, if given), and it polls with ``poll()`` rather than ``select()``, which
+    stops at 1024 descriptors.
     """
     hub = Hub()
     servers = [server] if hasattr(server, "channel_class") else list(server.map.values())
