@@ -287,6 +287,7 @@ class Dashboard:
                 sites=tuple(s for s in args.getlist("site") if s),
                 sort=args.get("sort", "_id") or "_id",
                 skip=_whole(args.get("skip"), 0),
+                start=_whole(args.get("start"), 0, key="start"),
                 limit=_whole(args.get("limit"), 100),
             )
             data = files_page(session, filters, self.known_sites)
@@ -299,11 +300,14 @@ class Dashboard:
         stderr = {v["name"]: v.get("stderr_reception") or "" for v in data["volumes"]}
         links = {}
         if data["next"] is not None:
-            links["next"] = _url(call, skip=data["next"])
-        if filters.skip and not filters.states:
-            links["previous"] = _url(call, skip=max(0, filters.skip - filters.limit))
-        if filters.skip:
+            links["next"] = _url(call, **data["next"])
+        if filters.unfiltered:
+            if filters.start:
+                links["first"] = _url(call, start=0)
+        elif filters.skip:
             links["first"] = _url(call, skip=0)
+            if not filters.states:
+                links["previous"] = _url(call, skip=max(0, filters.skip - filters.limit))
         return self.render(
             call, "files.html", 400 if error else 200, session=session, data=data,
             filters=filters, query=typed, error=error, links=links, stderr=stderr,

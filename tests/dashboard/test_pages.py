@@ -230,8 +230,8 @@ def test_the_table_pages_filters_and_sorts_on_the_server(browser, tracker):
     b = browser("ula")
     first = b.get("/").get_data(as_text=True)
     assert first.count('<tr data-file="') == 100
-    assert 'data-site="lyon"' in first and "skip=100" in first
-    last = b.get("/?skip=200").get_data(as_text=True)
+    assert 'data-site="lyon"' in first and "start=100" in first
+    last = b.get("/?start=200").get_data(as_text=True)
     assert last.count('<tr data-file="') == 50 and 'rel="next"' not in last
     seq1 = b.get("/?prefix=/seq1/&limit=1000").get_data(as_text=True)
     assert seq1.count('<tr data-file="') == 83 and "/seq0/" not in seq1

@@ -81,9 +81,27 @@ def test_a_state_filter_reads_past_batches_until_the_page_is_full(tracker):
     tracker.update([{"_id": f"/p/{i:04}", "sync_tokyo": True} for i in range(1190, 1200)])
     got = page(tracker, Filters(states=("queued",), sites=("tokyo",), limit=4))
     assert [r["_id"] for r in got["files"]] == ["/p/1190", "/p/1191", "/p/1192", "/p/1193"]
-    assert got["shown"] == ["tokyo"] and got["next"] == 1194
-    rest = page(tracker, Filters(states=("queued",), sites=("tokyo",), skip=got["next"]))
+    assert got["shown"] == ["tokyo"] and got["next"] == {"skip": 1194}
+    rest = page(tracker, Filters(states=("queued",), sites=("tokyo",), **got["next"]))
     assert len(rest["files"]) == 6 and rest["next"] is None
+
+
+def test_the_unfiltered_view_pages_through_every_file_once(make_tracker):
+    tracker = make_tracker()  # on every backend
+    _files(tracker, 230)  # each with a history child, whose id is a ULID
+    tracker.create([{"_id": "!before the paths"}, {"_id": "/p/0100x", "note": "no origin"},
+                    {"_id": "#hash"}, {"_id": "/p/" + "long" * 200, "origin": "paris"}])  # fmt: skip
+    seen, filters = [], Filters(limit=40)
+    while True:
+        got = page(tracker, filters)
+        seen += [r["_id"] for r in got["files"]]
+        if got["next"] is None:
+            break
+        assert list(got["next"]) == ["start"]
+        filters = Filters(limit=40, **got["next"])
+    files = tracker.search("origin:* -#parent:*")
+    assert len(seen) == len(set(seen)) == 231 and sorted(seen) == sorted(files)
+    assert page(tracker, Filters(limit=40, start=10**6))["files"] == []
 
 
 def test_folders_count_what_is_under_them(tracker):
