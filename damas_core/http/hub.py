@@ -102,7 +102,8 @@ class Hub:
         """End every stream, and take no more."""
         self._stopped = True
         self._wake()
-        thread = self._thread
+        with self._lock:  # started under this lock
+            thread = self._thread
         if thread is not None:
             thread.join(5.0)
         with self._lock:
