@@ -327,3 +327,62 @@ def test_damas_changes_on_a_store_prints_and_follows(tmp_path):
     finally:
         follow.terminate()
         follow.wait(10)
+
+
+# -- damas serve ----------------------------------------------------------------------------
+
+
+def _serve(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [*DAMAS, "serve", "--port", "0", "--auth", "none", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "serving" in line:
+            return proc, line.split(" on ")[1].split()[0].rstrip("/")
+    proc.kill()
+    raise AssertionError("damas serve did not start")
+
+
+WRITER = """
+import sys
+import damas_core
+with damas_core.open(sys.argv[1]) as t:
+    t.create({"_id": sys.argv[2]})
+"""
+
+
+def test_damas_serve_streams_writes_from_another_process_and_bounds_streams(tmp_path):
+    store = f"lmdb://{tmp_path}/data"
+    proc, url = _serve("--store", store, "--max-streams", "2")
+    try:
+        with requests.get(f"{url}/api/events/?since=0", stream=True, timeout=20) as r:
+            stream = events(r)
+            with connect(url) as client:
+                mark = client.changes()["last_seq"]
+                # Another process writes to the server's store: the stream and a
+                # long-poll (the second slot) both see it.
+                writer = later(
+                    lambda: subprocess.run(
+                        [sys.executable, "-c", WRITER, store, "/from-elsewhere"], check=True
+                    ),
+                    0.5,
+                )
+                answer = client.changes(since=mark, wait=30)
+                writer.join()
+                assert [c["_id"] for c in answer["changes"]] == ["/from-elsewhere"]
+                (event,) = take(stream, 1)
+                assert event["data"]["_id"] == "/from-elsewhere"
+                # Both slots taken: one more stream is refused.
+                with requests.get(f"{url}/api/events/", stream=True, timeout=20) as second:
+                    assert second.status_code == 200
+                    refused = requests.get(f"{url}/api/events/", timeout=10)
+                    assert refused.status_code == 503
+    finally:
+        proc.terminate()
+        proc.wait(10)
