@@ -399,18 +399,21 @@ def percent(done: int, total: int) -> float:
     return round(100 * done / total, 1) if total else 100.0
 
 
-def folders(tracker: Any, prefix: str = "/", query: str = "*") -> dict[str, Any]:
+def folders(
+    tracker: Any, prefix: str = "/", query: str = "*", sites: SitesCache | None = None
+) -> dict[str, Any]:
     """The folders and files directly under ``prefix``, each folder with its completion.
 
     ``{"prefix", "sites", "folders": [{"path", "files", "bytes", "completion"}],
     "files": number of files directly in ``prefix``}``. It reads every file under
-    ``prefix`` once.
+    ``prefix`` once (``sites``: a :class:`SitesCache`, as for :func:`page`).
     """
     if not prefix.startswith("/"):
         raise BadRequest(f"status error: a folder starts with '/', not {prefix!r}", key="prefix")
     prefix = prefix if prefix.endswith("/") else prefix + "/"
-    vols = volumes(tracker)
-    params = global_parameters(tracker)
+    vols, params = (
+        sites.get() if sites is not None else (volumes(tracker), global_parameters(tracker))
+    )
     names = [v["name"] for v in vols]
     found: dict[str, dict[str, Any]] = {}
     direct = 0

@@ -53,7 +53,7 @@ from damas_core.sync.status import (
 from damas_core.sync.status import folders as folder_view
 from damas_core.sync.status import page as files_page
 from damas_core.sync.status import status as status_of
-from damas_core.sync.volumes import endpoint_of, global_parameters, update_volume, volumes
+from damas_core.sync.volumes import endpoint_of, global_parameters, update_volume
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -294,7 +294,7 @@ class Dashboard:
         except BadRequest as e:
             error = {"message": str(e), "position": e.position}
             filters = Filters()
-            vols = volumes(session)
+            vols = self.known_sites.get()[0]
             data = {"sites": [v["name"] for v in vols], "shown": [], "files": [],
                     "volumes": vols, "skip": 0, "limit": 100, "next": None}  # fmt: skip
         stderr = {v["name"]: v.get("stderr_reception") or "" for v in data["volumes"]}
@@ -316,7 +316,7 @@ class Dashboard:
 
     def folders(self, call: Call, session: Any) -> Answer:
         prefix = call.args.get("prefix", "/") or "/"
-        data = folder_view(session, prefix)
+        data = folder_view(session, prefix, sites=self.known_sites)
         crumbs = []
         parts = [p for p in data["prefix"].split("/") if p]
         for i, name in enumerate(parts):
@@ -335,7 +335,7 @@ class Dashboard:
     def edit_site(self, call: Call, session: Any) -> Answer:
         form = call.request.form
         vid = form.get("volume", "")
-        if vid not in {v["_id"] for v in volumes(session)}:
+        if vid not in {v["_id"] for v in self.known_sites.get()[0]}:
             raise NotFound(f"dashboard error: no volume {vid!r}", op="dashboard", id=vid)
         change: dict[str, Any] = {"_id": vid}
         for key in SWITCHES:
@@ -352,8 +352,7 @@ class Dashboard:
         element = session.read(file_id) if file_id else None
         if element is None:
             raise NotFound(f"dashboard error: no file {file_id!r}", op="dashboard", id=file_id)
-        vols = volumes(session)
-        params = global_parameters(session)
+        vols, params = self.known_sites.get()
         names = [v["name"] for v in vols]
         row = row_of(element, names, params)
         children = session.search_elements(f'#parent:"{_quoted(file_id)}"', sort="time")
@@ -377,7 +376,7 @@ class Dashboard:
         site = form.get("site", "")
         if session.read(file_id) is None:
             raise NotFound(f"dashboard error: no file {file_id!r}", op="dashboard", id=file_id)
-        if site and site not in {v["name"] for v in volumes(session)}:
+        if site and site not in {v["name"] for v in self.known_sites.get()[0]}:
             raise BadRequest(f"dashboard error: no site {site!r}", op="dashboard", key="site")
         done: Any
         if action == "lock":
