@@ -127,6 +127,9 @@ class Hub:
         return True
 
     def _adopt(self, stream: Stream, channel: Any, task: Any) -> None:
+        if not channel.connected or channel.socket.fileno() < 0:
+            stream.end()  # the client left before the hub could take it
+            return
         with channel.outbuf_lock:
             unsent = bytearray()
             for buffer in channel.outbufs:
@@ -175,8 +178,12 @@ class Hub:
         while not self._stopped:
             with self._lock:
                 for client in self._new:
-                    self._selector.register(client.sock, _READ, client)
-                self._clients.extend(self._new)
+                    try:
+                        self._selector.register(client.sock, _READ, client)
+                    except (OSError, ValueError):  # closed meanwhile
+                        client.stream.end()
+                        continue
+                    self._clients.append(client)
                 self._new.clear()
                 if not self._clients:
                     self._thread = None  # the next stream starts another
@@ -187,18 +194,21 @@ class Hub:
                 while self._wake_r.recv(4096):
                     pass
             try:
-                timeout = self._pass()
+                self._turn()
             except Exception:  # a bug: keep serving the others
-                log.exception("stream hub pass failed")
-                timeout = SWEEP
-            for key, mask in self._selector.select(timeout):
-                client = key.data
-                if client is None:
-                    continue  # woken: the next pass runs the streams
-                if mask & _READ:
-                    self._read(client)
-                if mask & _WRITE and client in self._clients:
-                    self._send(client)
+                log.exception("stream hub turn failed")
+                time.sleep(0.1)
+
+    def _turn(self) -> None:
+        """Run the streams, then wait for the next thing to do."""
+        for key, mask in self._selector.select(self._pass()):
+            client = key.data
+            if client is None:
+                continue  # woken: the next pass runs the streams
+            if mask & _READ:
+                self._read(client)
+            if mask & _WRITE and client in self._clients:
+                self._send(client)
 
     def _pass(self) -> float:
         """Run every stream that has something to do; returns how long to sleep."""
