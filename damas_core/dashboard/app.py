@@ -133,7 +133,8 @@ class Dashboard:
             return self.sign_in_page(call) if call.method != "POST" else self.sign_in(call)
         if path == "/signout" and call.method == "POST":
             return self.sign_out(call)
-        page = self._pages.get((call.method, path))
+        # HEAD is GET without the body (the server leaves it out)
+        page = self._pages.get(("GET" if call.method == "HEAD" else call.method, path))
         if page is None:
             known = {p for _, p in self._pages} | {"/signin", "/signout"}
             if path in known:

@@ -307,6 +307,7 @@ def test_unknown_pages_and_api_paths_keep_their_answers(browser):
     api = b.get("/api/nowhere")
     assert api.status_code == 404 and api.json["status"] == 404
     assert b.client.delete("/").status_code == 405
+    assert b.client.head("/sites").status_code == 200
 
 
 def _luminance(hex_colour: str) -> float:
