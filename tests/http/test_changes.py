@@ -6,6 +6,7 @@ permissions, and ``damas changes`` (``--follow``) in a subprocess."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -214,6 +215,26 @@ def test_streams_beyond_the_bound_get_503(open_server):
     assert again.status_code == 200
     again.close()
     first[1].close()
+
+
+def test_a_client_that_does_not_read_is_dropped_without_stalling_the_others(open_server):
+    tracker, url, app = open_server()
+    port = int(url.rsplit(":", 1)[1])
+    stuck = socket.create_connection(("127.0.0.1", port), timeout=20)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(b"GET /api/events/?elements=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    with requests.get(f"{url}/api/events/", stream=True, timeout=20) as r:
+        stream = events(r)
+        big = "x" * 200_000
+        for i in range(60):  # 12 MB of elements the stuck client never reads
+            tracker.create({"_id": f"/big/{i}", "blob": big})
+            (event,) = take(stream, 1)  # the reading client gets each one meanwhile
+            assert event["data"]["_id"] == f"/big/{i}"
+        deadline = time.monotonic() + 15
+        while app.streams.open > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert app.streams.open == 1  # the stuck one was dropped
+    stuck.close()
 
 
 def test_the_plain_wsgi_app_streams_by_blocking(memory_tracker):
