@@ -563,12 +563,14 @@ def human_size(n: Any) -> str:
     """
     if isinstance(n, bool) or not isinstance(n, int | float):
         return "—"
+    if abs(n) < 1024:
+        return f"{int(n)} B"
     size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "PiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
         size /= 1024
-    return f"{size:.1f} PiB"
+        if abs(round(size, 1)) < 1024:  # 1024² - 1 bytes is 1.0 MiB, not 1024.0 KiB
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} PiB"
 
 
 def describe(st: Mapping[str, Any]) -> str:

@@ -57,8 +57,8 @@ def test_agent_states_from_the_volume_and_its_heartbeat():
 
 
 def test_sizes_read_as_people_read_them():
-    assert [human_size(n) for n in (None, 0, 999, 2048, 3 * 1024**2, 7 * 1024**4)] == [
-        "—", "0 B", "999 B", "2.0 KiB", "3.0 MiB", "7.0 TiB",
+    assert [human_size(n) for n in (None, 0, 999, 2048, 1024**2 - 1, 3 * 1024**2, 7 * 1024**4)] == [
+        "—", "0 B", "999 B", "2.0 KiB", "1.0 MiB", "3.0 MiB", "7.0 TiB",
     ]  # fmt: skip
 
 
