@@ -174,6 +174,11 @@ def test_lock_unlock_and_comment_from_the_file_page(world, tab):
     expect(latest).to_contain_text("colour is off in <b>shot</b> 12")
     expect(latest).to_contain_text("ula")
     shot(tab, "file")
+    tab.evaluate("window.notReloaded = true")
+    world.tracker.as_user("eddie").lock("/shots/a.exr")  # someone else, elsewhere
+    expect(tab.locator("#lock")).to_have_text("🔒 locked by eddie")
+    expect(tab.locator("#unlock")).to_have_count(0)  # only its holder (or an admin) unlocks
+    assert tab.evaluate("window.notReloaded") is True
 
 
 def test_a_guest_sees_no_write_control_and_is_refused_when_forcing_one(world, tab):

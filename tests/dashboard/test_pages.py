@@ -327,3 +327,15 @@ def test_every_state_is_readable_in_its_colours():
         fg, bg = sorted((_luminance(colours[f"{state}-fg"]), _luminance(colours[f"{state}-bg"])))
         assert (bg + 0.05) / (fg + 0.05) >= 4.5, state  # WCAG AA for text
         assert f".s-{state} {{" in css, state
+
+
+def test_an_admin_forces_an_unlock_and_others_see_no_unlock(browser, tracker):
+    _publish(tracker, "/a.exr")
+    tracker.as_user("eddie").lock("/a.exr")
+    assert 'value="unlock"' not in browser("ula").get("/file?id=/a.exr").get_data(as_text=True)
+    ada = browser("ada")
+    assert 'name="force"' in ada.get("/file?id=/a.exr").get_data(as_text=True)
+    refused = ada.form("/", "/file", {"id": "/a.exr", "action": "unlock"})
+    assert refused.status_code == 409 and tracker.read("/a.exr")["lock"] == "eddie"
+    done = ada.form("/", "/file", {"id": "/a.exr", "action": "unlock", "force": "on"})
+    assert done.status_code == 303 and "lock" not in tracker.read("/a.exr")

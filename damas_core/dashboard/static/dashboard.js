@@ -157,9 +157,12 @@
     }
   }
 
-  // pages of counts are redrawn whole; pages of cells get the changed cells only
+  // pages of counts are redrawn whole; pages of cells get the changed cells only; a
+  // file's page is redrawn when that file changes (its lock, its keys, its states)
   var redrawn = document.getElementById("completion") || document.querySelector("table.folders");
   var page = redrawn ? "redraw" : "cells";
+  var heading = document.querySelector("[data-file-page]");
+  var filePage = heading ? heading.getAttribute("data-file-page") : null;
 
   var feed = new EventSource(base + "/api/events/?since=" + encodeURIComponent(since));
   feed.addEventListener("open", function () { say("on"); });
@@ -174,7 +177,7 @@
       return;
     }
     body.dataset.seq = String(change.seq);
-    if (page === "redraw") {
+    if (page === "redraw" || change._id === filePage) {
       redraw = true;
     } else if (typeof change._id === "string" && cellsOf(change._id).length) {
       pending[change._id] = true;
