@@ -265,9 +265,7 @@ def _operation(route: Route) -> dict[str, Any]:
         schema = RESULTS.get(route.result)
         if status == 207:
             schema = {"type": "array", "items": {"anyOf": [_ELEMENT, {"type": ["string", "null"]}]}}
-        if route.result == "html":
-            content = {"text/html": {"schema": {"type": "string"}}}
-        elif route.result == "events":
+        if route.result == "events":
             content = {"text/event-stream": {"schema": RESULTS["events"]}}
         else:
             content = {"application/json": {"schema": schema}}
@@ -290,7 +288,7 @@ def _operation_id(route: Route) -> str:
 def _tag(route: Route) -> str:
     if route.op in ("signIn", "signOut", "verify"):
         return "accounts"
-    if route.op in ("openapi", "landing"):
+    if route.op == "openapi":
         return "server"
     if route.op in ("publish", "lock", "unlock", "comment", "version"):
         return "files"
