@@ -224,10 +224,12 @@ class Feed:
         thread at a time; ``callback`` must not raise (its errors are logged).
         """
         with self._deliver_lock:
-            if self._deliver_to is None:
+            first = self._deliver_to is None
+            if first:
                 self._delivered = self.storage.last_seq()
             self._deliver_to = callback
-        self.listen(self._deliver)
+        if first:
+            self.listen(self._deliver)
 
     def _deliver(self, _position: int = 0) -> None:
         with self._deliver_lock:
