@@ -3,11 +3,15 @@
 Built in layers, each importing only the ones before it:
 
 - :mod:`~damas_core.http.messages`: request and response types (``Call``, ``Answer``);
+- :mod:`~damas_core.http.streams`: answers written over time from the change feed
+  (event streams, long-polls) and their bound;
 - :mod:`~damas_core.http.handlers`: one thin function per route, calling the core;
 - :mod:`~damas_core.http.routes`: the route table;
 - :mod:`~damas_core.http.openapi`: the OpenAPI document, generated from the table;
 - :mod:`~damas_core.http.app`: :func:`make_app`, the WSGI callable (dispatch, errors,
-  authentication).
+  authentication);
+- :mod:`~damas_core.http.hub` and :mod:`~damas_core.http.server`: the waitress server
+  ``damas serve`` runs, whose streams one hub thread writes.
 
 No business rule lives here: permissions, sign-in and every operation are the core's.
 
