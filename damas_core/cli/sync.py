@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -49,7 +50,41 @@ def sync() -> None:
     """Sync agents and the files x sites status."""
 
 
-@sync.command("agent")
+_AGENT_EPILOG = """\b
+Examples:
+  damas sync agent vol_paris --store lmdb:///srv/damas/store
+  damas sync agent vol_paris --server https://tracker:8090 --credentials ~/.config/damas/agent.json
+  damas sync agent vol_paris --once --settle 0          one cycle, its report as JSON
+  damas sync agent vol_paris --log-level DEBUG --log-file /var/log/damas/paris.log
+
+\b
+The credentials file is JSON, mode 0600: {"username": "agent", "password": "..."},
+or {"token": "..."} (a token from `damas signin agent PASSWORD 0`), or both.
+Without --credentials the token saved by `damas signin` is used.
+
+\b
+Exit codes: 0 stopped by SIGTERM/SIGINT, 1 usage, 3 (--once) tracker unreachable,
+7 (--once) some files failed, 75 another agent holds the volume, 77 credentials
+unusable or refused, 78 no such volume, invalid volume or unusable state directory.
+The tracker unreachable, a 5xx or a timeout never stop a running agent: it waits
+(doubling up to --backoff-max seconds) and tries again."""
+
+
+def _setup_logging(level: str, log_file: Path | None) -> None:
+    handler: logging.Handler
+    if log_file is not None:
+        from logging.handlers import WatchedFileHandler
+
+        handler = WatchedFileHandler(log_file)  # reopened after logrotate moves it
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+@sync.command("agent", epilog=_AGENT_EPILOG)
 @click.argument("volume_id")
 @click.option("--once", is_flag=True, help="Run one cycle and print its report as JSON.")
 @click.option("--settle", type=float, default=None, help="Seconds a new file must stay still.")
@@ -63,6 +98,36 @@ def sync() -> None:
     show_default=True,
     help="How the volume is listed: GNU find beside the agent, or os.scandir.",
 )
+@click.option(
+    "--credentials",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON file (mode 0600) with a token, or a username and password (with --server).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The agent's own directory, locked while it runs (default "
+    "$XDG_STATE_HOME/damas/agents/VOLUME_ID, else ~/.local/state/damas/agents/VOLUME_ID).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="INFO: one line per cycle; WARNING: failures only.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Log to this file instead of standard error.",
+)
+@click.option(
+    "--backoff-max",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    help="Longest wait, in seconds, between attempts while the tracker fails.",
+)
 @_connection_options
 @click.pass_context
 def agent(
@@ -72,39 +137,118 @@ def agent(
     settle: float | None,
     ssh_command: str | None,
     walker: str,
+    credentials: Path | None,
+    state_dir: Path | None,
+    log_level: str,
+    log_file: Path | None,
+    backoff_max: float,
     store: str | None,
     server: str | None,
 ) -> None:
-    """Run the sync agent of VOLUME_ID: scan, publish, receive and emit files."""
+    """Run the sync agent of VOLUME_ID: scan, publish, receive and emit files, in
+    cycles until SIGTERM or Ctrl-C (one cycle with --once)."""
     import shlex
 
     from damas_core.sync import Agent
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    from damas_core.sync.service import (
+        EXIT_CREDENTIALS,
+        Backoff,
+        Connection,
+        Credentials,
+        Service,
+        ServiceError,
+        StateLock,
+        default_state_dir,
+        log_failures,
     )
-    tracker = _open(ctx, store, server)
+
+    _setup_logging(log_level, log_file)
+    log = logging.getLogger("damas_core.sync.agent")
+    parent = ctx.find_root().obj or {}
+    store = store or (None if server else parent.get("store"))
+    server = server or parent.get("server")
+    if store and credentials:
+        raise click.UsageError("--credentials is for --server; a store needs none")
+
+    def fail(e: ServiceError) -> None:
+        log.error("%s", e)
+        click.echo(f"damas: {e}", err=True)
+        ctx.exit(e.exit_code)
+
+    connection = None
     try:
-        a = Agent(
-            tracker,
+        if store:
+            import damas_core
+
+            tracker: Any = damas_core.open(store)
+        else:
+            if not server:
+                raise click.UsageError(
+                    "give --store URL (a store) or --server URL (a damas server)"
+                )
+            from damas_core.cli.ops import load_token
+
+            if credentials is not None:
+                creds = Credentials.load(credentials)
+            else:
+                token = parent.get("token") or load_token(server)
+                if not token:
+                    raise ServiceError(
+                        f"no credentials for {server}: give --credentials FILE, or sign in "
+                        "first (damas signin)",
+                        EXIT_CREDENTIALS,
+                    )
+                creds = Credentials(token=token)
+            connection = Connection(server, creds)
+            tracker = connection.client
+    except ServiceError as e:
+        fail(e)
+        return
+
+    def make_agent(t: Any) -> Agent:
+        return Agent(
+            t,
             volume_id,
             settle=settle,
             ssh_command=shlex.split(ssh_command) if ssh_command else None,
             walker=walker,
         )
+
+    state = state_dir or default_state_dir(volume_id)
+    try:
         if once:
-            report = a.run_once()
+            from damas_core.client import Unreachable
+
+            with StateLock(state):
+                try:
+                    if connection is not None:
+                        connection.ensure()
+                    a = make_agent(tracker)
+                    report = a.run_once()
+                except Unreachable as e:
+                    click.echo(f"damas: {e}", err=True)
+                    ctx.exit(3)
+                    return
+                except (DamasError, ValueError) as e:
+                    raise click.ClickException(str(e)) from e
+            log_failures(report)  # the report printed says the rest
             click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
             if report.failed:
-                sys.exit(7)
+                ctx.exit(7)
         else:
-            a.run()
-    except (DamasError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
+            service = Service(
+                tracker,
+                volume_id,
+                make_agent,
+                state_dir=state,
+                connection=connection,
+                backoff=Backoff(cap=backoff_max),
+            )
+            ctx.exit(service.run())
+    except ServiceError as e:
+        fail(e)
     finally:
-        close = getattr(tracker, "close", None)
-        if close:
-            close()
+        tracker.close()
 
 
 @sync.command("status")

@@ -61,6 +61,12 @@ class Sites:
         return self.roots[site] / file_id.lstrip("/")
 
 
+@pytest.fixture(autouse=True)
+def agent_state(tmp_path, monkeypatch):
+    """Agents started by a test keep their state (and their lock) in its own folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
 @pytest.fixture
 def tracker(tmp_path):
     t = damas_core.open(f"lmdb://{tmp_path}/store")
