@@ -36,6 +36,7 @@ from damas_core.errors import (
     PayloadTooLarge,
     StorageError,
     TooManyRequests,
+    TooManyStreams,
     Unauthorized,
 )
 from damas_core.operations.changes import check_arguments
@@ -56,6 +57,7 @@ ERRORS: dict[int, type[DamasError]] = {
     409: Conflict,
     413: PayloadTooLarge,
     429: TooManyRequests,
+    503: TooManyStreams,
     500: StorageError,
     501: NotImplementedByBackend,
 }

@@ -105,6 +105,12 @@ class NotImplementedByBackend(DamasError, NotImplementedError):
     status = 501
 
 
+class TooManyStreams(DamasError):
+    """Every slot for an open event stream or long-poll is taken: try again later (503)."""
+
+    status = 503
+
+
 class StorageError(DamasError):
     """The storage failed; the original exception is the ``__cause__`` (500)."""
 
@@ -121,5 +127,6 @@ __all__ = [
     "PayloadTooLarge",
     "StorageError",
     "TooManyRequests",
+    "TooManyStreams",
     "Unauthorized",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from damas_core.errors import DamasError
+from damas_core.errors import DamasError, TooManyStreams
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,6 @@ PAGE = 1000
 RETRY_MS = 2000
 #: The WSGI environ key under which a server offers to take a stream over.
 HANDOFF = "damas.stream_handoff"
-
-
-class TooManyStreams(DamasError):
-    """Every stream slot is taken (503): try again later."""
-
-    status = 503
 
 
 def event(name: str, seq: int, data: Any) -> bytes:
@@ -62,7 +56,7 @@ class Streams:
     >>> slots.take("events")
     Traceback (most recent call last):
     ...
-    damas_core.http.streams.TooManyStreams: events error: 1 streams are open, the most this server allows; try again later
+    damas_core.errors.TooManyStreams: events error: 1 streams are open, the most this server allows; try again later
     """
 
     def __init__(
@@ -285,6 +279,5 @@ __all__ = [
     "PollStream",
     "Stream",
     "Streams",
-    "TooManyStreams",
     "event",
 ]

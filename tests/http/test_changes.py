@@ -21,6 +21,7 @@ from werkzeug.test import Client as WsgiClient
 
 import damas_core
 from damas_core.client import connect
+from damas_core.errors import TooManyStreams
 from damas_core.wsgi import make_app
 
 DAMAS = [os.path.join(os.path.dirname(sys.executable), "damas")]
@@ -206,6 +207,8 @@ def test_streams_beyond_the_bound_get_503(open_server):
     assert refused.status_code == 503
     assert "streams are open" in refused.json()["error"]
     assert requests.get(f"{url}/api/changes/?wait=5", timeout=10).status_code == 503
+    with connect(url) as client, pytest.raises(TooManyStreams):
+        client.changes(wait=5)
     assert requests.get(f"{url}/api/changes/", timeout=10).status_code == 200  # no wait
     first[0].close()
     deadline = time.monotonic() + 15
