@@ -6,11 +6,6 @@
 - ``templates/`` (Jinja2, autoescaped) and ``static/`` (the script and style sheet).
 
 What it shows comes from :mod:`damas_core.sync.status`, as ``damas sync status`` does.
-See docs/dashboard.md.
+The HTTP layer mounts it and hands it its request and answer types, so nothing here
+imports :mod:`damas_core.http`. See docs/dashboard.md.
 """
-
-from __future__ import annotations
-
-# The HTTP layer mounts the dashboard; importing it first keeps one import order
-# (http.messages → dashboard.app → http.app) whichever module a caller imports first.
-import damas_core.http  # noqa: F401

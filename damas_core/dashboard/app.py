@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -37,7 +37,6 @@ from damas_core.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from damas_core.http.messages import Answer, Call
 from damas_core.sync.status import (
     MAX_LIMIT,
     SORTS,
@@ -54,6 +53,9 @@ from damas_core.sync.status import folders as folder_view
 from damas_core.sync.status import page as files_page
 from damas_core.sync.status import status as status_of
 from damas_core.sync.volumes import endpoint_of, global_parameters, update_volume
+
+if TYPE_CHECKING:  # the HTTP layer hands its types in: it imports this module, not the reverse
+    from damas_core.http.messages import Answer, Call
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -109,8 +111,9 @@ _env.filters.update(
 class Dashboard:
     """The dashboard of one application; call it with a :class:`Call` outside ``/api/``."""
 
-    def __init__(self, app: Services) -> None:
+    def __init__(self, app: Services, answer: type[Answer]) -> None:
         self.app = app
+        self.answer = answer  # damas_core.http.messages.Answer
         self.tracker = app.tracker
         self.known_sites = SitesCache(app.tracker)
         self._pages: dict[tuple[str, str], Callable[[Call, Any], Answer]] = {
@@ -146,7 +149,7 @@ class Dashboard:
         if session is None:
             if path == "/cells":
                 raise Unauthorized("dashboard error: sign in first", op="dashboard")
-            return _redirect(call.base + "/signin?" + urlencode({"next": _here(call)}))
+            return self.redirect(call.base + "/signin?" + urlencode({"next": _here(call)}))
         # the feed position before reading anything: a change made while the page is
         # drawn then reaches the page's live updates instead of being lost
         call.environ["damas.since"] = self._last_seq()
@@ -200,7 +203,7 @@ class Dashboard:
             since=since,
             **values,
         )
-        answer = Answer(status, raw=html.encode(), content_type="text/html; charset=utf-8")
+        answer = self.answer(status, raw=html.encode(), content_type="text/html; charset=utf-8")
         answer.headers.extend(_security_headers())
         if fresh:
             answer.headers.append(("Set-Cookie", _cookie(call, csrf.COOKIE, fresh, max_age=None)))
@@ -210,8 +213,14 @@ class Dashboard:
         if name not in _STATIC:
             raise NotFound(f"dashboard error: no static file {name!r}", op="dashboard")
         data = resources.files("damas_core.dashboard").joinpath("static", name).read_bytes()
-        answer = Answer(200, raw=data, content_type=_STATIC[name] + "; charset=utf-8")
+        answer = self.answer(200, raw=data, content_type=_STATIC[name] + "; charset=utf-8")
         answer.headers.extend(_security_headers())
+        return answer
+
+    def redirect(self, location: str) -> Answer:
+        """303 to ``location``: after a form, the browser reloads a page, not the post."""
+        answer = self.answer(303, raw=b"", content_type="text/plain")
+        answer.headers.append(("Location", location))
         return answer
 
     def check_csrf(self, call: Call) -> None:
@@ -238,7 +247,7 @@ class Dashboard:
 
     def sign_in(self, call: Call) -> Answer:
         if self.app.auth != "jwt":
-            return _redirect(call.base + "/")
+            return self.redirect(call.base + "/")
         form = call.request.form
         try:
             self.check_csrf(call)
@@ -257,7 +266,7 @@ class Dashboard:
             return self.sign_in_page(call, e.status, message)
         expires = answer.get("token_exp")
         max_age = int(expires - time.time()) if isinstance(expires, int | float) else None
-        out = _redirect(_safe_next(form.get("next"), call.base))
+        out = self.redirect(_safe_next(form.get("next"), call.base))
         out.headers.append(("Set-Cookie", _cookie(call, "token", answer["token"], max_age=max_age)))
         return out
 
@@ -269,7 +278,7 @@ class Dashboard:
                 self.app.signin.sign_out(token)
             except Unauthorized:
                 pass  # already invalid: signing out is done anyway
-        out = _redirect(call.base + "/signin")
+        out = self.redirect(call.base + "/signin")
         out.headers.append(("Set-Cookie", _cookie(call, "token", "", max_age=0)))
         return out
 
@@ -346,7 +355,7 @@ class Dashboard:
             if raw:
                 change[key] = _whole(raw, 0, key=key)
         update_volume(session, change)
-        return _redirect(call.base + "/sites?done=" + quote(f"saved {vid}"))
+        return self.redirect(call.base + "/sites?done=" + quote(f"saved {vid}"))
 
     def file(self, call: Call, session: Any) -> Answer:
         file_id = call.args.get("id", "")
@@ -409,7 +418,7 @@ class Dashboard:
                 call, "error.html", 409, session=session,
                 message=f"{action} error: {reason}", back=f"{call.base}/file?id={quote(file_id, safe='')}",
             )  # fmt: skip
-        return _redirect(
+        return self.redirect(
             f"{call.base}/file?" + urlencode({"id": file_id, "done": f"{action}: done"})
         )
 
@@ -430,7 +439,7 @@ class Dashboard:
             i: {"states": {s: cell(s, v) for s, v in row["states"].items()}, "lock": row["lock"]}
             for i, row in rows.items()
         }
-        answer = Answer(200, raw=orjson.dumps(out))
+        answer = self.answer(200, raw=orjson.dumps(out))
         answer.headers.extend(_security_headers())
         return answer
 
@@ -454,12 +463,6 @@ def _cookie(call: Call, name: str, value: str, *, max_age: int | None) -> str:
     if call.environ.get("wsgi.url_scheme") == "https":
         parts.append("Secure")
     return "; ".join(parts)
-
-
-def _redirect(location: str) -> Answer:
-    answer = Answer(303, raw=b"", content_type="text/plain")
-    answer.headers.append(("Location", location))
-    return answer
 
 
 def _here(call: Call) -> str:

@@ -130,7 +130,7 @@ class DamasApp:
         self.signin = SignIn(tracker, self.tokens, attempts=sign_in_attempts, window=sign_in_window)
         self._openapi: dict[str, bytes] = {}
         self.streams = Streams(tracker.feed, limit=max_streams)
-        self.dashboard = Dashboard(self)
+        self.dashboard = Dashboard(self, Answer)
         self._cache_lock = threading.Lock()
 
     # -- WSGI -------------------------------------------------------------------------------
