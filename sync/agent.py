@@ -39,24 +39,26 @@ from damas_core.errors import BadRequest
 
 from . import rsync as rs
 from .planner import Plan, Task, plan
+from .record import CONFLICT, COPIED, FAILED, LEFT, STALE, Outcome, left_reason, record
 from .rsync_options import transfer_options
 from .scanner import (
     ScanChanges,
     Scanner,
-    changed_since,
+    history_of,
     look_matches,
     mtime_ms,
     now_ms,
     same_mtime,
 )
+from .state import changed_here, site_keys
+from .tracker_api import TrackerAPI
 from .tree import Look, look_at
+from .view import TrackerView
 from .volumes import (
+    checked_volume,
     endpoint_of,
-    global_parameters,
     local_root,
-    read_files,
     read_many,
-    tracker_view,
     volume,
 )
 
@@ -135,15 +137,17 @@ class Agent:
     ``full_scan_every`` (seconds; see below), ``walker`` (how the volume is listed:
     ``"find"``, GNU find beside the agent so that the tracker writes of a scan overlap
     the listing, ``"scandir"``, or ``"auto"``, the default: find when GNU find is
-    installed; see :func:`.tree.walk_parts`).
+    installed; see :func:`.tree.walk_parts`), ``state_dir`` (a directory of this
+    agent's own: its view of the tracker is kept in ``<state_dir>/view``; default none,
+    the view then lives as long as the process).
 
-    An agent whose volume neither receives nor emits only needs the tracker's view of
-    the files that may have changed: after a first full comparison, its scans read the
-    elements of files whose size or mtime moved, appeared or went away, and of files
-    whose element did not match the copy here (:meth:`.Scanner.rescan`); every file is
-    compared again at least every ``full_scan_every`` seconds (default 600). An agent
-    that receives or emits reads every file element for its plan anyway, and compares
-    them all at every scan.
+    The agent reads the tracker through its :class:`.view.TrackerView`: every element
+    it needs once, then what the change feed reports at each cycle, so an idle cycle
+    reads nothing but an empty page of the feed. After a first full comparison, its
+    scans compare the files whose size or mtime moved, appeared or went away, those
+    whose element changed in the tracker, and those whose element did not match the
+    copy here (:meth:`.Scanner.rescan`); every file is compared again at least every
+    ``full_scan_every`` seconds (default 600).
     """
 
     def __init__(
@@ -158,26 +162,29 @@ class Agent:
         progress: bool | None = None,
         full_scan_every: float = 600.0,
         walker: str = "auto",
+        state_dir: str | None = None,
     ) -> None:
-        self.tracker = tracker
+        self.tracker: TrackerAPI = tracker
         self.volume_id = volume_id
         vol = volume(tracker, volume_id)
         self.site: str = vol["name"]
         self.root = os.path.join(os.path.abspath(root or local_root(vol)), "")
         settle = settle if settle is not None else vol.get("settleTime", 2.0)
+        self.state_dir = state_dir
+        self.view = TrackerView(tracker, os.path.join(state_dir, "view") if state_dir else None)
         self.scanner = Scanner(
             self.site,
             self.root,
             settle=float(settle),
             full_every=float(full_scan_every),
             walker=walker,
+            untracked=self.view.gone,
         )
         self.ssh_command = list(ssh_command) if ssh_command else None
         self.rsync = rsync
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.start_time = now_ms()
         self._stop = threading.Event()
-        self._later: dict[str, Any] = {}  # volume keys to write with the next update
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -213,10 +220,17 @@ class Agent:
     # -- one cycle -------------------------------------------------------------------------
 
     def run_once(self) -> Report:
-        """One full cycle: scan, plan, receive, emit, record. Returns what it did."""
-        vol = volume(self.tracker, self.volume_id)
+        """One cycle, as a pipeline: refresh the view, scan (and write what the scan
+        found), plan, transfer, and record the outcomes. Returns what it did.
+
+        The volume's status keys of each step are written with the next status (one
+        write per phase: ``scanning``, ``receiving``, ``emitting``, ``idle``)."""
+        refreshed = self.view.refresh()
+        if refreshed.full:
+            self.scanner.forget()  # what it remembered was compared with another view
+        vol = checked_volume(self.view.volume(self.volume_id), self.volume_id)
         report = Report(site=self.site)
-        problem = self._unmounted(vol)
+        problem, pending = self._unmounted(vol)
         if problem is not None:
             log.error("%s: %s", self.site, problem)
             report.scan_errors = [problem]
@@ -225,18 +239,33 @@ class Agent:
         transfers = not (
             vol.get("enableReception", True) is False and vol.get("enableEmission", True) is False
         )
-        view = None
         if vol.get("enableScans", True) and vol.get("enableDiscovery", True):
-            self._status("scanning")
-            view = self._scan(vol, report, full=transfers)
-        if self._stop.is_set():
+            self._status("scanning", **pending)
+            pending = self._scan(vol, report, refreshed.ids)
+        if self._stop.is_set() or not transfers:
+            self._status("idle", **pending)
             return report
-        if not transfers:
-            self._status("idle")
-            return report
-        # the files (as the scan left them) and the volumes, read once this cycle
-        files, vols = view if view is not None else tracker_view(self.tracker)
-        params = global_parameters(self.tracker)
+        the_plan = self._plan(vol, report)
+        by_name = {v["name"]: v for v in self.view.volumes()}
+        params = self.view.parameters()
+        for kind, phase, tasks in (
+            ("reception", "receiving", the_plan.receptions),
+            ("emission", "emitting", the_plan.emissions),
+        ):
+            if not tasks or self._stop.is_set():
+                continue
+            self._status(phase, **pending)
+            outcomes, pending = self._transfer(the_plan, tasks, by_name, vol, params, report)
+            _summarize(outcomes, kind, report)
+            self._apply(record(outcomes, self.view.files))
+        self._status("idle", **pending)
+        return report
+
+    def _plan(self, vol: Mapping[str, Any], report: Report) -> Plan:
+        """This cycle's transfers, from the view as the scan left it; the reasons files
+        wait are recorded on them."""
+        files, vols = self.view.files, self.view.volumes()
+        params = self.view.parameters()
         now = now_ms()
         the_plan = plan(
             files,
@@ -250,25 +279,13 @@ class Agent:
             volume=vol,
         )
         self._record_waiting(the_plan, files, report)
-        by_name = {v["name"]: v for v in vols}
-        done: dict[str, Any] = {}  # what a transfer records, written with the next status
-        if the_plan.receptions:
-            self._status("receiving")
-            done = self._transfer(
-                the_plan, the_plan.receptions, files, by_name, vol, params, report, "reception"
-            )
-        if the_plan.emissions and not self._stop.is_set():
-            self._status("emitting", **done)
-            done = self._transfer(
-                the_plan, the_plan.emissions, files, by_name, vol, params, report, "emission"
-            )
-        self._status("idle", **done)
-        return report
+        return the_plan
 
     # -- is the volume there ---------------------------------------------------------------
 
-    def _unmounted(self, vol: Mapping[str, Any]) -> str | None:
-        """Why this site's volume looks absent, or ``None`` when it is there.
+    def _unmounted(self, vol: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        """Why this site's volume looks absent (``None`` when it is there), and the
+        volume keys to write with the next status (``rootDevice``, when it is new).
 
         An unmounted share leaves an empty folder (its mount point), or none: scanning it
         would take every file for deleted, and receiving into it would fill the disk
@@ -286,38 +303,38 @@ class Agent:
             with os.scandir(root) as it:
                 empty = next(it, None) is None
         except OSError as e:
-            return f"the volume root {root} cannot be read ({e.strerror or e}): not mounted?"
+            return f"the volume root {root} cannot be read ({e.strerror or e}): not mounted?", {}
         known = vol.get("rootDevice")
         if known == device:
-            return None
+            return None, {}
         if empty and known is not None:
             return (
                 f"the volume root {root} is empty and on another device ({device}) than at "
                 f"the last cycle ({known}): not mounted? If it really is empty now, set "
                 f"rootDevice to null on {self.volume_id!r}: the next cycle records the files "
                 f"as deleted"
-            )
-        self._later["rootDevice"] = device  # written with the next status
-        return None
+            ), {}
+        return None, {"rootDevice": device}
 
     # -- scan ----------------------------------------------------------------------------------
 
-    def _scan(
-        self, vol: Mapping[str, Any], report: Report, *, full: bool
-    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]] | None:
-        """Scan and write what changed. Returns every file element (as written) and
-        the volumes when it read them all, ``None`` when it compared only what may have
-        changed (``full`` false: see :meth:`.Scanner.rescan`)."""
+    def _scan(self, vol: Mapping[str, Any], report: Report, changed: set[str]) -> dict[str, Any]:
+        """Scan and write what changed; ``changed``: the ids whose element changed in
+        the tracker since the last scan (compared again, see :meth:`.Scanner.rescan`).
+        Returns the volume keys that record the scan (written with the next status);
+        a scan that fails writes them at once, then raises."""
         started = time.monotonic()
         exit_code = 0
         scanner = self.scanner
-        written = _ScanWrites(self.tracker, self.site, report)
+        written = _ScanWrites(self.tracker, self.view, self.site, report)
+        files = self.view.files
         try:
-            changes = None
-            if not full:
-                changes = scanner.rescan(
-                    vol, lambda ids: read_files(self.tracker, ids), second_look=True
-                )
+            changes = scanner.rescan(
+                vol,
+                lambda ids: {i: files[i] for i in ids if i in files},
+                second_look=True,
+                changed=changed,
+            )
             if changes is None:
                 # find lists the tree while the tracker is read, and what the walk
                 # finds is written while it goes on
@@ -330,9 +347,7 @@ class Agent:
                             f"{len(report.published):,} published"
                         )
 
-                    changes = scanner.compare(
-                        vol, written.read_view, second_look=True, on_part=on_part
-                    )
+                    changes = scanner.compare(vol, files, second_look=True, on_part=on_part)
             written.all(changes)
             report.scanned = changes.seen
             report.pending = changes.pending
@@ -350,19 +365,18 @@ class Agent:
                 stderr_scan=f"{type(e).__name__}: {e}"[:2000],
             )
             raise
-        self._update_volume(
-            last_scan=now_ms(),
-            scan_duration=int((time.monotonic() - started) * 1000),
-            exit_scan=exit_code,
-            stderr_scan="\n".join(changes.errors)[:2000],
-        )
-        return None if written.files is None else (written.files, written.volumes)
+        return {
+            "last_scan": now_ms(),
+            "scan_duration": int((time.monotonic() - started) * 1000),
+            "exit_scan": exit_code,
+            "stderr_scan": "\n".join(changes.errors)[:2000],
+        }
 
     # -- plan inputs -----------------------------------------------------------------------
 
     def _settings(self) -> dict[str, Any]:
-        params = global_parameters(self.tracker)
-        vol = self.tracker.read(self.volume_id) or {}
+        params = self.view.parameters()
+        vol = self.view.volume(self.volume_id) or {}
         return {**params, **{k: v for k, v in vol.items() if k in params}}
 
     def _alive(self, vols: list[dict[str, Any]], params: Mapping[str, Any], now: int) -> list[str]:
@@ -388,15 +402,15 @@ class Agent:
             if site == self.site:
                 report.waiting[file_id] = reason
             el = files.get(file_id) or {}
-            if el.get(f"syncWait_{site}") != reason:
-                patches.append({"_id": file_id, f"syncWait_{site}": reason})
+            if el.get(site_keys(site).wait) != reason:
+                patches.append({"_id": file_id, site_keys(site).wait: reason})
         # a reason that no longer holds is cleared
-        key = f"syncWait_{self.site}"
+        key = site_keys(self.site).wait
         for file_id, el in files.items():
             if key in el and (file_id, self.site) not in the_plan.waiting:
                 patches.append({"_id": file_id, key: None})
         if patches:
-            self.tracker.update(patches)
+            self.view.put(self.tracker.update(patches))
 
     # -- transfer -------------------------------------------------------------------------
 
@@ -423,17 +437,18 @@ class Agent:
         self,
         the_plan: Plan,
         tasks: list[Task],
-        files: dict[str, dict[str, Any]],
         by_name: Mapping[str, Mapping[str, Any]],
         own: Mapping[str, Any],
         params: Mapping[str, Any],
         report: Report,
-        kind: str,
-    ) -> dict[str, Any]:
-        """Run the buckets of ``tasks`` and record each file; returns the volume keys
-        that record the transfer (``last_<kind>``, ``exit_<kind>``, ``stderr_<kind>``)."""
+    ) -> tuple[list[Outcome], dict[str, Any]]:
+        """Run the buckets of ``tasks`` (all receptions or all emissions); returns the
+        outcome of each file and the volume keys that record the transfer
+        (``last_<kind>``, ``exit_<kind>``, ``stderr_<kind>``)."""
+        kind = "reception" if tasks[0].target == self.site else "emission"
         last_rc = 0
         stderr = []
+        outcomes: list[Outcome] = []
         buckets = the_plan.buckets(tasks)
         progress = _Progress(self.progress, sum(len(b) for b in buckets), kind)
         with progress:
@@ -455,28 +470,33 @@ class Agent:
                     last_rc = 1  # rsync's own code for a usage error
                     stderr.append(str(e))
                     continue
-                rc, err = self._run_bucket(bucket, src, dst, options, files, report, kind)
+                rc, err, found = self._run_bucket(bucket, src, dst, options, report)
+                outcomes.extend(found)
                 progress.advance(len(bucket))
                 if rc:
                     last_rc = rc
                     stderr.append(err.strip())
-        return {
+        keys = {
             f"last_{kind}": now_ms(),
             f"exit_{kind}": last_rc,
             f"stderr_{kind}": "\n".join(s for s in stderr if s)[-2000:],
         }
+        return outcomes, keys
 
     def _run_bucket(
         self,
         bucket: list[Task],
         src: rs.Endpoint,
         dst: rs.Endpoint,
-        options: dict[str, Any],
-        files: dict[str, dict[str, Any]],
+        options: Mapping[str, Any],
         report: Report,
-        kind: str,
-    ) -> tuple[int, str]:
-        target = bucket[0].target
+    ) -> tuple[int, str, list[Outcome]]:
+        """One rsync call for ``bucket`` (one source, target and priority), then a look
+        at each copy; returns rsync's code and stderr, and each file's outcome. A local
+        copy changed here since its baseline is not overwritten: the incoming copy is
+        fetched beside it (:meth:`_keep_both`)."""
+        source, target = bucket[0].source, bucket[0].target
+        files = self.view.files
         normal: list[tuple[str, str]] = []
         conflicts: list[tuple[str, str, Look]] = []
         guards = [rs.RootGuard(ep.root) for ep in (src, dst) if ep.is_local]
@@ -484,39 +504,35 @@ class Agent:
             rel = self._safe(task.file_id, guards, report)
             if rel is None:
                 continue
-            el = files[task.file_id]
-            if kind == "reception":
+            if target == self.site:
                 local = look_at(self.root, task.file_id)
-                if local is not None and not look_matches(local, el):
-                    synced = el.get(f"synced_{target}")
-                    changed_here = changed_since(local[1], synced)
-                    if changed_here and (el.get("origin") != target or synced is not None):
-                        conflicts.append((task.file_id, rel, local))
-                        continue
+                el = files[task.file_id]
+                if (
+                    local is not None
+                    and not look_matches(local, el)
+                    and changed_here(local[1], el, target)
+                ):
+                    conflicts.append((task.file_id, rel, local))
+                    continue
             normal.append((task.file_id, rel))
-        checked = list(options.pop("extra_args"))  # the options a copy is checked with
+        checked = list(options["extra_args"])  # the options a copy is checked with
         extra = list(checked)
-        if kind == "emission":
+        if target != self.site:
             # a site whose agent is down only gets copies it lacks: nothing there is overwritten
             extra.append("--ignore-existing")
         rc, err = 0, ""
-        patches: list[dict[str, Any]] = []
+        outcomes: list[Outcome] = []
         if normal:
-            result = rs.transfer(src, dst, [r for _, r in normal], extra_args=extra, **options)
+            rels = [r for _, r in normal]
+            result = rs.transfer(src, dst, rels, **{**options, "extra_args": extra})
             report.rsync_calls += 1
             rc, err = result.returncode, result.stderr
             remote_diff: set[str] | None = set()
             if not dst.is_local:
                 # without --ignore-existing: a different copy left there is one that differs
-                remote_diff = rs.differing(
-                    src, dst, [r for _, r in normal], extra_args=checked, **options
-                )
+                remote_diff = rs.differing(src, dst, rels, **{**options, "extra_args": checked})
             now = now_ms()
-            synced_key, error_key = f"synced_{target}", f"syncError_{target}"
-            failures_key, wait_key = f"syncFailures_{target}", f"syncWait_{target}"
-            attempt_key = f"syncLastAttempt_{target}"
             for file_id, rel in normal:
-                el = files[file_id]
                 if dst.is_local:
                     copy = look_at(dst.root, file_id)
                 elif remote_diff is not None and rel.rstrip("/") not in remote_diff:
@@ -526,49 +542,24 @@ class Agent:
                 name = rel.rstrip("/")
                 learned = delivered(
                     copy,
-                    el,
+                    files[file_id],
                     partial(look_at, src.root, file_id) if src.is_local else None,
                     reported=name in result.missing or name in result.vanished,
                 )
                 if learned is not None:
-                    patch = {
-                        "_id": file_id,
-                        **learned,
-                        synced_key: el.get("time") or now,
-                        attempt_key: now,
-                    }
-                    for key in (error_key, failures_key, wait_key):
-                        if key in el:  # cleared: this copy is good
-                            patch[key] = None
-                    (report.received if kind == "reception" else report.emitted).append(file_id)
+                    outcome = Outcome(file_id, source, target, COPIED, now, learned)
                 elif rc:
-                    code = result.code_for(rel)
-                    report.failed[file_id] = code
-                    patch = {
-                        "_id": file_id,
-                        f"syncError_{target}": code,
-                        f"syncFailures_{target}": (el.get(f"syncFailures_{target}") or 0) + 1,
-                        f"syncLastAttempt_{target}": now,
-                    }
-                elif kind == "emission":
-                    # rsync left an existing copy alone: that site's agent decides
-                    reason = f"a different copy exists at {target}; waits for its agent"
-                    report.waiting[file_id] = reason
-                    patch = {
-                        "_id": file_id,
-                        f"syncWait_{target}": reason,
-                        f"syncLastAttempt_{target}": now,
-                    }
+                    outcome = Outcome(
+                        file_id, source, target, FAILED, now, code=result.code_for(rel)
+                    )
+                elif target != self.site:
+                    outcome = Outcome(file_id, source, target, LEFT, now)
                 else:
-                    # the source changed since it was scanned: the next scan gives a new version
-                    patch = {"_id": file_id, f"syncLastAttempt_{target}": now}
-                patches.append(patch)
+                    outcome = Outcome(file_id, source, target, STALE, now)
+                outcomes.append(outcome)
         for file_id, rel, local in conflicts:
-            patches.append(
-                self._keep_both(file_id, rel, local, bucket[0].source, src, options, report)
-            )
-        self._apply(patches, files)
-        return rc, err
+            outcomes.append(self._keep_both(file_id, rel, local, source, src, options, report))
+        return rc, err, outcomes
 
     def _keep_both(
         self,
@@ -577,12 +568,13 @@ class Agent:
         local: Look,
         source: str,
         src: rs.Endpoint,
-        options: dict[str, Any],
+        options: Mapping[str, Any],
         report: Report,
-    ) -> dict[str, Any]:
-        """Fetch the incoming copy under a conflict name next to ours and record it."""
+    ) -> Outcome:
+        """Fetch the incoming copy under a conflict name next to ours (with the same
+        rsync options as any copy); its outcome is the conflict."""
         now = now_ms()
-        incoming = conflict_name(file_id, source, now)
+        incoming: str | None = conflict_name(file_id, source, now)
         staging = os.path.join(self.root, rs.PARTIAL_DIR, f"conflict-{now}", "")
         os.makedirs(staging, exist_ok=True)
         try:
@@ -590,49 +582,49 @@ class Agent:
             report.rsync_calls += 1
             fetched = os.path.join(staging, rel.rstrip("/"))
             if result.returncode == 0 and os.path.lexists(fetched):
+                assert incoming is not None
                 os.replace(fetched, os.path.join(self.root, incoming.lstrip("/").rstrip("/")))
             else:
                 incoming = None
         finally:
             _remove_tree(staging)
-        report.conflicts.append(file_id)
         log.warning("conflict on %s at %s: both copies kept (%s)", file_id, self.site, incoming)
-        return {
-            "_id": file_id,
-            f"conflict_{self.site}": {
-                "time": now,
-                "from": source,
-                "incoming": incoming,
-                "local_size": local[0],
-                "local_mtime": mtime_ms(local[1]),
-            },
-            f"syncLastAttempt_{self.site}": now,
-        }
+        return Outcome(file_id, source, self.site, CONFLICT, now, incoming=incoming, local=local)
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _apply(self, patches: list[dict[str, Any]], files: dict[str, dict[str, Any]]) -> None:
+    def _apply(self, patches: list[dict[str, Any]]) -> None:
+        """Write ``patches`` in batches; the view takes the tracker's answers."""
         for i in range(0, len(patches), _WRITE_BATCH):
             batch = patches[i : i + _WRITE_BATCH]
-            for el in self.tracker.update(batch):
-                if el is not None:
-                    files[el["_id"]] = el
+            self.view.put(self.tracker.update(batch))
 
     def _update_volume(self, **keys: Any) -> None:
         now = now_ms()
-        if self._later:
-            keys = {**self._later, **keys}
-            self._later = {}
         keys.update(
             _id=self.volume_id,
             lastConnection=now,
             lastConnectionHost=socket.gethostname(),
             lastConnectionPid=os.getpid(),
         )
-        self.tracker.update(keys)
+        self.view.put([self.tracker.update(keys)])
 
     def _status(self, status: str, **keys: Any) -> None:
         self._update_volume(agentStatus=status, **keys)
+
+
+def _summarize(outcomes: list[Outcome], kind: str, report: Report) -> None:
+    """Add ``outcomes`` to the report: copies, failures, waits and conflicts."""
+    copied = report.received if kind == "reception" else report.emitted
+    for o in outcomes:
+        if o.status == COPIED:
+            copied.append(o.file_id)
+        elif o.status == FAILED:
+            report.failed[o.file_id] = o.code
+        elif o.status == LEFT:
+            report.waiting[o.file_id] = left_reason(o.target)
+        elif o.status == CONFLICT:
+            report.conflicts.append(o.file_id)
 
 
 def delivered(
@@ -685,26 +677,15 @@ def delivered(
 class _ScanWrites:
     """Writes a scan's changes in calls of :data:`_WRITE_BATCH` files, as they come."""
 
-    def __init__(
-        self,
-        tracker: Any,
-        site: str,
-        report: Report,
-    ) -> None:
+    def __init__(self, tracker: TrackerAPI, view: TrackerView, site: str, report: Report) -> None:
         self.tracker = tracker
-        self.modified_key = f"modified_{site}"
+        self.view = view
+        self.site = site
+        self.modified_key = site_keys(site).modified
         self.report = report
-        # every file element, kept current (None: not read, see read_view)
-        self.files: dict[str, dict[str, Any]] | None = None
-        self.volumes: list[dict[str, Any]] = []
         self.published = 0  # how many of the changes' publish and update lists are done
         self.patched = 0
         self.updated: dict[str, dict[str, Any] | None] = {}
-
-    def read_view(self) -> dict[str, dict[str, Any]]:
-        """Read every file element (kept current from now on) and the volumes."""
-        self.files, self.volumes = tracker_view(self.tracker)
-        return self.files
 
     def some(self, changes: ScanChanges) -> None:
         """Write the full batches among the changes not written yet (the first one as
@@ -716,7 +697,7 @@ class _ScanWrites:
         self._write(changes, 1)
 
     def _write(self, changes: ScanChanges, least: int) -> None:
-        report, files = self.report, self.files
+        report, view = self.report, self.view
         while len(changes.publish) - self.published >= least:
             batch = changes.publish[self.published : self.published + _WRITE_BATCH]
             self.published += len(batch)
@@ -726,21 +707,27 @@ class _ScanWrites:
             done = [el for el in self.tracker.publish(batch) if el is not None]
             ids = list(map(id_of, done))
             report.published.extend(ids)
-            if files is not None:
-                files.update(zip(ids, done))
+            view.put(done)
         while len(changes.update) - self.patched >= least:
             batch = changes.update[self.patched : self.patched + _WRITE_BATCH]
             self.patched += len(batch)
+            history = []
             for patch, el in zip(batch, self.tracker.update(batch)):
                 self.updated[patch["_id"]] = el
                 if el is None:
                     continue
-                if files is not None:
-                    files[el["_id"]] = el
+                view.put([el])
+                child = history_of(patch, self.site)
+                if child is not None:
+                    history.append(child)
                 if patch.get("deleted"):
                     report.deleted.append(el["_id"])
                 elif self.modified_key in patch:
                     report.modified.append(el["_id"])
+            if history:
+                # after the versions they describe: a child never names a version that
+                # was not written
+                self.tracker.comment(history)
 
 
 def _remove_tree(path: str) -> None:

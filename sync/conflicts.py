@@ -22,6 +22,7 @@ from typing import Any, Literal
 from damas_core.errors import BadRequest, NotFound
 
 from .rsync import PARTIAL_DIR, inside_root
+from .state import site_keys
 from .volumes import local_root, tracked_files, volumes
 
 
@@ -56,27 +57,28 @@ def resolve(
     if keep not in ("local", "incoming"):
         raise BadRequest(f"sync error: keep is 'local' or 'incoming', not {keep!r}", key="keep")
     el = tracker.read(file_id)
-    if el is None or not el.get(f"conflict_{site}"):
+    keys = site_keys(site)
+    if el is None or not el.get(keys.conflict):
         raise NotFound(f"sync error: no conflict on {file_id!r} at {site!r}", id=file_id)
     vol = next((v for v in volumes(tracker) if v["name"] == site), None)
     if vol is None:
         raise NotFound(f"sync error: no volume named {site!r}")
     root = root or local_root(vol)
-    info = el[f"conflict_{site}"]
+    info = el[keys.conflict]
     incoming = info.get("incoming")
     target = os.path.join(root, file_id.lstrip("/").rstrip("/"))
     if incoming and not inside_root(root, incoming):
         raise BadRequest(f"sync error: unsafe incoming path {incoming!r}")
     source = os.path.join(root, incoming.lstrip("/").rstrip("/")) if incoming else None
-    patch: dict[str, Any] = {"_id": file_id, f"conflict_{site}": None}
+    patch: dict[str, Any] = {"_id": file_id, keys.conflict: None}
     if keep == "incoming":
         if not source or not os.path.lexists(source):
             raise NotFound(f"sync error: the incoming copy of {file_id!r} is not at {site!r} yet")
-        patch[f"synced_{site}"] = None  # the next scan sees the copy matches and marks it
+        patch[keys.synced] = None  # the next scan sees the copy matches and marks it
     else:
         # the local copy becomes the base of a local change: the next scan publishes it
-        patch[f"synced_{site}"] = el.get("time") or 0
-        patch[f"modified_{site}"] = None
+        patch[keys.synced] = el.get("time") or 0
+        patch[keys.modified] = None
     # the write decides (who may make it is the tracker's rule): no file is touched before
     updated = tracker.update(patch)
     try:

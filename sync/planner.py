@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .scanner import writer_of
+from .state import site_keys, writer_of
 from .volumes import DEFAULTS
 
 Element = Mapping[str, Any]
@@ -73,7 +73,7 @@ def wanted(
     """
     if element.get("deleted"):
         return False
-    explicit = element.get(f"sync_{site}")
+    explicit = element.get(site_keys(site).wanted)
     if isinstance(explicit, bool):
         return explicit
     if element.get("origin") == site or (writer or writer_of(element)) == site:
@@ -91,7 +91,9 @@ def holders(element: Element, sites: Iterable[str], writer: str | None = None) -
     >>> holders({"origin": "p", "time": 5, "synced_t": 5, "synced_x": 1}, ["p", "t", "x"])
     ['p', 't']
     """
-    return _holders(element, [(s, f"synced_{s}") for s in sites], writer or writer_of(element))
+    return _holders(
+        element, [(s, site_keys(s).synced) for s in sites], writer or writer_of(element)
+    )
 
 
 def _holders(element: Element, synced_keys: list[tuple[str, str]], writer: str | None) -> list[str]:
@@ -118,10 +120,11 @@ def backoff_ms(failures: int, params: Mapping[str, Any]) -> int:
 
 def _retry_state(element: Element, site: str, params: Mapping[str, Any], now: int) -> bool | None:
     """None: never failed; False: failed, back-off running; True: failed, may retry."""
-    if element.get(f"syncError_{site}") is None:
+    keys = site_keys(site)
+    if element.get(keys.error) is None:
         return None
-    last = element.get(f"syncLastAttempt_{site}") or 0
-    failures = element.get(f"syncFailures_{site}") or 1
+    last = element.get(keys.attempt) or 0
+    failures = element.get(keys.failures) or 1
     return now - last >= backoff_ms(failures, params)
 
 
@@ -161,8 +164,8 @@ def plan(
     reception_on = (volume or {}).get("enableReception", True)
     emission_on = (volume or {}).get("enableEmission", True)
 
-    synced_key, conflict_key = f"synced_{site}", f"conflict_{site}"
-    synced_keys = [(s, f"synced_{s}") for s in names]
+    synced_key, conflict_key = site_keys(site).synced, site_keys(site).conflict
+    synced_keys = [(s, site_keys(s).synced) for s in names]
     for file_id, el in files.items():
         if not file_id.startswith("/") or el.get("deleted"):
             continue
@@ -209,7 +212,7 @@ def plan(
             for target in names:
                 if target == site or target in alive_set or target in have:
                     continue
-                if not wanted(el, target, settings) or el.get(f"conflict_{target}"):
+                if not wanted(el, target, settings) or el.get(site_keys(target).conflict):
                     continue
                 if el.get("lock") and lock_sites.get(el["lock"]) in (None, target):
                     result.waiting[(file_id, target)] = f"locked by {el['lock']}"

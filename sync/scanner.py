@@ -22,6 +22,16 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from .state import (
+    changed_here,
+    changed_since,
+    conflict_record,
+    holds_current,
+    recorded_exactly,
+    settled,
+    site_keys,
+    writer_of,
+)
 from .tree import (
     CONFLICT_MARK,
     Look,
@@ -35,56 +45,6 @@ from .tree import (
     walk,
     walk_parts,
 )
-
-
-def writer_of(element: Mapping[str, Any]) -> str | None:
-    """The site whose scan produced the element's current version.
-
-    The site with the latest ``modified_<site>`` when that is not older than
-    ``time``, else the ``origin``.
-
-    >>> writer_of({"origin": "paris", "time": 5, "modified_tokyo": 5})
-    'tokyo'
-    >>> writer_of({"origin": "paris", "time": 9, "modified_tokyo": 5})
-    'paris'
-    """
-    t = element.get("time") or 0
-    best, best_t = None, -1
-    for key in element:
-        # the first-letter test keeps this cheap on the many elements with no modified_ key
-        if key[0] != "m" or not key.startswith("modified_"):
-            continue
-        value = element[key]
-        if isinstance(value, int | float) and value >= t and value > best_t:
-            best, best_t = key[9:], value
-    return best or element.get("origin")
-
-
-def holds_current(element: Mapping[str, Any], site: str) -> bool:
-    """True when ``site`` holds the element's current version (it wrote it or synced it)."""
-    if element.get("deleted") and element.get("origin") == site:
-        return False
-    synced = element.get("synced_" + site)
-    if isinstance(synced, int | float) and synced >= (element.get("time") or 0):
-        return True
-    return writer_of(element) == site
-
-
-def changed_since(mtime: int, synced: Any) -> bool:
-    """True when a copy whose mtime is ``mtime`` (ns) was written after the site's
-    sync baseline ``synced`` (ms since epoch; ``None``: the site never synced).
-
-    Compared at the millisecond: a baseline is a whole millisecond taken when the
-    scan that recorded the copy started, so a copy written earlier in that same
-    millisecond is not a later change.
-
-    >>> changed_since(1_000_400_000, 1000), changed_since(1_001_400_000, 1000)
-    (False, True)
-    >>> changed_since(1_000_000_000, None)
-    True
-    """
-    return synced is None or mtime // 1_000_000 > synced
-
 
 #: ``file_mtime`` values below this are seconds, as earlier versions wrote them (a
 #: float); 10^11 ms is in 1973, 10^11 s in the year 5138
@@ -142,22 +102,6 @@ def look_matches(look: Look | None, element: Mapping[str, Any]) -> bool:
     )
 
 
-def recorded_exactly(look: Look, element: Mapping[str, Any]) -> bool:
-    """True when ``element`` records ``look`` as a scan writes it: the same size and
-    ``file_mtime`` the integer millisecond of its mtime (not seconds, as earlier versions
-    wrote it: a scan rewrites those).
-
-    >>> recorded_exactly((3, 1_567_529_676_123_456_789), {"file_size": 3, "file_mtime": 1567529676.1234567})
-    False
-    """
-    mtime = element.get("file_mtime")
-    return (
-        element.get("file_size") == look[0]
-        and mtime.__class__ is int
-        and mtime == look[1] // 1_000_000
-    )
-
-
 #: the volume keys a scan reads: when one of them changes, the next scan compares everything
 SCAN_KEYS = (
     "includePatternRules",
@@ -172,26 +116,6 @@ SCAN_KEYS = (
 
 def _scan_keys(volume: Mapping[str, Any]) -> dict[str, Any]:
     return {k: volume.get(k) for k in SCAN_KEYS}
-
-
-def settled(look: Look, element: Mapping[str, Any] | None, site: str) -> bool:
-    """True when ``element`` records ``look`` as the version ``site`` holds, with no
-    deletion, conflict or error pending there: while neither changes, a scan has
-    nothing to write for that file.
-
-    >>> el = {"origin": "paris", "time": 5, "file_size": 3, "file_mtime": 1500}
-    >>> look = (3, 1_500_000_000)
-    >>> settled(look, el, "paris"), settled((4, 1_500_000_000), el, "paris"), settled(look, el, "tokyo")
-    (True, False, False)
-    """
-    return (
-        element is not None
-        and recorded_exactly(look, element)
-        and holds_current(element, site)
-        and not element.get("deleted")
-        and not element.get(f"conflict_{site}")
-        and element.get(f"syncError_{site}") is None
-    )
 
 
 @dataclass
@@ -216,6 +140,28 @@ class ScanChanges:
 
     def __bool__(self) -> bool:
         return bool(self.publish or self.update)
+
+
+def history_of(patch: Mapping[str, Any], site: str) -> dict[str, Any] | None:
+    """The history child a scan's update ``patch`` adds to its file once written: a new
+    version (``modified at <site>``, its size and mtime) or a deletion (``deleted at
+    <site>``); ``None`` for the other updates (a baseline, a conflict, an error cleared).
+    The tracker stamps its ``author`` and ``time``.
+
+    >>> history_of({"_id": "/a", "file_size": 3, "file_mtime": 9, "modified_paris": 5}, "paris")
+    {'#parent': '/a', 'comment': 'modified at paris', 'file_size': 3, 'file_mtime': 9}
+    >>> history_of({"_id": "/a", "synced_paris": 5}, "paris") is None
+    True
+    """
+    if patch.get("deleted") is True:
+        return {"#parent": patch["_id"], "comment": f"deleted at {site}"}
+    if site_keys(site).modified in patch:
+        child = {"#parent": patch["_id"], "comment": f"modified at {site}"}
+        for key in ("file_size", "file_mtime", "file_count"):
+            if key in patch:
+                child[key] = patch[key]
+        return child
+    return None
 
 
 @dataclass
@@ -250,7 +196,12 @@ class Scanner:
     files whose (size, mtime) moved, appeared or went away, and files that were not
     :func:`settled`; everything is compared again at least every ``full_every``
     seconds, which bounds how long a change made in the tracker alone to a settled
-    file (an element deleted by hand, say) goes unnoticed.
+    file goes unnoticed (an agent tells it which elements changed in the tracker:
+    ``changed``).
+
+    ``untracked`` maps the ids of files whose element was deleted in the tracker to
+    that element (its ``file_size`` and ``file_mtime``): such a file is not published
+    again while its copy is that version (a changed copy is a new file).
 
     >>> import tempfile, pathlib
     >>> root = tempfile.mkdtemp()
@@ -272,8 +223,10 @@ class Scanner:
         settle: float = 2.0,
         full_every: float = 600.0,
         walker: str = "auto",
+        untracked: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.site = site
+        self.untracked: Mapping[str, Mapping[str, Any]] = {} if untracked is None else untracked
         check_walker(walker)
         self.walker = walker
         self.root = root
@@ -321,10 +274,13 @@ class Scanner:
         read: Callable[[list[str]], Mapping[str, Mapping[str, Any]]],
         *,
         second_look: bool = False,
+        changed: Iterable[str] = (),
     ) -> ScanChanges | None:
         """The changes since the last scan, reading only the elements that may have changed.
 
-        ``read(ids)`` returns the file elements among ``ids``, by id. ``None`` when
+        ``read(ids)`` returns the file elements among ``ids``, by id; ``changed``: ids
+        whose element changed in the tracker since the last scan (compared again with
+        the files that changed here). ``None`` when
         every tracked file must be compared instead (:meth:`compare`): nothing was
         remembered, the volume's :data:`SCAN_KEYS` or the tracked packages changed, or
         the last full comparison is ``full_every`` seconds old.
@@ -340,13 +296,13 @@ class Scanner:
         started, seen = time.time(), Seen()
         tree = walk(self.root, rules, seen, walker=self.walker)
         before = state.looks
-        changed: set[str] = set()
+        moved: set[str] = set()
         if tree != before:
-            changed = {i for i, look in tree.items() if before.get(i) != look}
-            changed.update(i for i in before if i not in tree)
-        ids = changed | state.unsettled
-        # the folders of changed files: one that became a tracked package changes the walk
-        folders = {parent_of(i) for i in changed}
+            moved = {i for i, look in tree.items() if before.get(i) != look}
+            moved.update(i for i in before if i not in tree)
+        ids = moved | state.unsettled | {i for i in changed if i[:1] == "/"}
+        # the folders of moved files: one that became a tracked package changes the walk
+        folders = {parent_of(i) for i in moved}
         folders.discard("/")
         found = read(sorted(ids | folders))
         for folder_id in folders.union(i for i in ids if i.endswith("/")):
@@ -438,11 +394,8 @@ class _Comparison:
             if len(new) == len(looks):
                 return
         get = known.get
-        synced_key, conflict_key, error_key = (
-            f"synced_{site}",
-            f"conflict_{site}",
-            f"syncError_{site}",
-        )
+        keys = site_keys(site)
+        synced_key, conflict_key, error_key = keys.synced, keys.conflict, keys.error
         for file_id, looked in looks.items():
             el = get(file_id)
             if el is None:
@@ -471,11 +424,11 @@ class _Comparison:
                     patch.update(deleted=None, deleted_time=None)
                 elif not holds and el.get("time"):
                     # we already hold this version (copied earlier, or before a restart)
-                    patch[f"synced_{site}"] = el["time"]
-                if el.get(f"conflict_{site}"):
-                    patch[f"conflict_{site}"] = None
-                if el.get(f"syncError_{site}") is not None and holds_current({**el, **patch}, site):
-                    patch[f"syncError_{site}"] = None
+                    patch[synced_key] = el["time"]
+                if el.get(conflict_key):
+                    patch[conflict_key] = None
+                if el.get(error_key) is not None and holds_current({**el, **patch}, site):
+                    patch[error_key] = None
                 if patch:
                     changes.update.append({"_id": file_id, **patch})
                 if patch or not holds:
@@ -487,23 +440,10 @@ class _Comparison:
             if (el.get("deleted") and el.get("origin") == site) or holds_current(el, site):
                 self._candidate(file_id, looked, el)  # back, or modified here
                 continue
-            synced = el.get(f"synced_{site}")
-            locally_changed = changed_since(looked[1], synced)
-            conflicting = locally_changed and (site != el.get("origin") or synced is not None)
-            if conflicting and not el.get(f"conflict_{site}"):
+            if changed_here(looked[1], el, site) and not el.get(conflict_key):
                 changes.conflicts.append(file_id)
-                changes.update.append(
-                    {
-                        "_id": file_id,
-                        f"conflict_{site}": {
-                            "time": self.now,
-                            "from": site,
-                            "incoming": None,
-                            "local_size": looked[0],
-                            "local_mtime": mtime_ms(looked[1]),
-                        },
-                    }
-                )
+                record = conflict_record(self.now, site, None, looked[0], mtime_ms(looked[1]))
+                changes.update.append({"_id": file_id, conflict_key: record})
             # else: an outdated copy that nobody touched here; the planner fetches it
 
     def _stable(self, file_id: str, looked: Look) -> bool:
@@ -511,7 +451,10 @@ class _Comparison:
 
     def _new_files(self, ids: list[str], looks: Mapping[str, Look]) -> None:
         """Files the tracker does not know: published when stable (in bulk: a first
-        scan publishes the whole tree)."""
+        scan publishes the whole tree), unless untracked as they are."""
+        untracked = self.scanner.untracked
+        if untracked:
+            ids = [i for i in ids if i not in untracked or not look_matches(looks[i], untracked[i])]
         self.changes.unsettled.update(ids)
         quiet = self.quiet_since
         recent = [i for i in ids if looks[i][1] >= quiet]  # usually none
@@ -522,7 +465,7 @@ class _Comparison:
         self._publish(ids, looks, self.now)
 
     def _publish(self, ids: list[str], looks: Mapping[str, Look], now: int) -> None:
-        site, key = self.site, f"synced_{self.site}"
+        site, key = self.site, site_keys(self.site).synced
         comment = f"scanned at {site}"
         # synced_<site>: the baseline a later local change is compared with (conflicts)
         new = [
@@ -554,25 +497,26 @@ class _Comparison:
             self.unstable[file_id] = (looked, el)
 
     def _new_version(self, file_id: str, looked: Look, el: Mapping[str, Any], now: int) -> None:
-        site = self.site
+        keys = site_keys(self.site)
+        # the element keeps its publisher's comment: the new version's own words go
+        # into its history child (see ScanChanges.history)
         patch = {
             "_id": file_id,
             "file_size": looked[0],
             "file_mtime": mtime_ms(looked[1]),
             "time": now,
-            f"modified_{site}": now,
-            f"synced_{site}": now,
-            "comment": f"modified at {site}",
+            keys.modified: now,
+            keys.synced: now,
         }
         counts = self.seen.counts
         if file_id in counts:
             patch["file_count"] = counts[file_id]
         if el.get("deleted"):
             patch.update(deleted=None, deleted_time=None)
-        if el.get(f"syncWait_{site}") is not None:
-            patch[f"syncWait_{site}"] = None
-        if el.get(f"syncError_{site}") is not None:
-            patch[f"syncError_{site}"] = None
+        if el.get(keys.wait) is not None:
+            patch[keys.wait] = None
+        if el.get(keys.error) is not None:
+            patch[keys.error] = None
         self.changes.update.append(patch)
 
     def finish(self, *, second_look: bool) -> ScanChanges:
@@ -613,7 +557,7 @@ class _Comparison:
                 # and its synced_<site> stays the baseline of a later local change
                 if not el.get("deleted") and holds_current(el, site):
                     gone.append(file_id)
-            elif el.get(f"synced_{site}") is not None:
+            elif el.get(site_keys(site).synced) is not None:
                 gone.append(file_id)
         for file_id in gone:
             el = known[file_id]
@@ -624,17 +568,10 @@ class _Comparison:
             ):
                 continue
             if el.get("origin") == site:
-                self.changes.update.append(
-                    {
-                        "_id": file_id,
-                        "deleted": True,
-                        "deleted_time": now,
-                        "comment": f"deleted at {site}",
-                    }
-                )
+                self.changes.update.append({"_id": file_id, "deleted": True, "deleted_time": now})
             else:
                 # our copy went away: forget it so that it is fetched again if wanted
-                self.changes.update.append({"_id": file_id, f"synced_{site}": None})
+                self.changes.update.append({"_id": file_id, site_keys(site).synced: None})
 
 
 def _in_scope(file_id: str, rules: Rules) -> bool:
@@ -650,6 +587,8 @@ __all__ = [
     "ScanChanges",
     "ScanState",
     "Scanner",
+    "changed_since",
+    "history_of",
     "holds_current",
     "look_at",
     "look_matches",

@@ -42,7 +42,7 @@ from damas_core.query.parser import parse
 from damas_core.query.predicate import to_predicate
 
 from .planner import wanted
-from .scanner import holds_current, writer_of
+from .state import holds_current, site_keys, writer_of
 from .volumes import (
     FILES_QUERY,
     GLOBAL_ID,
@@ -71,7 +71,8 @@ def state_of(element: Mapping[str, Any], site: str, params: Mapping[str, Any]) -
     ...          {"syncEverywhere": True})
     {'state': 'waiting', 'reason': 'locked by bo'}
     """
-    conflict = element.get(f"conflict_{site}")
+    keys = site_keys(site)
+    conflict = element.get(keys.conflict)
     if conflict:
         out: dict[str, Any] = {"state": "conflict"}
         if isinstance(conflict, dict) and isinstance(conflict.get("incoming"), str):
@@ -80,18 +81,18 @@ def state_of(element: Mapping[str, Any], site: str, params: Mapping[str, Any]) -
     if not wanted(element, site, params):
         out = {"state": "unwanted"}
         if not element.get("deleted") and (
-            element.get(f"synced_{site}") is not None or writer_of(element) == site
+            element.get(keys.synced) is not None or writer_of(element) == site
         ):
             out["present"] = True
         return out
     if holds_current(element, site):
         return {"state": "ok"}
-    if element.get(f"syncError_{site}") is not None:
-        return {"state": "error", "code": element[f"syncError_{site}"]}
-    reason = element.get(f"syncWait_{site}")
+    if element.get(keys.error) is not None:
+        return {"state": "error", "code": element[keys.error]}
+    reason = element.get(keys.wait)
     if reason:
         return {"state": "waiting", "reason": str(reason)}
-    if element.get(f"synced_{site}") is not None:
+    if element.get(keys.synced) is not None:
         return {"state": "outdated"}
     return {"state": "queued"}
 

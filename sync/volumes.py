@@ -124,7 +124,12 @@ def _volumes_of(found: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def volume(tracker: Any, volume_id: str) -> dict[str, Any]:
     """The volume element ``volume_id``, checked; :class:`NotFound` when missing."""
-    element = tracker.read(volume_id)
+    return checked_volume(tracker.read(volume_id), volume_id)
+
+
+def checked_volume(element: dict[str, Any] | None, volume_id: str) -> dict[str, Any]:
+    """``element`` (the volume ``volume_id`` as read) once its schema and url pass;
+    :class:`NotFound` when it is ``None``."""
     if element is None:
         raise NotFound(f"sync error: no volume {volume_id!r}", id=volume_id)
     validate("volume", element)
@@ -249,6 +254,7 @@ __all__ = [
     "GLOBAL_ID",
     "VOLUMES_QUERY",
     "check_volume",
+    "checked_volume",
     "create_volume",
     "endpoint_of",
     "global_parameters",

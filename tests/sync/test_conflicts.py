@@ -8,8 +8,9 @@ import shutil
 import time
 
 import pytest
-from damas_core.errors import Forbidden
 from damas_core.sync import resolve
+
+from damas_core.errors import Forbidden
 
 from .conftest import needs_rsync
 
@@ -84,3 +85,23 @@ def test_a_package_kept_from_the_incoming_copy(sites):
     assert sites.path("tokyo", "/seq/a.exr").read_text() == "paris a"
     assert not sites.path("tokyo", info["incoming"]).exists()
     assert not list((sites.roots["tokyo"] / ".damas-partial").glob("resolve-*"))
+
+
+def test_the_incoming_copy_is_fetched_with_the_volumes_rsync_args(sites):
+    """The copy kept beside a conflicting one is fetched with the same rsync options as
+    every other copy (here --chmod, whose effect shows on the fetched file)."""
+    t = sites.tracker
+    t.update({"_id": "vol_tokyo", "rsync_args": "--chmod=F600"})
+    sites.write("paris", "/c.txt", "base", mtime=1_000_000)
+    os.chmod(sites.path("paris", "/c.txt"), 0o644)
+    sites.run(rounds=2)
+    assert sites.path("tokyo", "/c.txt").stat().st_mode & 0o777 == 0o600
+    edited = sites.write("paris", "/c.txt", "paris edit")
+    os.chmod(edited, 0o644)
+    edited = sites.write("tokyo", "/c.txt", "tokyo edit, longer")
+    os.utime(edited, ns=(time.time_ns() + 10**6,) * 2)
+    sites.run("paris", "tokyo")
+    sites.run("tokyo")
+    incoming = t.read("/c.txt")["conflict_tokyo"]["incoming"]
+    assert sites.path("tokyo", incoming).read_text() == "paris edit"
+    assert sites.path("tokyo", incoming).stat().st_mode & 0o777 == 0o600

@@ -39,7 +39,7 @@ def test_modifications_propagate(sites):
     r = sites.run("paris")[0]
     assert r.modified == ["/a.txt"]
     el = sites.tracker.read("/a.txt")
-    assert el["comment"] == "modified at paris" and el["modified_paris"] == el["time"]
+    assert el["comment"] == "scanned at paris" and el["modified_paris"] == el["time"]
     assert status(sites.tracker)["files"][0]["states"]["tokyo"]["state"] == "outdated"
     sites.run("tokyo", "lyon")
     assert sites.path("tokyo", "/a.txt").read_text() == "version 2"
@@ -98,7 +98,9 @@ def test_deleted_files_are_recorded_not_propagated(sites):
     r = sites.run("paris")[0]
     assert r.deleted == ["/gone.txt"]
     el = sites.tracker.read("/gone.txt")
-    assert el["deleted"] is True and el["comment"] == "deleted at paris"
+    assert el["deleted"] is True and el["comment"] == "scanned at paris"
+    history = sites.tracker.search_elements("#parent:/gone.txt", sort="time")
+    assert [h["comment"] for h in history] == ["scanned at paris", "deleted at paris"]
     sites.run(rounds=2)
     assert sites.path("tokyo", "/gone.txt").exists() and sites.path("lyon", "/gone.txt").exists()
     assert not sites.path("paris", "/gone.txt").exists()  # not fetched back either
