@@ -384,7 +384,7 @@ class Dashboard:
         file_id = form.get("id", "")
         action = form.get("action", "")
         site = form.get("site", "")
-        if session.read(file_id) is None:
+        if not file_id.startswith("/") or session.read(file_id) is None:
             raise NotFound(f"dashboard error: no file {file_id!r}", op="dashboard", id=file_id)
         if site and site not in {v["name"] for v in self.known_sites.get()[0]}:
             raise BadRequest(f"dashboard error: no site {site!r}", op="dashboard", key="site")
@@ -471,15 +471,19 @@ def _here(call: Call) -> str:
 
 
 def _safe_next(value: str | None, base: str) -> str:
-    """Where to go after signing in: a path on this server only (never another site)."""
+    """Where to go after signing in: a path on this server only, never another site
+    (``//host``, ``/\\host`` and ``/<tab>/host`` all name one: browsers drop tabs and
+    newlines from a URL and read a backslash as a slash)."""
+    base = base or ""
     if (
         value
-        and value.startswith((base or "") + "/")
-        and not value.startswith("//")
+        and value.startswith(base + "/")
+        and not value[len(base) :].startswith("//")
         and "\\" not in value
+        and all(ch > " " and ch != "\x7f" for ch in value)
     ):
         return value
-    return (base or "") + "/"
+    return base + "/"
 
 
 def _url(call: Call, **changes: Any) -> str:

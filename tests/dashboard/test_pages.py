@@ -74,7 +74,15 @@ def test_a_wrong_password_says_so_and_the_rate_limit_applies(tracker):
 
 def test_sign_in_goes_back_only_to_a_page_of_this_server(browser):
     b = browser()
-    for target, where in (("/sites", "/sites"), ("//evil.example/", "/"), ("https://e.x/", "/")):
+    for target, where in (
+        ("/sites", "/sites"),
+        ("/?q=a%20b", "/?q=a%20b"),
+        ("//evil.example/", "/"),
+        ("https://e.x/", "/"),
+        ("/\\evil.example/", "/"),
+        ("/\t/evil.example/", "/"),
+        ("/\r\nSet-Cookie: x=1", "/"),
+    ):
         answer = b.form(
             "/signin", "/signin", {"username": "ula", "password": "ula-pw", "next": target}
         )
@@ -95,6 +103,13 @@ def test_a_form_without_the_csrf_field_of_its_cookie_does_nothing(browser, track
     assert "lock" not in tracker.read("/a.exr")
     assert b.form("/", "/file", {"id": "/a.exr", "action": "lock"}).status_code == 303
     assert tracker.read("/a.exr")["lock"] == "ula"
+
+
+def test_actions_apply_to_files_only(browser, tracker):
+    answer = browser("eddie").form(
+        "/", "/file", {"id": "@ula", "action": "priority", "priority": "9"}
+    )
+    assert answer.status_code == 404 and "sync_priority" not in tracker.read("@ula")
 
 
 def test_the_api_still_refuses_cookie_writes_that_are_not_json(browser, tracker):
