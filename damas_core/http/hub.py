@@ -15,8 +15,11 @@ The hub wakes when the store's position moves (at once for this process's commit
 within 50 ms for other processes', through :meth:`damas_core.feed.Feed.listen`), when a
 socket can take more bytes or its client left, or when a stream's heartbeat or
 deadline comes. It runs the streams that have something to do and sends their bytes
-without ever blocking: a client more than :data:`MAX_BUFFERED` bytes behind is dropped
-(an event stream's client reconnects with ``Last-Event-ID``).
+without ever blocking. A stream whose client has not taken the last
+:data:`STEP_BUFFER` bytes is not run again until it has (a slow reader of a long
+backlog gets it at its own pace); one that takes nothing for :data:`STALL` seconds, or
+falls :data:`MAX_BUFFERED` bytes behind, is dropped (an event stream's client
+reconnects with ``Last-Event-ID``).
 
 A stream's response is chunked with ``Connection: close``: the connection ends with
 it, and bytes the client sends on it meanwhile are ignored.
@@ -49,8 +52,12 @@ from damas_core.http.streams import HANDOFF, Stream
 
 log = logging.getLogger(__name__)
 
-#: Bytes a stream's connection may have queued before its client is dropped as too slow.
-MAX_BUFFERED = 4 * 1024 * 1024
+#: A stream is run again only once less than this is waiting to be sent to its client.
+STEP_BUFFER = 256 * 1024
+#: Seconds a client may take nothing while bytes wait for it before it is dropped.
+STALL = 30.0
+#: Bytes a stream's connection may have queued before its client is dropped.
+MAX_BUFFERED = 32 * 1024 * 1024
 #: The longest the hub sleeps, in seconds, when no stream has a deadline sooner.
 SWEEP = 1.0
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -64,6 +71,7 @@ class _Client:
     pending: bytearray = field(default_factory=bytearray)
     fresh: bool = True
     closing: bool = False
+    took: float = field(default_factory=time.monotonic)  # when it last took bytes
 
 
 def _framed(data: bytes, chunked: bool) -> bytes:
@@ -216,7 +224,12 @@ class Hub:
         positions: dict[int, int] = {}  # per feed, read once a pass
         sleep = SWEEP
         for client in list(self._clients):
-            if client.closing:
+            if client.pending and now - client.took > STALL:
+                log.warning("dropping a stream whose client took nothing for %.0f s", STALL)
+                self._drop(client)
+                continue
+            if client.closing or len(client.pending) >= STEP_BUFFER:
+                sleep = min(sleep, STALL)  # its socket wakes us when it takes more
                 continue
             stream = client.stream
             feed = stream.streams.feed
@@ -231,6 +244,8 @@ class Hub:
                     log.exception("stream from %d failed", stream.position)
                     data, finished = b"", True
                 if data:
+                    if not client.pending:
+                        client.took = now  # the wait for this client starts now
                     client.pending += _framed(data, client.chunked)
                 if finished:
                     self._finish(client)
@@ -248,6 +263,7 @@ class Hub:
             while client.pending:
                 sent = client.sock.send(client.pending)
                 del client.pending[:sent]
+                client.took = time.monotonic()
         except BlockingIOError:
             pass
         except OSError:
@@ -352,4 +368,12 @@ def serve_streams(server: Any, app: Any = None) -> Hub:
     return hub
 
 
-__all__ = ["MAX_BUFFERED", "Hub", "StreamingChannelMixin", "StreamingTask", "serve_streams"]
+__all__ = [
+    "MAX_BUFFERED",
+    "STALL",
+    "STEP_BUFFER",
+    "Hub",
+    "StreamingChannelMixin",
+    "StreamingTask",
+    "serve_streams",
+]

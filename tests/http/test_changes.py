@@ -220,7 +220,12 @@ def test_streams_beyond_the_bound_get_503(open_server):
     first[1].close()
 
 
-def test_a_client_that_does_not_read_is_dropped_without_stalling_the_others(open_server):
+def test_a_client_that_does_not_read_is_dropped_without_stalling_the_others(
+    open_server, monkeypatch
+):
+    from damas_core.http import hub
+
+    monkeypatch.setattr(hub, "STALL", 1.0)  # 30 s in service
     tracker, url, app = open_server()
     port = int(url.rsplit(":", 1)[1])
     stuck = socket.create_connection(("127.0.0.1", port), timeout=20)
@@ -236,8 +241,23 @@ def test_a_client_that_does_not_read_is_dropped_without_stalling_the_others(open
         deadline = time.monotonic() + 15
         while app.streams.open > 1 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert app.streams.open == 1  # the stuck one was dropped
+        assert app.streams.open == 1  # the stuck one was dropped once it took nothing
     stuck.close()
+
+
+def test_a_slow_reader_gets_a_long_backlog_at_its_own_pace(open_server):
+    tracker, url, _ = open_server()
+    big = "y" * 50_000
+    tracker.create([{"_id": f"/b/{i:04}", "blob": big} for i in range(400)])  # 20 MB
+    with requests.get(f"{url}/api/events/?since=0&elements=1", stream=True, timeout=30) as r:
+        got = []
+        for event in events(r):
+            got.append(event["data"]["_id"])
+            if len(got) % 50 == 0:
+                time.sleep(0.2)  # slower than the hub could write
+            if len(got) == 400:
+                break
+    assert got == [f"/b/{i:04}" for i in range(400)]
 
 
 def test_the_plain_wsgi_app_streams_by_blocking(memory_tracker):
