@@ -314,9 +314,10 @@ class SitesCache:
     ['paris']
     """
 
-    def __init__(self, tracker: Any, *, batch: int = 1000) -> None:
+    def __init__(self, tracker: Any, *, batch: int = 1000, rounds: int = 20) -> None:
         self.tracker = tracker
         self.batch = batch
+        self.rounds = rounds
         self._lock = threading.Lock()
         self._seq: int | None = None
         self._sites: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
@@ -334,23 +335,30 @@ class SitesCache:
             return self._sites
 
     def _stale(self) -> bool:
+        """True when a volume or the global parameters may have changed since the last
+        read; otherwise the position moves on. The feed is read in pages of ``batch``,
+        at most ``rounds`` of them: past that, reading the volumes again is cheaper."""
         assert self._seq is not None
-        got = self.tracker.changes(self._seq, self.batch)
-        changes = got["changes"]
-        if got.get("reset") or len(changes) >= self.batch:
-            return True
         known = {v["_id"] for v in self._sites[0]} | {GLOBAL_ID}
-        others = []
-        for c in changes:
-            if c["_id"] in known:
+        seq = self._seq
+        for _ in range(self.rounds):
+            got = self.tracker.changes(seq, self.batch)
+            if got.get("reset"):
                 return True
-            if not c["_id"].startswith("/") and not c["deleted"]:
-                others.append(c["_id"])
-        # an element that is not a file may have become a volume
-        if others and any(e is not None and _is_volume(e) for e in self.tracker.read(others)):
-            return True
-        self._seq = got["last_seq"]
-        return False
+            others = []
+            for c in got["changes"]:
+                if c["_id"] in known:
+                    return True
+                if not c["_id"].startswith("/") and not c["deleted"]:
+                    others.append(c["_id"])
+            # an element that is not a file may have become a volume
+            if others and any(e is not None and _is_volume(e) for e in self.tracker.read(others)):
+                return True
+            seq = got["last_seq"]
+            if len(got["changes"]) < self.batch:
+                self._seq = seq
+                return False
+        return True
 
 
 _is_volume = to_predicate(parse(VOLUMES_QUERY))

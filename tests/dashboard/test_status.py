@@ -204,3 +204,19 @@ def test_the_sites_cache_follows_the_change_feed(tracker):
 
     set_global_parameters(tracker, {"syncEverywhere": True})
     assert cache.get()[1]["syncEverywhere"] is True
+
+
+def test_the_sites_cache_reads_the_feed_in_pages(tracker):
+    from damas_core.sync.status import SitesCache
+
+    cache = SitesCache(tracker, batch=10, rounds=3)
+    first = cache.get()
+    _files(tracker, 25)  # 25 files and 25 history children: five pages of the feed
+    assert cache.get() is not first  # more than three pages: read again
+    second = cache.get()
+    more = [{"_id": f"/q/{i}", "origin": "paris", "comment": "c"} for i in range(9)]
+    tracker.publish(more)  # 18 changes: two pages
+    assert cache.get() is second
+    tracker.publish({"_id": "/q/last", "origin": "paris", "comment": "c"})
+    tracker.update({"_id": "vol_paris", "agentStatus": "idle"})  # behind a page of files
+    assert cache.get()[0][1]["agentStatus"] == "idle"
