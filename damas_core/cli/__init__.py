@@ -8,6 +8,7 @@ Commands live in modules of this package and are imported only when used, so
 - ``serve``: ``serve`` (the HTTP server)
 - ``sync``: ``sync`` (agents and the status matrix)
 - ``changes``: ``changes`` (the change feed, one JSON line per change)
+- ``admin``: ``volume``, ``params``, ``user``, ``conflicts`` (the administrator's commands)
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "comment": ("ops", "comment"),
     "version": ("ops", "version"),
     "changes": ("changes", "changes"),
+    "volume": ("admin", "volume"),
+    "params": ("admin", "params"),
+    "user": ("admin", "user"),
+    "conflicts": ("admin", "conflicts"),
     "signin": ("ops", "signin"),
     "signout": ("ops", "signout"),
     "verify": ("ops", "verify"),

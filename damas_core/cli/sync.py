@@ -251,7 +251,15 @@ def agent(
         tracker.close()
 
 
-@sync.command("status")
+@sync.command(
+    "status",
+    epilog="""\b
+Examples:
+  damas sync status --store lmdb:///srv/damas/store
+  damas sync status --prefix /seq06/ --state error       what failed under /seq06/
+  damas sync status --site paris --site tokyo --limit 50
+  damas sync status --json /shots/a.exr               one file, as JSON""",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option(
     "--prefix", default="", metavar="FOLDER", help="Only files under FOLDER, e.g. /seq06/."
