@@ -131,8 +131,15 @@
       });
   }
 
+  var busy = false;
+  var cost = 0; // how long the last update took, in ms
+
   function flush() {
     timer = null;
+    if (busy) { // one update at a time: this one goes after it
+      schedule();
+      return;
+    }
     var ids = Object.keys(pending);
     pending = {};
     var work = [];
@@ -144,16 +151,23 @@
         work.push(refreshCells(ids.slice(i, i + 200)));
       }
     }
+    busy = true;
+    var started = Date.now();
     Promise.all(work).then(function () {
       if (feed.readyState === EventSource.OPEN) {
         say("on");
       }
-    }, function () { say("update failed; retrying"); });
+    }, function () { say("update failed; retrying"); }).then(function () {
+      busy = false;
+      cost = Date.now() - started;
+    });
   }
 
   function schedule() {
     if (timer === null) {
-      timer = window.setTimeout(flush, 250);
+      // a page slow to draw (the sites page of a large store reads every file) is
+      // asked for less often, so an open page keeps the server busy a fifth of the time
+      timer = window.setTimeout(flush, Math.max(250, 4 * cost));
     }
   }
 
