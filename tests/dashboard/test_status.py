@@ -220,3 +220,18 @@ def test_the_sites_cache_reads_the_feed_in_pages(tracker):
     tracker.publish({"_id": "/q/last", "origin": "paris", "comment": "c"})
     tracker.update({"_id": "vol_paris", "agentStatus": "idle"})  # behind a page of files
     assert cache.get()[0][1]["agentStatus"] == "idle"
+
+
+def test_the_command_filters_through_a_server_too(tracker, tmp_path, monkeypatch):
+    from damas_core.wsgi import make_app
+    from tests.http.conftest import serving
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no saved token of the user's
+    tracker.publish(
+        [{"_id": "/seq06/a b/[x].exr", "origin": "paris", "comment": "c", "file_size": 3},
+         {"_id": "/seq07/b.exr", "origin": "paris", "comment": "c"}]
+    )  # fmt: skip
+    with serving(make_app(tracker, auth="none")) as url:
+        shown = _damas("sync", "status", "--json", "--server", url, "--prefix", "/seq06/a b/")
+    assert shown.exit_code == 0, shown.output
+    assert [r["_id"] for r in json.loads(shown.output)["files"]] == ["/seq06/a b/[x].exr"]
