@@ -37,9 +37,10 @@ from typing import Any
 from damas_core.elements import id_of
 from damas_core.errors import BadRequest
 
+from . import deletions
 from . import rsync as rs
 from .planner import Plan, Task, plan
-from .record import CONFLICT, COPIED, FAILED, LEFT, STALE, Outcome, left_reason, record
+from .record import CONFLICT, COPIED, FAILED, LEFT, STALE, TRASHED, Outcome, left_reason, record
 from .rsync_options import transfer_options
 from .scanner import (
     ScanChanges,
@@ -90,6 +91,7 @@ class Report:
     deleted: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    trashed: list[str] = field(default_factory=list)  # copies moved to .damas-trash
     received: list[str] = field(default_factory=list)
     emitted: list[str] = field(default_factory=list)
     failed: dict[str, int] = field(default_factory=dict)
@@ -242,6 +244,8 @@ class Agent:
         if vol.get("enableScans", True) and vol.get("enableDiscovery", True):
             self._status("scanning", **pending)
             pending = self._scan(vol, report, refreshed.ids)
+        if not self._stop.is_set():
+            pending.update(self._apply_deletions(report))
         if self._stop.is_set() or not transfers:
             self._status("idle", **pending)
             return report
@@ -260,6 +264,30 @@ class Agent:
             self._apply(record(outcomes, self.view.files))
         self._status("idle", **pending)
         return report
+
+    def _apply_deletions(self, report: Report) -> dict[str, Any]:
+        """Apply the deletions recorded at other origins to this site's copies, when
+        ``propagateDeletions`` is on (:mod:`.deletions`: quarantine and brakes); returns
+        the volume keys that record it (``exit_delete``, ``stderr_delete``)."""
+        settings = self._settings()
+        files = self.view.files
+        now = now_ms()
+        deletions.purge(
+            self.root,
+            float(settings["trashRetention"]),
+            datetime.fromtimestamp(now / 1000, UTC).date(),
+        )
+        ids = deletions.to_remove(files, self.site, settings)
+        refused = deletions.brake(ids, files, self.site, settings)
+        if refused is not None:
+            log.error("%s: %s", self.site, refused)
+            report.scan_errors.append(refused)
+            return {"exit_delete": 1, "stderr_delete": refused}
+        outcomes = [deletions.move_to_trash(self.root, i, files[i], self.site, now) for i in ids]
+        trashed = [o for o in outcomes if o.status == TRASHED]
+        report.trashed.extend(o.file_id for o in trashed)
+        self._apply(record(trashed, files))
+        return {"exit_delete": 0, "stderr_delete": ""} if ids else {}
 
     def _plan(self, vol: Mapping[str, Any], report: Report) -> Plan:
         """This cycle's transfers, from the view as the scan left it; the reasons files

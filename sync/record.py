@@ -28,6 +28,9 @@ LEFT = "left"
 STALE = "stale"
 #: the copy here changed since its baseline: the incoming copy was kept beside it
 CONFLICT = "conflict"
+#: a deletion at the origin was applied here: the copy moved to the quarantine
+#: (``incoming``: where, relative to the root)
+TRASHED = "trashed"
 
 
 def left_reason(target: str) -> str:
@@ -40,7 +43,7 @@ class Outcome:
     """What a transfer found about one file copied from ``source`` to ``target``.
 
     ``status`` is one of :data:`COPIED`, :data:`FAILED`, :data:`LEFT`, :data:`STALE`,
-    :data:`CONFLICT`; ``at`` is when (ms). ``learned``: keys the copy taught an element
+    :data:`CONFLICT`, :data:`TRASHED`; ``at`` is when (ms). ``learned``: keys the copy taught an element
     published without them (``file_size``, ``file_mtime``); ``code``: rsync's exit code
     of a failure; ``incoming`` and ``local`` (size, mtime in ns): a conflict's incoming
     copy id (``None`` when it could not be fetched) and the local copy.
@@ -68,7 +71,9 @@ def record(
     - failed: ``syncError_<target>`` = the code, one more failure in a row;
     - left: ``syncWait_<target>`` says why;
     - stale: only the attempt time;
-    - conflict: ``conflict_<target>`` (:func:`.state.conflict_record`).
+    - conflict: ``conflict_<target>`` (:func:`.state.conflict_record`);
+    - trashed: ``trashed_<target>`` = where the copy went, ``synced_<target>`` removed
+      (the site no longer holds it).
 
     >>> f = {"/a": {"_id": "/a", "time": 5, "syncFailures_lyon": 2}}
     >>> record([Outcome("/a", "paris", "lyon", FAILED, at=9, code=23)], f)
@@ -101,10 +106,24 @@ def record(
                 o.at, o.source, o.incoming, size, mtime // 1_000_000
             )
             patch[keys.attempt] = o.at
+        elif o.status == TRASHED:
+            patch[keys.trashed] = o.incoming
+            patch[keys.synced] = None
+            patch[keys.attempt] = o.at
         else:
             raise ValueError(f"sync error: unknown outcome {o.status!r} for {o.file_id!r}")
         patches.append(patch)
     return patches
 
 
-__all__ = ["CONFLICT", "COPIED", "FAILED", "LEFT", "STALE", "Outcome", "left_reason", "record"]
+__all__ = [
+    "CONFLICT",
+    "COPIED",
+    "FAILED",
+    "LEFT",
+    "STALE",
+    "TRASHED",
+    "Outcome",
+    "left_reason",
+    "record",
+]

@@ -132,8 +132,10 @@ class Rules:
         return folder_id in self.packages or any(p.search(folder_id) for p in self.package_rules)
 
 
+#: the per-site quarantine of propagated deletions (:mod:`.deletions`)
+TRASH_DIR = ".damas-trash"
 #: names the engine keeps for itself: never tracked, at any depth
-RESERVED_NAMES = (PARTIAL_DIR,)
+RESERVED_NAMES = (PARTIAL_DIR, TRASH_DIR)
 
 
 def _skipped_name(name: str) -> bool:
@@ -444,6 +446,7 @@ def parent_of(file_id: str) -> str:
 __all__ = [
     "CONFLICT_MARK",
     "RESERVED_NAMES",
+    "TRASH_DIR",
     "WALKERS",
     "Look",
     "Rules",

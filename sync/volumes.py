@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     "retryDelay": 30,
     "retryMaxDelay": 3600,
     "agentTimeout": 300,
+    # deletions at the origin are applied at the other sites (docs/sync.md, "Deletions")
+    "propagateDeletions": False,
+    "trashRetention": 30,  # days a removed copy stays in .damas-trash
+    "maxDelete": 50,  # % of a site's files one cycle may remove; more stops, removing none
 }
 _BATCH = 2000
 

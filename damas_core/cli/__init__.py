@@ -4,7 +4,8 @@ Commands live in modules of this package and are imported only when used, so
 ``damas --help`` stays fast and a missing optional driver only affects its command:
 
 - ``data``: ``copy``, ``export``, ``import`` (moving elements between stores)
-- ``ops``: the tracker operations (``create``, ``read``, ... ``signin``, ``signout``)
+- ``ops``: the tracker operations (``create``, ``read``, ... ``signin``, ``signout``),
+  and ``untrack`` (stop tracking files, keeping them)
 - ``serve``: ``serve`` (the HTTP server)
 - ``sync``: ``sync`` (agents and the status matrix)
 - ``changes``: ``changes`` (the change feed, one JSON line per change)
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "update": ("ops", "update"),
     "upsert": ("ops", "upsert"),
     "delete": ("ops", "delete"),
+    "untrack": ("ops", "untrack"),
     "graph": ("ops", "graph"),
     "search": ("ops", "search"),
     "search_one": ("ops", "search_one"),

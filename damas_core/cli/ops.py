@@ -380,6 +380,27 @@ def delete(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
 @click.command(
     epilog="""\b
 Examples:
+  damas untrack /tmp/render.log
+  damas -l search 'origin:paris _id:/\\.bak$/' | damas untrack -
+
+\b
+The files stay on disk at every site; agents do not publish them again while
+they are unchanged (docs/sync.md, "Untracked files")."""
+)
+@_ARGS
+@_common
+def untrack(ctx: click.Context, args: tuple[str, ...], **options: Any) -> None:
+    """Stop tracking file(s): delete their elements and history, keep the files."""
+    from damas_core.sync.untrack import untrack as untrack_files
+
+    ids = _guard(lambda: ids_argument(args))
+    paths = [ids] if isinstance(ids, str) else ids
+    Runner(ctx, options).run(lambda t: untrack_files(t, paths), outcome)
+
+
+@click.command(
+    epilog="""\b
+Examples:
   damas graph /shots/a.exr
   damas graph --depth 1 '["/a", "/b"]'"""
 )

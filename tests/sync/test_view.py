@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import orjson
 from damas_core.sync import Agent
+from damas_core.sync.tracker_api import TrackerAPI
 from damas_core.sync.view import TrackerView, is_file
 
 import damas_core
@@ -63,6 +64,7 @@ def test_idle_cycles_read_only_an_empty_feed_page(sites):
     for i in range(30):
         sites.write("paris", f"/d{i % 3}/f{i}.txt", str(i))
     with served(sites.tracker) as (app, client):
+        assert isinstance(client, TrackerAPI) and isinstance(sites.tracker, TrackerAPI)
         paris = Agent(client, "vol_paris", settle=0, walker=sites.walker)
         tokyo = Agent(client, "vol_tokyo", settle=0, walker=sites.walker)
         assert len(paris.run_once().published) == 30  # and emitted: tokyo's agent is down

@@ -1,0 +1,137 @@
+"""Deletions at the origin, applied at the other sites through a quarantine.
+
+With ``propagateDeletions`` on (the site's volume, else ``rsyncGlobalParameters``;
+default off: deletions are only recorded), a file recorded ``deleted`` at its origin
+is removed at this site when this site holds the deleted version and its copy is
+still that version (size and mtime): a copy changed here since is never removed (the
+scan publishes it as a new version instead). The copy is moved, not deleted, to
+``.damas-trash/<YYYY-MM-DD>/<its path>`` under the site's root, kept
+``trashRetention`` days, and the element records where (``trashed_<site>``).
+
+Brakes: when one cycle would remove more than ``maxDelete`` % (default 50) of the
+files this site holds, it removes none and says why; an unmounted volume never gets
+this far (the agent's cycle stops first).
+
+>>> el = {"_id": "/a", "origin": "paris", "time": 5, "deleted": True, "synced_tokyo": 5}
+>>> to_remove({"/a": el}, "tokyo", {"propagateDeletions": True})
+['/a']
+>>> to_remove({"/a": el}, "tokyo", {"propagateDeletions": False})
+[]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from .record import STALE, TRASHED, Outcome
+from .scanner import look_matches
+from .state import site_keys
+from .tree import TRASH_DIR, look_at
+from .volumes import DEFAULTS
+
+
+def _held(el: Mapping[str, Any], synced_key: str) -> bool:
+    synced = el.get(synced_key)
+    return isinstance(synced, int | float) and synced >= (el.get("time") or 0)
+
+
+def to_remove(
+    files: Mapping[str, Mapping[str, Any]], site: str, settings: Mapping[str, Any]
+) -> list[str]:
+    """The ids whose copy at ``site`` a propagated deletion removes, sorted: deleted at
+    an origin that is not ``site``, this site holding the deleted version (its
+    ``synced_<site>`` is not older than the element's ``time``). ``[]`` unless
+    ``settings["propagateDeletions"]``."""
+    if not settings.get("propagateDeletions", DEFAULTS["propagateDeletions"]):
+        return []
+    synced_key = site_keys(site).synced
+    return sorted(
+        i
+        for i, el in files.items()
+        if el.get("deleted") is True and el.get("origin") != site and _held(el, synced_key)
+    )
+
+
+def brake(
+    ids: list[str], files: Mapping[str, Mapping[str, Any]], site: str, settings: Mapping[str, Any]
+) -> str | None:
+    """Why removing ``ids`` at ``site`` in one cycle is refused (more than ``maxDelete``
+    % of the files the site holds, deleted ones included), or ``None``.
+
+    >>> files = {f"/{i}": {"origin": "p", "time": 1, "synced_t": 1} for i in range(4)}
+    >>> brake(["/0", "/1"], files, "t", {"maxDelete": 50}) is None
+    True
+    >>> print(brake(["/0", "/1", "/2"], files, "t", {"maxDelete": 50}))
+    sync error: 3 of the 4 files held at t were deleted at their origin (75%), more than maxDelete (50%): none is removed; raise maxDelete for one cycle if these deletions are wanted
+    """
+    if not ids:
+        return None
+    limit = float(settings.get("maxDelete", DEFAULTS["maxDelete"]))
+    synced_key = site_keys(site).synced
+    held = sum(1 for el in files.values() if _held(el, synced_key))
+    share = 100.0 * len(ids) / max(held, 1)
+    if share <= limit:
+        return None
+    return (
+        f"sync error: {len(ids)} of the {held} files held at {site} were deleted at their "
+        f"origin ({share:.0f}%), more than maxDelete ({limit:g}%): none is removed; raise "
+        f"maxDelete for one cycle if these deletions are wanted"
+    )
+
+
+def trash_path(file_id: str, day: date) -> str:
+    """Where the copy of ``file_id`` goes in the quarantine, relative to the root.
+
+    >>> trash_path("/shots/a.exr", date(2026, 12, 1)), trash_path("/seq/", date(2026, 12, 1))
+    ('.damas-trash/2026-12-01/shots/a.exr', '.damas-trash/2026-12-01/seq')
+    """
+    return f"{TRASH_DIR}/{day.isoformat()}/{file_id.strip('/')}"
+
+
+def move_to_trash(
+    root: str, file_id: str, element: Mapping[str, Any], site: str, now: int
+) -> Outcome:
+    """Move this site's copy of ``file_id`` into the quarantine when it is the
+    element's version; the outcome says what happened (``TRASHED`` with where, or
+    ``STALE`` when the copy is gone or changed: nothing is moved)."""
+    look = look_at(root, file_id)
+    origin = str(element.get("origin"))
+    if look is None or not look_matches(look, element):
+        return Outcome(file_id, origin, site, STALE, now)
+    day = datetime.fromtimestamp(now / 1000, UTC).date()
+    rel = trash_path(file_id, day)
+    target = os.path.join(root, rel)
+    if os.path.lexists(target):  # the same path trashed twice in a day: keep both
+        rel = f"{rel}.{now}"
+        target = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(os.path.join(root, file_id.strip("/")), target)
+    return Outcome(file_id, origin, site, TRASHED, now, incoming=rel)
+
+
+def purge(root: str, retention_days: float, today: date) -> list[str]:
+    """Remove the quarantine's day folders older than ``retention_days``; returns
+    their names. Names that are not dates are left alone."""
+    trash = os.path.join(root, TRASH_DIR)
+    try:
+        names = sorted(os.listdir(trash))
+    except OSError:
+        return []
+    oldest = today - timedelta(days=retention_days)
+    gone = []
+    for name in names:
+        try:
+            day = date.fromisoformat(name)
+        except ValueError:
+            continue
+        if day < oldest:
+            shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+            gone.append(name)
+    return gone
+
+
+__all__ = ["brake", "move_to_trash", "purge", "to_remove", "trash_path"]
