@@ -10,8 +10,9 @@ event streams cost the other clients of one server.
   position). The time runs from just before the write is sent, so it includes the
   write's own request;
 - ``GET /api/read/ID`` throughput with 200 idle event streams open on the same server
-  against none (goal: at least 0.8 of the rate, i.e. time ratio ≤ 1.25×). The load
-  comes from another process, as in ``bench_http``.
+  against none (goal: at least 0.8 of the rate, i.e. time ratio ≤ 1.25×), the best of
+  :data:`ROUNDS` runs of each taken in turns. The load comes from another process, as
+  in ``bench_http``.
 
 The server is the one ``damas serve`` runs (:func:`damas_core.http.server.create_server`,
 4 worker threads, its streams handed to the hub) on a loopback port in this process.
@@ -42,10 +43,11 @@ from tests.benchmarks.bench_http import load
 from tests.benchmarks.harness import best, figure, print_table
 
 AREA = "feed"
-SCALES = {"full": 20_000, "quick": 2_000}
+SCALES = {"full": 10_000, "quick": 2_000}
 WRITES = 1000
 SAMPLES = 21
 IDLE_STREAMS = 200
+ROUNDS = 3
 THREADS = 4
 BUDGET_S = 0.100
 
@@ -215,20 +217,26 @@ def streams_figures(tmp: str, n: int) -> Iterator[dict]:
     try:
         with serving(app) as port:
             load(port, "GET", path, "", 200, token)  # warm up
-            alone = load(port, "GET", path, "", n, token)
-            socks = _idle_streams(port, IDLE_STREAMS, token)
-            try:
-                assert app.streams.open == IDLE_STREAMS
-                crowded = load(port, "GET", path, "", n, token)
-            finally:
-                for s in socks:
-                    s.close()
+            # In turns, the best of each: a busy moment of the machine weighs on both.
+            alone, crowded = [], []
+            for _ in range(ROUNDS):
+                alone.append(load(port, "GET", path, "", n, token))
+                socks = _idle_streams(port, IDLE_STREAMS, token)
+                try:
+                    assert app.streams.open == IDLE_STREAMS
+                    crowded.append(load(port, "GET", path, "", n, token))
+                finally:
+                    for s in socks:
+                        s.close()
+                deadline = time.monotonic() + 30
+                while app.streams.open and time.monotonic() < deadline:
+                    time.sleep(0.05)
             yield figure(
                 AREA,
                 f"GET /api/read/ID with {IDLE_STREAMS} idle event streams vs none (time)",
                 n,
-                ours_s=crowded,
-                raw_s=alone,
+                ours_s=min(crowded),
+                raw_s=min(alone),
                 goal=1 / 0.8,
             )
     finally:
