@@ -111,8 +111,9 @@ def writer_of(element: Mapping[str, Any]) -> str | None:
     return best or element.get("origin")
 
 
-def holds_current(element: Mapping[str, Any], site: str) -> bool:
+def holds_current(element: Mapping[str, Any], site: str, writer: str | None = None) -> bool:
     """True when ``site`` holds the element's current version (it wrote it or synced it).
+    ``writer``: the element's :func:`writer_of`, when the caller has it already.
 
     >>> holds_current({"origin": "p", "time": 5, "synced_t": 4}, "t")
     False
@@ -122,7 +123,7 @@ def holds_current(element: Mapping[str, Any], site: str) -> bool:
     synced = element.get(site_keys(site).synced)
     if isinstance(synced, int | float) and synced >= (element.get("time") or 0):
         return True
-    return writer_of(element) == site
+    return (writer or writer_of(element)) == site
 
 
 def changed_since(mtime: int, synced: Any) -> bool:

@@ -62,8 +62,11 @@ _FILES_NODE = parse(FILES_QUERY)
 _BATCH = 500
 
 
-def state_of(element: Mapping[str, Any], site: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The state of one file at one site: ``{"state": ..., "code"|"reason"|"present"?: ...}``.
+def state_of(
+    element: Mapping[str, Any], site: str, params: Mapping[str, Any], writer: str | None = None
+) -> dict[str, Any]:
+    """The state of one file at one site: ``{"state": ..., "code"|"reason"|"present"?: ...}``
+    (``writer``: the element's :func:`.writer_of`, when the caller has it already).
 
     >>> state_of({"_id": "/a", "origin": "p", "time": 5}, "p", {})
     {'state': 'ok'}
@@ -72,20 +75,19 @@ def state_of(element: Mapping[str, Any], site: str, params: Mapping[str, Any]) -
     {'state': 'waiting', 'reason': 'locked by bo'}
     """
     keys = site_keys(site)
+    writer = writer or writer_of(element)
     conflict = element.get(keys.conflict)
     if conflict:
         out: dict[str, Any] = {"state": "conflict"}
         if isinstance(conflict, dict) and isinstance(conflict.get("incoming"), str):
             out["incoming"] = conflict["incoming"]
         return out
-    if not wanted(element, site, params):
+    if not wanted(element, site, params, writer):
         out = {"state": "unwanted"}
-        if not element.get("deleted") and (
-            element.get(keys.synced) is not None or writer_of(element) == site
-        ):
+        if not element.get("deleted") and (element.get(keys.synced) is not None or writer == site):
             out["present"] = True
         return out
-    if holds_current(element, site):
+    if holds_current(element, site, writer):
         return {"state": "ok"}
     if element.get(keys.error) is not None:
         return {"state": "error", "code": element[keys.error]}
@@ -102,13 +104,14 @@ def row_of(
 ) -> dict[str, Any]:
     """One file's row: ``_id``, ``file_size``, ``time``, ``lock``, ``deleted`` and
     ``states`` (site → :func:`state_of`)."""
+    writer = writer_of(element)
     return {
         "_id": element["_id"],
         "file_size": element.get("file_size"),
         "time": element.get("time"),
         "lock": element.get("lock"),
         "deleted": bool(element.get("deleted")),
-        "states": {s: state_of(element, s, params) for s in sites},
+        "states": {s: state_of(element, s, params, writer) for s in sites},
     }
 
 
