@@ -359,7 +359,7 @@ class Dashboard:
 
     def file(self, call: Call, session: Any) -> Answer:
         file_id = call.args.get("id", "")
-        element = session.read(file_id) if file_id else None
+        element = session.read(file_id) if file_id.startswith("/") else None
         if element is None:
             raise NotFound(f"dashboard error: no file {file_id!r}", op="dashboard", id=file_id)
         vols, params = self.known_sites.get()
