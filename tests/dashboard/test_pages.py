@@ -105,11 +105,12 @@ def test_a_form_without_the_csrf_field_of_its_cookie_does_nothing(browser, track
     assert tracker.read("/a.exr")["lock"] == "ula"
 
 
-def test_actions_apply_to_files_only(browser, tracker):
-    answer = browser("eddie").form(
-        "/", "/file", {"id": "@ula", "action": "priority", "priority": "9"}
-    )
+def test_file_pages_and_actions_are_for_files_only(browser, tracker):
+    eddie = browser("eddie")
+    answer = eddie.form("/", "/file", {"id": "@ula", "action": "priority", "priority": "9"})
     assert answer.status_code == 404 and "sync_priority" not in tracker.read("@ula")
+    assert eddie.get("/file?id=@ula").status_code == 404
+    assert eddie.get("/file?id=vol_paris").status_code == 404
 
 
 def test_the_api_still_refuses_cookie_writes_that_are_not_json(browser, tracker):
