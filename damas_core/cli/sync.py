@@ -205,6 +205,8 @@ def agent(
         fail(e)
         return
 
+    state = state_dir or default_state_dir(volume_id)
+
     def make_agent(t: Any) -> Agent:
         return Agent(
             t,
@@ -212,9 +214,9 @@ def agent(
             settle=settle,
             ssh_command=shlex.split(ssh_command) if ssh_command else None,
             walker=walker,
+            state_dir=str(state),
         )
 
-    state = state_dir or default_state_dir(volume_id)
     try:
         if once:
             from damas_core.client import Unreachable
