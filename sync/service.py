@@ -382,10 +382,19 @@ class Backoff:
 
 def transient(error: BaseException) -> bool:
     """True for a failure retrying fixes: the tracker unreachable or timing out
-    (:class:`~damas_core.client.Unreachable`), a 5xx or a storage failure, a 429."""
+    (:class:`~damas_core.client.Unreachable`), a storage failure, an answer 5xx (but
+    501: what the backend cannot do, it will not do later) or 429.
+
+    >>> from damas_core.errors import NotImplementedByBackend, TooManyStreams
+    >>> transient(TooManyStreams("busy")), transient(NotImplementedByBackend("no"))
+    (True, False)
+    """
     from damas_core.client import Unreachable
 
-    return isinstance(error, Unreachable | StorageError | TooManyRequests)
+    if isinstance(error, Unreachable | StorageError | TooManyRequests):
+        return True
+    status = error.status if isinstance(error, DamasError) else 0
+    return status >= 500 and status != 501
 
 
 # -- what a cycle says -------------------------------------------------------------------------
@@ -491,6 +500,8 @@ class Service:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
+        self._stop.clear()
+        self._signals, self._claimed, self._lost = 0, False, None
         heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         try:
             with self.lock:
