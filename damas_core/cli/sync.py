@@ -309,9 +309,7 @@ def status(
     except (DamasError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     finally:
-        close = getattr(tracker, "close", None)
-        if close:
-            close()
+        tracker.close()  # a Tracker or a Client: both close
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:

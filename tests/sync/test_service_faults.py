@@ -104,3 +104,34 @@ def test_a_missing_volume_or_a_refused_password_stops_with_its_code(served, tmp_
     with pytest.raises(ServiceError) as refused:
         _service(url, tmp_path, password="wrong").run()
     assert refused.value.exit_code == EXIT_CREDENTIALS
+
+
+@needs_rsync
+def test_each_failed_file_is_a_warning_with_rsyncs_code(tmp_path, caplog):
+    tracker = damas_core.open(f"lmdb://{tmp_path}/store")
+    try:
+        for name in ("paris", "tokyo"):
+            (tmp_path / name).mkdir()
+            create_volume(
+                tracker, {"_id": f"vol_{name}", "name": name, "url": f"file://{tmp_path / name}/"}
+            )
+        set_global_parameters(tracker, {"syncEverywhere": True, "sleepBetweenScans": 0})
+        # tracked at paris, but not there: rsync cannot send it
+        tracker.publish(
+            {"_id": "/ghost.exr", "origin": "paris", "comment": "by hand", "file_size": 3}
+        )
+        service = Service(
+            tracker,
+            "vol_tokyo",
+            lambda t: Agent(t, "vol_tokyo", settle=0),
+            state_dir=tmp_path / "state",
+        )
+        with caplog.at_level(logging.INFO, logger="damas_core.sync.service"):
+            assert service.run(max_cycles=1) == 0
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("/ghost.exr failed: rsync exit 23 (partial transfer" in m for m in warnings)
+        summary = next(r.getMessage() for r in caplog.records if "cycle in" in r.getMessage())
+        assert "failed 1" in summary
+        assert tracker.read("/ghost.exr")["syncError_tokyo"] == 23
+    finally:
+        tracker.close()
