@@ -39,8 +39,19 @@ from damas_core.errors import BadRequest
 
 from . import deletions
 from . import rsync as rs
-from .planner import Plan, Task, plan
-from .record import CONFLICT, COPIED, FAILED, LEFT, STALE, TRASHED, Outcome, left_reason, record
+from .planner import Plan, Task, may_have_work, plan
+from .record import (
+    CONFLICT,
+    COPIED,
+    FAILED,
+    LEFT,
+    MOVED,
+    STALE,
+    TRASHED,
+    Outcome,
+    left_reason,
+    record,
+)
 from .rsync_options import transfer_options
 from .scanner import (
     ScanChanges,
@@ -56,6 +67,7 @@ from .tracker_api import TrackerAPI
 from .tree import Look, look_at
 from .view import TrackerView
 from .volumes import (
+    DEFAULTS,
     checked_volume,
     endpoint_of,
     local_root,
@@ -92,6 +104,8 @@ class Report:
     pending: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     trashed: list[str] = field(default_factory=list)  # copies moved to .damas-trash
+    folded: list[str] = field(default_factory=list)  # per-file elements folded into packages
+    moved: list[tuple[str, str]] = field(default_factory=list)  # renames applied: (old, new)
     received: list[str] = field(default_factory=list)
     emitted: list[str] = field(default_factory=list)
     failed: dict[str, int] = field(default_factory=dict)
@@ -187,6 +201,8 @@ class Agent:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.start_time = now_ms()
         self._stop = threading.Event()
+        self._candidate_ids: set[str] = set()
+        self._candidates_key: tuple[Any, ...] | None = None
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -277,7 +293,13 @@ class Agent:
             float(settings["trashRetention"]),
             datetime.fromtimestamp(now / 1000, UTC).date(),
         )
-        ids = deletions.to_remove(files, self.site, settings)
+        moves = deletions.to_move(files, self.site, settings)
+        moved = [deletions.move(self.root, a, b, files, self.site, now) for a, b in moves]
+        moved = [o for o in moved if o.status == MOVED]
+        report.moved.extend((o.file_id, str(o.incoming)) for o in moved)
+        self._apply(record(moved, files))
+        done = {o.file_id for o in moved}
+        ids = [i for i in deletions.to_remove(files, self.site, settings) if i not in done]
         refused = deletions.brake(ids, files, self.site, settings)
         if refused is not None:
             log.error("%s: %s", self.site, refused)
@@ -289,10 +311,33 @@ class Agent:
         self._apply(record(trashed, files))
         return {"exit_delete": 0, "stderr_delete": ""} if ids else {}
 
+    def _candidates(self, vol: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """The files the plan may give work (:func:`.planner.may_have_work`), kept from
+        cycle to cycle: only the elements that changed since are tested again, unless
+        the sites or the settings the test reads changed (then every file is)."""
+        files = self.view.files
+        names = tuple(v["name"] for v in self.view.volumes())
+        params = self.view.parameters()
+        settings = {**params, **{k: v for k, v in vol.items() if k in DEFAULTS}}
+        key = (names, settings.get("syncEverywhere"))
+        touched = self.view.take_touched()
+        if key != self._candidates_key:
+            self._candidates_key = key
+            self._candidate_ids = set()
+            touched = set(files)
+        ids = self._candidate_ids
+        for i in touched:
+            el = files.get(i)
+            if el is not None and may_have_work(el, self.site, names, settings):
+                ids.add(i)
+            else:
+                ids.discard(i)
+        return {i: files[i] for i in ids}
+
     def _plan(self, vol: Mapping[str, Any], report: Report) -> Plan:
-        """This cycle's transfers, from the view as the scan left it; the reasons files
-        wait are recorded on them."""
-        files, vols = self.view.files, self.view.volumes()
+        """This cycle's transfers, from the view as the scan left it (the files that may
+        have work); the reasons files wait are recorded on them."""
+        files, vols = self._candidates(vol), self.view.volumes()
         params = self.view.parameters()
         now = now_ms()
         the_plan = plan(
@@ -721,8 +766,35 @@ class _ScanWrites:
         self._write(changes, _WRITE_BATCH if self.published or self.patched else _FIRST_BATCH)
 
     def all(self, changes: ScanChanges) -> None:
-        """Write every change not written yet."""
+        """Write every change not written yet, then fold the per-file elements of
+        packages into them (:attr:`.ScanChanges.fold`)."""
         self._write(changes, 1)
+        self._fold(changes.fold)
+
+    def _fold(self, fold: dict[str, list[str]]) -> None:
+        """Delete the per-file elements inside each package (tracked twice otherwise),
+        recorded by a history child of the package naming them; only into a package
+        the tracker holds (it was just published, or already was)."""
+        files = self.view.files
+        fold = {p: ids for p, ids in fold.items() if p in files}
+        if not fold:
+            return
+        ids = [i for folded in fold.values() for i in folded]
+        for i in range(0, len(ids), _WRITE_BATCH):
+            self.tracker.delete(ids[i : i + _WRITE_BATCH])
+        for i in ids:
+            self.view.put_gone(i)
+        self.report.folded.extend(ids)
+        self.tracker.comment(
+            [
+                {
+                    "#parent": package,
+                    "comment": f"folded {len(folded)} files into the package at {self.site}",
+                    "folded": folded,
+                }
+                for package, folded in fold.items()
+            ]
+        )
 
     def _write(self, changes: ScanChanges, least: int) -> None:
         report, view = self.report, self.view

@@ -8,6 +8,11 @@ scan publishes it as a new version instead). The copy is moved, not deleted, to
 ``.damas-trash/<YYYY-MM-DD>/<its path>`` under the site's root, kept
 ``trashRetention`` days, and the element records where (``trashed_<site>``).
 
+A rename at the origin (recognised by its scan: ``renamed_to`` on the old element) is
+applied here as a move of the old copy to the new path, instead of a transfer of the
+new file and a deletion of the old one (:func:`to_move`); moves are not deletions,
+and do not count for ``maxDelete``.
+
 Brakes: when one cycle would remove more than ``maxDelete`` % (default 50) of the
 files this site holds, it removes none and says why; an unmounted volume never gets
 this far (the agent's cycle stops first).
@@ -27,7 +32,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from .record import STALE, TRASHED, Outcome
+from .record import MOVED, STALE, TRASHED, Outcome
 from .scanner import look_matches
 from .state import site_keys
 from .tree import TRASH_DIR, look_at
@@ -54,6 +59,53 @@ def to_remove(
         for i, el in files.items()
         if el.get("deleted") is True and el.get("origin") != site and _held(el, synced_key)
     )
+
+
+def to_move(
+    files: Mapping[str, Mapping[str, Any]], site: str, settings: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """The renames at an origin to apply at ``site`` as moves, ``(old id, new id)``:
+    among :func:`to_remove`, those recorded ``renamed_to`` a file element this site
+    does not hold yet.
+
+    >>> old = {"_id": "/a", "origin": "paris", "time": 5, "deleted": True,
+    ...        "synced_tokyo": 5, "renamed_to": "/b"}
+    >>> new = {"_id": "/b", "origin": "paris", "time": 6, "renamed_from": "/a"}
+    >>> to_move({"/a": old, "/b": new}, "tokyo", {"propagateDeletions": True})
+    [('/a', '/b')]
+    """
+    synced_key = site_keys(site).synced
+    out = []
+    for old_id in to_remove(files, site, settings):
+        new_id = files[old_id].get("renamed_to")
+        new = files.get(new_id) if isinstance(new_id, str) else None
+        if new is not None and not new.get("deleted") and not _held(new, synced_key):
+            out.append((old_id, new_id))
+    return out
+
+
+def move(
+    root: str, old_id: str, new_id: str, files: Mapping[str, Mapping[str, Any]], site: str, now: int
+) -> Outcome:
+    """Apply a rename here: move the copy of ``old_id`` to ``new_id`` when it is the
+    old element's version, the new element records that same version (size, mtime) and
+    nothing is at the new path. The outcome is ``MOVED`` (recorded on the old element;
+    the new one is recorded as any copy, by the cycle's transfer or the next scan) or
+    ``STALE``: nothing moved, the file is then copied and the old copy trashed."""
+    old, new = files[old_id], files[new_id]
+    origin = str(old.get("origin"))
+    look = look_at(root, old_id)
+    if (
+        look is None
+        or not look_matches(look, old)
+        or not look_matches(look, new)
+        or os.path.lexists(os.path.join(root, new_id.strip("/")))
+    ):
+        return Outcome(old_id, origin, site, STALE, now)
+    target = os.path.join(root, new_id.strip("/"))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(os.path.join(root, old_id.strip("/")), target)
+    return Outcome(old_id, origin, site, MOVED, now, incoming=new_id)
 
 
 def brake(
@@ -134,4 +186,4 @@ def purge(root: str, retention_days: float, today: date) -> list[str]:
     return gone
 
 
-__all__ = ["brake", "move_to_trash", "purge", "to_remove", "trash_path"]
+__all__ = ["brake", "move", "move_to_trash", "purge", "to_move", "to_remove", "trash_path"]

@@ -133,6 +133,42 @@ def _ordered(tasks: list[Task], limit: int) -> list[Task]:
     return tasks[:limit]
 
 
+def may_have_work(
+    element: Element, site: str, names: Iterable[str], settings: Mapping[str, Any]
+) -> bool:
+    """True when :func:`plan` may give ``element`` work at ``site``: a reception (the
+    site lacks the current version and wants it), an emission (the site wrote it and a
+    site of ``names`` lacks it and wants it), or a wait reason to record or clear.
+    ``settings`` as :func:`plan` merges them. Whether the other agents run, locks and
+    batch sizes are left to the plan: this is a superset of the files it gives work,
+    so an agent plans only over these, kept up to date as elements change.
+
+    >>> el = {"_id": "/a", "origin": "paris", "time": 5, "synced_tokyo": 5}
+    >>> may_have_work(el, "tokyo", ["paris", "tokyo"], {}), may_have_work(el, "lyon", ["paris", "lyon"], {"syncEverywhere": True})
+    (False, True)
+    """
+    keys = site_keys(site)
+    if keys.wait in element:
+        return True
+    if element.get("deleted"):
+        return False
+    writer = writer_of(element)
+    synced = element.get(keys.synced)
+    t = element.get("time") or 0
+    held = writer == site or (isinstance(synced, int | float) and synced >= t)
+    if not held:
+        return wanted(element, site, settings, writer)
+    if writer != site:
+        return False
+    for target in names:
+        if target == site:
+            continue
+        got = element.get(site_keys(target).synced)
+        if not (isinstance(got, int | float) and got >= t) and wanted(element, target, settings):
+            return True
+    return False
+
+
 def plan(
     files: Mapping[str, Element],
     site: str,
@@ -226,4 +262,4 @@ def plan(
     return result
 
 
-__all__ = ["Plan", "Task", "backoff_ms", "holders", "plan", "wanted"]
+__all__ = ["Plan", "Task", "backoff_ms", "holders", "may_have_work", "plan", "wanted"]

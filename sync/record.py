@@ -28,6 +28,8 @@ LEFT = "left"
 STALE = "stale"
 #: the copy here changed since its baseline: the incoming copy was kept beside it
 CONFLICT = "conflict"
+#: a rename at the origin was applied here: the copy moved to ``incoming`` (its new id)
+MOVED = "moved"
 #: a deletion at the origin was applied here: the copy moved to the quarantine
 #: (``incoming``: where, relative to the root)
 TRASHED = "trashed"
@@ -43,7 +45,7 @@ class Outcome:
     """What a transfer found about one file copied from ``source`` to ``target``.
 
     ``status`` is one of :data:`COPIED`, :data:`FAILED`, :data:`LEFT`, :data:`STALE`,
-    :data:`CONFLICT`, :data:`TRASHED`; ``at`` is when (ms). ``learned``: keys the copy taught an element
+    :data:`CONFLICT`, :data:`MOVED`, :data:`TRASHED`; ``at`` is when (ms). ``learned``: keys the copy taught an element
     published without them (``file_size``, ``file_mtime``); ``code``: rsync's exit code
     of a failure; ``incoming`` and ``local`` (size, mtime in ns): a conflict's incoming
     copy id (``None`` when it could not be fetched) and the local copy.
@@ -72,6 +74,7 @@ def record(
     - left: ``syncWait_<target>`` says why;
     - stale: only the attempt time;
     - conflict: ``conflict_<target>`` (:func:`.state.conflict_record`);
+    - moved: ``synced_<target>`` removed from the old element;
     - trashed: ``trashed_<target>`` = where the copy went, ``synced_<target>`` removed
       (the site no longer holds it).
 
@@ -106,6 +109,9 @@ def record(
                 o.at, o.source, o.incoming, size, mtime // 1_000_000
             )
             patch[keys.attempt] = o.at
+        elif o.status == MOVED:
+            patch[keys.synced] = None  # the old path is empty here now
+            patch[keys.attempt] = o.at
         elif o.status == TRASHED:
             patch[keys.trashed] = o.incoming
             patch[keys.synced] = None
@@ -121,6 +127,7 @@ __all__ = [
     "COPIED",
     "FAILED",
     "LEFT",
+    "MOVED",
     "STALE",
     "TRASHED",
     "Outcome",

@@ -130,6 +130,9 @@ class ScanChanges:
     update: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # new or changed files not stable yet
+    # package id -> the per-file elements inside it, tracked before it was a package:
+    # folded into it (deleted, recorded on the package) once the package is written
+    fold: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seen: int = 0
     tree: dict[str, Look] = field(default_factory=dict, repr=False)
@@ -154,6 +157,11 @@ def history_of(patch: Mapping[str, Any], site: str) -> dict[str, Any] | None:
     True
     """
     if patch.get("deleted") is True:
+        if patch.get("renamed_to"):
+            return {
+                "#parent": patch["_id"],
+                "comment": f"renamed to {patch['renamed_to']} at {site}",
+            }
         return {"#parent": patch["_id"], "comment": f"deleted at {site}"}
     if site_keys(site).modified in patch:
         child = {"#parent": patch["_id"], "comment": f"modified at {site}"}
@@ -541,9 +549,61 @@ class _Comparison:
             unstable = still
         scanner.previous = {i: looked for i, (looked, _) in unstable.items()}
         changes.pending = list(unstable)
+        self._folds()
         if self.record_deleted:
             self._deletions()
+            self._renames()
         return changes
+
+    def _renames(self) -> None:
+        """Recognise renames among this scan's deletions at the origin and its new
+        files: a file that went away and one that appeared with the same size and
+        mtime (to the nanosecond when the last scan remembered the old look), the only
+        such pair on both sides. The deletion records ``renamed_to``, the new file
+        ``renamed_from`` (see :mod:`.deletions`: other sites apply it as a move)."""
+        changes, known, tree = self.changes, self.known, self.tree
+        gone = [p for p in changes.update if p.get("deleted") is True]
+        if not gone or not changes.publish:
+            return
+        state = self.scanner.state
+        previous = state.looks if state is not None else {}
+        olds: dict[tuple[Any, Any, bool], list[dict[str, Any]]] = {}
+        for patch in gone:
+            el = known[patch["_id"]]
+            key = (el.get("file_size"), el.get("file_mtime"), patch["_id"][-1] == "/")
+            olds.setdefault(key, []).append(patch)
+        news: dict[tuple[Any, Any, bool], list[dict[str, Any]]] = {}
+        for el in changes.publish:
+            key = (el["file_size"], el["file_mtime"], el["_id"][-1] == "/")
+            if key in olds:
+                news.setdefault(key, []).append(el)
+        for key, found in news.items():
+            old = olds[key]
+            if len(found) != 1 or len(old) != 1:
+                continue  # ambiguous: a deletion and a new file
+            old_id, new = old[0]["_id"], found[0]
+            before = previous.get(old_id)
+            if before is not None and before != tree.get(new["_id"]):
+                continue
+            old[0]["renamed_to"] = new["_id"]
+            new["renamed_from"] = old_id
+            new["comment"] = f"renamed from {old_id} at {self.site}"
+
+    def _folds(self) -> None:
+        """The per-file elements directly inside a package the walk found (tracked
+        before the folder became a package): the package holds them now."""
+        rules, tree, fold = self.rules, self.tree, self.changes.fold
+        if not rules.discover_packages:
+            return
+        for file_id in sorted(self.known.keys() - tree.keys()):
+            parent = parent_of(file_id)
+            if (
+                file_id[-1] != "/"
+                and parent in tree
+                and not _in_scope(file_id, rules)
+                and not self.seen.covers(file_id)
+            ):
+                fold.setdefault(parent, []).append(file_id)
 
     def _deletions(self) -> None:
         site, rules, seen, known = self.site, self.rules, self.seen, self.known

@@ -90,6 +90,7 @@ class TrackerView:
     def __init__(self, tracker: TrackerAPI, path: str | None = None) -> None:
         self.tracker = tracker
         self.files: dict[str, dict[str, Any]] = {}
+        self._touched: set[str] = set()  # file ids set or removed since take_touched()
         self.gone: dict[str, dict[str, Any]] = {}
         self._others: dict[str, dict[str, Any]] = {}  # volumes and the global parameters
         self.last_seq: int | None = None
@@ -112,6 +113,17 @@ class TrackerView:
         :func:`.volumes.global_parameters`)."""
         element = self._others.get(GLOBAL_ID) or {}
         return {**DEFAULTS, **{k: v for k, v in element.items() if v is not None}}
+
+    def take_touched(self) -> set[str]:
+        """The file ids set or removed (by :meth:`refresh` or :meth:`put`) since the last
+        call; a full read touches every id it reads."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def put_gone(self, file_id: str) -> None:
+        """Take in a file element the agent deleted (its tombstone comes later)."""
+        if file_id in self.files:
+            self._set(file_id, None)
 
     def put(self, elements: Iterable[dict[str, Any] | None]) -> None:
         """Take in elements the tracker returned for a write (``None`` entries skipped)."""
@@ -195,7 +207,11 @@ class TrackerView:
         return self.files.get(i) if i[:1] == "/" else self._others.get(i)
 
     def _set(self, i: str, el: dict[str, Any] | None) -> None:
-        where = self.files if i[:1] == "/" else self._others
+        if i[:1] == "/":
+            where = self.files
+            self._touched.add(i)
+        else:
+            where = self._others
         if el is None:
             where.pop(i, None)
         else:
@@ -209,6 +225,7 @@ class TrackerView:
         if self._env is not None:
             for i in [*self.files, *self._others]:
                 self._dirty[i] = None
+        self._touched.update(self.files)
         self.files.clear()
         self._others.clear()
 

@@ -108,3 +108,46 @@ def test_the_quarantine_is_purged_after_trash_retention(tmp_path):
     assert deletions.purge(root, 2, today) == [(today - timedelta(days=3)).isoformat()]
     left = sorted(os.listdir(tmp_path / ".damas-trash"))
     assert left == [today.isoformat(), "notes"]
+
+
+def test_a_rename_at_the_origin_is_a_move_at_the_other_sites(sites):
+    for i in range(3):
+        sites.write("paris", f"/shotA/f{i}.exr", "x" * (i + 1))
+    sites.write("paris", "/other.txt", "o")
+    sites.run(rounds=2)
+    set_global_parameters(sites.tracker, {"propagateDeletions": True, "maxDelete": 50})
+    inode = sites.path("tokyo", "/shotA/f2.exr").stat().st_ino
+    os.rename(sites.roots["paris"] / "shotA", sites.roots["paris"] / "shotB")
+    r = sites.run("paris")[0]
+    old = [f"/shotA/f{i}.exr" for i in range(3)]
+    new = [f"/shotB/f{i}.exr" for i in range(3)]
+    assert sorted(r.deleted) == old and sorted(r.published) == new
+    el = sites.tracker.read("/shotA/f1.exr")
+    assert el["deleted"] is True and el["renamed_to"] == "/shotB/f1.exr"
+    assert sites.tracker.read("/shotB/f1.exr")["renamed_from"] == "/shotA/f1.exr"
+    history = sites.tracker.search_elements("#parent:/shotA/f1.exr", sort="time")
+    assert history[-1]["comment"] == "renamed to /shotB/f1.exr at paris"
+    # 3 of 4 files moved: moves are not deletions, the brake lets them through
+    tokyo = sites.run("tokyo")[0]
+    assert sorted(tokyo.moved) == list(zip(old, new, strict=True)) and tokyo.trashed == []
+    assert sites.path("tokyo", "/shotB/f2.exr").stat().st_ino == inode  # moved, not copied
+    assert not (sites.roots["tokyo"] / "shotA").exists() or not any(
+        (sites.roots["tokyo"] / "shotA").iterdir()
+    )
+    assert not (sites.roots["tokyo"] / ".damas-trash").exists()
+    for report in sites.run(rounds=2):
+        assert not report.published and not report.failed and not report.trashed
+    el = sites.tracker.read("/shotB/f2.exr")
+    assert el["synced_tokyo"] == el["time"] and el["synced_lyon"] == el["time"]
+
+
+def test_without_propagation_a_rename_is_recorded_and_the_new_file_copied(sites):
+    sites.write("paris", "/a.txt", "aaa")
+    sites.write("paris", "/keep.txt", "k")
+    sites.run(rounds=2)
+    os.rename(sites.path("paris", "/a.txt"), sites.path("paris", "/b.txt"))
+    sites.run("paris")
+    assert sites.tracker.read("/a.txt")["renamed_to"] == "/b.txt"
+    tokyo = sites.run("tokyo")[0]
+    assert tokyo.moved == [] and tokyo.received == ["/b.txt"]
+    assert sites.path("tokyo", "/a.txt").exists()  # recorded only: the old copy stays

@@ -39,6 +39,9 @@ class Reads:
     def comment(self, *args, **kwargs):
         return self._tracker.comment(*args, **kwargs)
 
+    def delete(self, *args, **kwargs):
+        return self._tracker.delete(*args, **kwargs)
+
     def search(self, *args, **kwargs):
         return self._tracker.search(*args, **kwargs)
 
@@ -164,7 +167,8 @@ def test_a_package_published_elsewhere_changes_the_walk(scan_only):
     sites.write("paris", "/seq/c.exr", "c")
     r = sites.run("paris")[0]
     assert r.published == [] and r.modified == ["/seq/"]
-    assert sites.tracker.read("/seq/c.exr") is None
+    assert sorted(r.folded) == ["/seq/a.exr", "/seq/b.exr"]  # tracked once: in the package
+    assert sites.tracker.read("/seq/c.exr") is None and sites.tracker.read("/seq/a.exr") is None
     el = sites.tracker.read("/seq/")
     assert el["file_count"] == 3 and el["file_size"] == 3
     full_scan_finds_nothing(sites)
