@@ -307,3 +307,32 @@ def test_a_second_sigterm_aborts_the_running_bucket_cleanly(tmp_path, server, ag
         assert "synced_tokyo" not in admin.read("/big.bin")
     assert volume_of(server, "tokyo")["agentStatus"] == "stopped"
     assert "aborting the running step" in tokyo.text()
+
+
+def test_a_tracker_killed_in_the_middle_of_a_first_scan_loses_and_doubles_nothing(
+    tmp_path, server, agents
+):
+    roots = make_sites(server, tmp_path, names=("paris", "tokyo"))
+    # published in batches of 4000, then larger ones: the kill comes after the first
+    # (about 4800 of 24000 files were tracked when it came, in a run on this machine)
+    expected = {f"/seq/{i // 500:02d}/f{i:05d}.exr": f"frame {i}" for i in range(24000)}
+    for file_id, text in expected.items():
+        write(roots["paris"], file_id, text)
+    creds = credentials(tmp_path / "agent.json", username="admin", password=ADMIN_PW)
+    for name in ("paris", "tokyo"):
+        agents.append(AgentProcess(tmp_path, f"vol_{name}", server.url, creds))
+
+    def some_published() -> bool:
+        with server.admin() as admin:
+            return admin.search_mongo({"origin": "paris"}, None, 1)["count"] > 0
+
+    until(some_published, "the first publishes", every=0.02)
+    server.proc.kill()  # no goodbye: requests in flight are cut
+    server.proc.wait(10)
+    time.sleep(1.5)
+    server.start()
+    until(lambda: converged(server, roots, expected), "the convergence", timeout=240, every=1)
+    with server.admin() as admin:
+        children = admin.search_mongo({"#parent": {"$exists": True}}, None, 0)["count"]
+    assert children == len(expected)  # one history child per file: one publish each
+    assert [a.terminate() for a in agents] == [0, 0]
