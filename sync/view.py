@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from .state import PREFIXES
 from .tracker_api import TrackerAPI
 from .volumes import DEFAULTS, GLOBAL_ID, _matches_volumes_query, _volumes_of
 
@@ -51,6 +52,46 @@ def is_file(element: dict[str, Any]) -> bool:
     (True, False)
     """
     return element["_id"][:1] == "/" and "origin" in element and "#parent" not in element
+
+
+#: the keys of a file element the engine reads (beside the per-site keys): a view keeps
+#: only these, so that a million files fit in memory (comments, authors and a
+#: studio's own keys are the tracker's business)
+FILE_KEYS = frozenset(
+    {
+        "_id",
+        "origin",
+        "time",
+        "file_size",
+        "file_mtime",
+        "file_count",
+        "deleted",
+        "lock",
+        "sync_priority",
+        "syncEverywhere",
+        "renamed_to",
+    }
+)
+# values shared by many files (a scan's time, a site's baseline) are kept once
+_SHARED_LIMIT = 65_536
+_OWN_VALUES = frozenset({"_id", "file_size", "file_mtime"})
+
+
+def trimmed(element: dict[str, Any], shared: dict[Any, Any] | None = None) -> dict[str, Any]:
+    """The keys of a file element the engine reads (:data:`FILE_KEYS` and the per-site
+    keys of :data:`.state.PREFIXES`); with ``shared``, equal values (times, site
+    names) are the same object.
+
+    >>> trimmed({"_id": "/a", "origin": "p", "comment": "c", "synced_t": 5, "status": "wip"})
+    {'_id': '/a', 'origin': 'p', 'synced_t': 5}
+    """
+    out = {}
+    for k, v in element.items():
+        if k in FILE_KEYS or k.startswith(PREFIXES):
+            if shared is not None and k not in _OWN_VALUES and v.__class__ in (int, str):
+                v = shared.setdefault(v, v)
+            out[k] = v
+    return out
 
 
 def kept(element: dict[str, Any]) -> bool:
@@ -76,8 +117,8 @@ class Refresh:
 class TrackerView:
     """The file elements, volumes and global parameters of ``tracker``, by id.
 
-    ``files`` maps file ids to elements; ``volumes`` and ``parameters`` give the
-    others. Elements the agent writes are put in with :meth:`put` (the tracker's
+    ``files`` maps file ids to elements, trimmed to the keys the engine reads
+    (:func:`trimmed`); ``volumes`` and ``parameters`` give the others. Elements the agent writes are put in with :meth:`put` (the tracker's
     answer), so that the rest of the cycle sees them; the feed brings them again
     later, which changes nothing.
 
@@ -93,6 +134,7 @@ class TrackerView:
         self._touched: set[str] = set()  # file ids set or removed since take_touched()
         self.gone: dict[str, dict[str, Any]] = {}
         self._others: dict[str, dict[str, Any]] = {}  # volumes and the global parameters
+        self._shared: dict[Any, Any] = {}
         self.last_seq: int | None = None
         self._env: Any = None
         self._dirty: dict[str, dict[str, Any] | None] = {}
@@ -210,6 +252,10 @@ class TrackerView:
         if i[:1] == "/":
             where = self.files
             self._touched.add(i)
+            if el is not None:
+                if len(self._shared) > _SHARED_LIMIT:
+                    self._shared = {}
+                el = trimmed(el, self._shared)
         else:
             where = self._others
         if el is None:
@@ -247,7 +293,10 @@ class TrackerView:
                 if key[:1] == _GONE:
                     self.gone[el["_id"]] = el
                     continue
-                (self.files if key[:1] == b"/" else self._others)[el["_id"]] = el
+                if key[:1] == b"/":
+                    self.files[el["_id"]] = trimmed(el, self._shared)
+                else:
+                    self._others[el["_id"]] = el
         self.last_seq = int(seq) if seq is not None else None
 
     def _save(self) -> None:
@@ -276,4 +325,4 @@ class TrackerView:
             self._env = None
 
 
-__all__ = ["PAGE", "Refresh", "TrackerView", "is_file", "kept"]
+__all__ = ["FILE_KEYS", "PAGE", "Refresh", "TrackerView", "is_file", "kept", "trimmed"]
