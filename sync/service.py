@@ -655,7 +655,12 @@ class Service:
 
     def _beat(self) -> None:
         """Write the heartbeat while a long step runs (a cycle writes it at each status)."""
-        while not self._stop.wait(min(30.0, self._timeout_s / 3)):
+        last = time.monotonic()
+        # woken every second: agentTimeout is known only once a cycle has read it
+        while not self._stop.wait(1.0):
+            if time.monotonic() - last < min(30.0, self._timeout_s / 3):
+                continue
+            last = time.monotonic()
             if not self._claimed or self._lost is not None:
                 continue
             try:

@@ -286,7 +286,18 @@ def _big_file_receiving(tmp_path, server, agents):
 
 
 def test_sigterm_lets_the_running_bucket_finish_then_records_stopped(tmp_path, server, agents):
+    with server.admin() as admin:
+        set_global_parameters(admin, {"agentTimeout": 3})
     roots, tokyo = _big_file_receiving(tmp_path, server, agents)
+    # the heartbeat keeps the volume held while the bucket runs, longer than agentTimeout
+    time.sleep(4)
+    creds = tmp_path / "agent.json"
+    other = AgentProcess(
+        tmp_path, "vol_tokyo", server.url, creds, "--state-dir", str(tmp_path / "b")
+    )
+    agents.append(other)
+    assert other.proc.wait(60) == EXIT_HELD, other.text()
+    assert volume_of(server, "tokyo")["agentStatus"] == "receiving"
     tokyo.proc.send_signal(15)
     assert tokyo.proc.wait(120) == 0
     assert (roots["tokyo"] / "big.bin").read_bytes() == (roots["paris"] / "big.bin").read_bytes()
