@@ -347,3 +347,32 @@ def test_a_tracker_killed_in_the_middle_of_a_first_scan_loses_and_doubles_nothin
         children = admin.search_mongo({"#parent": {"$exists": True}}, None, 0)["count"]
     assert children == len(expected)  # one history child per file: one publish each
     assert [a.terminate() for a in agents] == [0, 0]
+
+
+def test_once_reports_an_unreachable_tracker_and_credentials_need_a_server(tmp_path):
+    import socket
+    import subprocess
+
+    from tests.sync.processes import DAMAS
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    creds = credentials(tmp_path / "agent.json", username="admin", password=ADMIN_PW)
+    run = ["sync", "agent", "vol_paris", "--credentials", str(creds), "--state-dir", str(tmp_path)]
+    once = subprocess.run(
+        [DAMAS, *run, "--server", f"http://127.0.0.1:{port}", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert once.returncode == 3, once.stderr
+    assert "cannot connect" in once.stderr
+    store = subprocess.run(
+        [DAMAS, *run, "--store", f"lmdb://{tmp_path}/store"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert store.returncode == 1
+    assert "--credentials is for --server" in store.stderr
