@@ -112,6 +112,7 @@ class Report:
     waiting: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # unsafe ids never handed to rsync
     rsync_calls: int = 0
+    files_read: int = 0  # file elements the view read from the change feed this cycle
     scan_errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -248,6 +249,7 @@ class Agent:
             self.scanner.forget()  # what it remembered was compared with another view
         vol = checked_volume(self.view.volume(self.volume_id), self.volume_id)
         report = Report(site=self.site)
+        report.files_read = sum(1 for i in refreshed.ids if i[:1] == "/")
         problem, pending = self._unmounted(vol)
         if problem is not None:
             log.error("%s: %s", self.site, problem)

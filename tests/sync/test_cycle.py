@@ -50,6 +50,16 @@ def test_modifications_propagate(sites):
     assert sites.path("paris", "/a.txt").read_text() == "tokyo's v3"
     assert sites.path("lyon", "/a.txt").read_text() == "tokyo's v3"
     assert sites.tracker.read("/a.txt")["origin"] == "paris"
+    # every version is in the file's history, the element keeps its publisher's comment
+    history = sites.tracker.search_elements("#parent:/a.txt", sort="time")
+    assert [h["comment"] for h in history] == [
+        "scanned at paris",
+        "modified at paris",
+        "modified at tokyo",
+    ]
+    assert [h.get("file_size") for h in history] == [None, len("version 2"), len("tokyo's v3")]
+    assert all(h["author"] and h["time"] for h in history)
+    assert sites.tracker.read("/a.txt")["comment"] == "scanned at paris"
 
 
 def test_destination_filtering_keeps_files_away(sites):

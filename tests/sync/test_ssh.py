@@ -173,3 +173,45 @@ def test_an_ssh_volume_is_reached_with_its_own_ssh_keys(sshd, tmp_path):
     assert r.emitted == ["/from paris.txt"], tracker.read("vol_paris")["stderr_emission"]
     assert (remote_root / "from paris.txt").read_text() == "p"
     tracker.close()
+
+
+@pytest.mark.slow
+def test_three_local_sites_and_an_ssh_site_converge_with_incremental_cycles(sites, sshd, tmp_path):
+    port, ssh = sshd
+    user = getpass.getuser()
+    remote_root = tmp_path / "remote site"
+    remote_root.mkdir()
+    create_volume(
+        sites.tracker,
+        {
+            "_id": "vol_remote",
+            "name": "remote",
+            "url": f"ssh://{user}@127.0.0.1:{port}{remote_root}/",
+        },
+    )
+    agents = [sites.agent(name, ssh_command=ssh) for name in ("paris", "tokyo", "lyon")]
+    agents.append(Agent(sites.tracker, "vol_remote", settle=0, ssh_command=ssh))
+    roots = [sites.roots["paris"], sites.roots["tokyo"], sites.roots["lyon"], remote_root]
+    for i, root in enumerate(roots):
+        for k in range(3):
+            (root / f"from{i}").mkdir(exist_ok=True)
+            (root / f"from{i}" / f"f{k}.txt").write_text(f"site {i} file {k}")
+
+    def rounds(n: int) -> list:
+        return [a.run_once() for _ in range(n) for a in agents]
+
+    rounds(3)
+    # a new version at the ssh site travels to the three others
+    time.sleep(0.01)
+    (remote_root / "from0" / "f1.txt").write_text("changed at the remote site")
+    rounds(3)
+    expected = {f"/from{i}/f{k}.txt": f"site {i} file {k}" for i in range(4) for k in range(3)}
+    expected["/from0/f1.txt"] = "changed at the remote site"
+    for root in roots:
+        got = {"/" + str(p.relative_to(root)): p.read_text() for p in root.rglob("*.txt")}
+        assert got == expected, root
+    history = sites.tracker.search_elements("#parent:/from0/f1.txt", sort="time")
+    assert [h["comment"] for h in history] == ["scanned at paris", "modified at remote"]
+    # converged: the next cycles read no file element and copy nothing
+    for report in rounds(2):
+        assert report.files_read == 0 and not report.received and not report.emitted, report
