@@ -79,9 +79,9 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    # a process of its own: the root logger has no handler yet (a host that set up
+    # logging, such as a test runner calling the command in-process, keeps its own)
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 @sync.command("agent", epilog=_AGENT_EPILOG)
