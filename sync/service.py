@@ -472,7 +472,8 @@ class Service:
         self._signals = 0
         self._claimed = False
         self._lost: str | None = None  # why the volume is no longer ours
-        self._timeout_s = 300.0
+        self._timeout_s = 300.0  # agentTimeout and sleepBetweenScans, read at each cycle
+        self._sleep = 60.0
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -487,7 +488,7 @@ class Service:
         if self._signals == 1:
             log.info("signal %d: stopping after the running step", signum)
             self.stop()
-        else:
+        elif self._signals == 2:  # later ones would interrupt the recording of the stop
             log.warning("signal %d again: aborting the running step", signum)
             raise Aborted
 
@@ -604,8 +605,6 @@ class Service:
         started = time.monotonic()
         report = self.agent.run_once()
         log_report(report, time.monotonic() - started)
-
-    _sleep = 60.0
 
     # -- the holder ------------------------------------------------------------------------------
 
