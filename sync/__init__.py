@@ -6,6 +6,7 @@
 - :mod:`.planner`: what a site receives and emits next;
 - :mod:`.rsync`: the rsync transport;
 - :mod:`.agent`: :class:`Agent`, one per site;
+- :mod:`.service`: an agent run for months (back-off, credentials, one agent per volume);
 - :mod:`.status`: the files x sites matrix (:func:`status`);
 - :mod:`.conflicts`: listing and resolving conflicts.
 
