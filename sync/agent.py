@@ -295,13 +295,14 @@ class Agent:
             float(settings["trashRetention"]),
             datetime.fromtimestamp(now / 1000, UTC).date(),
         )
-        moves = deletions.to_move(files, self.site, settings)
+        deleted = sorted(self.view.deleted)
+        moves = deletions.to_move(files, self.site, settings, deleted)
         moved = [deletions.move(self.root, a, b, files, self.site, now) for a, b in moves]
         moved = [o for o in moved if o.status == MOVED]
         report.moved.extend((o.file_id, str(o.incoming)) for o in moved)
         self._apply(record(moved, files))
         done = {o.file_id for o in moved}
-        ids = [i for i in deletions.to_remove(files, self.site, settings) if i not in done]
+        ids = [i for i in deletions.to_remove(files, self.site, settings, deleted) if i not in done]
         refused = deletions.brake(ids, files, self.site, settings)
         if refused is not None:
             log.error("%s: %s", self.site, refused)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -45,28 +45,36 @@ def _held(el: Mapping[str, Any], synced_key: str) -> bool:
 
 
 def to_remove(
-    files: Mapping[str, Mapping[str, Any]], site: str, settings: Mapping[str, Any]
+    files: Mapping[str, Mapping[str, Any]],
+    site: str,
+    settings: Mapping[str, Any],
+    among: Iterable[str] | None = None,
 ) -> list[str]:
     """The ids whose copy at ``site`` a propagated deletion removes, sorted: deleted at
     an origin that is not ``site``, this site holding the deleted version (its
     ``synced_<site>`` is not older than the element's ``time``). ``[]`` unless
-    ``settings["propagateDeletions"]``."""
+    ``settings["propagateDeletions"]``. ``among``: the ids to look at (default all of
+    ``files``; an agent passes those its view knows are deleted)."""
     if not settings.get("propagateDeletions", DEFAULTS["propagateDeletions"]):
         return []
     synced_key = site_keys(site).synced
-    return sorted(
-        i
-        for i, el in files.items()
-        if el.get("deleted") is True and el.get("origin") != site and _held(el, synced_key)
-    )
+    out = []
+    for i in files if among is None else among:
+        el = files.get(i)
+        if el and el.get("deleted") is True and el.get("origin") != site and _held(el, synced_key):
+            out.append(i)
+    return sorted(out)
 
 
 def to_move(
-    files: Mapping[str, Mapping[str, Any]], site: str, settings: Mapping[str, Any]
+    files: Mapping[str, Mapping[str, Any]],
+    site: str,
+    settings: Mapping[str, Any],
+    among: Iterable[str] | None = None,
 ) -> list[tuple[str, str]]:
     """The renames at an origin to apply at ``site`` as moves, ``(old id, new id)``:
     among :func:`to_remove`, those recorded ``renamed_to`` a file element this site
-    does not hold yet.
+    does not hold yet (``among`` as for :func:`to_remove`).
 
     >>> old = {"_id": "/a", "origin": "paris", "time": 5, "deleted": True,
     ...        "synced_tokyo": 5, "renamed_to": "/b"}
@@ -76,7 +84,7 @@ def to_move(
     """
     synced_key = site_keys(site).synced
     out = []
-    for old_id in to_remove(files, site, settings):
+    for old_id in to_remove(files, site, settings, among):
         new_id = files[old_id].get("renamed_to")
         new = files.get(new_id) if isinstance(new_id, str) else None
         if new is not None and not new.get("deleted") and not _held(new, synced_key):
