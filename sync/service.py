@@ -133,7 +133,7 @@ class Credentials:
         """Read a credentials file, refusing one that others may read or that is not
         its reader's (:class:`ServiceError`, :data:`EXIT_CREDENTIALS`, saying why)."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY)  # a symlinked secret is fine: its target is checked
         except OSError as e:
             raise ServiceError(
                 f"credentials {path}: cannot open ({e.strerror or e})", EXIT_CREDENTIALS
