@@ -59,8 +59,9 @@ Examples:
 
 \b
 The credentials file is JSON, mode 0600: {"username": "agent", "password": "..."},
-or {"token": "..."} (a token from `damas signin agent PASSWORD 0`), or both.
-Without --credentials the token saved by `damas signin` is used.
+or {"token": "..."}, or both: with a password the agent signs in again whenever
+its token is refused (expired, revoked). Without --credentials the token saved by
+`damas signin` is used. See "Running agents as services" in docs/sync.md.
 
 \b
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 usage, 3 (--once) tracker unreachable,
