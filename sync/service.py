@@ -470,6 +470,7 @@ class Service:
         self.pid = os.getpid()
         self._stop = threading.Event()
         self._signals = 0
+        self._finishing = False
         self._claimed = False
         self._lost: str | None = None  # why the volume is no longer ours
         self._timeout_s = 300.0  # agentTimeout and sleepBetweenScans, read at each cycle
@@ -488,7 +489,8 @@ class Service:
         if self._signals == 1:
             log.info("signal %d: stopping after the running step", signum)
             self.stop()
-        elif self._signals == 2:  # later ones would interrupt the recording of the stop
+        elif self._signals == 2 and not self._finishing:
+            # once the loop is over nothing is aborted: the stop is being recorded
             log.warning("signal %d again: aborting the running step", signum)
             raise Aborted
 
@@ -502,7 +504,7 @@ class Service:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
         self._stop.clear()
-        self._signals, self._claimed, self._lost = 0, False, None
+        self._signals, self._claimed, self._lost, self._finishing = 0, False, None, False
         heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         try:
             with self.lock:
@@ -512,6 +514,7 @@ class Service:
                 except Aborted:
                     log.warning("%s: the running step was aborted", self.volume_id)
                 finally:
+                    self._finishing = True
                     self._stop.set()
                     self._finish()
             if self._lost is not None:
