@@ -563,6 +563,8 @@ class Service:
             ) from e
         except Exception as e:
             return self._retry(e)
+        if self.backoff.failures:
+            log.info("%s: going on after %d failed attempts", self.volume_id, self.backoff.failures)
         self.backoff.reset()
         return None
 

@@ -122,6 +122,7 @@ def test_agents_survive_a_tracker_restart_on_the_same_port(tmp_path, server, age
     log = agents[0].text()
     assert " INFO " in log and "cycle in" in log and "published" in log
     assert " WARNING " in log and "trying again in" in log
+    assert "going on after" in log
 
 
 def test_a_second_agent_stops_and_a_dead_or_silent_holder_is_taken_over(tmp_path, server, agents):
