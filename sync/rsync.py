@@ -325,7 +325,7 @@ def transfer(
         result.missing = _paths_in(_LINK_STAT, err, src.root)
         result.vanished = _paths_in(_VANISHED, err, src.root)
         if proc.returncode:
-            log.info("rsync exited %d: %s", proc.returncode, stderr.strip()[-500:])
+            log.warning("rsync exited %d: %s", proc.returncode, stderr.strip()[-500:])
         return result
     finally:
         os.unlink(list_path)
