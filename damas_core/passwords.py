@@ -28,6 +28,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 _LEGACY = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{40})$")
+# argon2's PHC string: $argon2id$v=19$m=…,t=…,p=…$salt$hash (salt and hash in base64)
+_ARGON2 = re.compile(r"^\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$")
 #: The hasher every hash is made and checked with. Moderate cost: ~20 ms per hash on a
 #: server core, enough against offline guessing when combined with a per-hash salt.
 hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
@@ -48,6 +50,15 @@ def is_legacy(stored: str) -> bool:
     (True, False)
     """
     return bool(_LEGACY.match(stored or ""))
+
+
+def is_argon2(stored: str) -> bool:
+    """True for an argon2 hash in its PHC string form (what :func:`hash_password` makes).
+
+    >>> is_argon2(hash_password("pw")), is_argon2("$argon2id$not a hash")
+    (True, False)
+    """
+    return bool(_ARGON2.match(stored or ""))
 
 
 def dummy_hash() -> str:
@@ -89,19 +100,26 @@ def needs_upgrade(stored: str) -> bool:
     return is_legacy(stored) or hasher.check_needs_rehash(stored)
 
 
-def stored_form(password: str, *, keep_legacy: bool = False) -> str:
+def stored_form(password: str, *, keep_hash: bool = False) -> str:
     """What is stored for a ``password`` being written: its argon2id hash, or, with
-    ``keep_legacy`` (an admin's write), a legacy md5/sha1 hex digest kept as it is, so
-    accounts copied from damas-core keep their password until the next sign-in
-    upgrades it.
+    ``keep_hash`` (an admin's write), a value that already is a hash kept as it is: a
+    legacy md5/sha1 hex digest, so accounts copied from damas-core keep their password
+    until the next sign-in upgrades it, or an argon2 hash, which is how tools that take
+    a password in clear (``damas user add``, ``damas serve``'s first admin) write it
+    without it ever being read as a digest.
 
-    >>> stored_form("5f4dcc3b5aa765d61d8327deb882cf99", keep_legacy=True)
+    >>> stored_form("5f4dcc3b5aa765d61d8327deb882cf99", keep_hash=True)
     '5f4dcc3b5aa765d61d8327deb882cf99'
     >>> stored_form("5f4dcc3b5aa765d61d8327deb882cf99").startswith("$argon2id$")
     True
+    >>> h = hash_password("pw"); stored_form(h, keep_hash=True) == h
+    True
     """
-    if keep_legacy and isinstance(password, str) and is_legacy(password):
-        return password.lower()
+    if keep_hash and isinstance(password, str):
+        if is_legacy(password):
+            return password.lower()
+        if is_argon2(password):
+            return password
     return hash_password(password)
 
 

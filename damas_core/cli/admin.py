@@ -25,6 +25,7 @@ import orjson
 from damas_core.cli.ops import Runner, _common, _guard
 from damas_core.errors import BadRequest, NotFound
 from damas_core.http.handlers import outcome
+from damas_core.passwords import hash_password, is_legacy
 
 # -- arguments ------------------------------------------------------------------------------
 
@@ -300,7 +301,9 @@ def user_add(
         if value is not None:
             element[key] = value
     _guard(lambda: _check_user(element, partial=False))
-    element["password"] = read_password(password_file)
+    # Hashed here: only admins create accounts, and an admin's write of a hash keeps it,
+    # so a password that looks like a damas-core digest is not mistaken for one.
+    element["password"] = hash_password(read_password(password_file))
     Runner(ctx, options).run(lambda t: t.create(element), lambda r: outcome(r, ok=201, none=409))
 
 
@@ -319,6 +322,14 @@ def user_passwd(ctx: click.Context, name: str, password_file: Path | None, **opt
     uid = _user_id(name)
     _guard(lambda: _check_user({"_id": uid}, partial=True))
     password = read_password(password_file)
+    if is_legacy(password):
+        # An admin's write of a hex digest is kept as a damas-core hash, so this password
+        # would not sign in (and a hash sent instead would be hashed again for a user
+        # changing their own): refuse it rather than guess.
+        raise click.UsageError(
+            "a password of 32 or 40 hexadecimal characters reads as a damas-core digest; "
+            "choose another"
+        )
 
     def change(t: Any) -> Any:
         if t.read(uid) is None:

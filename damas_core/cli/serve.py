@@ -16,6 +16,7 @@ import click
 
 from damas_core.http import MAX_BODY_SIZE, make_app
 from damas_core.http.streams import MAX_STREAMS
+from damas_core.passwords import hash_password
 
 log = logging.getLogger("damas_core.serve")
 
@@ -31,7 +32,9 @@ def ensure_admin(tracker: Any, password: str | None = None) -> str | None:
     if admin_users(tracker):
         return None
     password = password or secrets.token_urlsafe(15)
-    user = {"_id": "@admin", "class": "admin", "password": password}
+    # Hashed here: the tracker keeps an admin's write of a hash, so a password that
+    # looks like a damas-core hex digest is not mistaken for one.
+    user = {"_id": "@admin", "class": "admin", "password": hash_password(password)}
     if tracker.create(user) is None:
         # An "@admin" that is not an admin: make it one, with the new password.
         tracker.update(user)

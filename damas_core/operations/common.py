@@ -161,5 +161,5 @@ def prepare_values(
                 id=element_id,
                 key="password",
             )
-        out["password"] = stored_form(pw, keep_legacy=admin)
+        out["password"] = stored_form(pw, keep_hash=admin)
     return out

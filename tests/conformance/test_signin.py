@@ -8,7 +8,9 @@ import threading
 
 import pytest
 
+from damas_core.cli.serve import ensure_admin
 from damas_core.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
+from damas_core.passwords import hash_password
 from damas_core.signin import SignIn
 from damas_core.tokens import Tokens
 
@@ -63,6 +65,22 @@ def test_a_non_admin_hex_password_is_a_password(accounts):
     ula.update({"_id": "@ula", "password": hex_password})
     assert accounts.storage.get("@ula")["password"].startswith("$argon2id$")
     assert SignIn(accounts).sign_in("ula", hex_password)["user"]["_id"] == "@ula"
+
+
+def test_an_admin_argon2_hash_is_kept_and_a_users_is_a_password(accounts):
+    hashed = hash_password("kept-pw")
+    accounts.update({"_id": "@ula", "password": hashed})  # what damas user add sends
+    assert accounts.storage.get("@ula")["password"] == hashed
+    assert SignIn(accounts).sign_in("ula", "kept-pw")["user"]["_id"] == "@ula"
+    accounts.as_user("ula").update({"_id": "@ula", "password": hashed})
+    assert accounts.storage.get("@ula")["password"] != hashed  # hashed again: a password
+    assert SignIn(accounts).sign_in("ula", hashed)["user"]["_id"] == "@ula"
+
+
+def test_the_first_admin_of_damas_serve_signs_in_with_a_hex_looking_password(system):
+    hexlike = md5("anything")
+    assert ensure_admin(system, hexlike) == hexlike
+    assert SignIn(system).sign_in("admin", hexlike)["user"]["_id"] == "@admin"
 
 
 def test_damas_core_accounts_sign_in_by_username_or_email(accounts):

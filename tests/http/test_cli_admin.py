@@ -151,6 +151,16 @@ def test_users_are_added_listed_disabled_and_get_passwords_never_as_arguments(da
     assert "disabled" not in damas.json("user", "disable", "--enable", "alice")
 
 
+def test_a_password_that_looks_like_a_damas_core_digest_still_signs_in(damas):
+    hexlike = "5f4dcc3b5aa765d61d8327deb882cf99"  # 32 hex characters, as an md5 digest
+    damas.json("user", "add", "dora", stdin=hexlike + "\n")
+    with damas_core.open(damas.store) as t:
+        assert t.storage.get("@dora")["password"].startswith("$argon2id$")
+        assert authenticate(t, "dora", hexlike) is not None
+    refused = damas("user", "passwd", "dora", stdin="a" * 40 + "\n")
+    assert refused.returncode == 1 and "damas-core digest" in refused.stderr
+
+
 def test_conflicts_are_listed_and_resolved(damas, tmp_path):
     root = tmp_path / "paris"
     root.mkdir()
