@@ -53,7 +53,7 @@ import orjson
 from damas_core.elements import encode_all, id_of
 from damas_core.errors import BadRequest, DamasError, StorageError
 from damas_core.ordering import MISSING, bracket, sort_key
-from damas_core.query.ast import All, And, Eq, In, Node, Sort
+from damas_core.query.ast import All, And, Eq, In, Node, Regex, Sort
 
 Element = dict[str, Any]
 #: One entry of the change feed: ``(seq, id, deleted)``.
@@ -608,6 +608,74 @@ def index_lookup(query: Node, indexed: Sequence[str]) -> tuple[str, tuple[Any, .
     return None
 
 
+#: Characters that mean something in a regex: a prefix is literal only without them.
+_REGEX_SYNTAX = frozenset("\\.^$|?*+()[]{}")
+_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~ ")
+#: A sort that is the default order: by ``_id``, ascending.
+ID_ORDER: tuple[Sort, ...] = ((), (("_id", 1),))
+
+
+def id_prefix(query: Node) -> str | None:
+    r"""The literal prefix ``query`` pins ``_id`` to, if any: only ids starting with it
+    can match, so a store whose keys are the ids in order reads just that key range.
+
+    It is found when the query, or a term of a top-level ``And`` (``And``s within it
+    included), is a ``Regex`` on ``_id`` made of ``^`` and a literal: any character but
+    regex syntax, a backslash before punctuation (``\/``), or ``\xHH``, as
+    ``re2.escape`` and the query language write them, and without the ``i`` or ``m``
+    flag. Of several, the longest. ``None`` otherwise.
+
+    >>> from damas_core.query.parser import parse
+    >>> id_prefix(parse(r"_id:/^\/shots\/s01\// type:shot"))
+    '/shots/s01/'
+    >>> id_prefix(parse(r"_id:/^\/shots.*/")) is None, id_prefix(parse(r"_id:/\/shots/")) is None
+    (True, True)
+    """
+    best: str | None = None
+    todo = [query]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, And):
+            todo.extend(node.nodes)
+        elif isinstance(node, Regex) and node.path == ("_id",) and not {"i", "m"} & set(node.flags):
+            found = _literal_prefix(node.pattern)
+            if found and (best is None or len(found) > len(best)):
+                best = found
+    return best
+
+
+def _literal_prefix(pattern: str) -> str | None:
+    """What an anchored, wholly literal pattern matches at the start; ``None`` when the
+    pattern is anything else."""
+    if not pattern.startswith("^"):
+        return None
+    out: list[str] = []
+    i, n = 1, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            nxt = pattern[i + 1 : i + 2]
+            if nxt in _PUNCTUATION and nxt:
+                out.append(nxt)
+                i += 2
+                continue
+            hex_digits = pattern[i + 2 : i + 4]
+            if (
+                nxt == "x"
+                and len(hex_digits) == 2
+                and all(h in "0123456789abcdefABCDEF" for h in hex_digits)
+            ):
+                out.append(chr(int(hex_digits, 16)))
+                i += 4
+                continue
+            return None
+        if c in _REGEX_SYNTAX:
+            return None
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def index_values(element: Mapping[str, Any], key: str) -> list[Any]:
     """The values under which ``element`` is indexed for ``key``: the value itself, or
     each member of an array (so array members match), none when absent or ``null``."""
@@ -623,12 +691,14 @@ def index_values(element: Mapping[str, Any], key: str) -> list[Any]:
 
 __all__ = [
     "DEFAULT_INDEXES",
+    "ID_ORDER",
     "All",
     "Change",
     "Element",
     "Patch",
     "Storage",
     "apply_patch",
+    "id_prefix",
     "index_lookup",
     "index_values",
     "insert_encoded",

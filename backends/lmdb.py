@@ -53,18 +53,21 @@ import lmdb
 import orjson
 from damas_core.backends import lmdb_feed, lmdb_indexes
 from damas_core.backends.base import (
+    ID_ORDER,
     All,
     Change,
     Element,
     Patch,
     Storage,
     apply_patch,
+    id_prefix,
     index_lookup,
     select,
 )
 from damas_core.backends.lmdb_engine import BLOCK_ROOM, Engine
 from damas_core.backends.lmdb_env import CLOSED, FIXED_DBS, META_INDEXES, acquire, release
 from damas_core.backends.lmdb_keys import (
+    LONG_PREFIX,
     MAX_KEY,
     bool_option,
     check_index_name,
@@ -426,12 +429,55 @@ class LMDBStorage(Storage):
 
     def _elements(self, txn: Any, query: Node) -> Iterator[Element] | list[Element]:
         """The elements ``query`` may match: through an index when it pins an indexed
-        key to values, else every element (decoded lazily, as the cursor goes)."""
+        key to values, else those in the key range of the ``_id`` prefix it pins
+        (:func:`~damas_core.backends.base.id_prefix`), else every element; decoded
+        lazily, as the cursor goes."""
         h = self._h
         found = index_lookup(query, tuple(h.index_dbs))
         if found is None:
-            return map(_loads, txn.cursor(db=h.main).iternext(keys=False, values=True))
+            return (_loads(raw) for _, raw in self._key_range(txn, query))
         return self._fetch(txn, self._index_hits(txn, *found))
+
+    def _key_range(self, txn: Any, query: Node) -> Iterator[tuple[Any, Any]]:
+        """``(key, raw element)`` in key order, of every element, or of those whose key
+        starts as the ``_id`` prefix ``query`` pins: the one key range holding every
+        id with that prefix (a long id's key keeps its first ``LONG_PREFIX`` bytes)."""
+        cursor = txn.cursor(db=self._h.main)
+        prefix = id_prefix(query)
+        if prefix is None:
+            yield from cursor
+            return
+        start = prefix.encode("utf-8", "surrogatepass")[:LONG_PREFIX]
+        if not cursor.set_range(start):
+            return
+        n = len(start)
+        for key, raw in cursor:
+            if key[:n] != start:
+                return
+            yield key, raw
+
+    def _first_in_id_order(self, txn: Any, query: Node, skip: int, limit: int) -> list[Element]:
+        """The page ``skip``, ``limit`` of the matches in ``_id`` order, reading the key
+        range only until the page is full. Key order is ``_id`` order except among long
+        ids (a digest ends their key), so reading goes on while keys share the last
+        match's first ``LONG_PREFIX`` bytes: every key after those holds a greater id
+        than every key read."""
+        from damas_core.query.predicate import to_predicate
+
+        match = to_predicate(query)
+        want = skip + limit
+        hits: list[Element] = []
+        cut: bytes | None = None
+        for key, raw in self._key_range(txn, query):
+            if cut is not None and key[:LONG_PREFIX] != cut:
+                break
+            element = _loads(raw)
+            if match(element):
+                hits.append(element)
+                if cut is None and len(hits) >= want:
+                    cut = bytes(key[:LONG_PREFIX])
+        hits.sort(key=id_of)
+        return hits[skip:want]
 
     def _fetch(self, txn: Any, keys: list[bytes]) -> list[Element]:
         return list(map(_loads, filter(None, _get_raw(txn, self._h.main, keys))))
@@ -455,6 +501,12 @@ class LMDBStorage(Storage):
         keys = self._exact_hits(txn, query, sort, skip, limit)
         if keys is not None:
             return self._fetch(txn, keys)
+        if (
+            limit is not None
+            and sort in ID_ORDER
+            and index_lookup(query, tuple(self._h.index_dbs)) is None
+        ):
+            return self._first_in_id_order(txn, query, skip, limit)
         return select(self._elements(txn, query), query, sort, skip, limit)
 
     def _find_ids(

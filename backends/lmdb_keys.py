@@ -25,7 +25,8 @@ from damas_core.errors import BadRequest
 
 # LMDB's compiled key size limit (also the limit of duplicate-sorted values).
 MAX_KEY = 511
-_LONG_PREFIX = MAX_KEY - 1 - 32
+#: How many of an id's first bytes a digest-shortened key keeps.
+LONG_PREFIX = MAX_KEY - 1 - 32
 MAX_INDEX_NAME = 400
 INDEX_PREFIX = b"index:"
 
@@ -34,7 +35,7 @@ def fit(key: bytes) -> bytes:
     """``key`` itself, or its first bytes and a digest when it is too long for LMDB."""
     if len(key) <= MAX_KEY:
         return key
-    return key[:_LONG_PREFIX] + b"\xff" + hashlib.sha256(key).digest()
+    return key[:LONG_PREFIX] + b"\xff" + hashlib.sha256(key).digest()
 
 
 def element_key(id: str) -> bytes:
@@ -146,4 +147,4 @@ def bool_option(options: dict[str, Any], name: str, default: bool) -> bool:
     raise BadRequest(f"LMDB option {name} must be true or false, not {value!r}")
 
 
-__all__ = ["MAX_KEY", "element_key", "element_keys", "index_key", "store_path"]
+__all__ = ["LONG_PREFIX", "MAX_KEY", "element_key", "element_keys", "index_key", "store_path"]
