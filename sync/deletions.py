@@ -51,7 +51,8 @@ def to_remove(
     among: Iterable[str] | None = None,
 ) -> list[str]:
     """The ids whose copy at ``site`` a propagated deletion removes, sorted: deleted at
-    an origin that is not ``site``, this site holding the deleted version (its
+    another site (``deleted_at``: the origin, or the site that wrote the current
+    version), this site holding the deleted version (its
     ``synced_<site>`` is not older than the element's ``time``). ``[]`` unless
     ``settings["propagateDeletions"]``. ``among``: the ids to look at (default all of
     ``files``; an agent passes those its view knows are deleted)."""
@@ -61,7 +62,12 @@ def to_remove(
     out = []
     for i in files if among is None else among:
         el = files.get(i)
-        if el and el.get("deleted") is True and el.get("origin") != site and _held(el, synced_key):
+        if (
+            el
+            and el.get("deleted") is True
+            and el.get("deleted_at", el.get("origin")) != site
+            and _held(el, synced_key)
+        ):
             out.append(i)
     return sorted(out)
 

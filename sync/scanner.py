@@ -26,6 +26,7 @@ from .state import (
     changed_here,
     changed_since,
     conflict_record,
+    deleted_here,
     holds_current,
     recorded_exactly,
     settled,
@@ -428,8 +429,8 @@ class _Comparison:
                     # in seconds, as earlier versions wrote it: the same version, in ms
                     patch["file_mtime"] = mtime_ms(looked[1])
                 holds = holds_current(el, site)
-                if el.get("deleted") and el.get("origin") == site:
-                    patch.update(deleted=None, deleted_time=None)
+                if deleted_here(el, site):
+                    patch.update(deleted=None, deleted_time=None, deleted_at=None)
                 elif not holds and el.get("time"):
                     # we already hold this version (copied earlier, or before a restart)
                     patch[synced_key] = el["time"]
@@ -445,7 +446,7 @@ class _Comparison:
             unsettled.add(file_id)
             if self.ignore_existing:
                 continue
-            if (el.get("deleted") and el.get("origin") == site) or holds_current(el, site):
+            if deleted_here(el, site) or holds_current(el, site):
                 self._candidate(file_id, looked, el)  # back, or modified here
                 continue
             if changed_here(looked[1], el, site) and not el.get(conflict_key):
@@ -520,7 +521,7 @@ class _Comparison:
         if file_id in counts:
             patch["file_count"] = counts[file_id]
         if el.get("deleted"):
-            patch.update(deleted=None, deleted_time=None)
+            patch.update(deleted=None, deleted_time=None, deleted_at=None)
         if el.get(keys.wait) is not None:
             patch[keys.wait] = None
         if el.get(keys.error) is not None:
@@ -609,14 +610,18 @@ class _Comparison:
         site, rules, seen, known = self.site, self.rules, self.seen, self.known
         now = self.now
         gone = []
+        deleting: set[str] = set()  # deletions of the file, not of a copy
         for file_id in sorted(known.keys() - self.tree.keys()):
             el = known[file_id]
-            if el.get("origin") == site:
-                # only the version the origin holds is deleted there: a newer one written
-                # elsewhere (after the origin's deletion was recorded, say) was never here,
-                # and its synced_<site> stays the baseline of a later local change
+            if el.get("origin") == site or writer_of(el) == site:
+                # The origin, or the site that wrote the current version, deleting its
+                # copy deletes the file. Only the version the origin holds is deleted
+                # there: a newer one written elsewhere (after the origin's deletion was
+                # recorded, say) was never here, and its synced_<site> stays the baseline
+                # of a later local change.
                 if not el.get("deleted") and holds_current(el, site):
                     gone.append(file_id)
+                    deleting.add(file_id)
             elif el.get(site_keys(site).synced) is not None:
                 gone.append(file_id)
         for file_id in gone:
@@ -627,8 +632,10 @@ class _Comparison:
                 or not _in_scope(file_id, rules)
             ):
                 continue
-            if el.get("origin") == site:
-                self.changes.update.append({"_id": file_id, "deleted": True, "deleted_time": now})
+            if file_id in deleting:
+                self.changes.update.append(
+                    {"_id": file_id, "deleted": True, "deleted_time": now, "deleted_at": site}
+                )
             else:
                 # our copy went away: forget it so that it is fetched again if wanted
                 self.changes.update.append({"_id": file_id, site_keys(site).synced: None})

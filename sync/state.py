@@ -118,12 +118,24 @@ def holds_current(element: Mapping[str, Any], site: str, writer: str | None = No
     >>> holds_current({"origin": "p", "time": 5, "synced_t": 4}, "t")
     False
     """
-    if element.get("deleted") and element.get("origin") == site:
+    if deleted_here(element, site):
         return False
     synced = element.get(site_keys(site).synced)
     if isinstance(synced, int | float) and synced >= (element.get("time") or 0):
         return True
     return (writer or writer_of(element)) == site
+
+
+def deleted_here(element: Mapping[str, Any], site: str) -> bool:
+    """True when the element is recorded deleted by ``site``'s scan (``deleted_at``;
+    the origin for deletions recorded before that key).
+
+    >>> deleted_here({"origin": "p", "deleted": True}, "p")
+    True
+    >>> deleted_here({"origin": "p", "deleted": True, "deleted_at": "t"}, "p")
+    False
+    """
+    return bool(element.get("deleted")) and element.get("deleted_at", element.get("origin")) == site
 
 
 def changed_since(mtime: int, synced: Any) -> bool:
@@ -218,6 +230,7 @@ __all__ = [
     "changed_here",
     "changed_since",
     "conflict_record",
+    "deleted_here",
     "holds_current",
     "recorded_exactly",
     "settled",

@@ -9,8 +9,8 @@ Every figure runs an agent against a tracker served over HTTP (the WSGI app of
   large size, <= 64 kB sent;
 - a cycle after 1000 elements changed elsewhere (nothing to copy) against an idle cycle
   plus reading those 1000 elements from the same server;
-- the first scan and publish of a tree through the server against ``find``, with the
-  embedded figure beside it;
+- the first scan and publish of a tree through a ``damas serve`` process against
+  ``find``, with the embedded figure beside it;
 - the agent's resident memory with the large view, idle (a separate process).
 
 Run alone with ``python -m tests.benchmarks.bench_agents [--quick]``.
@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from damas_core.sync import Agent
@@ -107,6 +108,31 @@ for line in open("/proc/self/status"):
     if line.startswith("VmRSS:"):
         print(int(line.split()[1]) * 1024)
 """
+
+
+@contextmanager
+def _damas_serve(store: str, tmp: Path) -> Iterator[str]:
+    """``damas serve --auth none`` on ``store`` in its own process; yields its URL."""
+    log = tmp / "serve.log"
+    damas = str(Path(sys.executable).with_name("damas"))
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [damas, "serve", "--store", store, "--port", "0", "--auth", "none"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "serving" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"damas serve did not start: {log.read_text()[-500:]}")
+            time.sleep(0.05)
+        line = next(x for x in log.read_text().splitlines() if "serving" in x)
+        port = int(line.split(" on ")[1].split()[0].rstrip("/").rsplit(":", 1)[1])
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def figures(scale: str) -> Iterator[dict]:
@@ -192,11 +218,18 @@ def figures(scale: str) -> Iterator[dict]:
                 },
             )
             if how == "http":
-                with serving(make_app(tracker, auth="none")) as url, connect(url) as client:
+                # a `damas serve` process of its own, as in production: the server's
+                # work is on another core than the agent's
+                tracker.close()
+                with (
+                    _damas_serve(f"lmdb://{tmp}/publish-{how}", tmp) as url,
+                    connect(url) as client,
+                ):
                     agent = Agent(client, "v_paris", settle=0, progress=False)
                     t = time.perf_counter()
                     report = agent.run_once()
                     timings[how] = time.perf_counter() - t
+                tracker = damas_core.open(f"lmdb://{tmp}/publish-{how}")
             else:
                 agent = Agent(tracker, "v_paris", settle=0, progress=False)
                 t = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from damas_core.sync import status
 
@@ -155,3 +156,19 @@ def test_emission_pushes_to_sites_whose_agent_is_down(sites):
     # an existing copy at a site whose agent is down is never overwritten by a push
     assert sites.path("lyon", "/pushed_conflict.txt").read_text() == "lyon's own"
     assert "waits for its agent" in sites.tracker.read("/pushed_conflict.txt")["syncWait_lyon"]
+
+
+def test_the_site_that_wrote_the_current_version_deleting_it_deletes_the_file(sites):
+    # found by the state machine: lyon changes a file it was sent, then deletes it
+    sites.write("paris", "/a.txt", "1:")
+    sites.run("paris")  # emitted to tokyo and lyon, whose agents are down
+    time.sleep(0.01)
+    sites.write("lyon", "/a.txt", "2:")
+    assert sites.run("lyon")[0].modified == ["/a.txt"]
+    os.unlink(sites.path("lyon", "/a.txt"))
+    assert sites.run("lyon")[0].deleted == ["/a.txt"]
+    el = sites.tracker.read("/a.txt")
+    assert el["deleted"] is True and el["deleted_at"] == "lyon"
+    for report in sites.run(rounds=3):
+        assert not report.failed and not report.modified and not report.published
+    assert sites.tracker.read("/a.txt")["deleted"] is True  # paris's older copy stays old
