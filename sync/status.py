@@ -411,6 +411,17 @@ def percent(done: int, total: int) -> float:
     return round(100 * done / total, 1) if total else 100.0
 
 
+def folder_prefix(prefix: str) -> str:
+    """A folder as :func:`folders` takes it: starting with ``/``, ending with one.
+
+    >>> folder_prefix("/shots")
+    '/shots/'
+    """
+    if not prefix.startswith("/"):
+        raise BadRequest(f"status error: a folder starts with '/', not {prefix!r}", key="prefix")
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
 def folders(
     tracker: Any, prefix: str = "/", query: str = "*", sites: SitesCache | None = None
 ) -> dict[str, Any]:
@@ -420,9 +431,7 @@ def folders(
     "files": number of files directly in ``prefix``}``. It reads every file under
     ``prefix`` once (``sites``: a :class:`SitesCache`, as for :func:`page`).
     """
-    if not prefix.startswith("/"):
-        raise BadRequest(f"status error: a folder starts with '/', not {prefix!r}", key="prefix")
-    prefix = prefix if prefix.endswith("/") else prefix + "/"
+    prefix = folder_prefix(prefix)
     vols, params = (
         sites.get() if sites is not None else (volumes(tracker), global_parameters(tracker))
     )
@@ -697,6 +706,7 @@ __all__ = [
     "count_into",
     "describe",
     "files_node",
+    "folder_prefix",
     "folders",
     "human_size",
     "page",

@@ -37,6 +37,7 @@ from damas_core.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from damas_core.sync.completion import CompletionCache
 from damas_core.sync.status import (
     MAX_LIMIT,
     SORTS,
@@ -48,10 +49,9 @@ from damas_core.sync.status import (
     percent,
     row_of,
     rows_for,
+    site_health,
 )
-from damas_core.sync.status import folders as folder_view
 from damas_core.sync.status import page as files_page
-from damas_core.sync.status import status as status_of
 from damas_core.sync.volumes import endpoint_of, global_parameters, update_volume
 
 if TYPE_CHECKING:  # the HTTP layer hands its types in: it imports this module, not the reverse
@@ -116,6 +116,8 @@ class Dashboard:
         self.answer = answer  # damas_core.http.messages.Answer
         self.tracker = app.tracker
         self.known_sites = SitesCache(app.tracker)
+        # completion per site and per folder: one read of the store, then the feed
+        self.counts = CompletionCache(app.tracker, self.known_sites)
         self._pages: dict[tuple[str, str], Callable[[Call, Any], Answer]] = {
             ("GET", "/"): self.files,
             ("GET", "/folders"): self.folders,
@@ -326,7 +328,7 @@ class Dashboard:
 
     def folders(self, call: Call, session: Any) -> Answer:
         prefix = call.args.get("prefix", "/") or "/"
-        data = folder_view(session, prefix, sites=self.known_sites)
+        data = self.counts.folders(prefix)
         crumbs = []
         parts = [p for p in data["prefix"].split("/") if p]
         for i, name in enumerate(parts):
@@ -334,10 +336,11 @@ class Dashboard:
         return self.render(call, "folders.html", session=session, data=data, crumbs=crumbs)
 
     def sites(self, call: Call, session: Any) -> Answer:
-        data = status_of(session)  # reads every file once, for the completion
+        vols, params = self.known_sites.get()
         return self.render(
-            call, "sites.html", session=session, health=data["volumes"],
-            completion=data["completion"],
+            call, "sites.html", session=session,
+            health=[site_health(v, params) for v in vols],
+            completion=self.counts.completion(),
             switches=SWITCHES, batches=BATCHES, message=call.args.get("done", ""),
             defaults=global_parameters(session),
         )  # fmt: skip

@@ -1,0 +1,215 @@
+"""Completion per site and per folder, kept current through the change feed.
+
+:func:`.status.completion` and :func:`.status.folders` read every file they count; on
+a large store that is seconds per page. A :class:`CompletionCache` reads the store
+once, keeps per file only what the counts need (its size, whether it is deleted, its
+state at each site) and the counts themselves, and then applies each change of the
+feed to them: a page after N changes reads N elements. It gives what
+:func:`.status.completion` gives over every file, and what :func:`.status.folders`
+gives for the query ``*``.
+
+It reads the store again when the feed says to (``reset``) and when the site names
+or the global parameters change (the states depend on them). It counts what the
+tracker it is given may read: the dashboard gives it its own tracker (every class
+sees every file and the keys counted).
+
+>>> import damas_core
+>>> t = damas_core.open("memory://")
+>>> _ = t.create([{"_id": "v1", "name": "paris", "url": "file:///p/"},
+...               {"_id": "v2", "name": "tokyo", "url": "file:///t/"}])
+>>> _ = t.publish({"_id": "/s/a/x", "origin": "paris", "comment": "c", "file_size": 3,
+...                "sync_tokyo": True})
+>>> cache = CompletionCache(t)
+>>> cache.completion()["tokyo"]["files_wanted"], cache.completion()["tokyo"]["files_ok"]
+(1, 0)
+>>> _ = t.update({"_id": "/s/a/x", "synced_tokyo": t.read("/s/a/x")["time"]})
+>>> cache.completion()["tokyo"]["files_ok"], [f["path"] for f in cache.folders("/")["folders"]]
+(1, ['/s/'])
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .state import writer_of
+from .status import SitesCache, _empty_counts, _is_file, folder_prefix, state_of
+
+#: per file: (size counted, deleted, its state at each site in the sites' order)
+_Record = tuple[int, bool, tuple[str, ...]]
+
+
+def _parent(path: str) -> str:
+    """The folder directly holding ``path`` (a file, or a folder ending with ``/``)."""
+    return path[: path.rfind("/", 0, len(path) - 1) + 1]
+
+
+class _Counts:
+    """What a folder (or the whole store) counts: files and bytes not deleted, every
+    file including deleted ones (``members``: the folder is listed while it has one),
+    and the completion per site."""
+
+    __slots__ = ("bytes", "completion", "files", "members")
+
+    def __init__(self, names: list[str]) -> None:
+        self.members = 0
+        self.files = 0
+        self.bytes = 0
+        self.completion = {s: _empty_counts() for s in names}
+
+    def add(self, record: _Record, names: list[str], sign: int) -> None:
+        size, deleted, states = record
+        self.members += sign
+        if deleted:
+            return  # deleted files count nowhere (status.completion)
+        self.files += sign
+        self.bytes += sign * size
+        for site, st in zip(names, states):
+            counts = self.completion[site]
+            counts["states"][st] += sign
+            if st == "unwanted":
+                continue
+            counts["files_wanted"] += sign
+            counts["bytes_wanted"] += sign * size
+            if st == "ok":
+                counts["files_ok"] += sign
+                counts["bytes_ok"] += sign * size
+
+
+class CompletionCache:
+    """Completion per site and per folder of a tracker's files, brought up to date
+    from the change feed at each call (thread-safe). ``sites``: the
+    :class:`.status.SitesCache` giving the site names and global parameters (one is
+    made when not given); ``batch``: how many changes are read at a time."""
+
+    def __init__(self, tracker: Any, sites: SitesCache | None = None, *, batch: int = 1000) -> None:
+        self.tracker = tracker
+        self.sites = sites if sites is not None else SitesCache(tracker)
+        self.batch = batch
+        self._lock = threading.Lock()
+        self._seq: int | None = None
+        self._basis: tuple[list[str], dict[str, Any]] = ([], {})
+        self._files: dict[str, _Record] = {}
+        self._total = _Counts([])
+        self._folders: dict[str, _Counts] = {}
+        self._children: dict[str, set[str]] = {}
+        self._direct: dict[str, int] = {}
+
+    # -- what callers read ---------------------------------------------------------------
+
+    def completion(self) -> dict[str, Any]:
+        """Per site: ``files_ok``/``files_wanted``, ``bytes_ok``/``bytes_wanted`` and the
+        number of files in each state, as :func:`.status.completion` gives them over
+        every file."""
+        with self._lock:
+            self._catch_up()
+            return copy.deepcopy(self._total.completion)
+
+    def folders(self, prefix: str = "/") -> dict[str, Any]:
+        """The folders and files directly under ``prefix``, as :func:`.status.folders`
+        gives them for the query ``*``."""
+        prefix = folder_prefix(prefix)
+        with self._lock:
+            self._catch_up()
+            listed = []
+            for path in sorted(self._children.get(prefix, ())):
+                counts = self._folders[path]
+                listed.append(
+                    {
+                        "path": path,
+                        "files": counts.files,
+                        "bytes": counts.bytes,
+                        "completion": copy.deepcopy(counts.completion),
+                    }
+                )
+            return {
+                "prefix": prefix,
+                "sites": list(self._basis[0]),
+                "folders": listed,
+                "files": self._direct.get(prefix, 0),
+            }
+
+    # -- keeping current -----------------------------------------------------------------
+
+    def _catch_up(self) -> None:
+        vols, params = self.sites.get()
+        names = [v["name"] for v in vols]
+        if self._seq is None or (names, params) != self._basis:
+            self._rebuild(names, dict(params))
+            return
+        target = self.tracker.storage.last_seq()
+        while self._seq < target:
+            got = self.tracker.changes(self._seq, self.batch, elements=True)
+            if got.get("reset"):
+                self._rebuild(names, dict(params))
+                return
+            for change in got["changes"]:
+                self._forget(change["_id"])
+                element = change.get("element")
+                if not change["deleted"] and _is_file(element):
+                    self._keep(element)
+            if got["last_seq"] <= self._seq:
+                break  # no progress: the feed has nothing more for now
+            self._seq = got["last_seq"]
+
+    def _rebuild(self, names: list[str], params: dict[str, Any]) -> None:
+        """Count every file again (the one full read)."""
+        self._seq = self.tracker.storage.last_seq()  # before reading: nothing missed
+        self._basis = (names, params)
+        self._files = {}
+        self._total = _Counts(names)
+        self._folders, self._children, self._direct = {}, {}, {}
+        for element in self.tracker.storage.scan():
+            if _is_file(element):
+                self._keep(element)
+
+    def _record(self, element: Mapping[str, Any]) -> _Record:
+        names, params = self._basis
+        writer = writer_of(element)
+        size = element.get("file_size")
+        return (
+            size if isinstance(size, int) else 0,
+            bool(element.get("deleted")),
+            tuple(state_of(element, s, params, writer)["state"] for s in names),
+        )
+
+    def _keep(self, element: Mapping[str, Any]) -> None:
+        record = self._record(element)
+        self._files[element["_id"]] = record
+        self._count(element["_id"], record, 1)
+
+    def _forget(self, id: str) -> None:
+        record = self._files.pop(id, None)
+        if record is not None:
+            self._count(id, record, -1)
+
+    def _count(self, id: str, record: _Record, sign: int) -> None:
+        names = self._basis[0]
+        self._total.add(record, names, sign)
+        parent = _parent(id)
+        # a folder package (its id ends with /) is a file of its folder and of itself
+        for here in (parent, id) if id.endswith("/") else (parent,):
+            left = self._direct.get(here, 0) + sign
+            if left:
+                self._direct[here] = left
+            else:
+                self._direct.pop(here, None)
+        folder = parent
+        while folder != "/":
+            counts = self._folders.get(folder)
+            if counts is None:
+                counts = self._folders[folder] = _Counts(names)
+                self._children.setdefault(_parent(folder), set()).add(folder)
+            counts.add(record, names, sign)
+            if not counts.members:
+                del self._folders[folder]
+                siblings = self._children[_parent(folder)]
+                siblings.discard(folder)
+                if not siblings:
+                    del self._children[_parent(folder)]
+            folder = _parent(folder)
+
+
+__all__ = ["CompletionCache"]

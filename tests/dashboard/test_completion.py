@@ -1,0 +1,153 @@
+"""The completion cache: the same counts as reading every file, after any writes, for
+the cost of the changes since the last page."""
+
+from __future__ import annotations
+
+import pytest
+from damas_core.backends import lmdb as lmdb_backend
+from damas_core.backends.base import Patch
+from damas_core.sync.completion import CompletionCache
+from damas_core.sync.status import SitesCache, folders, status
+from damas_core.sync.volumes import GLOBAL_ID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import open_tracker
+
+IDS = ["/a", "/a/", "/a/b", "/a/b/c", "/a/b/d/", "/a//x", "/b/c", "/c/d/e/", "/c/d/e/f", "/s"]
+PREFIXES = ["/", "/a/", "/a/b/", "/a//", "/c/", "/c/d/", "/c/d/e/", "/nope/"]
+VOLUMES = [
+    {"_id": "v1", "name": "p", "url": "file:///p/"},
+    {"_id": "v2", "name": "t", "url": "file:///t/"},
+]
+KEYS = ["origin", "#parent", "file_size", "time", "deleted", "synced_p", "synced_t", "sync_t",
+        "syncEverywhere", "syncError_t", "syncWait_t", "conflict_t"]  # fmt: skip
+
+fields = st.fixed_dictionaries(
+    {"origin": st.sampled_from(["p", "t", "elsewhere"])},
+    optional={
+        "#parent": st.just("/a"),
+        "file_size": st.sampled_from([0, 5, 7, 2**40, True, "9", None]),
+        "time": st.sampled_from([1, 5]),
+        "deleted": st.booleans(),
+        "synced_p": st.sampled_from([1, 5]),
+        "synced_t": st.sampled_from([1, 5]),
+        "sync_t": st.booleans(),
+        "syncEverywhere": st.booleans(),
+        "syncError_t": st.just(23),
+        "syncWait_t": st.just("locked by bo"),
+        "conflict_t": st.just({"incoming": "/a.conflict"}),
+    },
+)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.sampled_from(IDS), fields),
+        st.tuples(st.just("drop"), st.sampled_from(IDS), st.none()),
+        st.tuples(st.just("volume"), st.sampled_from(["v2", "v3"]), st.none()),
+        st.tuples(st.just("everywhere"), st.booleans(), st.none()),
+        st.tuples(st.just("look"), st.none(), st.none()),
+    ),
+    max_size=25,
+)
+
+
+def apply(storage, step) -> None:
+    kind, what, keys = step
+    if kind == "put":
+        if not storage.insert_many([{"_id": what, **keys}])[0]:
+            unset = tuple(k for k in KEYS if k not in keys)
+            storage.patch_many([Patch(what, set=keys, unset=unset)])
+    elif kind == "drop":
+        storage.delete_many([what])
+    elif kind == "volume":  # a site comes or goes
+        if not storage.delete_many([what])[0]:
+            storage.insert_many([{"_id": what, "name": what, "url": f"file:///{what}/"}])
+    elif (
+        kind == "everywhere"
+        and not storage.insert_many([{"_id": GLOBAL_ID, "syncEverywhere": what}])[0]
+    ):
+        storage.patch_many([Patch(GLOBAL_ID, set={"syncEverywhere": what})])
+
+
+def assert_same(tracker, cache) -> None:
+    assert cache.completion() == status(tracker)["completion"]
+    for prefix in PREFIXES:
+        assert cache.folders(prefix) == folders(tracker, prefix)
+
+
+@pytest.mark.parametrize("backend", ["memory", "lmdb"])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(before=steps, after=steps)
+def test_the_cached_counts_are_those_of_a_full_read(backend, tmp_path, before, after):
+    tracker = open_tracker(backend, tmp_path)
+    try:
+        tracker.storage.insert_many(VOLUMES)
+        for step in before:
+            apply(tracker.storage, step)
+        cache = CompletionCache(tracker)
+        assert_same(tracker, cache)  # the first read
+        for step in after:
+            if step[0] == "look":
+                assert_same(tracker, cache)
+            else:
+                apply(tracker.storage, step)
+        assert_same(tracker, cache)  # the changes since, applied
+    finally:
+        tracker.close()
+
+
+def test_the_cache_starts_over_when_the_feed_says_so(tracker):
+    tracker.storage.insert_many(VOLUMES)
+    tracker.publish({"_id": "/x", "origin": "p", "comment": "c", "file_size": 3})
+    cache = CompletionCache(tracker)
+    assert cache.completion()["p"]["files_ok"] == 1
+    tracker.delete("/x")
+    tracker.storage.drop_tombstones(2**60)  # the delete is forgotten: the feed resets
+    cache._seq = 0  # a reader from before the horizon
+    assert (
+        cache.completion()["p"]["files_ok"] == 0 == status(tracker)["completion"]["p"]["files_ok"]
+    )
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    """How many elements the LMDB backend decodes (its one JSON decoder, counted)."""
+    seen = [0]
+    loads = lmdb_backend._loads
+
+    def counting(raw):
+        seen[0] += 1
+        return loads(raw)
+
+    monkeypatch.setattr(lmdb_backend, "_loads", counting)
+    return seen
+
+
+def test_a_page_after_n_changes_reads_n_elements(tmp_path, decoded):
+    tracker = open_tracker("lmdb", tmp_path)
+    try:
+        tracker.storage.insert_many(VOLUMES)
+        tracker.storage.insert_many(
+            [
+                {"_id": f"/f/{d}/{i:04d}", "origin": "p", "file_size": i}
+                for d in "ab"
+                for i in range(1000)
+            ]
+        )
+        sites = SitesCache(tracker)
+        cache = CompletionCache(tracker, sites)
+        cache.completion()
+        decoded[0] = 0
+        folders(tracker, "/f/", sites=sites)
+        assert decoded[0] >= 2000  # without the cache: every file, at every page
+        for n in (0, 1, 7, 40):
+            for i in range(n):
+                tracker.update({"_id": f"/f/a/{i:04d}", "synced_t": 1})
+            decoded[0] = 0
+            assert cache.folders("/f/")["folders"][0]["completion"]["p"]["files_ok"] == 1000
+            assert cache.completion()["p"]["files_wanted"] == 2000
+            assert decoded[0] <= 2 * n + 2
+    finally:
+        tracker.close()
