@@ -6,9 +6,12 @@ rendered), so the figure is the server's time without the network:
 
 - against ``search_elements`` of the same 100 files on the same store, on the large
   store (goal ≤ 3×), for the first page of every file and for the first page of a folder
-  (``?prefix=``, a filtered search);
-- the first page of every file on the large store against the 10k-file store
-  (goal ≤ 1.5×).
+  (``?prefix=``, a search of the folder's key range);
+- the first page of every file, and of a folder, on the large store against the
+  10k-file store (goal ≤ 1.5×);
+- the sites page (completion per site) and the folder view (completion per folder),
+  large against small: a page after the first, and one right after 100 writes (goal
+  ≤ 1.5×); the first sites page, which counts every file once, is shown without goal.
 
 Run on its own: ``python -m tests.benchmarks.bench_dashboard [--quick]``.
 """
@@ -26,7 +29,7 @@ from werkzeug.test import EnvironBuilder
 import damas_core
 from damas_core.passwords import hash_password
 from damas_core.wsgi import make_app
-from tests.benchmarks.harness import best, figure, print_table
+from tests.benchmarks.harness import best, figure, once, print_table
 
 AREA = "dashboard"
 SCALES = {"full": (10_000, 1_000_000), "quick": (1_000, 20_000)}
@@ -53,22 +56,32 @@ def build(path: str, n: int) -> Any:
     return tracker
 
 
-def page_timer(tracker: Any, query: str = "") -> Any:
-    """A function answering ``GET /?<query>`` (a page of files) through the app."""
-    app = make_app(tracker, auth="jwt")
+def page_timer(
+    tracker: Any, query: str = "", path: str = "/", rows: int | None = 100, app: Any = None
+) -> Any:
+    """A function answering ``GET <path>?<query>`` through the app (``rows``: the file
+    rows the page must show; ``app``: an app already made, to keep its caches)."""
+    app = app or make_app(tracker, auth="jwt")
     token, _ = app.tokens.issue("bench")
     environ = EnvironBuilder(
-        path="/", query_string=query, headers={"Cookie": f"token={token}"}
+        path=path, query_string=query, headers={"Cookie": f"token={token}"}
     ).get_environ()
     statuses: list[str] = []
 
     def run() -> bytes:
         body = b"".join(app(dict(environ), lambda status, headers: statuses.append(status)))
         assert statuses.pop().startswith("200"), body[:300]
-        assert body.count(b'<tr data-file="') == 100
+        assert rows is None or body.count(b'<tr data-file="') == rows
         return body
 
+    run.app = app  # type: ignore[attr-defined]
     return run
+
+
+def touch(tracker: Any, n: int, round: int) -> None:
+    """``n`` files copied to lyon, one write each (the changes a page then catches up on)."""
+    for i in range(n):
+        tracker.update({"_id": f"/seq0000/f{i:07}.exr", "synced_lyon": T + round})
 
 
 def figures(scale: str) -> Iterator[dict]:
@@ -81,6 +94,18 @@ def figures(scale: str) -> Iterator[dict]:
                 page = page_timer(tracker)
                 page()  # the first call compiles templates and reads the secret
                 times[n] = best(page, 15)  # a few ms each: the best of many is steady
+                last = f"/seq{(n - 1) // 1000:04}/"  # the last folder: no early stop helps
+                folder = page_timer(tracker, "prefix=" + last)
+                folder()
+                times["folder", n] = best(folder, 15)
+                # completion per site and per folder: counted once, then kept by the feed
+                sites = page_timer(tracker, path="/sites", rows=None, app=page.app)
+                times["sites first", n] = once(sites)
+                tree = page_timer(tracker, "prefix=/", path="/folders", rows=None, app=page.app)
+                tree()
+                times["sites", n] = best(sites, 5)
+                times["folders", n] = best(tree, 5)
+                times["sites after 100 changes", n] = after_changes(tracker, sites, 100, 5)
                 if n == large:
                     node = files_node()
                     raw = best(lambda t=tracker, q=node: t.search_elements(q, "_id", 0, 101))
@@ -90,17 +115,37 @@ def figures(scale: str) -> Iterator[dict]:
                     bare = best(lambda t=tracker: t.read(t.search("*", None, 0, 101)))
                     yield figure(AREA, "files page 100×3 vs search + read of 101 ids", n,
                                  ours_s=times[n], raw_s=bare, goal=None)  # fmt: skip
-                    # a folder's page: a filtered search, which reads every match
-                    prefix = "/seq0005/"
-                    folder = best(page_timer(tracker, "prefix=" + prefix), 3)
-                    node = files_node("*", prefix)
-                    raw = best(lambda t=tracker, q=node: t.search_elements(q, "_id", 0, 101), 3)
+                    # a folder's page: a search of the folder's key range
+                    node = files_node("*", last)
+                    raw = best(lambda t=tracker, q=node: t.search_elements(q, "_id", 0, 101), 15)
                     yield figure(AREA, "folder page 100×3 vs search_elements", n,
-                                 ours_s=folder, raw_s=raw, goal=3.0)  # fmt: skip
+                                 ours_s=times["folder", n], raw_s=raw, goal=3.0)  # fmt: skip
             finally:
                 tracker.close()
     yield figure(AREA, f"files page at {large:,} vs at {small:,}", large,
                  ours_s=times[large], raw_s=times[small], goal=1.5)  # fmt: skip
+    yield figure(AREA, f"folder page at {large:,} vs at {small:,}", large,
+                 ours_s=times["folder", large], raw_s=times["folder", small], goal=1.5)  # fmt: skip
+    # the folder view of / lists one folder per 1,000 files: its time follows that list
+    yield figure(AREA, f"folders page of / at {large:,} vs at {small:,}", large,
+                 ours_s=times["folders", large], raw_s=times["folders", small],
+                 goal=None)  # fmt: skip
+    for name in ("sites", "sites after 100 changes"):
+        yield figure(AREA, f"{name} page at {large:,} vs at {small:,}", large,
+                     ours_s=times[name, large], raw_s=times[name, small], goal=1.5)  # fmt: skip
+    # the one full read, at the first completion page after the app starts
+    yield figure(AREA, f"first sites page at {large:,} vs at {small:,}", large,
+                 ours_s=times["sites first", large], raw_s=times["sites first", small],
+                 goal=None)  # fmt: skip
+
+
+def after_changes(tracker: Any, page: Any, n: int, repeat: int) -> float:
+    """The best time of ``page`` right after ``n`` writes (untimed), of ``repeat`` tries."""
+    times = []
+    for r in range(repeat):
+        touch(tracker, n, r + 1)
+        times.append(once(page))
+    return min(times)
 
 
 if __name__ == "__main__":
