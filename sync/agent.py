@@ -169,7 +169,7 @@ class Agent:
 
     def __init__(
         self,
-        tracker: Any,
+        tracker: TrackerAPI,
         volume_id: str,
         *,
         root: str | None = None,

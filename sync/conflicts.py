@@ -23,10 +23,11 @@ from damas_core.errors import BadRequest, NotFound
 
 from .rsync import PARTIAL_DIR, inside_root
 from .state import site_keys
+from .tracker_api import TrackerAPI
 from .volumes import local_root, tracked_files, volumes
 
 
-def conflicts(tracker: Any) -> list[dict[str, Any]]:
+def conflicts(tracker: TrackerAPI) -> list[dict[str, Any]]:
     """Every recorded conflict as ``{"_id", "site", **details}``, sorted by id then site."""
     out = []
     for file_id, el in sorted(tracked_files(tracker).items()):
@@ -37,7 +38,7 @@ def conflicts(tracker: Any) -> list[dict[str, Any]]:
 
 
 def resolve(
-    tracker: Any,
+    tracker: TrackerAPI,
     file_id: str,
     site: str,
     keep: Literal["local", "incoming"],

@@ -31,6 +31,7 @@ from damas_core.query.predicate import to_predicate
 
 from .rsync import Endpoint
 from .rsync_options import check_env, check_user_args, ssh_args
+from .tracker_api import TrackerAPI
 
 GLOBAL_ID = "rsyncGlobalParameters"
 #: defaults of the global parameters when the element or a key is missing
@@ -113,7 +114,7 @@ def local_root(volume: Mapping[str, Any]) -> str:
 VOLUMES_QUERY = "url:/^(file|ssh):\\/\\// name:*"
 
 
-def volumes(tracker: Any) -> list[dict[str, Any]]:
+def volumes(tracker: TrackerAPI) -> list[dict[str, Any]]:
     """Every volume element (elements with a ``name`` and a ``file://``/``ssh://`` url).
 
     Sorted by name; ``[]`` when there is none.
@@ -126,7 +127,7 @@ def _volumes_of(found: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda v: str(v.get("name")))
 
 
-def volume(tracker: Any, volume_id: str) -> dict[str, Any]:
+def volume(tracker: TrackerAPI, volume_id: str) -> dict[str, Any]:
     """The volume element ``volume_id``, checked; :class:`NotFound` when missing."""
     return checked_volume(tracker.read(volume_id), volume_id)
 
@@ -141,7 +142,7 @@ def checked_volume(element: dict[str, Any] | None, volume_id: str) -> dict[str, 
     return element
 
 
-def global_parameters(tracker: Any) -> dict[str, Any]:
+def global_parameters(tracker: TrackerAPI) -> dict[str, Any]:
     """The ``rsyncGlobalParameters`` element merged over :data:`DEFAULTS`."""
     element = tracker.read(GLOBAL_ID) or {}
     return {**DEFAULTS, **{k: v for k, v in element.items() if v is not None}}
@@ -169,13 +170,13 @@ def check_volume(element: Mapping[str, Any], *, partial: bool = False) -> None:
     ssh_args(element)
 
 
-def create_volume(session: Any, element: Mapping[str, Any]) -> dict[str, Any] | None:
+def create_volume(session: TrackerAPI, element: Mapping[str, Any]) -> dict[str, Any] | None:
     """Create a volume element after :func:`check_volume`; ``None`` when the id exists."""
     check_volume(element)
     return session.create(dict(element))
 
 
-def update_volume(session: Any, element: Mapping[str, Any]) -> dict[str, Any] | None:
+def update_volume(session: TrackerAPI, element: Mapping[str, Any]) -> dict[str, Any] | None:
     """Update keys of a volume (``None`` removes a key) once the volume as it will be
     after the update passes :func:`check_volume`; ``None`` when there is no such
     element."""
@@ -188,7 +189,7 @@ def update_volume(session: Any, element: Mapping[str, Any]) -> dict[str, Any] | 
     return session.update(dict(element))
 
 
-def set_global_parameters(session: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+def set_global_parameters(session: TrackerAPI, values: Mapping[str, Any]) -> dict[str, Any]:
     """Create or update ``rsyncGlobalParameters`` with ``values`` after validating them
     (the schema; ``rsync_args`` through :func:`.rsync_options.check_user_args`)."""
     element = {**values, "_id": GLOBAL_ID}
@@ -199,12 +200,12 @@ def set_global_parameters(session: Any, values: Mapping[str, Any]) -> dict[str, 
     return session.update(element)
 
 
-def read_many(tracker: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def read_many(tracker: TrackerAPI, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``{id: element}`` for ``ids``, read in batches (missing ids are left out)."""
     return {e["_id"]: e for e in _read_all(tracker, list(ids)) if e is not None}
 
 
-def _read_all(tracker: Any, ids: list[str]) -> list[dict[str, Any] | None]:
+def _read_all(tracker: TrackerAPI, ids: list[str]) -> list[dict[str, Any] | None]:
     out: list[dict[str, Any] | None] = []
     for i in range(0, len(ids), _BATCH):
         out.extend(tracker.read(ids[i : i + _BATCH]))
@@ -217,7 +218,7 @@ _matches_files_query = to_predicate(parse(FILES_QUERY))
 _matches_volumes_query = to_predicate(parse(VOLUMES_QUERY))
 
 
-def tracked_files(tracker: Any) -> dict[str, dict[str, Any]]:
+def tracked_files(tracker: TrackerAPI) -> dict[str, dict[str, Any]]:
     """Every file element (id starting with ``/``, not a history child), by id.
 
     One request: ``tracker.search_elements`` with :data:`FILES_QUERY`.
@@ -225,7 +226,7 @@ def tracked_files(tracker: Any) -> dict[str, dict[str, Any]]:
     return {e["_id"]: e for e in tracker.search_elements(FILES_QUERY) if e["_id"].startswith("/")}
 
 
-def tracker_view(tracker: Any) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+def tracker_view(tracker: TrackerAPI) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """:func:`tracked_files` and :func:`volumes` in one request: a store without an
     index for them is read once instead of twice (an agent needs both every cycle).
 
@@ -246,7 +247,7 @@ def tracker_view(tracker: Any) -> tuple[dict[str, dict[str, Any]], list[dict[str
     return files, _volumes_of(others)
 
 
-def read_files(tracker: Any, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def read_files(tracker: TrackerAPI, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``{id: element}`` for those of ``ids`` that :func:`tracked_files` would hold."""
     found = read_many(tracker, ids).items()
     return {i: e for i, e in found if i.startswith("/") and _matches_files_query(e)}
