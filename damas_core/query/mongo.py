@@ -9,8 +9,8 @@ within a type bracket, and lets ``{k: null}`` match a missing key.
 >>> from damas_core.query.ast import And, Cmp, Eq, In, Not, Regex
 >>> to_mongo(And((In(("n",), (12, "12")), Not(Eq(("#parent",), "/a")))))
 {'$and': [{'n': {'$in': [12, '12']}}, {'$nor': [{'#parent': '/a'}]}]}
->>> to_mongo(Regex(("file",), "^/shots/.*\\\\.exr$", "gi"))
-{'file': {'$regex': '^/shots/.*\\\\.exr$', '$options': 'i'}}
+>>> to_mongo(Regex(("file",), "^/shots/.*\\\\.exr$", "gi"))  # $: the end of the text, as in RE2
+{'file': {'$regex': '^/shots/.*\\\\.exr(?!\\\\n)$', '$options': 'i'}}
 >>> to_mongo(Cmp(("file_size",), ">=", 100))
 {'file_size': {'$gte': 100}}
 
@@ -70,10 +70,52 @@ def _cmp(node: Cmp) -> Filter:
 
 
 def _regex(node: Regex) -> Filter:
-    spec: dict[str, Any] = {"$regex": node.pattern}
+    pattern = node.pattern if "m" in node.inline_flags else end_only(node.pattern)
+    spec: dict[str, Any] = {"$regex": pattern}
     if node.inline_flags:  # g, u and y change nothing: only i, m and s are passed
         spec["$options"] = node.inline_flags
     return {field_name(node.path): spec}
+
+
+def end_only(pattern: str) -> str:
+    r"""``pattern`` with each ``$`` anchor matching only at the very end of the text, as
+    RE2's does outside multi-line mode (the predicate and SQL run on RE2): PCRE's, on a
+    MongoDB server, and Python's, in mongomock, also match before a final newline.
+
+    >>> end_only("^a$"), end_only("[$]\\$"), end_only("[]$]x$")
+    ('^a(?!\\n)$', '[$]\\$', '[]$]x(?!\\n)$')
+    """
+    out, i, n, in_class = [], 0, len(pattern), False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":  # an escape: the next character is never an anchor
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            if pattern.startswith("[:", i):  # a POSIX class such as [:alpha:]
+                end = pattern.find(":]", i + 2)
+                end = n if end < 0 else end + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            for literal in ("^", "]"):  # [^…] and a ] right after [ or [^ are not ends
+                if pattern.startswith(literal, i):
+                    out.append(literal)
+                    i += 1
+            continue
+        elif c == "$":
+            out.append("(?!\\n)$")
+            i += 1
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def _not(node: Not) -> Filter:

@@ -50,3 +50,26 @@ def test_sort_adds_id_as_tie_breaker_once():
     assert to_mongo_sort((("time", -1), ("a.b", 1))) == [("time", -1), ("a.b", 1), ("_id", 1)]
     assert to_mongo_sort((("_id", -1),)) == [("_id", -1)]
     assert to_mongo_sort(()) == [("_id", 1)]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "text", "matches"),
+    [
+        ("^$", "", "\n", False),  # RE2's $ is the end of the text; PCRE's also before a final \n
+        ("a$", "", "a\n", False),
+        ("a$", "", "a", True),
+        ("a$", "m", "a\nb", True),  # multi-line: the end of any line, in every engine
+        ("[$]", "", "$", True),  # a $ in a class or escaped is a character, not an anchor
+        ("\\$x", "", "$x", True),
+    ],
+)
+def test_regex_anchors_mean_what_re2_means(pattern, flags, text, matches):
+    import mongomock
+
+    from damas_core.query.predicate import to_predicate
+
+    node = Regex(("f",), pattern, flags)
+    assert to_predicate(node)({"_id": "x", "f": text}) is matches
+    collection = mongomock.MongoClient().db.node
+    collection.insert_one({"_id": "x", "f": text})
+    assert (collection.count_documents(to_mongo(node)) == 1) is matches
