@@ -30,8 +30,10 @@ sees every file and the keys counted).
 from __future__ import annotations
 
 import copy
+import heapq
 import threading
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .state import writer_of
@@ -39,6 +41,9 @@ from .status import SitesCache, _empty_counts, _is_file, folder_prefix, state_of
 
 #: per file: (size counted, deleted, its state at each site in the sites' order)
 _Record = tuple[int, bool, tuple[str, ...]]
+#: past this many files in the states asked for, a page of them is found faster by
+#: reading the files in order (they are that common) than by sorting them
+DENSE = 20_000
 
 
 def _parent(path: str) -> str:
@@ -96,6 +101,10 @@ class CompletionCache:
         self._folders: dict[str, _Counts] = {}
         self._children: dict[str, set[str]] = {}
         self._direct: dict[str, int] = {}
+        self._in_state: dict[tuple[str, str], set[str]] = {}
+        self._order: list[str] = []  # every file id, sorted, as of the last state page
+        self._added: set[str] = set()  # files kept since, and not in _order
+        self._removed: set[str] = set()  # files in _order forgotten since
 
     # -- what callers read ---------------------------------------------------------------
 
@@ -131,6 +140,36 @@ class CompletionCache:
                 "files": self._direct.get(prefix, 0),
             }
 
+    def in_states(
+        self, prefix: str, states: Iterable[str], sites: Iterable[str], skip: int, limit: int
+    ) -> tuple[list[str], int | None] | None:
+        """The page of a state filter, as :func:`.status.page` gives it for the query
+        ``*`` in ``_id`` order: the ids of the files under ``prefix`` in one of
+        ``states`` at one of ``sites``, from position ``skip`` of the files under
+        ``prefix`` (the unfiltered stream's position, as the state filter pages), at
+        most ``limit`` of them, and the position of the next match (``None`` if none).
+        ``None`` when that many files are in those states that reading the files in
+        order finds a page sooner (:data:`DENSE`)."""
+        with self._lock:
+            self._catch_up()
+            found: set[str] = set()
+            for site in sites:
+                for st in states:
+                    found |= self._in_state.get((site, st), set())
+                    if len(found) > DENSE:
+                        return None
+            order = self._sorted_ids()
+            base = bisect_left(order, prefix)
+            ids: list[str] = []
+            for id in sorted(i for i in found if i.startswith(prefix)):
+                at = bisect_left(order, id) - base
+                if at < skip:
+                    continue
+                if len(ids) == limit:
+                    return ids, at
+                ids.append(id)
+            return ids, None
+
     # -- keeping current -----------------------------------------------------------------
 
     def _catch_up(self) -> None:
@@ -161,6 +200,7 @@ class CompletionCache:
         self._files = {}
         self._total = _Counts(names)
         self._folders, self._children, self._direct = {}, {}, {}
+        self._in_state, self._order, self._added, self._removed = {}, [], set(), set()
         for element in self.tracker.storage.scan():
             if _is_file(element):
                 self._keep(element)
@@ -176,14 +216,38 @@ class CompletionCache:
         )
 
     def _keep(self, element: Mapping[str, Any]) -> None:
+        id = element["_id"]
         record = self._record(element)
-        self._files[element["_id"]] = record
-        self._count(element["_id"], record, 1)
+        self._files[id] = record
+        self._count(id, record, 1)
+        for site, st in zip(self._basis[0], record[2]):
+            self._in_state.setdefault((site, st), set()).add(id)
+        if id in self._removed:
+            self._removed.discard(id)
+        else:
+            self._added.add(id)
 
     def _forget(self, id: str) -> None:
         record = self._files.pop(id, None)
-        if record is not None:
-            self._count(id, record, -1)
+        if record is None:
+            return
+        self._count(id, record, -1)
+        for site, st in zip(self._basis[0], record[2]):
+            self._in_state[site, st].discard(id)
+        if id in self._added:
+            self._added.discard(id)
+        else:
+            self._removed.add(id)
+
+    def _sorted_ids(self) -> list[str]:
+        """Every file id in order: the last list, merged with the files kept since."""
+        if self._added or self._removed:
+            kept = (
+                (i for i in self._order if i not in self._removed) if self._removed else self._order
+            )
+            self._order = list(heapq.merge(kept, sorted(self._added)))
+            self._added, self._removed = set(), set()
+        return self._order
 
     def _count(self, id: str, record: _Record, sign: int) -> None:
         names = self._basis[0]

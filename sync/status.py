@@ -186,7 +186,9 @@ def files_node(query: str = "*", prefix: str = "") -> Node:
     return And(tuple(parts))
 
 
-def page(tracker: Any, filters: Filters, sites: SitesCache | None = None) -> dict[str, Any]:
+def page(
+    tracker: Any, filters: Filters, sites: SitesCache | None = None, counts: Any = None
+) -> dict[str, Any]:
     """A page of files with their states.
 
     ``{"sites": every site, "shown": the sites shown, "volumes": the volume elements,
@@ -198,7 +200,10 @@ def page(tracker: Any, filters: Filters, sites: SitesCache | None = None) -> dic
     store such as LMDB reads only the page's); a filtered one is one search of
     ``limit + 1`` elements (which may read the whole store); a state filter reads the
     filtered stream in batches until the page is full. ``sites`` (a :class:`SitesCache`)
-    saves reading the volumes again.
+    saves reading the volumes again. ``counts`` (a
+    :class:`~damas_core.sync.completion.CompletionCache` following the same ``sites``)
+    answers a state filter on the query ``*`` in ``_id`` order from the states it keeps,
+    reading only the page's files, unless the states asked for are common.
     """
     vols, params = (
         sites.get() if sites is not None else (volumes(tracker), global_parameters(tracker))
@@ -209,6 +214,27 @@ def page(tracker: Any, filters: Filters, sites: SitesCache | None = None) -> dic
     after: dict[str, int] | None = None
     if filters.unfiltered:
         rows, after = _files_in_id_order(tracker, filters.start, filters.limit, shown, params)
+    elif (
+        filters.states
+        and counts is not None
+        and filters.sort == "_id"
+        and filters.query.strip() in ("", "*")
+        and (
+            got := counts.in_states(
+                filters.prefix or "/", filters.states, shown, filters.skip, filters.limit
+            )
+        )
+        is not None
+    ):
+        ids, at = got
+        found = read_many(tracker, ids)
+        keep = set(filters.states)
+        for i in ids:
+            if _is_file(found.get(i)):
+                row = row_of(found[i], shown, params)
+                if any(st["state"] in keep for st in row["states"].values()):
+                    rows.append(row)  # (unless it changed since the counts were brought up)
+        after = None if at is None else {"skip": at}
     elif not filters.states:
         node = files_node(filters.query, filters.prefix)
         found = tracker.search_elements(node, filters.sort, filters.skip, filters.limit + 1)

@@ -302,7 +302,7 @@ class Dashboard:
                 start=_whole(args.get("start"), 0, key="start"),
                 limit=_whole(args.get("limit"), 100),
             )
-            data = files_page(session, filters, self.known_sites)
+            data = files_page(session, filters, self.known_sites, self.counts)
         except BadRequest as e:
             error = {"message": str(e), "position": e.position}
             filters = Filters()

@@ -7,7 +7,7 @@ import pytest
 from damas_core.backends import lmdb as lmdb_backend
 from damas_core.backends.base import Patch
 from damas_core.sync.completion import CompletionCache
-from damas_core.sync.status import SitesCache, folders, status
+from damas_core.sync.status import STATES, Filters, SitesCache, folders, page, status
 from damas_core.sync.volumes import GLOBAL_ID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -69,31 +69,43 @@ def apply(storage, step) -> None:
         storage.patch_many([Patch(GLOBAL_ID, set={"syncEverywhere": what})])
 
 
-def assert_same(tracker, cache) -> None:
+filters = st.builds(
+    Filters,
+    prefix=st.sampled_from(["", "/a/", "/a/b/", "/c/", "/nope/"]),
+    states=st.lists(st.sampled_from(STATES), min_size=1, max_size=2, unique=True).map(tuple),
+    sites=st.sampled_from([(), ("t",), ("p", "v3")]),
+    skip=st.integers(0, 6),
+    limit=st.integers(1, 3),
+)
+
+
+def assert_same(tracker, cache, shown=()) -> None:
     assert cache.completion() == status(tracker)["completion"]
     for prefix in PREFIXES:
         assert cache.folders(prefix) == folders(tracker, prefix)
+    for f in shown:
+        assert page(tracker, f, cache.sites, cache) == page(tracker, f)
 
 
 @pytest.mark.parametrize("backend", ["memory", "lmdb"])
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(before=steps, after=steps)
-def test_the_cached_counts_are_those_of_a_full_read(backend, tmp_path, before, after):
+@given(before=steps, after=steps, shown=st.lists(filters, max_size=4))
+def test_the_cached_counts_are_those_of_a_full_read(backend, tmp_path, before, after, shown):
     tracker = open_tracker(backend, tmp_path)
     try:
         tracker.storage.insert_many(VOLUMES)
         for step in before:
             apply(tracker.storage, step)
         cache = CompletionCache(tracker)
-        assert_same(tracker, cache)  # the first read
+        assert_same(tracker, cache, shown)  # the first read
         for step in after:
             if step[0] == "look":
-                assert_same(tracker, cache)
+                assert_same(tracker, cache, shown)
             else:
                 apply(tracker.storage, step)
-        assert_same(tracker, cache)  # the changes since, applied
+        assert_same(tracker, cache, shown)  # the changes since, applied
     finally:
         tracker.close()
 
@@ -151,3 +163,48 @@ def test_a_page_after_n_changes_reads_n_elements(tmp_path, decoded):
             assert decoded[0] <= 2 * n + 2
     finally:
         tracker.close()
+
+
+def test_a_rare_state_is_found_without_reading_the_store(tmp_path, decoded):
+    tracker = open_tracker("lmdb", tmp_path)
+    try:
+        tracker.storage.insert_many(VOLUMES)
+        tracker.storage.insert_many(
+            [
+                {"_id": f"/f/{i:04d}", "origin": "p", "time": 5, "synced_t": 5, "sync_t": True}
+                for i in range(3000)
+            ]
+        )
+        tracker.update(
+            {"_id": "/f/2990", "time": 9, "syncError_t": 23}
+        )  # the one error, near the end
+        cache = CompletionCache(tracker)
+        cache.completion()
+        errors = Filters(prefix="/f/", states=("error",), limit=1)
+        decoded[0] = 0
+        got = page(tracker, errors, cache.sites, cache)
+        assert [r["_id"] for r in got["files"]] == ["/f/2990"] and got["next"] is None
+        assert decoded[0] <= 3  # the changed file and the page's one
+        decoded[0] = 0
+        assert page(tracker, errors)["files"] == got["files"]
+        assert decoded[0] >= 2990  # without the cache: every file before it
+    finally:
+        tracker.close()
+
+
+def test_a_state_page_goes_on_where_the_reading_in_order_would(tracker):
+    tracker.storage.insert_many(VOLUMES)
+    tracker.storage.insert_many(
+        [{"_id": f"/f/{i:02d}", "origin": "p", "time": 9, "sync_t": True,
+          **({"syncError_t": 23} if i % 3 == 0 else {})} for i in range(20)]
+    )  # fmt: skip
+    cache = CompletionCache(tracker)
+    filters, seen = Filters(prefix="/f/", states=("error",), limit=2), []
+    while True:
+        got = page(tracker, filters, cache.sites, cache)
+        assert got == page(tracker, filters)
+        seen += [r["_id"] for r in got["files"]]
+        if got["next"] is None:
+            break
+        filters = Filters(prefix="/f/", states=("error",), limit=2, **got["next"])
+    assert seen == [f"/f/{i:02d}" for i in range(0, 20, 3)]
