@@ -152,23 +152,22 @@ class CompletionCache:
         order finds a page sooner (:data:`DENSE`)."""
         with self._lock:
             self._catch_up()
-            found: set[str] = set()
-            for site in sites:
-                for st in states:
-                    found |= self._in_state.get((site, st), set())
-                    if len(found) > DENSE:
-                        return None
+            groups = [self._in_state.get((site, st), set()) for site in sites for st in states]
+            if sum(map(len, groups)) > DENSE:
+                return None
+            found = groups[0].union(*groups[1:]) if groups else set()
             order = self._sorted_ids()
             base = bisect_left(order, prefix)
-            ids: list[str] = []
-            for id in sorted(i for i in found if i.startswith(prefix)):
-                at = bisect_left(order, id) - base
-                if at < skip:
-                    continue
-                if len(ids) == limit:
-                    return ids, at
-                ids.append(id)
-            return ids, None
+            # the files from position skip on are those from the id at that position on
+            if base + skip >= len(order) or not order[base + skip].startswith(prefix):
+                return [], None
+            first = order[base + skip]
+            picked = heapq.nsmallest(
+                limit + 1, (i for i in found if i >= first and i.startswith(prefix))
+            )
+            if len(picked) <= limit:
+                return picked, None
+            return picked[:limit], bisect_left(order, picked[limit]) - base
 
     # -- keeping current -----------------------------------------------------------------
 

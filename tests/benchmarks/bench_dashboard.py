@@ -9,6 +9,8 @@ rendered), so the figure is the server's time without the network:
   (``?prefix=``, a search of the folder's key range);
 - the first page of every file, and of a folder, on the large store against the
   10k-file store (goal ≤ 1.5×);
+- a state filter's page (``?state=error``, one file in 50), large against small (goal
+  ≤ 1.5×);
 - the sites page (completion per site) and the folder view (completion per folder),
   large against small: a page after the first, and one right after 100 writes (goal
   ≤ 1.5×); the first sites page, which counts every file once, is shown without goal.
@@ -38,7 +40,8 @@ _BATCH = 50_000
 
 
 def build(path: str, n: int) -> Any:
-    """An LMDB store of ``n`` files at paris, copied to tokyo, wanted at lyon."""
+    """An LMDB store of ``n`` files at paris, copied to tokyo, wanted at lyon, where one
+    in 50 failed."""
     tracker = damas_core.open(f"lmdb://{path}")
     tracker.storage.insert_many(
         [{"_id": f"vol_{s}", "name": s, "url": f"file:///srv/{s}/"} for s in ("paris", "tokyo", "lyon")]
@@ -49,7 +52,7 @@ def build(path: str, n: int) -> Any:
             [
                 {"_id": f"/seq{i // 1000:04}/f{i:07}.exr", "origin": "paris", "comment": "c",
                  "author": "bench", "file_size": i, "time": T, "synced_tokyo": T,
-                 "sync_lyon": True}
+                 "sync_lyon": True, **({"syncError_lyon": 23} if i % 50 == 49 else {})}
                 for i in range(start, min(n, start + _BATCH))
             ]
         )  # fmt: skip
@@ -103,6 +106,9 @@ def figures(scale: str) -> Iterator[dict]:
                 times["sites first", n] = once(sites)
                 tree = page_timer(tracker, "prefix=/", path="/folders", rows=None, app=page.app)
                 tree()
+                errors = page_timer(tracker, "state=error", app=page.app)
+                errors()  # the first one sorts every id once
+                times["errors", n] = best(errors, 5)
                 times["sites", n] = best(sites, 5)
                 times["folders", n] = best(tree, 5)
                 times["sites after 100 changes", n] = after_changes(tracker, sites, 100, 5)
@@ -130,7 +136,7 @@ def figures(scale: str) -> Iterator[dict]:
     yield figure(AREA, f"folders page of / at {large:,} vs at {small:,}", large,
                  ours_s=times["folders", large], raw_s=times["folders", small],
                  goal=None)  # fmt: skip
-    for name in ("sites", "sites after 100 changes"):
+    for name in ("errors", "sites", "sites after 100 changes"):
         yield figure(AREA, f"{name} page at {large:,} vs at {small:,}", large,
                      ours_s=times[name, large], raw_s=times[name, small], goal=1.5)  # fmt: skip
     # the one full read, at the first completion page after the app starts
