@@ -41,8 +41,8 @@ from .status import SitesCache, _empty_counts, _is_file, folder_prefix, state_of
 
 #: per file: (size counted, deleted, its state at each site in the sites' order)
 _Record = tuple[int, bool, tuple[str, ...]]
-#: past this many files in the states asked for, a page of them is found faster by
-#: reading the files in order (they are that common) than by sorting them
+#: past this many files in the states asked for, a page of them is found sooner by
+#: reading the files in order (they are that common) than by looking through them all
 DENSE = 20_000
 
 
