@@ -161,6 +161,9 @@ class Refresh:
     requests: int = 0
     full: bool = False
     ids: set[str] = field(default_factory=set)
+    # file ids deleted in the tracker that the view did not hold (written and deleted
+    # between two refreshes): the agent knows their last version from its scan
+    unheld: set[str] = field(default_factory=set)
 
 
 class TrackerView:
@@ -257,6 +260,8 @@ class TrackerView:
                         done.ids.add(i)
                         if change["deleted"] and i[:1] == "/":
                             self._untracked(i, before)
+                    elif change["deleted"] and i[:1] == "/":
+                        done.unheld.add(i)
                 else:
                     self._set(i, el)
                     done.ids.add(i)
@@ -283,6 +288,11 @@ class TrackerView:
             done.read += 1
             self._set(el["_id"], el)
             done.ids.add(el["_id"])
+
+    def untrack(self, file_id: str, last: dict[str, Any]) -> None:
+        """Remember ``file_id`` as untracked, its last version ``last`` (``file_size``,
+        ``file_mtime``), for a deletion the view saw without holding the element."""
+        self._untracked(file_id, {"_id": file_id, **last})
 
     def _untracked(self, i: str, el: dict[str, Any] | None) -> None:
         if el is None:
