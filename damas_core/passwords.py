@@ -29,7 +29,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 _LEGACY = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{40})$")
 # argon2's PHC string: $argon2id$v=19$m=…,t=…,p=…$salt$hash (salt and hash in base64)
-_ARGON2 = re.compile(r"^\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$")
+_ARGON2 = re.compile(
+    r"^\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$"
+)
 #: The hasher every hash is made and checked with. Moderate cost: ~20 ms per hash on a
 #: server core, enough against offline guessing when combined with a per-hash salt.
 hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
