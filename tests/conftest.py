@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from damas_core.backends import lmdb as lmdb_backend
 
 import damas_core
 from damas_core.errors import NotImplementedByBackend
@@ -81,3 +82,17 @@ def system(tracker) -> damas_core.Tracker:
     """The embedded ``Tracker`` itself (tests that need ``as_user``, settings or the
     storage). The HTTP parity run does not override this one."""
     return tracker
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    """How many elements the LMDB backend decodes (its one JSON decoder, counted)."""
+    seen = [0]
+    loads = lmdb_backend._loads
+
+    def counting(raw):
+        seen[0] += 1
+        return loads(raw)
+
+    monkeypatch.setattr(lmdb_backend, "_loads", counting)
+    return seen

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import re2
-from damas_core.backends import lmdb as lmdb_backend
 from damas_core.backends.base import id_prefix
 from damas_core.sync.status import files_node
 
@@ -96,20 +95,6 @@ def test_the_status_prefix_filter_is_a_prefix_the_stores_see():
 
 
 # -- on LMDB: the key range only --------------------------------------------------------
-
-
-@pytest.fixture
-def decoded(monkeypatch):
-    """How many elements the LMDB backend decodes (its one JSON decoder, counted)."""
-    seen = [0]
-    loads = lmdb_backend._loads
-
-    def counting(raw):
-        seen[0] += 1
-        return loads(raw)
-
-    monkeypatch.setattr(lmdb_backend, "_loads", counting)
-    return seen
 
 
 @pytest.fixture

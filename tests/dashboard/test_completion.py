@@ -4,7 +4,6 @@ the cost of the changes since the last page."""
 from __future__ import annotations
 
 import pytest
-from damas_core.backends import lmdb as lmdb_backend
 from damas_core.backends.base import Patch
 from damas_core.sync.completion import CompletionCache
 from damas_core.sync.status import STATES, Filters, SitesCache, folders, page, status
@@ -121,20 +120,6 @@ def test_the_cache_starts_over_when_the_feed_says_so(tracker):
     assert (
         cache.completion()["p"]["files_ok"] == 0 == status(tracker)["completion"]["p"]["files_ok"]
     )
-
-
-@pytest.fixture
-def decoded(monkeypatch):
-    """How many elements the LMDB backend decodes (its one JSON decoder, counted)."""
-    seen = [0]
-    loads = lmdb_backend._loads
-
-    def counting(raw):
-        seen[0] += 1
-        return loads(raw)
-
-    monkeypatch.setattr(lmdb_backend, "_loads", counting)
-    return seen
 
 
 def test_a_page_after_n_changes_reads_n_elements(tmp_path, decoded):

@@ -113,10 +113,10 @@ def jwt_server(memory_tracker, serve) -> tuple[damas_core.Tracker, str]:
     return memory_tracker, serve(make_app(memory_tracker, auth="jwt"))
 
 
-@pytest.fixture
-def signed_in(jwt_server) -> Iterator[Callable[[str], Client]]:
-    """``signed_in("ula")`` → a client signed in as that user."""
-    _, url = jwt_server
+@contextmanager
+def clients_of(url: str) -> Iterator[Callable[[str], Client]]:
+    """``make("ula")`` → a client of ``url`` signed in as that user (a :data:`USERS`
+    password); every client made is closed at the end."""
     clients: list[Client] = []
 
     def make(name: str) -> Client:
@@ -125,6 +125,15 @@ def signed_in(jwt_server) -> Iterator[Callable[[str], Client]]:
         clients.append(c)
         return c
 
-    yield make
-    for c in clients:
-        c.close()
+    try:
+        yield make
+    finally:
+        for c in clients:
+            c.close()
+
+
+@pytest.fixture
+def signed_in(jwt_server) -> Iterator[Callable[[str], Client]]:
+    """``signed_in("ula")`` → a client signed in as that user."""
+    with clients_of(jwt_server[1]) as make:
+        yield make

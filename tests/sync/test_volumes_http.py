@@ -14,7 +14,7 @@ from damas_core.sync.volumes import (
 )
 
 import damas_core
-from damas_core.client import Client, connect
+from damas_core.client import Client
 from damas_core.errors import BadRequest, Forbidden
 from tests.http import conftest as http
 
@@ -30,18 +30,8 @@ def served() -> Iterator[tuple[damas_core.Tracker, str]]:
 
 @pytest.fixture
 def client(served) -> Iterator[Callable[[str], Client]]:
-    _, url = served
-    clients: list[Client] = []
-
-    def signed_in(name: str) -> Client:
-        c = connect(url)
-        c.sign_in(name, f"{name}-pw")
-        clients.append(c)
-        return c
-
-    yield signed_in
-    for c in clients:
-        c.close()
+    with http.clients_of(served[1]) as make:
+        yield make
 
 
 SEED_PARIS = {
