@@ -36,6 +36,8 @@ from typing import Any
 
 from damas_core.elements import id_of
 from damas_core.errors import BadRequest
+from damas_core.query.ast import Eq
+from damas_core.query.printer import to_text
 
 from . import deletions
 from . import rsync as rs
@@ -797,11 +799,22 @@ class _ScanWrites:
     def _fold(self, fold: dict[str, list[str]]) -> None:
         """Delete the per-file elements inside each package (tracked twice otherwise),
         recorded by a history child of the package naming them; only into a package
-        the tracker holds (it was just published, or already was)."""
+        the tracker holds (it was just published, or already was). Their history
+        children move to the package (``#parent``: the package, ``folded_from``: the
+        file's id), so that the files' history stays found under the package."""
         files = self.view.files
         fold = {p: ids for p, ids in fold.items() if p in files}
         if not fold:
             return
+        moved = [
+            {"_id": child["_id"], "#parent": package, "folded_from": file_id}
+            for package, folded in fold.items()
+            for file_id in folded
+            for child in self.tracker.search_elements(to_text(Eq(("#parent",), file_id)))
+        ]
+        # before the files go: a child is never left without a parent
+        for i in range(0, len(moved), _WRITE_BATCH):
+            self.tracker.update(moved[i : i + _WRITE_BATCH])
         ids = [i for folded in fold.values() for i in folded]
         for i in range(0, len(ids), _WRITE_BATCH):
             self.tracker.delete(ids[i : i + _WRITE_BATCH])

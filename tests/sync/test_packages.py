@@ -93,6 +93,11 @@ def test_a_tracked_folder_switched_to_a_package_is_folded_into_it(sites):
     assert all(sites.tracker.read(i) is None for i in folded)
     [record] = sites.tracker.search_elements("#parent:/shots/sh020/ folded:*")
     assert sorted(record["folded"]) == folded and record["comment"].startswith("folded 3 files")
+    # the files' history moved to the package, each child naming the file it was of
+    for i in folded:
+        assert sites.tracker.search(f'#parent:"{i}"') == []
+        history = sites.tracker.search_elements(f'#parent:/shots/sh020/ folded_from:"{i}"')
+        assert [h["comment"] for h in history] == ["scanned at paris"]
     # the other sites hold the files already; nothing is published twice anywhere
     for report in sites.run(rounds=2):
         assert not report.published and not report.failed
