@@ -529,8 +529,9 @@ class Agent:
     ) -> tuple[list[Outcome], dict[str, Any]]:
         """Run the buckets of ``tasks`` (all receptions or all emissions); returns the
         outcome of each file and the volume keys that record the transfer
-        (``last_<kind>``, ``exit_<kind>``, ``stderr_<kind>``)."""
+        (``last_<kind>``, ``<kind>_duration`` in ms, ``exit_<kind>``, ``stderr_<kind>``)."""
         kind = "reception" if tasks[0].target == self.site else "emission"
+        started = time.monotonic()
         last_rc = 0
         stderr = []
         outcomes: list[Outcome] = []
@@ -563,6 +564,7 @@ class Agent:
                     stderr.append(err.strip())
         keys = {
             f"last_{kind}": now_ms(),
+            f"{kind}_duration": int((time.monotonic() - started) * 1000),
             f"exit_{kind}": last_rc,
             f"stderr_{kind}": "\n".join(s for s in stderr if s)[-2000:],
         }

@@ -172,3 +172,34 @@ def test_the_site_that_wrote_the_current_version_deleting_it_deletes_the_file(si
     for report in sites.run(rounds=3):
         assert not report.failed and not report.modified and not report.published
     assert sites.tracker.read("/a.txt")["deleted"] is True  # paris's older copy stays old
+
+
+def test_transfers_record_their_durations_and_the_sites_page_shows_them(sites):
+    import html
+
+    from werkzeug.test import Client
+
+    from damas_core.wsgi import make_app
+
+    sites.write("paris", "/shots/a.exr", b"A" * 1000)
+    sites.write("tokyo", "/shots/b.exr", b"B" * 10)
+    sites.run(rounds=2)
+    volumes = {n: sites.tracker.read(f"vol_{n}") for n in sites.roots}
+    done = [(n, k) for n in volumes for k in ("reception", "emission") if f"last_{k}" in volumes[n]]
+    assert done  # real rsync ran
+    for name, kind in done:
+        volume = volumes[name]
+        assert isinstance(volume[f"{kind}_duration"], int) and volume[f"{kind}_duration"] >= 0
+        assert volume[f"exit_{kind}"] == 0
+    for volume in volumes.values():
+        for kind in ("reception", "emission"):
+            assert (f"{kind}_duration" in volume) == (f"last_{kind}" in volume)
+    page = Client(make_app(sites.tracker, auth="none")).get("/sites").get_data(as_text=True)
+    page = html.unescape(page)
+    agents = page[page.index("<h2>Agents</h2>") :]
+    for name, kind in done:
+        section = agents[agents.index(f'data-site="{name}"') :]
+        section = section[: section.index("</dl>")]
+        title = kind.capitalize()
+        row = section[section.index(f"<dt>{title}</dt>") :].split("</dd>")[0]
+        assert f"{volumes[name][f'{kind}_duration'] / 1000:.1f} s" in row, row
