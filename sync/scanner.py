@@ -137,6 +137,7 @@ class ScanChanges:
     errors: list[str] = field(default_factory=list)
     seen: int = 0
     tree: dict[str, Look] = field(default_factory=dict, repr=False)
+    inodes: dict[str, int] = field(default_factory=dict, repr=False)  # the tree's, by id
     unsettled: set[str] = field(default_factory=set, repr=False)  # compared again next scan
     packages: frozenset[str] = frozenset()  # the tracked packages the walk used
     volume: dict[str, Any] = field(default_factory=dict, repr=False)  # its SCAN_KEYS
@@ -179,7 +180,8 @@ class ScanState:
 
     ``looks``: the tree; ``unsettled``: its files that were not :func:`settled`;
     ``packages``: the tracked packages; ``volume``: the volume's :data:`SCAN_KEYS`;
-    ``full_at``: ``time.monotonic()`` when every tracked file was last compared.
+    ``full_at``: ``time.monotonic()`` when every tracked file was last compared;
+    ``inodes``: the inode of each file of the tree (renames keep it, copies do not).
     """
 
     looks: dict[str, Look]
@@ -187,6 +189,7 @@ class ScanState:
     packages: frozenset[str]
     volume: dict[str, Any]
     full_at: float
+    inodes: dict[str, int] = field(default_factory=dict)
 
 
 def now_ms() -> int:
@@ -349,7 +352,9 @@ class Scanner:
                 unsettled.add(file_id)
         previous = self.state
         full_at = time.monotonic() if changes.full or previous is None else previous.full_at
-        self.state = ScanState(tree, unsettled, frozenset(packages), changes.volume, full_at)
+        self.state = ScanState(
+            tree, unsettled, frozenset(packages), changes.volume, full_at, changes.inodes
+        )
 
     def forget(self) -> None:
         """Drop what :meth:`remember` kept: the next :meth:`rescan` returns ``None``."""
@@ -379,7 +384,9 @@ class _Comparison:
         self.known = known
         self.seen = seen if seen is not None else Seen()
         self.tree: dict[str, Look] = {} if tree is None else tree
-        self.changes = ScanChanges(errors=self.seen.errors, tree=self.tree, full=tree is None)
+        self.changes = ScanChanges(
+            errors=self.seen.errors, tree=self.tree, inodes=self.seen.inodes, full=tree is None
+        )
         self.changes.packages = rules.packages
         self.changes.volume = _scan_keys(volume)
         self.ignore_existing = bool(volume.get("ignoreExistingFiles"))
@@ -558,16 +565,20 @@ class _Comparison:
 
     def _renames(self) -> None:
         """Recognise renames among this scan's deletions at the origin and its new
-        files: a file that went away and one that appeared with the same size and
-        mtime (to the nanosecond when the last scan remembered the old look), the only
-        such pair on both sides. The deletion records ``renamed_to``, the new file
+        files: a file that went away and one that appeared with the same size,
+        mtime (to the nanosecond) and inode as the last scan remembered of the old one,
+        the only such pair on both sides. A copy (another inode) is a new file; so is
+        any new file when no scan of this agent saw the old one (nothing to compare the
+        inode with). The deletion records ``renamed_to``, the new file
         ``renamed_from`` (see :mod:`.deletions`: other sites apply it as a move)."""
         changes, known, tree = self.changes, self.known, self.tree
         gone = [p for p in changes.update if p.get("deleted") is True]
         if not gone or not changes.publish:
             return
         state = self.scanner.state
-        previous = state.looks if state is not None else {}
+        if state is None:
+            return
+        previous, inodes = state.looks, state.inodes
         olds: dict[tuple[Any, Any, bool], list[dict[str, Any]]] = {}
         for patch in gone:
             el = known[patch["_id"]]
@@ -583,9 +594,14 @@ class _Comparison:
             if len(found) != 1 or len(old) != 1:
                 continue  # ambiguous: a deletion and a new file
             old_id, new = old[0]["_id"], found[0]
-            before = previous.get(old_id)
-            if before is not None and before != tree.get(new["_id"]):
-                continue
+            before, inode = previous.get(old_id), inodes.get(old_id)
+            if (
+                before is None
+                or inode is None
+                or before != tree.get(new["_id"])
+                or inode != self.seen.inodes.get(new["_id"])
+            ):
+                continue  # not the same file: a copy, or one the last scan did not see
             old[0]["renamed_to"] = new["_id"]
             new["renamed_from"] = old_id
             new["comment"] = f"renamed from {old_id} at {self.site}"

@@ -179,12 +179,15 @@ class Seen:
 
     ``errors``: messages ``<id>: <reason>``; ``unread``: the ids (no trailing ``/``;
     the root is ``/``) of the folders or files that could not be read, so that nothing
-    under them is taken for deleted; ``counts``: the files directly inside each package.
+    under them is taken for deleted; ``counts``: the files directly inside each package;
+    ``inodes``: the inode of each file and package (its folder's) the walk kept, so
+    that a rename (same inode, another id) is told from a copy.
     """
 
     errors: list[str] = field(default_factory=list)
     unread: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
+    inodes: dict[str, int] = field(default_factory=dict)
 
     def failed(self, file_id: str, reason: str) -> None:
         self.errors.append(f"{file_id}: {reason}")
@@ -278,6 +281,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 def _scandir_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Look]]:
     check_rules = _needs_rules(rules)
     packages = rules.discover_packages
+    inodes = seen.inodes
     out: dict[str, Look] = {}
     # (folder id, path, whether its direct files are a package's); paths end with "/"
     stack: list[tuple[str, str, bool]] = [("/", os.path.join(root, ""), False)]
@@ -307,6 +311,7 @@ def _scandir_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Lo
                                 continue
                             st = entry.stat(follow_symlinks=False)
                             out[file_id] = (st.st_size, st.st_mtime_ns)
+                            inodes[file_id] = st.st_ino
                         elif entry.is_dir(follow_symlinks=False):
                             folder = prefix + name + "/"
                             if check_rules and not rules.enters(folder):
@@ -332,8 +337,13 @@ def _add_package(path: str, folder: str, rules: Rules, out: dict[str, Look], see
     looked = package_look(path)
     # an unreadable package is reported by the walk of the folder itself
     if looked is not None and (not _needs_rules(rules) or rules.wants(folder)):
+        try:
+            inode = os.stat(path, follow_symlinks=False).st_ino
+        except OSError:
+            return  # gone since: the next walk sees it
         out[folder] = looked[0]
         seen.counts[folder] = looked[1]
+        seen.inodes[folder] = inode
 
 
 _F = b"f"
@@ -344,19 +354,21 @@ def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str
     state = _Pruning()
     root = listing.root
     try:
-        for types, sizes, mtimes, text in listing:
+        for types, sizes, mtimes, inodes, text in listing:
             ids = text.split("\0")
             if not (plain and text.isascii() and "/." not in text and "conflict-" not in text):
-                yield _filtered(types, sizes, mtimes, ids, root, rules, seen, state)
+                yield _filtered(types, sizes, mtimes, inodes, ids, root, rules, seen, state)
                 continue
             # no name to skip, no rule: every file is kept, in bulk
             if types.count(_F) != len(types):
                 keep = list(map(_F.__eq__, types))
-                ids, sizes, mtimes = (
-                    compress(ids, keep),
+                ids, sizes, mtimes, inodes = (
+                    list(compress(ids, keep)),
                     compress(sizes, keep),
                     compress(mtimes, keep),
+                    compress(inodes, keep),
                 )
+            seen.inodes.update(zip(ids, map(int, inodes)))
             yield dict(zip(ids, zip(map(int, sizes), map(find_ns, mtimes))))
     finally:
         listing.close()
@@ -379,6 +391,7 @@ def _filtered(
     types: list[bytes],
     sizes: list[bytes],
     mtimes: list[bytes],
+    inodes: list[bytes],
     ids: list[str],
     root: str,
     rules: Rules,
@@ -392,7 +405,7 @@ def _filtered(
     packages = state.packages
     prune = state.prune
     out: dict[str, Look] = {}
-    for kind, size, mtime, file_id in zip(types, sizes, mtimes, ids):
+    for kind, size, mtime, inode, file_id in zip(types, sizes, mtimes, inodes, ids):
         if prune is not None:
             if file_id.startswith(prune):
                 continue
@@ -415,6 +428,7 @@ def _filtered(
         if check_rules and not rules.wants(file_id):
             continue
         out[file_id] = (int(size), find_ns(mtime))
+        seen.inodes[file_id] = int(inode)
     state.prune = prune
     return out
 

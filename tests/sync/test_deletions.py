@@ -151,3 +151,25 @@ def test_without_propagation_a_rename_is_recorded_and_the_new_file_copied(sites)
     tokyo = sites.run("tokyo")[0]
     assert tokyo.moved == [] and tokyo.received == ["/b.txt"]
     assert sites.path("tokyo", "/a.txt").exists()  # recorded only: the old copy stays
+
+
+def test_a_copy_with_the_same_size_and_mtime_is_not_a_rename(sites):
+    import shutil
+
+    sites.write("paris", "/a.txt", "aaa")
+    sites.write("paris", "/keep.txt", "k")
+    sites.run(rounds=2)
+    old, new = sites.path("paris", "/a.txt"), sites.path("paris", "/b.txt")
+    shutil.copy2(old, new)  # the same size and mtime, to the nanosecond; another inode
+    assert os.stat(old).st_mtime_ns == os.stat(new).st_mtime_ns
+    assert os.stat(old).st_ino != os.stat(new).st_ino
+    old.unlink()
+    sites.run("paris")
+    gone, copy = sites.tracker.read("/a.txt"), sites.tracker.read("/b.txt")
+    assert gone["deleted"] is True and "renamed_to" not in gone
+    assert "renamed_from" not in copy and copy["comment"] == "scanned at paris"
+    # the same file under another name is a rename
+    os.rename(new, sites.path("paris", "/c.txt"))
+    sites.run("paris")
+    assert sites.tracker.read("/b.txt")["renamed_to"] == "/c.txt"
+    assert sites.tracker.read("/c.txt")["renamed_from"] == "/b.txt"

@@ -107,6 +107,8 @@ def test_find_and_scandir_walks_agree(spec, volume, tracked):
         by_scandir = walk(str(root), rules, seen_scandir, walker="scandir")
         assert same_walks(by_find, by_scandir), (sorted(by_find), sorted(by_scandir))
         assert seen_find.counts == seen_scandir.counts
+        assert seen_find.inodes == seen_scandir.inodes  # both say which inode each file is
+        assert seen_find.inodes.keys() == by_find.keys()
         assert seen_find.unread == seen_scandir.unread == set()
         assert not any(i.startswith("/outside") or "target" in i for i in by_find)
         assert BAD_UTF8 not in "".join(by_find)
