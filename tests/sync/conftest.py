@@ -14,7 +14,8 @@ from damas_core.sync.volumes import create_volume, set_global_parameters
 import damas_core
 
 needs_rsync = pytest.mark.skipif(
-    shutil.which("rsync") is None, reason="rsync is not installed (scripts/system-deps.sh installs it)"
+    shutil.which("rsync") is None,
+    reason="rsync is not installed (scripts/system-deps.sh installs it)",
 )
 
 
