@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from damas_core.schemas import validate
 from damas_core.sync import status
 
 from .conftest import needs_rsync
@@ -189,7 +190,7 @@ def test_transfers_record_their_durations_and_the_sites_page_shows_them(sites):
     assert done  # real rsync ran
     for name, kind in done:
         volume = volumes[name]
-        assert isinstance(volume[f"{kind}_duration"], int) and volume[f"{kind}_duration"] >= 0
+        validate("volume", volume)  # the durations are what the schema says they are
         assert volume[f"exit_{kind}"] == 0
     for volume in volumes.values():
         for kind in ("reception", "emission"):
