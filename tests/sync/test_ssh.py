@@ -82,20 +82,21 @@ def sshd(tmp_path):
     proc.wait(timeout=10)
 
 
-@pytest.mark.slow
-def test_ssh_volume_receives_and_emits(sites, sshd, tmp_path):
-    port, ssh = sshd
-    user = getpass.getuser()
+def remote_volume(sites, sshd, tmp_path):
+    """The root of a new volume ``vol_remote`` (site ``remote``) reached through the
+    loopback sshd."""
+    port, _ = sshd
     remote_root = tmp_path / "remote site"
     remote_root.mkdir()
-    create_volume(
-        sites.tracker,
-        {
-            "_id": "vol_remote",
-            "name": "remote",
-            "url": f"ssh://{user}@127.0.0.1:{port}{remote_root}/",
-        },
-    )
+    url = f"ssh://{getpass.getuser()}@127.0.0.1:{port}{remote_root}/"
+    create_volume(sites.tracker, {"_id": "vol_remote", "name": "remote", "url": url})
+    return remote_root
+
+
+@pytest.mark.slow
+def test_ssh_volume_receives_and_emits(sites, sshd, tmp_path):
+    ssh = sshd[1]
+    remote_root = remote_volume(sites, sshd, tmp_path)
     paris = sites.agent("paris", ssh_command=ssh)
     sites.run()
     # the remote site's agent: its volume is local to it
@@ -177,18 +178,8 @@ def test_an_ssh_volume_is_reached_with_its_own_ssh_keys(sshd, tmp_path):
 
 @pytest.mark.slow
 def test_three_local_sites_and_an_ssh_site_converge_with_incremental_cycles(sites, sshd, tmp_path):
-    port, ssh = sshd
-    user = getpass.getuser()
-    remote_root = tmp_path / "remote site"
-    remote_root.mkdir()
-    create_volume(
-        sites.tracker,
-        {
-            "_id": "vol_remote",
-            "name": "remote",
-            "url": f"ssh://{user}@127.0.0.1:{port}{remote_root}/",
-        },
-    )
+    ssh = sshd[1]
+    remote_root = remote_volume(sites, sshd, tmp_path)
     agents = [sites.agent(name, ssh_command=ssh) for name in ("paris", "tokyo", "lyon")]
     agents.append(Agent(sites.tracker, "vol_remote", settle=0, ssh_command=ssh))
     roots = [sites.roots["paris"], sites.roots["tokyo"], sites.roots["lyon"], remote_root]
