@@ -113,7 +113,7 @@ def serve(
     """Serve the tracker's HTTP API (damas-core 2.x routes) with waitress."""
     import damas_core
     from damas_core.errors import DamasError
-    from damas_core.http.server import create_server
+    from damas_core.http.server import create_server, stop_server
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -157,8 +157,7 @@ def serve(
         except KeyboardInterrupt:
             pass
         finally:
-            server.damas_hub.stop()  # ends the open event streams
-            server.close()
+            stop_server(server)
     finally:
         tracker.close()
 

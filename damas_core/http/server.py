@@ -15,7 +15,7 @@ before it is read.
 >>> server = create_server(app, host="127.0.0.1", port=0, max_body_size=1000)
 >>> server.adj.max_request_body_size
 1001
->>> server.close()
+>>> stop_server(server)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 import waitress
+from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
@@ -61,8 +62,8 @@ def create_server(app: Any, *, max_body_size: int = MAX_BODY_SIZE, **options: An
     """A waitress server for ``app`` (options as ``waitress.create_server``'s) that
     refuses bodies over ``max_body_size`` bytes (the limit given to ``make_app``) with
     the API's JSON 413, and answers its other errors in JSON too. Its event streams
-    and waiting long-polls are handed to ``server.damas_hub`` (stop it before closing
-    the server: :func:`damas_core.http.hub.serve_streams`)."""
+    and waiting long-polls are handed to ``server.damas_hub``. Once its loop has
+    returned, stop it with :func:`stop_server`."""
     # waitress refuses a body of max_request_body_size bytes or more.
     server = waitress.create_server(app, max_request_body_size=max_body_size + 1, **options)
     servers = [server] if hasattr(server, "channel_class") else list(server.map.values())
@@ -73,4 +74,21 @@ def create_server(app: Any, *, max_body_size: int = MAX_BODY_SIZE, **options: An
     return server
 
 
-__all__ = ["JsonErrorChannel", "JsonErrorTask", "create_server"]
+def stop_server(server: Any, *, timeout: float = 5.0) -> None:
+    """Stop a server made by :func:`create_server` once its loop has returned: end its
+    event streams and long-polls, let its worker threads finish the requests they hold
+    (up to ``timeout`` seconds), then close every connection, the listening sockets and
+    the pipe that wakes the loop.
+
+    The order matters in a process that goes on after it (an application embedding the
+    API, a test run): a worker finishing a request wakes the loop by writing to that
+    pipe, and once the pipe is closed its descriptor number can belong to another
+    connection of the process, which would receive the byte. waitress's own ``close()``
+    of a one-address server leaves its workers running."""
+    server.damas_hub.stop()
+    server.task_dispatcher.shutdown(timeout=timeout)
+    # One address: the server and its channels are in server._map; several: server.map.
+    wasyncore.close_all(getattr(server, "_map", None) or server.map)
+
+
+__all__ = ["JsonErrorChannel", "JsonErrorTask", "create_server", "stop_server"]

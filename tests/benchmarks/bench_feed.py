@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 import damas_core
-from damas_core.http.server import create_server
+from damas_core.http.server import create_server, stop_server
 from damas_core.wsgi import make_app
 from tests.benchmarks.bench_http import load
 from tests.benchmarks.harness import best, figure, print_table
@@ -76,10 +76,9 @@ def serving(app: Any) -> Iterator[int]:
     try:
         yield server.effective_port
     finally:
-        server.damas_hub.stop()
         stop.set()
         thread.join(5)
-        server.close()
+        stop_server(server)
 
 
 def elements_figures(tmp: str) -> Iterator[dict]:

@@ -25,9 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import waitress
-
 import damas_core
+from damas_core.http.server import create_server, stop_server
 from damas_core.wsgi import make_app
 from tests.benchmarks.harness import figure, print_table
 
@@ -51,7 +50,7 @@ def bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 @contextmanager
 def serving(app: Any) -> Iterator[int]:
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=THREADS, ident="bench")
+    server = create_server(app, host="127.0.0.1", port=0, threads=THREADS, ident="bench")
     stop = threading.Event()
 
     def run() -> None:
@@ -65,7 +64,7 @@ def serving(app: Any) -> Iterator[int]:
     finally:
         stop.set()
         thread.join(5)
-        server.close()
+        stop_server(server)
 
 
 def load(port: int, method: str, path: str, body: str, n: int, token: str) -> float:

@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import waitress
 
 import damas_core
+from damas_core.http.server import create_server, stop_server
 from damas_core.wsgi import make_app
 from tests.http.conftest import add_users, serving
 from tests.sync.conftest import Sites, needs_rsync
@@ -254,7 +254,7 @@ class Restartable:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.server = waitress.create_server(self.app, host="127.0.0.1", port=self.port, threads=4)
+        self.server = create_server(self.app, host="127.0.0.1", port=self.port, threads=4)
         self.port = self.server.effective_port
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -267,11 +267,7 @@ class Restartable:
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(5)
-        for channel in list(self.server._map.values()):
-            if channel is not self.server:
-                channel.close()
-        self.server.close()
-        self.server.task_dispatcher.shutdown(timeout=5)
+        stop_server(self.server)
 
 
 def test_after_a_disconnect_the_feed_resumes_from_the_last_event(world, tab):

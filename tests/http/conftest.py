@@ -13,7 +13,7 @@ import pytest
 import damas_core
 from damas_core.client import Client, connect
 from damas_core.http import MAX_BODY_SIZE
-from damas_core.http.server import create_server
+from damas_core.http.server import create_server, stop_server
 from damas_core.wsgi import make_app
 
 #: Users every HTTP test tracker has, one per class (password = name + "-pw").
@@ -50,10 +50,9 @@ def serving(app: Any, **options: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
-        server.damas_hub.stop()  # ends the open event streams and long-polls
         stop.set()
         thread.join(5)
-        server.close()
+        stop_server(server)
 
 
 _HASHES: dict[str, str] = {}
