@@ -29,6 +29,7 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from damas_core.dashboard import csrf
+from damas_core.dashboard.cells import cell, icon, parts, row_cells
 from damas_core.errors import (
     BadRequest,
     DamasError,
@@ -66,11 +67,6 @@ _CLASS_RANK = {"guest": 0, "user": 1, "editor": 2, "admin": 3}
 #: volume switches and batch sizes an admin edits on the sites page
 SWITCHES = ("enableScans", "enableReception", "enableEmission")
 BATCHES = ("syncAmountReception", "syncAmountEmission")
-_ICONS = {
-    "ok": "✔", "outdated": "◐", "error": "✖", "queued": "↻", "waiting": "⏸",
-    "conflict": "⚠", "unwanted": "–", "on": "▶", "idle": "●", "stopped": "■",
-    "unmounted": "⏏", "down": "✖",
-}  # fmt: skip
 
 
 class Services(Protocol):
@@ -104,8 +100,9 @@ _env = Environment(
 )
 _env.filters.update(
     size=human_size, when=_when, duration=_duration, describe=describe,
-    percent=percent, icon=lambda s: _ICONS.get(s, "?"), urlq=lambda v: quote(str(v), safe=""),
+    percent=percent, icon=icon, urlq=lambda v: quote(str(v), safe=""), cells=row_cells,
 )  # fmt: skip
+_env.globals["cell"] = cell
 
 
 class Dashboard:
@@ -430,16 +427,11 @@ class Dashboard:
         rows = rows_for(session, ids, self.known_sites)
         stderr = {v["name"]: v.get("stderr_reception") or "" for v in self.known_sites.get()[0]}
 
-        def cell(site: str, st: dict[str, Any]) -> dict[str, Any]:
-            out = {"state": st["state"], "text": describe(st), "icon": _ICONS[st["state"]]}
-            if st["state"] == "error":
-                out["more"] = f"rsync exit code {st['code']}" + (
-                    f": {stderr[site]}" if stderr.get(site) else ""
-                )
-            return out
-
         out = {
-            i: {"states": {s: cell(s, v) for s, v in row["states"].items()}, "lock": row["lock"]}
+            i: {
+                "states": {s: parts(v, stderr.get(s, "")) for s, v in row["states"].items()},
+                "lock": row["lock"],
+            }
             for i, row in rows.items()
         }
         answer = self.answer(200, raw=orjson.dumps(out))
