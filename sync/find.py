@@ -4,10 +4,10 @@ A scan spends most of its time in two places: listing the tree (one ``stat`` per
 file) and writing to the tracker. :class:`Listing` hands the first to GNU ``find``,
 which runs beside the scan on another core and writes its listing to a temporary
 file; the scan reads that file as it grows, so the tracker writes of the first
-files overlap the listing of the next ones. Each entry is five NUL-terminated
+files overlap the listing of the next ones. Each entry is six NUL-terminated
 fields, parsed in bulk: type (``f``, ``d``, ``l``…), size, mtime (seconds, to the
-nanosecond: :func:`find_ns` reads it exactly), inode and id (the path below the root,
-starting with ``/``). Names are bytes; they are decoded as ``os.fsdecode`` does
+nanosecond: :func:`find_ns` reads it exactly), device (``st_dev``), inode and id (the
+path below the root, starting with ``/``). Names are bytes; they are decoded as ``os.fsdecode`` does
 (UTF-8 with surrogate escapes).
 
 ``find`` is run with an argument list (never a shell), ``-H`` (the root may be a
@@ -18,7 +18,7 @@ GNU find (:func:`gnu_find`); :mod:`.tree` falls back to ``os.scandir`` otherwise
 >>> import tempfile, pathlib
 >>> root = tempfile.mkdtemp()
 >>> _ = pathlib.Path(root, "a.txt").write_text("hello")
->>> parts = Listing(root) if gnu_find() else [([b"d", b"f"], [], [], [], "/\0/a.txt")]
+>>> parts = Listing(root) if gnu_find() else [([b"d", b"f"], [], [], [], [], "/\0/a.txt")]
 >>> [(kind, path) for types, *_, ids in parts for kind, path in zip(types, ids.split("\0"))]
 [(b'd', '/'), (b'f', '/a.txt')]
 """
@@ -34,8 +34,8 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
-#: what find prints per entry: type, size, mtime, inode and id, each ending with a NUL
-FORMAT = r"%y\0%s\0%T@\0%i\0/%P\0"
+#: what find prints per entry: type, size, mtime, device, inode and id, each ending with a NUL
+FORMAT = r"%y\0%s\0%T@\0%D\0%i\0/%P\0"
 #: the most read from the listing at once (about 20000 entries)
 CHUNK = 1 << 20
 #: how long to wait for find to write more, when the scan has caught up with it
@@ -44,9 +44,9 @@ POLL_S = 0.002
 # find's complaints, once the program name is cut off: "'<path>': <reason>"
 _ERROR = re.compile(r"^'(?P<path>.*)': (?P<reason>.*)$")
 
-# One part of a listing: the types, sizes, mtimes and inodes as bytes, and the ids as one
-# str joined by NULs (most checks of a part are one look at the whole text).
-Part = tuple[list[bytes], list[bytes], list[bytes], list[bytes], str]
+# One part of a listing: the types, sizes, mtimes, devices and inodes as bytes, and the ids
+# as one str joined by NULs (most checks of a part are one look at the whole text).
+Part = tuple[list[bytes], list[bytes], list[bytes], list[bytes], list[bytes], str]
 # What find could not read: the id (None when find's message names no path below the
 # root) and the reason.
 Failure = tuple[str | None, str]
@@ -122,12 +122,12 @@ class Listing:
             finished = proc.poll() is not None  # before reading: then nothing comes after
             data = os.pread(fd, size, offset)
             fields = data.split(b"\0")
-            whole = (len(fields) - 1) // 5 * 5  # the last field is cut or empty
+            whole = (len(fields) - 1) // 6 * 6  # the last field is cut or empty
             if whole:
                 del fields[whole:]
                 offset += sum(map(len, fields)) + whole
-                ids = b"\0".join(fields[4::5]).decode("utf-8", "surrogateescape")
-                yield fields[0::5], fields[1::5], fields[2::5], fields[3::5], ids
+                ids = b"\0".join(fields[5::6]).decode("utf-8", "surrogateescape")
+                yield fields[0::6], fields[1::6], fields[2::6], fields[3::6], fields[4::6], ids
             elif len(data) == size:
                 size *= 2  # one entry longer than a read (a path deeper than most)
             elif finished:

@@ -35,6 +35,7 @@ from .state import (
 )
 from .tree import (
     CONFLICT_MARK,
+    Inode,
     Look,
     Rules,
     Seen,
@@ -137,7 +138,7 @@ class ScanChanges:
     errors: list[str] = field(default_factory=list)
     seen: int = 0
     tree: dict[str, Look] = field(default_factory=dict, repr=False)
-    inodes: dict[str, int] = field(default_factory=dict, repr=False)  # the tree's, by id
+    inodes: dict[str, Inode] = field(default_factory=dict, repr=False)  # the tree's, by id
     unsettled: set[str] = field(default_factory=set, repr=False)  # compared again next scan
     packages: frozenset[str] = frozenset()  # the tracked packages the walk used
     volume: dict[str, Any] = field(default_factory=dict, repr=False)  # its SCAN_KEYS
@@ -181,7 +182,8 @@ class ScanState:
     ``looks``: the tree; ``unsettled``: its files that were not :func:`settled`;
     ``packages``: the tracked packages; ``volume``: the volume's :data:`SCAN_KEYS`;
     ``full_at``: ``time.monotonic()`` when every tracked file was last compared;
-    ``inodes``: the inode of each file of the tree (renames keep it, copies do not).
+    ``inodes``: the :data:`.tree.Inode` (device, inode number) of each file of the tree
+    (renames keep it, copies do not).
     """
 
     looks: dict[str, Look]
@@ -189,7 +191,7 @@ class ScanState:
     packages: frozenset[str]
     volume: dict[str, Any]
     full_at: float
-    inodes: dict[str, int] = field(default_factory=dict)
+    inodes: dict[str, Inode] = field(default_factory=dict)
 
 
 def now_ms() -> int:

@@ -32,6 +32,7 @@ temporary files (``.name.XXXXXX``) and the renamed copies kept by a conflict
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -56,6 +57,14 @@ CONFLICT_MARK = re.compile(r"\.conflict-[a-z0-9_]{3,16}-\d{8}T\d{6}Z")
 #: (size, mtime in nanoseconds) of a file, as the filesystem gives it; for a package: the
 #: size sum and the latest mtime of its direct files
 Look = tuple[int, int]
+#: (device, inode number) of a file (``st_dev``, ``st_ino``): which file it is on this
+#: machine. A rename keeps it; a copy, even with the same size and mtime, gets another, and
+#: an inode number alone may be another filesystem's file.
+Inode = tuple[int, int]
+
+#: the one ``int`` of a device number (a listing's bytes or ``st_dev``): the files of a
+#: walk share a few devices, so their :data:`Inode` tuples share those ints
+_device = functools.cache(int)
 
 
 def same_look(a: Look | None, b: Look | None) -> bool:
@@ -180,14 +189,15 @@ class Seen:
     ``errors``: messages ``<id>: <reason>``; ``unread``: the ids (no trailing ``/``;
     the root is ``/``) of the folders or files that could not be read, so that nothing
     under them is taken for deleted; ``counts``: the files directly inside each package;
-    ``inodes``: the inode of each file and package (its folder's) the walk kept, so
-    that a rename (same inode, another id) is told from a copy.
+    ``inodes``: the :data:`Inode` (device and inode number) of each file and package
+    (its folder's) the walk kept, so that a rename (the same inode, another id) is told
+    from a copy.
     """
 
     errors: list[str] = field(default_factory=list)
     unread: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
-    inodes: dict[str, int] = field(default_factory=dict)
+    inodes: dict[str, Inode] = field(default_factory=dict)
 
     def failed(self, file_id: str, reason: str) -> None:
         self.errors.append(f"{file_id}: {reason}")
@@ -311,7 +321,7 @@ def _scandir_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Lo
                                 continue
                             st = entry.stat(follow_symlinks=False)
                             out[file_id] = (st.st_size, st.st_mtime_ns)
-                            inodes[file_id] = st.st_ino
+                            inodes[file_id] = (_device(st.st_dev), st.st_ino)
                         elif entry.is_dir(follow_symlinks=False):
                             folder = prefix + name + "/"
                             if check_rules and not rules.enters(folder):
@@ -338,12 +348,12 @@ def _add_package(path: str, folder: str, rules: Rules, out: dict[str, Look], see
     # an unreadable package is reported by the walk of the folder itself
     if looked is not None and (not _needs_rules(rules) or rules.wants(folder)):
         try:
-            inode = os.stat(path, follow_symlinks=False).st_ino
+            st = os.stat(path, follow_symlinks=False)
         except OSError:
             return  # gone since: the next walk sees it
         out[folder] = looked[0]
         seen.counts[folder] = looked[1]
-        seen.inodes[folder] = inode
+        seen.inodes[folder] = (_device(st.st_dev), st.st_ino)
 
 
 _F = b"f"
@@ -354,21 +364,24 @@ def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str
     state = _Pruning()
     root = listing.root
     try:
-        for types, sizes, mtimes, inodes, text in listing:
+        for types, sizes, mtimes, devices, inodes, text in listing:
             ids = text.split("\0")
             if not (plain and text.isascii() and "/." not in text and "conflict-" not in text):
-                yield _filtered(types, sizes, mtimes, inodes, ids, root, rules, seen, state)
+                yield _filtered(
+                    types, sizes, mtimes, devices, inodes, ids, root, rules, seen, state
+                )
                 continue
             # no name to skip, no rule: every file is kept, in bulk
             if types.count(_F) != len(types):
                 keep = list(map(_F.__eq__, types))
-                ids, sizes, mtimes, inodes = (
+                ids, sizes, mtimes, devices, inodes = (
                     list(compress(ids, keep)),
                     compress(sizes, keep),
                     compress(mtimes, keep),
+                    compress(devices, keep),
                     compress(inodes, keep),
                 )
-            seen.inodes.update(zip(ids, map(int, inodes)))
+            seen.inodes.update(zip(ids, zip(map(_device, devices), map(int, inodes))))
             yield dict(zip(ids, zip(map(int, sizes), map(find_ns, mtimes))))
     finally:
         listing.close()
@@ -391,6 +404,7 @@ def _filtered(
     types: list[bytes],
     sizes: list[bytes],
     mtimes: list[bytes],
+    devices: list[bytes],
     inodes: list[bytes],
     ids: list[str],
     root: str,
@@ -405,7 +419,9 @@ def _filtered(
     packages = state.packages
     prune = state.prune
     out: dict[str, Look] = {}
-    for kind, size, mtime, inode, file_id in zip(types, sizes, mtimes, inodes, ids):
+    for kind, size, mtime, device, inode, file_id in zip(
+        types, sizes, mtimes, devices, inodes, ids
+    ):
         if prune is not None:
             if file_id.startswith(prune):
                 continue
@@ -428,7 +444,7 @@ def _filtered(
         if check_rules and not rules.wants(file_id):
             continue
         out[file_id] = (int(size), find_ns(mtime))
-        seen.inodes[file_id] = int(inode)
+        seen.inodes[file_id] = (_device(device), int(inode))
     state.prune = prune
     return out
 
@@ -462,6 +478,7 @@ __all__ = [
     "RESERVED_NAMES",
     "TRASH_DIR",
     "WALKERS",
+    "Inode",
     "Look",
     "Rules",
     "Seen",

@@ -109,6 +109,9 @@ def test_find_and_scandir_walks_agree(spec, volume, tracked):
         assert seen_find.counts == seen_scandir.counts
         assert seen_find.inodes == seen_scandir.inodes  # both say which inode each file is
         assert seen_find.inodes.keys() == by_find.keys()
+        for file_id, inode in seen_find.inodes.items():  # (st_dev, st_ino): the device too
+            st = os.stat(root / file_id.lstrip("/"), follow_symlinks=False)
+            assert inode == (st.st_dev, st.st_ino)
         assert seen_find.unread == seen_scandir.unread == set()
         assert not any(i.startswith("/outside") or "target" in i for i in by_find)
         assert BAD_UTF8 not in "".join(by_find)
