@@ -66,6 +66,7 @@ from .scanner import (
 )
 from .state import changed_here, site_keys
 from .tracker_api import TrackerAPI
+from .transferring import bucket_record
 from .tree import Look, look_at
 from .view import TrackerView
 from .volumes import (
@@ -277,16 +278,14 @@ class Agent:
         the_plan = self._plan(vol, report)
         by_name = {v["name"]: v for v in self.view.volumes()}
         params = self.view.parameters()
-        for kind, phase, tasks in (
-            ("reception", "receiving", the_plan.receptions),
-            ("emission", "emitting", the_plan.emissions),
+        for phase, tasks in (
+            ("receiving", the_plan.receptions),
+            ("emitting", the_plan.emissions),
         ):
             if not tasks or self._stop.is_set():
                 continue
             self._status(phase, **pending)
-            outcomes, pending = self._transfer(the_plan, tasks, by_name, vol, params, report)
-            _summarize(outcomes, kind, report)
-            self._apply(record(outcomes, self.view.files))
+            pending = self._transfer(the_plan, tasks, by_name, vol, params, report)
         self._status("idle", **pending)
         return report
 
@@ -526,15 +525,15 @@ class Agent:
         own: Mapping[str, Any],
         params: Mapping[str, Any],
         report: Report,
-    ) -> tuple[list[Outcome], dict[str, Any]]:
-        """Run the buckets of ``tasks`` (all receptions or all emissions); returns the
-        outcome of each file and the volume keys that record the transfer
-        (``last_<kind>``, ``<kind>_duration`` in ms, ``exit_<kind>``, ``stderr_<kind>``)."""
+    ) -> dict[str, Any]:
+        """Run the buckets of ``tasks`` (all receptions or all emissions), recording the
+        outcomes of each bucket once it is done; returns the volume keys that record the
+        transfer (``last_<kind>``, ``<kind>_duration`` in ms, ``exit_<kind>``,
+        ``stderr_<kind>``), written with the next status."""
         kind = "reception" if tasks[0].target == self.site else "emission"
         started = time.monotonic()
         last_rc = 0
         stderr = []
-        outcomes: list[Outcome] = []
         buckets = the_plan.buckets(tasks)
         progress = _Progress(self.progress, sum(len(b) for b in buckets), kind)
         with progress:
@@ -557,18 +556,18 @@ class Agent:
                     stderr.append(str(e))
                     continue
                 rc, err, found = self._run_bucket(bucket, src, dst, options, report)
-                outcomes.extend(found)
+                _summarize(found, kind, report)
+                self._apply(record(found, self.view.files))
                 progress.advance(len(bucket))
                 if rc:
                     last_rc = rc
                     stderr.append(err.strip())
-        keys = {
+        return {
             f"last_{kind}": now_ms(),
             f"{kind}_duration": int((time.monotonic() - started) * 1000),
             f"exit_{kind}": last_rc,
             f"stderr_{kind}": "\n".join(s for s in stderr if s)[-2000:],
         }
-        return outcomes, keys
 
     def _run_bucket(
         self,
@@ -581,7 +580,9 @@ class Agent:
         """One rsync call for ``bucket`` (one source, target and priority), then a look
         at each copy; returns rsync's code and stderr, and each file's outcome. A local
         copy changed here since its baseline is not overwritten: the incoming copy is
-        fetched beside it (:meth:`_keep_both`)."""
+        fetched beside it (:meth:`_keep_both`). The volume records the bucket as running
+        (``transferring``, :mod:`.transferring`) before rsync starts: one write per
+        bucket, removed by the next status."""
         source, target = bucket[0].source, bucket[0].target
         files = self.view.files
         normal: list[tuple[str, str]] = []
@@ -602,6 +603,9 @@ class Agent:
                     conflicts.append((task.file_id, rel, local))
                     continue
             normal.append((task.file_id, rel))
+        if normal or conflicts:
+            ids = [i for i, _ in normal] + [i for i, _, _ in conflicts]
+            self._update_volume(transferring=bucket_record(target, ids, now_ms()))
         checked = list(options["extra_args"])  # the options a copy is checked with
         extra = list(checked)
         if target != self.site:
@@ -697,7 +701,8 @@ class Agent:
         self.view.put([self.tracker.update(keys)])
 
     def _status(self, status: str, **keys: Any) -> None:
-        self._update_volume(agentStatus=status, **keys)
+        # a new status ends the bucket the volume recorded as running, if any
+        self._update_volume(agentStatus=status, transferring=None, **keys)
 
 
 def _summarize(outcomes: list[Outcome], kind: str, report: Report) -> None:

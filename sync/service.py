@@ -23,7 +23,9 @@
   with rsync's code and what it means, per refused file and per scan error.
 - **Stopping.** The first SIGTERM or SIGINT lets the running rsync bucket finish, then
   records ``agentStatus: stopped`` and exits :data:`EXIT_STOPPED`; a second one
-  aborts the bucket (rsync is stopped, its files are copied again next time).
+  aborts the bucket (rsync is stopped, its files are copied again next time). Every
+  status written (``stopped``, ``error``) removes the volume's record of a running
+  bucket (``transferring``).
 
 >>> Backoff(base=1, cap=8, jitter=0).delays(5)
 [1.0, 2.0, 4.0, 8.0, 8.0]
@@ -653,8 +655,9 @@ class Service:
             "lastConnectionPid": self.pid,
             **keys,
         }
-        if status is not None:
+        if status is not None:  # (a heartbeat alone leaves the running bucket's record)
             patch["agentStatus"] = status
+            patch["transferring"] = None
         self.tracker.update(patch)
 
     def _beat(self) -> None:

@@ -7,7 +7,9 @@ States of one file at one site (:data:`STATES`):
 - ``ok``: the site holds the current version;
 - ``outdated``: it holds an older one (``synced_<site>`` < ``time``);
 - ``error``: the last copy failed (``code``: rsync's exit code, 23 = file not found);
-- ``queued``: wanted there, not there yet, nothing in the way;
+- ``queued``: wanted there, not there yet, nothing in the way; ``detail``
+  ``transferring`` when it is in the bucket an agent is copying to that site now
+  (:func:`in_flight`);
 - ``waiting``: wanted there but held back (``reason``: a lock, a different copy there,
   no site holding the current version), as the site's agent recorded in ``syncWait_<site>``;
 - ``conflict``: both copies were kept (``conflict_<site>``), waiting for a decision;
@@ -30,8 +32,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import re2
@@ -41,6 +44,7 @@ from damas_core.query.ast import And, Node, Regex
 from damas_core.query.parser import parse
 from damas_core.query.predicate import to_predicate
 
+from . import transferring
 from .planner import wanted
 from .state import holds_current, site_keys, writer_of
 from .volumes import (
@@ -60,19 +64,30 @@ MAX_LIMIT = 1000
 _BUSY = ("starting", "scanning", "receiving", "emitting")
 _FILES_NODE = parse(FILES_QUERY)
 _BATCH = 500
+_NOTHING_IN_FLIGHT: Mapping[str, Container[str]] = MappingProxyType({})
 
 
 def state_of(
-    element: Mapping[str, Any], site: str, params: Mapping[str, Any], writer: str | None = None
+    element: Mapping[str, Any],
+    site: str,
+    params: Mapping[str, Any],
+    writer: str | None = None,
+    *,
+    moving: bool = False,
 ) -> dict[str, Any]:
-    """The state of one file at one site: ``{"state": ..., "code"|"reason"|"present"?: ...}``
-    (``writer``: the element's :func:`.writer_of`, when the caller has it already).
+    """The state of one file at one site: ``{"state": ..., "code"|"reason"|"present"|"detail"?:
+    ...}`` (``writer``: the element's :func:`.writer_of`, when the caller has it already;
+    ``moving``: the file is in a bucket running to ``site``, :func:`in_flight`, so a
+    queued file is ``{"state": "queued", "detail": "transferring"}``).
 
     >>> state_of({"_id": "/a", "origin": "p", "time": 5}, "p", {})
     {'state': 'ok'}
     >>> state_of({"_id": "/a", "origin": "p", "time": 5, "syncWait_t": "locked by bo"}, "t",
     ...          {"syncEverywhere": True})
     {'state': 'waiting', 'reason': 'locked by bo'}
+    >>> state_of({"_id": "/a", "origin": "p", "time": 5}, "t", {"syncEverywhere": True},
+    ...          moving=True)
+    {'state': 'queued', 'detail': 'transferring'}
     """
     keys = site_keys(site)
     writer = writer or writer_of(element)
@@ -96,23 +111,51 @@ def state_of(
         return {"state": "waiting", "reason": str(reason)}
     if element.get(keys.synced) is not None:
         return {"state": "outdated"}
+    if moving:
+        return {"state": "queued", "detail": "transferring"}
     return {"state": "queued"}
 
 
 def row_of(
-    element: Mapping[str, Any], sites: Iterable[str], params: Mapping[str, Any]
+    element: Mapping[str, Any],
+    sites: Iterable[str],
+    params: Mapping[str, Any],
+    moving: Mapping[str, Container[str]] = _NOTHING_IN_FLIGHT,
 ) -> dict[str, Any]:
     """One file's row: ``_id``, ``file_size``, ``time``, ``lock``, ``deleted`` and
-    ``states`` (site → :func:`state_of`)."""
+    ``states`` (site → :func:`state_of`); ``moving``: :func:`in_flight`."""
     writer = writer_of(element)
+    file_id = element["_id"]
     return {
-        "_id": element["_id"],
+        "_id": file_id,
         "file_size": element.get("file_size"),
         "time": element.get("time"),
         "lock": element.get("lock"),
         "deleted": bool(element.get("deleted")),
-        "states": {s: state_of(element, s, params, writer) for s in sites},
+        "states": {
+            s: state_of(element, s, params, writer, moving=file_id in moving.get(s, ()))
+            for s in sites
+        },
     }
+
+
+def in_flight(
+    vols: Iterable[Mapping[str, Any]], params: Mapping[str, Any], now_ms: int | None = None
+) -> dict[str, frozenset[str]]:
+    """Site → the ids of the files in a transfer bucket running to it, as the volumes
+    record them (:mod:`.transferring`). Only an agent that is on counts
+    (:func:`agent_state`): one stopped, idle, or without a heartbeat for
+    ``agentTimeout`` seconds runs no bucket, whatever its volume still says.
+
+    >>> vol = {"agentStatus": "receiving", "lastConnection": 10**9,
+    ...        "transferring": {"site": "tokyo", "since": 10**9, "count": 1, "ids": ["/a"]}}
+    >>> in_flight([vol], {"agentTimeout": 300}, 10**9 + 1000)
+    {'tokyo': frozenset({'/a'})}
+    >>> in_flight([vol], {"agentTimeout": 300}, 10**9 + 301_000)  # its heartbeat is stale
+    {}
+    """
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    return transferring.in_flight(v for v in vols if agent_state(v, params, now) == "on")
 
 
 # -- filters and pages --------------------------------------------------------------------
@@ -210,10 +253,13 @@ def page(
     )
     names = [v["name"] for v in vols]
     shown = [s for s in names if s in filters.sites] if filters.sites else names
+    moving = in_flight(vols, params)
     rows: list[dict[str, Any]] = []
     after: dict[str, int] | None = None
     if filters.unfiltered:
-        rows, after = _files_in_id_order(tracker, filters.start, filters.limit, shown, params)
+        rows, after = _files_in_id_order(
+            tracker, filters.start, filters.limit, shown, params, moving
+        )
     elif (
         filters.states
         and counts is not None
@@ -231,14 +277,14 @@ def page(
         keep = set(filters.states)
         for i in ids:
             if _is_file(found.get(i)):
-                row = row_of(found[i], shown, params)
+                row = row_of(found[i], shown, params, moving)
                 if any(st["state"] in keep for st in row["states"].values()):
                     rows.append(row)  # (unless it changed since the counts were brought up)
         after = None if at is None else {"skip": at}
     elif not filters.states:
         node = files_node(filters.query, filters.prefix)
         found = tracker.search_elements(node, filters.sort, filters.skip, filters.limit + 1)
-        rows = [row_of(e, shown, params) for e in found[: filters.limit]]
+        rows = [row_of(e, shown, params, moving) for e in found[: filters.limit]]
         if len(found) > filters.limit:
             after = {"skip": filters.skip + filters.limit}
     else:
@@ -248,7 +294,7 @@ def page(
         while after is None:
             batch = tracker.search_elements(node, filters.sort, at, _BATCH)
             for i, e in enumerate(batch):
-                row = row_of(e, shown, params)
+                row = row_of(e, shown, params, moving)
                 if any(st["state"] in wanted_states for st in row["states"].values()):
                     if len(rows) == filters.limit:
                         after = {"skip": at + i}
@@ -279,7 +325,12 @@ def _is_file(element: Mapping[str, Any] | None) -> bool:
 
 
 def _files_in_id_order(
-    tracker: Any, start: int, limit: int, sites: list[str], params: Mapping[str, Any]
+    tracker: Any,
+    start: int,
+    limit: int,
+    sites: list[str],
+    params: Mapping[str, Any],
+    moving: Mapping[str, Container[str]],
 ) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
     """The rows of the first ``limit`` files at or after position ``start`` of the
     store's ids (unsorted ``*``: the store's own order, ``_id`` order on every backend),
@@ -299,7 +350,7 @@ def _files_in_id_order(
             if _is_file(element):
                 if len(rows) == limit:
                     return rows, {"start": at + i}
-                rows.append(row_of(element, sites, params))
+                rows.append(row_of(element, sites, params, moving))
             elif file_id > "/" and not file_id.startswith("/"):
                 return rows, None  # every later id sorts after the paths too
         if len(ids) < batch:
@@ -314,8 +365,9 @@ def rows_for(tracker: Any, ids: Iterable[str], sites: SitesCache | None = None) 
         sites.get() if sites is not None else (volumes(tracker), global_parameters(tracker))
     )
     names = [v["name"] for v in vols]
+    moving = in_flight(vols, params)
     return {
-        i: row_of(e, names, params)
+        i: row_of(e, names, params, moving)
         for i, e in read_many(tracker, ids).items()
         if i.startswith("/") and "origin" in e and "#parent" not in e
     }
@@ -586,7 +638,8 @@ def status(
     else:
         found = read_many(tracker, [i for i in ids if i.startswith(prefix)])
         elements = [e for _, e in sorted(found.items()) if "origin" in e and "#parent" not in e]
-    rows = [row_of(e, names, params) for e in elements]
+    moving = in_flight(vols, params)
+    rows = [row_of(e, names, params, moving) for e in elements]
     done = completion(rows, names)
     if filters.states:
         keep = set(filters.states)
@@ -621,12 +674,15 @@ def human_size(n: Any) -> str:
 
 
 def describe(st: Mapping[str, Any]) -> str:
-    """A state in words: ``error (23)``, ``waiting: locked by bo``, ``unwanted (a copy is there)``.
+    """A state in words: ``error (23)``, ``waiting: locked by bo``, ``unwanted (a copy is
+    there)``, ``transferring`` (its ``detail``, for a queued file being copied).
 
     >>> describe({"state": "error", "code": 23})
     'error (23)'
+    >>> describe({"state": "queued", "detail": "transferring"})
+    'transferring'
     """
-    text = str(st["state"])
+    text = str(st.get("detail") or st["state"])
     if "code" in st:
         text += f" ({st['code']})"
     if st.get("reason"):
@@ -642,8 +698,17 @@ _COLORS = {
 }  # fmt: skip
 _ICONS = {
     "ok": "✔", "outdated": "◐", "error": "✖", "queued": "↻", "waiting": "⏸",
-    "conflict": "⚠", "unwanted": "–",
+    "conflict": "⚠", "unwanted": "–", "transferring": "⇄",
 }  # fmt: skip
+
+
+def icon_of(st: Mapping[str, Any]) -> str:
+    """The icon of a state (:func:`state_of`): its ``detail``'s when it has one.
+
+    >>> icon_of({"state": "queued"}), icon_of({"state": "queued", "detail": "transferring"})
+    ('↻', '⇄')
+    """
+    return _ICONS[st.get("detail") or st["state"]]
 
 
 def _when(ms: Any) -> str:
@@ -673,7 +738,7 @@ def render(data: dict[str, Any], *, limit: int | None = None) -> Any:
         if row.get("deleted"):
             name.append(" (deleted)", style="dim")
         cells = [
-            Text(f"{_ICONS[st['state']]} {describe(st)}", style=_COLORS[st["state"]])
+            Text(f"{icon_of(st)} {describe(st)}", style=_COLORS[st["state"]])
             for st in (row["states"][s] for s in data["sites"])
         ]
         table.add_row(
@@ -735,6 +800,8 @@ __all__ = [
     "folder_prefix",
     "folders",
     "human_size",
+    "icon_of",
+    "in_flight",
     "page",
     "percent",
     "render",
