@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +17,7 @@ from damas_core.sync.status import (
     status,
 )
 
+import damas_core
 from damas_core.cli import main
 from damas_core.errors import BadRequest
 from tests.sync.conftest import needs_rsync
@@ -235,3 +237,102 @@ def test_the_command_filters_through_a_server_too(tracker, tmp_path, monkeypatch
         shown = _damas("sync", "status", "--json", "--server", url, "--prefix", "/seq06/a b/")
     assert shown.exit_code == 0, shown.output
     assert [r["_id"] for r in json.loads(shown.output)["files"]] == ["/seq06/a b/[x].exr"]
+
+
+# -- transferring: a queued file in a bucket an agent is running ---------------------------
+
+NOW = 10**12
+ON = {"agentStatus": "receiving", "lastConnection": NOW - 1000}
+
+
+def _bucket(site: str, *ids: str) -> dict:
+    from damas_core.sync.transferring import bucket_record
+
+    return bucket_record(site, ids, NOW - 500)
+
+
+@pytest.mark.parametrize(
+    ("element", "expected"),
+    [
+        ({"time": 9}, {"state": "queued", "detail": "transferring"}),
+        ({"time": 5, "synced_t": 5}, {"state": "ok"}),
+        ({"time": 9, "synced_t": 5}, {"state": "outdated"}),
+        ({"time": 9, "syncError_t": 23}, {"state": "error", "code": 23}),
+        ({"time": 9, "syncWait_t": "locked by bo"}, {"state": "waiting", "reason": "locked by bo"}),
+        ({"time": 9, "sync_t": False}, {"state": "unwanted"}),
+    ],
+    ids=["queued", "ok", "outdated", "error", "waiting", "unwanted"],
+)  # fmt: skip
+def test_only_a_queued_file_in_a_running_bucket_is_transferring(element, expected):
+    el = {"_id": "/a", "origin": "p", **element}
+    assert state_of(el, "t", EVERYWHERE, moving=True) == expected
+
+
+def test_in_flight_reads_the_buckets_of_running_agents_only():
+    from damas_core.sync.status import in_flight
+
+    params = {"agentTimeout": 60}
+    vols = [
+        {"_id": "v1", **ON, "transferring": _bucket("tokyo", "/b", "/a")},
+        # paris emits to lyon while lyon's own agent receives from elsewhere
+        {"_id": "v2", **ON, "agentStatus": "emitting", "transferring": _bucket("lyon", "/c")},
+        {"_id": "v3", **ON, "transferring": _bucket("lyon", "/d")},
+        # a stopped agent, a silent one (its heartbeat older than agentTimeout), an idle
+        # one and one in error run no bucket, whatever their volume still says
+        {"_id": "v4", "agentStatus": "stopped", "transferring": _bucket("rome", "/e")},
+        {"_id": "v5", "agentStatus": "receiving", "lastConnection": NOW - 61_000,
+         "transferring": _bucket("rome", "/f")},
+        {"_id": "v6", **ON, "agentStatus": "idle", "transferring": _bucket("rome", "/g")},
+        {"_id": "v7", **ON, "agentStatus": "error", "transferring": _bucket("rome", "/h")},
+        # what is not a record is no bucket
+        {"_id": "v8", **ON, "transferring": "/i"},
+        {"_id": "v9", **ON, "transferring": {"site": "rome", "ids": "/j"}},
+        {"_id": "v10", **ON},
+    ]  # fmt: skip
+    assert in_flight(vols, params, NOW) == {"tokyo": {"/a", "/b"}, "lyon": {"/c", "/d"}}
+
+
+def test_a_bucket_record_is_bounded_and_the_schema_says_the_same():
+    from damas_core.schemas import validate
+    from damas_core.sync.transferring import MAX_IDS, bucket_record
+
+    ids = [f"/seq/{i:05}.exr" for i in range(MAX_IDS * 3, 0, -1)]
+    record = bucket_record("tokyo", ids, NOW)
+    assert record["count"] == MAX_IDS * 3 and record["since"] == NOW
+    assert record["ids"] == sorted(ids)[:MAX_IDS]  # the first ones rsync copies
+    volume = {"_id": "v", "name": "paris", "url": "file:///p/", "transferring": record}
+    validate("volume", volume)
+    too_many = {**record, "ids": sorted(ids)[: MAX_IDS + 1]}
+    with pytest.raises(BadRequest, match="transferring"):
+        validate("volume", {**volume, "transferring": too_many})
+    with pytest.raises(BadRequest, match="transferring"):
+        validate("volume", {**volume, "transferring": {"site": "tokyo", "ids": []}})
+
+
+def test_a_page_the_status_and_the_command_show_transferring(tracker):
+    tracker.publish(
+        [{"_id": i, "origin": "paris", "comment": "c", "file_size": 3, "sync_tokyo": True}
+         for i in ("/a.exr", "/b.exr")]
+    )  # fmt: skip
+    record = {"transferring": _bucket("tokyo", "/a.exr", "/elsewhere.exr")}
+    tracker.update({"_id": "vol_tokyo", "agentStatus": "receiving", **record,
+                    "lastConnection": int(time.time() * 1000)})  # fmt: skip
+    states = {r["_id"]: r["states"]["tokyo"] for r in page(tracker, Filters())["files"]}
+    assert states == {"/a.exr": {"state": "queued", "detail": "transferring"},
+                      "/b.exr": {"state": "queued"}}  # fmt: skip
+    by_state = page(tracker, Filters(states=("queued",), sites=("tokyo",)))["files"]
+    assert [r["states"]["tokyo"].get("detail") for r in by_state] == ["transferring", None]
+    data = status(tracker)
+    assert data["completion"]["tokyo"]["states"]["queued"] == 2  # still queued: not copied yet
+    store = tracker.storage.url
+    tracker.close()
+    shown = _damas("sync", "status", "--store", store, "--site", "tokyo")
+    assert shown.exit_code == 0, shown.output
+    assert "⇄ transferring" in shown.output and "↻ queued" in shown.output
+    as_json = json.loads(_damas("sync", "status", "--json", "--store", store).output)
+    assert as_json["files"][0]["states"]["tokyo"] == {"state": "queued", "detail": "transferring"}
+    # the agent stopped: nothing is in flight any more
+    again = damas_core.open(store)
+    again.update({"_id": "vol_tokyo", "agentStatus": "stopped"})
+    again.close()
+    assert "transferring" not in _damas("sync", "status", "--store", store).output
