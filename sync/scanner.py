@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from .last_scan import LastScan
 from .state import (
     changed_here,
     changed_since,
@@ -181,9 +182,8 @@ class ScanState:
 
     ``looks``: the tree; ``unsettled``: its files that were not :func:`settled`;
     ``packages``: the tracked packages; ``volume``: the volume's :data:`SCAN_KEYS`;
-    ``full_at``: ``time.monotonic()`` when every tracked file was last compared;
-    ``inodes``: the :data:`.tree.Inode` (device, inode number) of each file of the tree
-    (renames keep it, copies do not).
+    ``full_at``: ``time.monotonic()`` when every tracked file was last compared. (The
+    inodes of the tree, for renames, are the scanner's :class:`.last_scan.LastScan`.)
     """
 
     looks: dict[str, Look]
@@ -191,7 +191,6 @@ class ScanState:
     packages: frozenset[str]
     volume: dict[str, Any]
     full_at: float
-    inodes: dict[str, Inode] = field(default_factory=dict)
 
 
 def now_ms() -> int:
@@ -217,6 +216,11 @@ class Scanner:
     that element (its ``file_size`` and ``file_mtime``): such a file is not published
     again while its copy is that version (a changed copy is a new file).
 
+    ``last_scan`` keeps the look and inode of each file the last scan saw, for renames
+    (default: in memory; an agent with a state directory keeps it there, so that renames
+    made while it was stopped are recognised). :meth:`forget` leaves it alone: it
+    describes the tree, whatever the tracker says.
+
     >>> import tempfile, pathlib
     >>> root = tempfile.mkdtemp()
     >>> _ = pathlib.Path(root, "a.txt").write_text("x")
@@ -238,8 +242,10 @@ class Scanner:
         full_every: float = 600.0,
         walker: str = "auto",
         untracked: Mapping[str, Mapping[str, Any]] | None = None,
+        last_scan: LastScan | None = None,
     ) -> None:
         self.site = site
+        self.last_scan = last_scan if last_scan is not None else LastScan()
         self.untracked: Mapping[str, Mapping[str, Any]] = {} if untracked is None else untracked
         check_walker(walker)
         self.walker = walker
@@ -354,9 +360,8 @@ class Scanner:
                 unsettled.add(file_id)
         previous = self.state
         full_at = time.monotonic() if changes.full or previous is None else previous.full_at
-        self.state = ScanState(
-            tree, unsettled, frozenset(packages), changes.volume, full_at, changes.inodes
-        )
+        self.last_scan.keep(tree, changes.inodes)
+        self.state = ScanState(tree, unsettled, frozenset(packages), changes.volume, full_at)
 
     def forget(self) -> None:
         """Drop what :meth:`remember` kept: the next :meth:`rescan` returns ``None``."""
@@ -568,19 +573,16 @@ class _Comparison:
     def _renames(self) -> None:
         """Recognise renames among this scan's deletions at the origin and its new
         files: a file that went away and one that appeared with the same size,
-        mtime (to the nanosecond) and inode as the last scan remembered of the old one,
-        the only such pair on both sides. A copy (another inode) is a new file; so is
-        any new file when no scan of this agent saw the old one (nothing to compare the
-        inode with). The deletion records ``renamed_to``, the new file
+        mtime (to the nanosecond) and inode (device and number) as the last scan saw of
+        the old one (:class:`.last_scan.LastScan`, kept across restarts with a state
+        directory), the only such pair on both sides. A copy (another inode) is a new
+        file; so is any new file when no scan of this agent saw the old one (nothing to
+        compare the inode with). The deletion records ``renamed_to``, the new file
         ``renamed_from`` (see :mod:`.deletions`: other sites apply it as a move)."""
         changes, known, tree = self.changes, self.known, self.tree
         gone = [p for p in changes.update if p.get("deleted") is True]
         if not gone or not changes.publish:
             return
-        state = self.scanner.state
-        if state is None:
-            return
-        previous, inodes = state.looks, state.inodes
         olds: dict[tuple[Any, Any, bool], list[dict[str, Any]]] = {}
         for patch in gone:
             el = known[patch["_id"]]
@@ -591,20 +593,17 @@ class _Comparison:
             key = (el["file_size"], el["file_mtime"], el["_id"][-1] == "/")
             if key in olds:
                 news.setdefault(key, []).append(el)
-        for key, found in news.items():
-            old = olds[key]
-            if len(found) != 1 or len(old) != 1:
-                continue  # ambiguous: a deletion and a new file
-            old_id, new = old[0]["_id"], found[0]
-            before, inode = previous.get(old_id), inodes.get(old_id)
-            if (
-                before is None
-                or inode is None
-                or before != tree.get(new["_id"])
-                or inode != self.seen.inodes.get(new["_id"])
-            ):
+        # the unique pairs (one deletion, one new file: more is ambiguous)
+        pairs = [
+            (olds[k][0], found[0]) for k, found in news.items() if len(found) == len(olds[k]) == 1
+        ]
+        last = self.scanner.last_scan.get(patch["_id"] for patch, _ in pairs)
+        inodes = self.seen.inodes
+        for patch, new in pairs:
+            old_id, new_id = patch["_id"], new["_id"]
+            if last.get(old_id) != (tree.get(new_id), inodes.get(new_id)):
                 continue  # not the same file: a copy, or one the last scan did not see
-            old[0]["renamed_to"] = new["_id"]
+            patch["renamed_to"] = new_id
             new["renamed_from"] = old_id
             new["comment"] = f"renamed from {old_id} at {self.site}"
 
