@@ -2,7 +2,8 @@
 survive a tracker restart on the same port (no duplicate publish, no lost record), sign
 in again when their token expires or is revoked, refuse unsafe credentials, keep to one
 agent per volume (taking over a dead or silent holder), and record ``stopped`` on
-SIGTERM after finishing, or on a second SIGTERM aborting, the running rsync bucket."""
+SIGTERM after finishing, or on a second SIGTERM aborting, the running rsync bucket
+(shown as transferring while it runs, and no longer once the agent has stopped)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from damas_core.sync.service import EXIT_CREDENTIALS, EXIT_HELD
+from damas_core.sync.status import status
 from damas_core.sync.volumes import create_volume, set_global_parameters
 
 from tests.sync.conftest import needs_rsync
@@ -263,8 +265,15 @@ def test_a_revoked_token_is_replaced_or_stops_the_agent(tmp_path, server, agents
     assert "hold no password" in b.text()
 
 
+def _big_file_state(server: Server) -> dict:
+    """The state of /big.bin at tokyo, as the dashboard and ``damas sync status`` show it."""
+    with server.admin() as admin:
+        return status(admin, ["/big.bin"])["files"][0]["states"]["tokyo"]
+
+
 def _big_file_receiving(tmp_path, server, agents):
-    """paris holds a 24 MiB file; tokyo's agent receives it at 2 MiB/s."""
+    """paris holds a 24 MiB file; tokyo's agent receives it at 2 MiB/s, and its volume
+    records the bucket in flight."""
     roots = make_sites(server, tmp_path, names=("paris", "tokyo"))
     with server.admin() as admin:
         from damas_core.sync.volumes import update_volume
@@ -283,6 +292,9 @@ def _big_file_receiving(tmp_path, server, agents):
         "the reception",
         every=0.05,
     )
+    record = until(lambda: volume_of(server, "tokyo").get("transferring"), "the bucket's record")
+    assert (record["site"], record["ids"], record["count"]) == ("tokyo", ["/big.bin"], 1)
+    assert _big_file_state(server) == {"state": "queued", "detail": "transferring"}
     return roots, tokyo
 
 
@@ -306,6 +318,8 @@ def test_sigterm_lets_the_running_bucket_finish_then_records_stopped(tmp_path, s
         el = admin.read("/big.bin")
     assert el["synced_tokyo"] >= el["time"]
     assert volume_of(server, "tokyo")["agentStatus"] == "stopped"
+    assert "transferring" not in volume_of(server, "tokyo")
+    assert _big_file_state(server) == {"state": "ok"}
 
 
 def test_a_second_sigterm_aborts_the_running_bucket_cleanly(tmp_path, server, agents):
@@ -319,6 +333,9 @@ def test_a_second_sigterm_aborts_the_running_bucket_cleanly(tmp_path, server, ag
         assert "synced_tokyo" not in admin.read("/big.bin")
     assert volume_of(server, "tokyo")["agentStatus"] == "stopped"
     assert "aborting the running step" in tokyo.text()
+    # the aborted bucket no longer shows as running: the file waits for the next agent
+    assert "transferring" not in volume_of(server, "tokyo")
+    assert _big_file_state(server) == {"state": "queued"}
 
 
 def test_a_tracker_killed_in_the_middle_of_a_first_scan_loses_and_doubles_nothing(
