@@ -29,7 +29,7 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from damas_core.dashboard import csrf
-from damas_core.dashboard.cells import cell, icon, parts, row_cells
+from damas_core.dashboard.cells import cell, file_rows, icon, parts, when
 from damas_core.errors import (
     BadRequest,
     DamasError,
@@ -45,7 +45,6 @@ from damas_core.sync.status import (
     STATES,
     Filters,
     SitesCache,
-    describe,
     human_size,
     percent,
     row_of,
@@ -80,12 +79,6 @@ class Services(Protocol):
     def authenticate(self, call: Call) -> Any: ...
 
 
-def _when(ms: Any) -> str:
-    if isinstance(ms, bool) or not isinstance(ms, int | float):
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + " UTC"
-
-
 def _duration(ms: Any) -> str:
     if isinstance(ms, bool) or not isinstance(ms, int | float):
         return "—"
@@ -99,8 +92,8 @@ _env = Environment(
     lstrip_blocks=True,
 )
 _env.filters.update(
-    size=human_size, when=_when, duration=_duration, describe=describe,
-    percent=percent, icon=icon, urlq=lambda v: quote(str(v), safe=""), cells=row_cells,
+    size=human_size, when=when, duration=_duration,
+    percent=percent, icon=icon, urlq=lambda v: quote(str(v), safe=""), file_rows=file_rows,
 )  # fmt: skip
 _env.globals["cell"] = cell
 
