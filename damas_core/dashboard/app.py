@@ -46,6 +46,7 @@ from damas_core.sync.status import (
     Filters,
     SitesCache,
     human_size,
+    in_flight,
     percent,
     row_of,
     rows_for,
@@ -313,7 +314,7 @@ class Dashboard:
         return self.render(
             call, "files.html", 400 if error else 200, session=session, data=data,
             filters=filters, query=typed, error=error, links=links, stderr=stderr,
-            states=STATES, sorts=SORTS,
+            states=STATES, sorts=SORTS, volume_ids=[v["_id"] for v in data["volumes"]],
         )  # fmt: skip
 
     def folders(self, call: Call, session: Any) -> Answer:
@@ -357,7 +358,7 @@ class Dashboard:
             raise NotFound(f"dashboard error: no file {file_id!r}", op="dashboard", id=file_id)
         vols, params = self.known_sites.get()
         names = [v["name"] for v in vols]
-        row = row_of(element, names, params)
+        row = row_of(element, names, params, in_flight(vols, params))
         children = session.search_elements(f'#parent:"{_quoted(file_id)}"', sort="time")
         versions = [c for c in children if _is_version(c)]
         comments = [c for c in children if not _is_version(c)]
@@ -370,6 +371,7 @@ class Dashboard:
             call, "file.html", session=session, element=element, row=row, sites=names,
             comments=comments, versions=versions, errors=errors,
             roots={v["name"]: _root(v) for v in vols}, message=call.args.get("done", ""),
+            volume_ids=[v["_id"] for v in vols],
         )  # fmt: skip
 
     def file_action(self, call: Call, session: Any) -> Answer:

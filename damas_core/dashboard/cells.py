@@ -14,6 +14,13 @@ the markup are this module's own.
 <td class="cell s-error" data-file="/a&lt;b&gt;" data-site="lyon" data-state="error"><details><summary><span class="icon" aria-hidden="true">✖</span> <span class="word">error (23)</span></summary><span class="more">rsync exit code 23: no space</span></details></td>
 >>> parts(st, "no space")
 {'state': 'error', 'text': 'error (23)', 'icon': '✖', 'more': 'rsync exit code 23: no space'}
+
+A queued file that an agent is copying now has the detail ``transferring``
+(:func:`damas_core.sync.status.state_of`): its cell keeps ``data-state="queued"`` and
+its colour, and shows the detail's icon and word, with ``data-detail``:
+
+>>> print(cell("/a", "lyon", {"state": "queued", "detail": "transferring"}))
+<td class="cell s-queued" data-file="/a" data-site="lyon" data-state="queued" data-detail="transferring"><span class="icon" aria-hidden="true">⇄</span> <span class="word">transferring</span></td>
 """
 
 from __future__ import annotations
@@ -31,9 +38,12 @@ from damas_core.sync.status import describe, human_size
 #: the icon of each file state and agent state: a state never shows as a colour alone
 ICONS = {
     "ok": "✔", "outdated": "◐", "error": "✖", "queued": "↻", "waiting": "⏸",
-    "conflict": "⚠", "unwanted": "–", "on": "▶", "idle": "●", "stopped": "■",
-    "unmounted": "⏏", "down": "✖",
+    "conflict": "⚠", "unwanted": "–", "transferring": "⇄", "on": "▶", "idle": "●",
+    "stopped": "■", "unmounted": "⏏", "down": "✖",
 }  # fmt: skip
+#: the details a file state may have (:func:`damas_core.sync.status.state_of`), each
+#: with its icon and its ``data-detail`` hook
+DETAILS = frozenset({"transferring"})
 
 
 def icon(state: str) -> str:
@@ -58,9 +68,13 @@ def more(st: Mapping[str, Any], stderr: str = "") -> str:
 
 
 def parts(st: Mapping[str, Any], stderr: str = "") -> dict[str, Any]:
-    """A cell as data: ``state``, ``text`` (:func:`.describe`), ``icon`` and, for an
-    error, ``more`` (:func:`more`); what a live update puts in the page."""
-    out = {"state": st["state"], "text": describe(st), "icon": icon(st["state"])}
+    """A cell as data: ``state``, ``text`` (:func:`.describe`), ``icon``, ``detail``
+    when the state has one (:data:`DETAILS`) and, for an error, ``more``
+    (:func:`more`); what a live update puts in the page."""
+    detail = _detail(st)
+    out = {"state": st["state"], "text": describe(st), "icon": icon(detail or st["state"])}
+    if detail is not None:
+        out["detail"] = detail
     if st["state"] == "error":
         out["more"] = more(st, stderr)
     return out
@@ -108,23 +122,31 @@ def _query_value(text: Any) -> str:
     return quote(str(text), safe="/").replace("/", "%2F")
 
 
+def _detail(st: Mapping[str, Any]) -> str | None:
+    detail = st.get("detail")
+    return detail if detail in DETAILS else None
+
+
 def _cell(file_id: Markup, site: Markup, st: Mapping[str, Any], stderr: str) -> str:
     state = st["state"]  # one of STATES: a word of ours, nothing to escape
     text = describe(st)
+    detail = _detail(st)  # one of DETAILS, ours too
     return (
         f'<td class="cell s-{state}" data-file="{file_id}" data-site="{site}" '
-        f'data-state="{state}">'
-        + _shown(state, text, more(st, stderr) if state == "error" else None)
+        f'data-state="{state}"'
+        + (f' data-detail="{detail}">' if detail else ">")
+        + _shown(detail or state, text, more(st, stderr) if state == "error" else None)
         + "</td>"
     )
 
 
 @lru_cache(maxsize=1024)
-def _shown(state: str, text: str, opened: str | None) -> str:
-    """A cell's content: few differ on a page (a state, its words, an error's message),
-    so each is escaped and put together once (a third of a cell's time)."""
+def _shown(shown_as: str, text: str, opened: str | None) -> str:
+    """A cell's content: few differ on a page (a state or its detail, its words, an
+    error's message), so each is escaped and put together once (a third of a cell's
+    time)."""
     shown = (
-        f'<span class="icon" aria-hidden="true">{ICONS[state]}</span> '
+        f'<span class="icon" aria-hidden="true">{ICONS[shown_as]}</span> '
         f'<span class="word">{escape(text)}</span>'
     )
     if opened is None:
@@ -134,4 +156,4 @@ def _shown(state: str, text: str, opened: str | None) -> str:
     )
 
 
-__all__ = ["ICONS", "cell", "file_rows", "icon", "more", "parts", "when"]
+__all__ = ["DETAILS", "ICONS", "cell", "file_rows", "icon", "more", "parts", "when"]

@@ -157,6 +157,41 @@ def test_a_cell_turns_from_blue_to_green_without_a_reload(world, tab):
     assert tab.dialogs == []
 
 
+def test_a_cell_shows_transferring_while_its_copy_runs_then_ok(world, tab, tmp_path):
+    """lyon's rsync waits for the test's word: the cell is seen transferring for as long
+    as the test looks, then turns ok once the copy is recorded; no reload, no sleep."""
+    from playwright.sync_api import expect
+
+    from tests.sync.gate import GatedRsync
+
+    sign_in(tab, world.url, "ula")
+    lyon = cell(tab, "/shots/a.exr", "lyon")
+    expect(lyon).to_have_text("↻ queued")
+    expect(tab.locator("#live")).to_have_text("live: on")
+    tab.evaluate("window.notReloaded = true")
+    gate = GatedRsync(tmp_path)
+    agent = world.sites.agent("lyon", rsync=str(gate.program))
+    copying = threading.Thread(target=agent.run_once, daemon=True)
+    copying.start()
+    try:
+        gate.wait_started()
+        assert "/shots/a.exr" in world.tracker.read("vol_lyon")["transferring"]["ids"]
+        expect(lyon).to_have_attribute("data-detail", "transferring", timeout=20000)
+        expect(lyon).to_have_attribute("data-state", "queued")  # the state hook's promise
+        expect(lyon).to_have_text("⇄ transferring")
+        colour = lyon.evaluate("td => getComputedStyle(td).backgroundColor")
+        assert colour == "rgb(221, 233, 251)"  # queued's blue
+        assert cell(tab, "/shots/a.exr", "tokyo").get_attribute("data-detail") is None
+    finally:
+        gate.open()
+        copying.join(60)
+    expect(lyon).to_have_attribute("data-state", "ok", timeout=20000)
+    expect(lyon).not_to_have_attribute("data-detail", "transferring")
+    expect(lyon).to_have_text("✔ ok")
+    assert tab.evaluate("window.notReloaded") is True
+    assert tab.dialogs == []
+
+
 def test_lock_unlock_and_comment_from_the_file_page(world, tab):
     from playwright.sync_api import expect
 

@@ -355,3 +355,42 @@ def test_an_admin_forces_an_unlock_and_others_see_no_unlock(browser, tracker):
     assert refused.status_code == 409 and tracker.read("/a.exr")["lock"] == "eddie"
     done = ada.form("/", "/file", {"id": "/a.exr", "action": "unlock", "force": "on"})
     assert done.status_code == 303 and "lock" not in tracker.read("/a.exr")
+
+
+def test_a_file_being_copied_shows_transferring_on_its_pages_and_live(browser, tracker):
+    import html
+    import json
+    import time
+
+    from damas_core.sync.transferring import bucket_record
+
+    for name in ("/a.exr", "/b.exr"):
+        _publish(tracker, name, sync_tokyo=True)
+    now = int(time.time() * 1000)
+    tracker.update({"_id": "vol_tokyo", "agentStatus": "receiving", "lastConnection": now,
+                    "transferring": bucket_record("tokyo", ["/a.exr"], now)})  # fmt: skip
+    tracker.create({"_id": "vol_<'\">", "name": "rome", "url": "file:///rome/"})
+    b = browser("ula")
+    page = b.get("/?site=tokyo").get_data(as_text=True)
+    assert (
+        '<td class="cell s-queued" data-file="/a.exr" data-site="tokyo" data-state="queued" '
+        'data-detail="transferring"><span class="icon" aria-hidden="true">⇄</span> '
+        '<span class="word">transferring</span></td>'
+    ) in page
+    assert 'data-file="/b.exr" data-site="tokyo" data-state="queued"><span' in page
+    # the live script learns which changes are volumes: every id, escaped
+    listed = re.search(r"data-volumes='([^']*)'", page).group(1)
+    assert "<" not in listed and json.loads(html.unescape(listed)) == [
+        "vol_lyon", "vol_paris", "vol_<'\">", "vol_tokyo",
+    ]  # fmt: skip
+    one = b.get("/file?id=/a.exr").get_data(as_text=True)
+    assert 'data-site="tokyo" data-state="queued" data-detail="transferring"' in one
+    assert "data-volumes=" in one
+    cells = b.get("/cells?id=/a.exr&id=/b.exr").json
+    assert cells["/a.exr"]["states"]["tokyo"] == {
+        "state": "queued", "text": "transferring", "icon": "⇄", "detail": "transferring",
+    }  # fmt: skip
+    assert cells["/b.exr"]["states"]["tokyo"] == {"state": "queued", "text": "queued", "icon": "↻"}
+    tracker.update({"_id": "vol_tokyo", "agentStatus": "stopped", "transferring": None})
+    cells = b.get("/cells?id=/a.exr").json
+    assert cells["/a.exr"]["states"]["tokyo"]["text"] == "queued"

@@ -6,6 +6,10 @@
 // disconnect. Changed files shown in the table get their cells from <base>/cells (the
 // server computes states, so the page and the command line always agree); on the
 // sites and folders pages, a change redraws the page's main part from the server.
+// A change of a volume (data-volumes: their ids) may start or end a transfer bucket,
+// which turns queued cells into transferring ones and back: the queued cells are asked
+// for again. Cells shown as transferring are asked for again every minute as well, so
+// that the bucket of an agent that died stops showing once its heartbeat is stale.
 // Every value is put in the page as text (textContent, setAttribute), never as HTML.
 (function () {
   "use strict";
@@ -17,6 +21,12 @@
   var since = body.dataset.since || "0";
   var status = document.getElementById("live");
   var pending = {};
+  var volumes = Object.create(null); // ids as keys, whatever they are ("__proto__" too)
+  try {
+    JSON.parse(body.dataset.volumes || "[]").forEach(function (id) { volumes[id] = true; });
+  } catch (e) {
+    volumes = Object.create(null);
+  }
   var redraw = false;
   var timer = null;
 
@@ -39,6 +49,11 @@
 
   function setCell(td, st) {
     td.setAttribute("data-state", st.state);
+    if (st.detail) {
+      td.setAttribute("data-detail", st.detail);
+    } else {
+      td.removeAttribute("data-detail");
+    }
     td.className = "cell s-" + st.state;
     while (td.firstChild) {
       td.removeChild(td.firstChild);
@@ -82,6 +97,15 @@
       td.setAttribute("data-lock", holder || "");
       td.textContent = holder ? "🔒 " + holder : "";
     }
+  }
+
+  // the files of the cells matching a selector (queued ones, transferring ones)
+  function askAgain(selector) {
+    var cells = document.querySelectorAll(selector);
+    for (var i = 0; i < cells.length; i++) {
+      pending[cells[i].getAttribute("data-file")] = true;
+    }
+    return cells.length > 0;
   }
 
   function refreshCells(ids) {
@@ -195,7 +219,14 @@
       redraw = true;
     } else if (typeof change._id === "string" && cellsOf(change._id).length) {
       pending[change._id] = true;
+    } else if (volumes[change._id] === true) {
+      askAgain('td.cell[data-file][data-state="queued"]');
     }
     schedule();
   });
+  window.setInterval(function () {
+    if (askAgain('td.cell[data-file][data-detail="transferring"]')) {
+      schedule();
+    }
+  }, 60000);
 })();
