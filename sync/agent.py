@@ -41,6 +41,7 @@ from damas_core.query.printer import to_text
 
 from . import deletions
 from . import rsync as rs
+from .last_scan import LastScan
 from .planner import Plan, Task, may_have_work, plan
 from .record import (
     CONFLICT,
@@ -158,8 +159,9 @@ class Agent:
     ``"find"``, GNU find beside the agent so that the tracker writes of a scan overlap
     the listing, ``"scandir"``, or ``"auto"``, the default: find when GNU find is
     installed; see :func:`.tree.walk_parts`), ``state_dir`` (a directory of this
-    agent's own: its view of the tracker is kept in ``<state_dir>/view``; default none,
-    the view then lives as long as the process).
+    agent's own: its view of the tracker is kept in ``<state_dir>/view``, and what its
+    last scan saw of each file, for renames, in ``<state_dir>/scan``; default none,
+    both then live as long as the process; :meth:`close` closes them).
 
     The agent reads the tracker through its :class:`.view.TrackerView`: every element
     it needs once, then what the change feed reports at each cycle, so an idle cycle
@@ -199,6 +201,7 @@ class Agent:
             full_every=float(full_scan_every),
             walker=walker,
             untracked=self.view.gone,
+            last_scan=LastScan(os.path.join(state_dir, "scan") if state_dir else None),
         )
         self.ssh_command = list(ssh_command) if ssh_command else None
         self.rsync = rsync
@@ -207,6 +210,12 @@ class Agent:
         self._stop = threading.Event()
         self._candidate_ids: set[str] = set()
         self._candidates_key: tuple[Any, ...] | None = None
+
+    def close(self) -> None:
+        """Save the view and close what the state directory holds (the view, the last
+        scan), so that another agent may open it in this process."""
+        self.view.close()
+        self.scanner.last_scan.close()
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -3,7 +3,14 @@ agent's state directory (``LastScan``), and an inode is compared with its device
 
 from __future__ import annotations
 
+import os
+import shutil
+
+import pytest
 from damas_core.sync.last_scan import LastScan
+from damas_core.sync.volumes import set_global_parameters
+
+from .conftest import needs_rsync
 
 LONG = "/" + "x" * 600  # past LMDB's 511-byte keys
 
@@ -47,3 +54,124 @@ def test_in_memory_the_last_scan_lives_as_long_as_the_process():
     last.keep({"/a": (1, 10)}, {"/a": (7, 1)})
     assert last.get(["/a"]) == {"/a": ((1, 10), (7, 1))}
     last.close()
+
+
+def _restarted(sites, name: str, state: str):
+    """The agent of ``name`` stopped (its state dir closed) and a new one on ``state``."""
+    stopped = sites.agents.pop(name, None)
+    if stopped is not None:
+        stopped.close()
+    return sites.agent(name, state_dir=state)
+
+
+@needs_rsync
+def test_a_rename_made_while_the_agent_was_stopped_is_a_move_at_the_other_sites(sites, tmp_path):
+    state = str(tmp_path / "paris state")
+    sites.agent("paris", state_dir=state)
+    for i in range(3):
+        sites.write("paris", f"/shotA/f{i}.exr", "x" * (i + 1))
+    sites.write(
+        "paris", "/a.txt", "aaaa"
+    )  # sizes of their own: pairs that are not unique stay apart
+    sites.write("paris", "/other.txt", "other")
+    sites.run(rounds=2)
+    set_global_parameters(sites.tracker, {"propagateDeletions": True, "maxDelete": 50})
+    old = ["/a.txt", *(f"/shotA/f{i}.exr" for i in range(3))]
+    new = ["/b.txt", *(f"/shotB/f{i}.exr" for i in range(3))]
+    inodes = [sites.path("tokyo", i).stat().st_ino for i in old]
+    sites.agents.pop("paris").close()  # stopped
+    os.rename(sites.roots["paris"] / "shotA", sites.roots["paris"] / "shotB")
+    os.rename(sites.path("paris", "/a.txt"), sites.path("paris", "/b.txt"))
+    r = _restarted(sites, "paris", state).run_once()  # its first scan
+    assert sorted(r.deleted) == old and sorted(r.published) == new
+    for a, b in zip(old, new, strict=True):
+        assert sites.tracker.read(a)["renamed_to"] == b
+        assert sites.tracker.read(b)["renamed_from"] == a
+    history = sites.tracker.search_elements("#parent:/shotA/f1.exr", sort="time")
+    assert [h["comment"] for h in history] == [
+        "scanned at paris",
+        "renamed to /shotB/f1.exr at paris",
+    ]
+    tokyo = sites.run("tokyo")[0]
+    assert sorted(tokyo.moved) == list(zip(old, new, strict=True)) and tokyo.trashed == []
+    # moved, not copied (rsync then finds each copy the same, and it is recorded)
+    assert [sites.path("tokyo", i).stat().st_ino for i in new] == inodes
+    el = sites.tracker.read("/shotB/f2.exr")
+    assert el["synced_tokyo"] == el["time"]
+    assert not (sites.roots["tokyo"] / ".damas-trash").exists()
+    sites.agents.pop("paris").close()
+
+
+def test_a_new_file_with_the_same_look_but_another_inode_is_not_a_rename(sites, tmp_path):
+    state = str(tmp_path / "paris state")
+    sites.agent("paris", state_dir=state)
+    sites.write("paris", "/a.txt", "aaa")
+    sites.write("paris", "/keep.txt", "k")
+    sites.run("paris")
+    sites.agents.pop("paris").close()
+    old, new = sites.path("paris", "/a.txt"), sites.path("paris", "/b.txt")
+    # made while the old one exists, so that it cannot get its inode number back
+    shutil.copy2(old, new)
+    assert os.stat(old).st_mtime_ns == os.stat(new).st_mtime_ns
+    old.unlink()
+    r = _restarted(sites, "paris", state).run_once()
+    assert r.deleted == ["/a.txt"] and r.published == ["/b.txt"]
+    assert "renamed_to" not in sites.tracker.read("/a.txt")
+    assert sites.tracker.read("/b.txt")["comment"] == "scanned at paris"
+    sites.agents.pop("paris").close()
+
+
+def test_an_inode_number_of_another_device_is_not_the_same_file(sites, tmp_path):
+    state = str(tmp_path / "paris state")
+    sites.agent("paris", state_dir=state)
+    sites.write("paris", "/a.txt", "aaa")
+    sites.write("paris", "/keep.txt", "k")
+    sites.run("paris")
+    sites.agents.pop("paris").close()
+    # what the last scan saw of /a.txt: the same look and inode number, on another device
+    last = LastScan(os.path.join(state, "scan"))
+    ((look, (device, number)),) = last.get(["/a.txt"]).values()
+    assert (device, number) == (os.stat(sites.path("paris", "/a.txt")).st_dev, number)
+    last.keep({"/a.txt": look}, {"/a.txt": (device + 1, number)})
+    last.close()
+    os.rename(sites.path("paris", "/a.txt"), sites.path("paris", "/b.txt"))
+    r = _restarted(sites, "paris", state).run_once()
+    assert r.deleted == ["/a.txt"] and r.published == ["/b.txt"]
+    assert "renamed_to" not in sites.tracker.read("/a.txt")
+    sites.agents.pop("paris").close()
+
+
+def test_a_scan_stopped_before_its_end_leaves_the_one_before(sites, tmp_path, monkeypatch):
+    state = str(tmp_path / "paris state")
+    sites.agent("paris", state_dir=state)
+    sites.write("paris", "/a.txt", "aaa")
+    sites.write("paris", "/keep.txt", "k")
+    sites.run("paris")
+    # the next scan stops before it keeps what it saw (a crash; here its store fails)
+    sites.write("paris", "/c.txt", "c")
+
+    def crash(*args):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(LastScan, "keep", crash)
+    with pytest.raises(OSError, match="no space"):
+        sites.run("paris")
+    monkeypatch.undo()
+    sites.agents.pop("paris").close()
+    os.rename(sites.path("paris", "/a.txt"), sites.path("paris", "/b.txt"))
+    r = _restarted(sites, "paris", state).run_once()
+    assert r.deleted == ["/a.txt"] and r.published == ["/b.txt"]
+    assert sites.tracker.read("/a.txt")["renamed_to"] == "/b.txt"
+    sites.agents.pop("paris").close()
+
+
+def test_a_first_run_has_no_last_scan_to_compare_with(sites, tmp_path):
+    sites.write("paris", "/a.txt", "aaa")
+    sites.write("paris", "/keep.txt", "k")
+    sites.run("paris")
+    sites.agents.pop("paris")  # no state dir: what it saw goes with it
+    os.rename(sites.path("paris", "/a.txt"), sites.path("paris", "/b.txt"))
+    r = _restarted(sites, "paris", str(tmp_path / "new state")).run_once()
+    assert r.deleted == ["/a.txt"] and r.published == ["/b.txt"]
+    assert "renamed_to" not in sites.tracker.read("/a.txt")
+    sites.agents.pop("paris").close()

@@ -47,13 +47,13 @@ def test_the_view_remembers_untracked_files_across_restarts(sites, tmp_path):
     paris.run_once()
     sites.tracker.delete("/a.txt")
     paris.run_once()  # the feed reports the deletion: remembered
-    paris.view.close()
+    paris.close()
     again = Agent(sites.tracker, "vol_paris", settle=0, walker=sites.walker, state_dir=state)
     assert "/a.txt" in again.view.gone
     assert again.run_once().published == []
     again.scanner.forget()  # a full comparison honours it too
     assert again.run_once().published == []
-    again.view.close()
+    again.close()
 
 
 def test_untrack_refuses_what_is_not_a_file_id(tracker):

@@ -100,7 +100,7 @@ def test_a_restarted_agent_reads_only_what_changed_while_it_was_stopped(sites, t
         paris = Agent(client, "vol_paris", settle=0, walker=sites.walker, state_dir=state)
         assert len(paris.run_once().published) == 10
         paris.run_once()
-        paris.view.close()
+        paris.close()
         sites.tracker.update({"_id": "/f3.txt", "sync_tokyo": True})  # while it is stopped
         app.calls.clear()
         again = Agent(client, "vol_paris", settle=0, walker=sites.walker, state_dir=state)
@@ -109,7 +109,7 @@ def test_a_restarted_agent_reads_only_what_changed_while_it_was_stopped(sites, t
         assert not r.published and not r.modified and r.scanned == 10
         assert app.file_elements_read() == ["/f3.txt"]
         assert again.view.files["/f3.txt"]["sync_tokyo"] is True
-        again.view.close()
+        again.close()
 
 
 def test_a_view_of_another_store_is_read_again(tmp_path):
