@@ -32,18 +32,16 @@ from __future__ import annotations
 import copy
 import heapq
 import threading
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from sortedcontainers import SortedList
 
 from .state import writer_of
 from .status import SitesCache, _empty_counts, _is_file, folder_prefix, state_of
 
 #: per file: (size counted, deleted, its state at each site in the sites' order)
 _Record = tuple[int, bool, tuple[str, ...]]
-#: past this many files in the states asked for, a page of them is found sooner by
-#: reading the files in order (they are that common) than by looking through them all
-DENSE = 20_000
 
 
 def _parent(path: str) -> str:
@@ -101,10 +99,10 @@ class CompletionCache:
         self._folders: dict[str, _Counts] = {}
         self._children: dict[str, set[str]] = {}
         self._direct: dict[str, int] = {}
-        self._in_state: dict[tuple[str, str], set[str]] = {}
-        self._order: list[str] = []  # every file id, sorted, as of the last state page
-        self._added: set[str] = set()  # files kept since, and not in _order
-        self._removed: set[str] = set()  # files in _order forgotten since
+        # the ids in order, of every file and of the files in each state at each site: a
+        # state filter's page is found by bisection, whatever the number of files
+        self._order: SortedList = SortedList()
+        self._in_state: dict[tuple[str, str], SortedList] = {}
 
     # -- what callers read ---------------------------------------------------------------
 
@@ -142,32 +140,36 @@ class CompletionCache:
 
     def in_states(
         self, prefix: str, states: Iterable[str], sites: Iterable[str], skip: int, limit: int
-    ) -> tuple[list[str], int | None] | None:
+    ) -> tuple[list[str], int | None]:
         """The page of a state filter, as :func:`.status.page` gives it for the query
         ``*`` in ``_id`` order: the ids of the files under ``prefix`` in one of
         ``states`` at one of ``sites``, from position ``skip`` of the files under
         ``prefix`` (the unfiltered stream's position, as the state filter pages), at
         most ``limit`` of them, and the position of the next match (``None`` if none).
-        ``None`` when that many files are in those states that reading the files in
-        order finds a page sooner (:data:`DENSE`)."""
+        Its cost follows ``limit`` and the logarithm of the number of files, not the
+        number of files in those states."""
         with self._lock:
             self._catch_up()
-            groups = [self._in_state.get((site, st), set()) for site in sites for st in states]
-            if sum(map(len, groups)) > DENSE:
-                return None
-            found = groups[0].union(*groups[1:]) if groups else set()
-            order = self._sorted_ids()
-            base = bisect_left(order, prefix)
+            order = self._order
+            base = order.bisect_left(prefix)
             # the files from position skip on are those from the id at that position on
             if base + skip >= len(order) or not order[base + skip].startswith(prefix):
                 return [], None
             first = order[base + skip]
-            picked = heapq.nsmallest(
-                limit + 1, (i for i in found if i >= first and i.startswith(prefix))
-            )
-            if len(picked) <= limit:
-                return picked, None
-            return picked[:limit], bisect_left(order, picked[limit]) - base
+            groups = [
+                self._in_state[key].irange(minimum=first)
+                for key in ((site, st) for site in sites for st in states)
+                if key in self._in_state
+            ]
+            picked: list[str] = []
+            for i in heapq.merge(*groups):  # an id in several groups comes once per group
+                if not i.startswith(prefix):
+                    break  # the ids under prefix are together: none after this one
+                if not picked or picked[-1] != i:
+                    picked.append(i)
+                    if len(picked) > limit:
+                        return picked[:limit], order.bisect_left(picked[limit]) - base
+            return picked, None
 
     # -- keeping current -----------------------------------------------------------------
 
@@ -187,22 +189,31 @@ class CompletionCache:
                 self._forget(change["_id"])
                 element = change.get("element")
                 if not change["deleted"] and _is_file(element):
-                    self._keep(element)
+                    self._index(self._keep(element))
             if got["last_seq"] <= self._seq:
                 break  # no progress: the feed has nothing more for now
             self._seq = got["last_seq"]
 
     def _rebuild(self, names: list[str], params: dict[str, Any]) -> None:
-        """Count every file again (the one full read)."""
-        self._seq = self.tracker.storage.last_seq()  # before reading: nothing missed
+        """Count every file again (the one full read); a read that fails leaves the
+        cache to read everything again at the next call, not half counted."""
+        seq = self.tracker.storage.last_seq()  # before reading: nothing missed
+        self._seq = None
         self._basis = (names, params)
         self._files = {}
         self._total = _Counts(names)
         self._folders, self._children, self._direct = {}, {}, {}
-        self._in_state, self._order, self._added, self._removed = {}, [], set(), set()
         for element in self.tracker.storage.scan():
             if _is_file(element):
                 self._keep(element)
+        # indexed once at the end: sorting lists costs less than adding ids one by one
+        self._order = SortedList(self._files)
+        in_state: dict[tuple[str, str], list[str]] = {}
+        for id, (_, _, states) in self._files.items():
+            for site, st in zip(names, states):
+                in_state.setdefault((site, st), []).append(id)
+        self._in_state = {key: SortedList(ids) for key, ids in in_state.items()}
+        self._seq = seq
 
     def _record(self, element: Mapping[str, Any]) -> _Record:
         names, params = self._basis
@@ -214,39 +225,28 @@ class CompletionCache:
             tuple(state_of(element, s, params, writer)["state"] for s in names),
         )
 
-    def _keep(self, element: Mapping[str, Any]) -> None:
+    def _keep(self, element: Mapping[str, Any]) -> str:
+        """Count a file (its id is returned, for :meth:`_index`)."""
         id = element["_id"]
         record = self._record(element)
         self._files[id] = record
         self._count(id, record, 1)
-        for site, st in zip(self._basis[0], record[2]):
-            self._in_state.setdefault((site, st), set()).add(id)
-        if id in self._removed:
-            self._removed.discard(id)
-        else:
-            self._added.add(id)
+        return id
+
+    def _index(self, id: str) -> None:
+        """Add a file just kept to the ids in order and to its states' ids."""
+        self._order.add(id)
+        for site, st in zip(self._basis[0], self._files[id][2]):
+            self._in_state.setdefault((site, st), SortedList()).add(id)
 
     def _forget(self, id: str) -> None:
         record = self._files.pop(id, None)
         if record is None:
             return
         self._count(id, record, -1)
+        self._order.discard(id)
         for site, st in zip(self._basis[0], record[2]):
             self._in_state[site, st].discard(id)
-        if id in self._added:
-            self._added.discard(id)
-        else:
-            self._removed.add(id)
-
-    def _sorted_ids(self) -> list[str]:
-        """Every file id in order: the last list, merged with the files kept since."""
-        if self._added or self._removed:
-            kept = (
-                (i for i in self._order if i not in self._removed) if self._removed else self._order
-            )
-            self._order = list(heapq.merge(kept, sorted(self._added)))
-            self._added, self._removed = set(), set()
-        return self._order
 
     def _count(self, id: str, record: _Record, sign: int) -> None:
         names = self._basis[0]

@@ -246,7 +246,7 @@ def page(
     saves reading the volumes again. ``counts`` (a
     :class:`~damas_core.sync.completion.CompletionCache` following the same ``sites``)
     answers a state filter on the query ``*`` in ``_id`` order from the states it keeps,
-    reading only the page's files, unless the states asked for are common.
+    reading only the page's files.
     """
     vols, params = (
         sites.get() if sites is not None else (volumes(tracker), global_parameters(tracker))
@@ -265,14 +265,10 @@ def page(
         and counts is not None
         and filters.sort == "_id"
         and filters.query.strip() in ("", "*")
-        and (
-            got := counts.in_states(
-                filters.prefix or "/", filters.states, shown, filters.skip, filters.limit
-            )
-        )
-        is not None
     ):
-        ids, at = got
+        ids, at = counts.in_states(
+            filters.prefix or "/", filters.states, shown, filters.skip, filters.limit
+        )
         found = read_many(tracker, ids)
         keep = set(filters.states)
         for i in ids:

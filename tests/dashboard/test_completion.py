@@ -193,3 +193,47 @@ def test_a_state_page_goes_on_where_the_reading_in_order_would(tracker):
             break
         filters = Filters(prefix="/f/", states=("error",), limit=2, **got["next"])
     assert seen == [f"/f/{i:02d}" for i in range(0, 20, 3)]
+
+
+def test_a_common_state_is_found_without_reading_the_store(tmp_path, decoded):
+    tracker = open_tracker("lmdb", tmp_path)
+    try:
+        tracker.storage.insert_many(VOLUMES)
+        tracker.storage.insert_many(
+            [{"_id": f"/f/{i:04d}", "origin": "p", "time": 5, "sync_t": True} for i in range(3000)]
+        )  # every file queued at t
+        cache = CompletionCache(tracker)
+        cache.completion()
+        tracker.update({"_id": "/f/2000", "synced_t": 5})  # one of them copied since
+        queued = Filters(states=("queued",), skip=1995, limit=10)
+        decoded[0] = 0
+        got = page(tracker, queued, cache.sites, cache)
+        assert [r["_id"] for r in got["files"]] == [
+            f"/f/{i:04d}" for i in (1995, 1996, 1997, 1998, 1999, 2001, 2002, 2003, 2004, 2005)
+        ]
+        assert got["next"] == {"skip": 2006}
+        assert decoded[0] <= 12  # the changed file and the page's ten
+        assert page(tracker, queued) == got  # what reading every file in order gives
+    finally:
+        tracker.close()
+
+
+def test_a_full_read_that_fails_is_made_again_at_the_next_call(tracker, monkeypatch):
+    tracker.storage.insert_many(VOLUMES)
+    tracker.publish({"_id": "/x", "origin": "p", "comment": "c", "file_size": 3})
+    tracker.publish({"_id": "/y", "origin": "p", "comment": "c", "file_size": 4})
+    cache = CompletionCache(tracker)
+    scan = tracker.storage.scan
+
+    def failing():
+        for i, element in enumerate(scan()):
+            if i == 1:
+                raise OSError("disk gone")
+            yield element
+
+    monkeypatch.setattr(tracker.storage, "scan", failing)
+    with pytest.raises(OSError):
+        cache.completion()
+    monkeypatch.setattr(tracker.storage, "scan", scan)
+    assert cache.completion() == status(tracker)["completion"]
+    assert cache.completion()["p"]["files_ok"] == 2
