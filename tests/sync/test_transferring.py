@@ -173,3 +173,19 @@ class _StopWhenWaiting(threading.Event):
         self.states.append((vol["agentStatus"], "transferring" in vol))
         self.set()
         return True
+
+
+def test_only_admins_write_a_bucket_record(two_sites):
+    """A volume is admin-only to write, its record of a bucket too: a user cannot make
+    files look transferring (agents sign in as admins)."""
+    from damas_core.sync.transferring import bucket_record
+
+    from damas_core.errors import Forbidden
+
+    t = two_sites.tracker
+    t.create({"_id": "@eddie", "class": "editor"})
+    with pytest.raises(Forbidden, match="only admins may change volumes"):
+        t.as_user("eddie").update(
+            {"_id": "vol_tokyo", "transferring": bucket_record("tokyo", ["/a"], 1)}
+        )
+    assert "transferring" not in t.read("vol_tokyo")
