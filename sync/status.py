@@ -126,16 +126,17 @@ def row_of(
     ``states`` (site → :func:`state_of`); ``moving``: :func:`in_flight`."""
     writer = writer_of(element)
     file_id = element["_id"]
+    states = {s: state_of(element, s, params, writer) for s in sites}
+    for s, ids in moving.items():  # (usually none: a row costs the same without buckets)
+        if s in states and file_id in ids:
+            states[s] = state_of(element, s, params, writer, moving=True)
     return {
         "_id": file_id,
         "file_size": element.get("file_size"),
         "time": element.get("time"),
         "lock": element.get("lock"),
         "deleted": bool(element.get("deleted")),
-        "states": {
-            s: state_of(element, s, params, writer, moving=file_id in moving.get(s, ()))
-            for s in sites
-        },
+        "states": states,
     }
 
 
