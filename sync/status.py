@@ -127,7 +127,7 @@ def row_of(
     writer = writer_of(element)
     file_id = element["_id"]
     states = {s: state_of(element, s, params, writer) for s in sites}
-    for s, ids in moving.items():  # (usually none: a row costs the same without buckets)
+    for s, ids in moving.items():  # usually none: a site holding one is computed again
         if s in states and file_id in ids:
             states[s] = state_of(element, s, params, writer, moving=True)
     return {
