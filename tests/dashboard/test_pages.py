@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
+from urllib.parse import quote
 
 import pytest
+from damas_core.sync.volumes import update_volume
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
@@ -394,3 +397,83 @@ def test_a_file_being_copied_shows_transferring_on_its_pages_and_live(browser, t
     tracker.update({"_id": "vol_tokyo", "agentStatus": "stopped", "transferring": None})
     cells = b.get("/cells?id=/a.exr").json
     assert cells["/a.exr"]["states"]["tokyo"]["text"] == "queued"
+
+
+class _Rows(HTMLParser):
+    """The files table's rows as a browser reads them: per row its attributes, its link,
+    its lock and, per cell, its attributes and text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict] = []
+        self._in: list[str] = []  # what the text read belongs to
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "data-file" in attrs:
+            self.rows.append({"attrs": attrs, "cells": [], "lock": "", "href": None})
+        elif self.rows and tag == "a" and self.rows[-1]["href"] is None:
+            self.rows[-1]["href"] = attrs["href"]
+        elif self.rows and tag == "td" and "cell" in attrs.get("class", "").split():
+            self.rows[-1]["cells"].append({"attrs": attrs, "text": ""})
+            self._in.append("cell")
+        elif self.rows and tag == "td" and attrs.get("class") == "lock":
+            self._in.append("lock")
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._in:
+            self._in.pop()
+        elif tag == "tr":
+            self._in = []
+
+    def handle_data(self, data):
+        if self._in == ["cell"]:
+            self.rows[-1]["cells"][-1]["text"] += data
+        elif self._in == ["lock"]:
+            self.rows[-1]["lock"] += data
+
+
+def test_a_row_shows_every_value_as_text_with_its_hooks(browser, tracker):
+    file_id = HOSTILE[0]
+    reason = "locked by <b>bo</b> & 'co'"
+    tracker.storage.insert_many(
+        [{"_id": file_id, "origin": "paris", "time": 5, "lock": '<i>"ula"</i>',
+          "sync_tokyo": True, "syncWait_tokyo": reason, "sync_lyon": True,
+          "syncError_lyon": 23}]
+    )  # fmt: skip
+    update_volume(tracker, {"_id": "vol_lyon", "stderr_reception": 'rsync: <no> & "space"'})
+    parser = _Rows()
+    parser.feed(browser("ula").get("/").get_data(as_text=True))
+    (row,) = parser.rows
+    assert row["attrs"]["data-file"] == file_id
+    assert row["href"] == "/file?id=" + quote(file_id, safe="")
+    assert row["lock"] == '🔒 <i>"ula"</i>'
+    cells = {c["attrs"]["data-site"]: c for c in row["cells"]}
+    assert list(cells) == ["lyon", "paris", "tokyo"]
+    assert all(c["attrs"]["data-file"] == file_id for c in row["cells"])
+    assert {s: c["attrs"]["data-state"] for s, c in cells.items()} == {
+        "lyon": "error", "paris": "ok", "tokyo": "waiting"
+    }  # fmt: skip
+    assert cells["tokyo"]["text"] == f"⏸ waiting: {reason}"
+    assert cells["paris"]["text"] == "✔ ok"
+    assert cells["lyon"]["text"] == '✖ error (23)rsync exit code 23: rsync: <no> & "space"'
+
+
+def test_a_state_page_and_the_sites_page_follow_each_write(browser, tracker):
+    for i in range(3):
+        _publish(tracker, f"/w/{i}.exr", sync_lyon=True)
+    b = browser("ula")
+
+    def lyon() -> list[str]:  # its errors, waiting, queued and conflicts
+        sites = b.get("/sites").get_data(as_text=True)
+        row = sites[sites.index('<tr data-site="lyon">') :]
+        return re.findall(r'<td class="num">(\d+)</td>', row[: row.index("</tr>")])
+
+    def errors() -> list[str]:
+        return re.findall(r'<tr data-file="([^"]+)"', b.get("/?state=error").get_data(as_text=True))
+
+    assert errors() == [] and lyon() == ["0", "0", "3", "0"]
+    tracker.update({"_id": "/w/1.exr", "syncError_lyon": 23})  # a real write, after both pages
+    assert errors() == ["/w/1.exr"] and lyon() == ["1", "0", "2", "0"]
+    tracker.update({"_id": "/w/1.exr", "syncError_lyon": None})
+    assert errors() == [] and lyon() == ["0", "0", "3", "0"]
