@@ -108,7 +108,7 @@ def figures(scale: str) -> Iterator[dict]:
                 tree()
                 # one file in 50 is in error: a small store has fewer than a page of them
                 errors = page_timer(tracker, "state=error", rows=min(100, n // 50), app=page.app)
-                errors()  # the first one sorts every id once
+                errors()
                 times["errors", n] = best(errors, 5)
                 times["sites", n] = best(sites, 5)
                 times["folders", n] = best(tree, 5)
