@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 from damas_core.sync.last_scan import LastScan
-from damas_core.sync.volumes import set_global_parameters
+from damas_core.sync.volumes import create_volume, set_global_parameters
 
 from .conftest import needs_rsync
 
@@ -175,3 +175,78 @@ def test_a_first_run_has_no_last_scan_to_compare_with(sites, tmp_path):
     assert r.deleted == ["/a.txt"] and r.published == ["/b.txt"]
     assert "renamed_to" not in sites.tracker.read("/a.txt")
     sites.agents.pop("paris").close()
+
+
+@needs_rsync
+@pytest.mark.slow
+def test_what_a_killed_agent_kept_makes_its_restart_see_the_renames(tmp_path):
+    """``damas sync agent`` processes: paris's first cycle is killed (SIGKILL) while it
+    receives, after its scan; files renamed while it is down are moves at tokyo."""
+    from damas_core.sync.volumes import update_volume
+
+    from tests.sync.processes import ADMIN_PW, AgentProcess, Server, credentials, until
+
+    server = Server(tmp_path)
+    server.start()
+    agents: list[AgentProcess] = []
+    try:
+        roots = {}
+        with server.admin() as admin:
+            for name in ("paris", "tokyo"):
+                roots[name] = tmp_path / f"site {name}"
+                roots[name].mkdir()
+                create_volume(
+                    admin, {"_id": f"vol_{name}", "name": name, "url": f"file://{roots[name]}/"}
+                )
+            set_global_parameters(
+                admin, {"syncEverywhere": True, "retryDelay": 0, "propagateDeletions": True}
+            )
+            # paris fetches tokyo's big file slowly: its first cycle is still receiving
+            # when it is killed
+            update_volume(admin, {"_id": "vol_paris", "rsync_args": ["--bwlimit=2048"]})
+            update_volume(admin, {"_id": "vol_tokyo", "enableEmission": False})
+        (roots["tokyo"] / "big.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+        (roots["paris"] / "shotA").mkdir()
+        for i in range(3):
+            (roots["paris"] / "shotA" / f"f{i}.exr").write_text("x" * (i + 1))
+        creds = credentials(tmp_path / "agent.json", username="admin", password=ADMIN_PW)
+
+        def once(name: str) -> dict:
+            agent = AgentProcess(tmp_path, f"vol_{name}", server.url, creds, "--once")
+            agents.append(agent)
+            assert agent.proc.wait(120) == 0, agent.text()
+            with server.admin() as admin:
+                return admin.read(f"vol_{name}")
+
+        once("tokyo")  # publishes big.bin
+        paris = AgentProcess(tmp_path, "vol_paris", server.url, creds)  # its first run
+        agents.append(paris)
+
+        def receiving() -> bool:
+            with server.admin() as admin:
+                return admin.read("vol_paris").get("agentStatus") == "receiving"
+
+        until(receiving, "paris's first reception", every=0.05)
+        paris.kill()
+        with server.admin() as admin:
+            update_volume(admin, {"_id": "vol_paris", "rsync_args": None})
+        once("tokyo")  # receives shotA
+        old = [f"/shotA/f{i}.exr" for i in range(3)]
+        new = [f"/shotB/f{i}.exr" for i in range(3)]
+        inodes = [(roots["tokyo"] / i[1:]).stat().st_ino for i in old]
+        os.rename(roots["paris"] / "shotA", roots["paris"] / "shotB")  # paris is down
+        once("paris")  # the same state dir, a new process
+        with server.admin() as admin:
+            for a, b in zip(old, new, strict=True):
+                assert admin.read(a)["renamed_to"] == b
+                assert admin.read(b)["renamed_from"] == a
+        once("tokyo")
+        assert [(roots["tokyo"] / i[1:]).stat().st_ino for i in new] == inodes  # moved
+        assert not (roots["tokyo"] / "shotA").exists() or not any(
+            (roots["tokyo"] / "shotA").iterdir()
+        )
+        assert not (roots["tokyo"] / ".damas-trash").exists()
+    finally:
+        for agent in agents:
+            agent.kill()
+        server.stop()
