@@ -31,7 +31,7 @@ from damas_core.backends.base import Patch
 from damas_core.elements import Element
 from damas_core.operations.common import public
 from damas_core.passwords import fingerprint, hash_password, needs_upgrade, verify_password
-from damas_core.query.ast import Eq
+from damas_core.query.ast import And, Eq, Exists, Or, Regex
 
 if TYPE_CHECKING:
     from damas_core.tracker import Session
@@ -70,9 +70,16 @@ def is_disabled(account: Element) -> bool:
     return account.get("disabled") is True or account.get("disable") is True
 
 
+#: The elements :func:`is_account` may be true of, as a query.
+_ACCOUNTS = Or((Regex(("_id",), "^@"), Exists(("username",))))
+
+
 def _by_key(session: Session, key: str, value: str) -> list[Element]:
-    """The accounts whose ``key`` is exactly ``value`` (two at most: enough to tell)."""
-    ids = session.storage.find(Eq((key,), value), limit=3)
+    """The accounts whose ``key`` is exactly ``value`` (two at most: enough to tell).
+
+    Only accounts are looked for: other elements with that value (anyone who may
+    create can give an element any ``email``) neither count nor hide an account."""
+    ids = session.storage.find(And((Eq((key,), value), _ACCOUNTS)), limit=3)
     found = [e for e in session.storage.get_many(ids) if e is not None]
     return [e for e in found if e.get(key) == value and is_account(e)][:2]
 

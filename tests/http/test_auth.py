@@ -545,3 +545,18 @@ def test_expires_in_zero_is_for_admins(jwt_api):
     # Signing out revokes it like any other.
     assert requests.post(f"{url}/api/signOut/", headers=bearer(token)).status_code == 200
     assert requests.get(f"{url}/api/verify/", headers=bearer(token)).status_code == 401
+
+
+def test_elements_that_share_an_email_do_not_lock_its_account_out(jwt_api):
+    # Anyone who may create may give elements any email: they are not accounts, so
+    # they neither answer to that email nor hide the account that has it.
+    tracker, url, _ = jwt_api
+    tracker.update({"_id": "@ada", "email": "ada@example.com"})
+    ula = bearer(token_for(url, "ula"))
+    for _ in range(3):
+        r = requests.post(f"{url}/api/create/", json={"email": "ada@example.com"}, headers=ula)
+        assert r.status_code == 201  # ULIDs: ids that sort before '@ada'
+    r = requests.post(
+        f"{url}/api/signIn/", data={"username": "ada@example.com", "password": "ada-pw"}
+    )
+    assert r.status_code == 200 and r.json()["user"]["_id"] == "@ada"
