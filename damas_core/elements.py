@@ -38,6 +38,11 @@ MAX_ID_LENGTH = 4096
 MAX_DEPTH = 64
 #: Elements encoded together by :func:`encode_all`.
 RUN = 256
+#: The most bytes of element data one call may copy (the default HTTP body limit):
+#: the keys an ``_id`` list gives each element it unfolds into, the comment a
+#: ``#parent`` list gives each parent, the elements a read repeats for repeated ids.
+#: Without it a small body could make the tracker store or answer gigabytes.
+MAX_COPIED_SIZE = 50 * 1024 * 1024
 
 _dumps = orjson.dumps
 #: An element's ``_id``, as a C-level callable (for ``map`` over many elements).
@@ -272,16 +277,44 @@ def fill_id(value: str, op: str) -> str:
     return parts[0] + "".join(u + p for u, p in zip(ulids, parts[1:]))
 
 
+def copied_size(element: Element, skip: tuple[str, ...] = ("_id",)) -> int:
+    """The encoded size of ``element``'s keys but ``skip``: what one copy of it costs
+    (0 for what is not JSON: the storage refuses that with its own error)."""
+    try:
+        return len(_dumps({k: v for k, v in element.items() if k not in skip}))
+    except (TypeError, orjson.JSONEncodeError):
+        return 0
+
+
+def check_copied(total: int, op: str, what: str) -> None:
+    """Raise :class:`BadRequest` when ``total`` bytes of copies pass
+    :data:`MAX_COPIED_SIZE`; ``what`` names the lists that copy.
+
+    >>> check_copied(60_000_000, "create", "the _id lists")
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: create error: the _id lists would copy 60000000 bytes of element data, more than the 52428800 bytes one call may copy; send fewer ids at once
+    """
+    if total > MAX_COPIED_SIZE:
+        raise BadRequest(
+            f"{op} error: {what} would copy {total} bytes of element data, more than the "
+            f"{MAX_COPIED_SIZE} bytes one call may copy; send fewer ids at once",
+            op=op,
+        )
+
+
 def unfold(elements: Sequence[Element], op: str, *, fresh_ids: bool = True) -> list[Element]:
-    """One element per id: ``{_id: [a, b], k: v}`` gives two elements. With
-    ``fresh_ids``, a missing ``_id`` becomes a ULID and ``{#}`` is filled in (see
-    :func:`fill_id`). Always returns new dicts: callers may change them freely."""
+    """One element per id: ``{_id: [a, b], k: v}`` gives two elements, as long as the
+    copies hold at most :data:`MAX_COPIED_SIZE` bytes in all. With ``fresh_ids``, a
+    missing ``_id`` becomes a ULID and ``{#}`` is filled in (see :func:`fill_id`).
+    Always returns new dicts: callers may change them freely."""
     try:  # the usual case, in bulk: every _id a string without a placeholder
         if ULID_PLACEHOLDER not in "\x00".join(map(id_of, elements)):
             return list(map(dict, elements))
     except (KeyError, TypeError):
         pass
     out: list[Element] = []
+    copied = 0
     for e in elements:
         ids = e.get("_id")
         if isinstance(ids, str) and ULID_PLACEHOLDER not in ids:
@@ -289,6 +322,9 @@ def unfold(elements: Sequence[Element], op: str, *, fresh_ids: bool = True) -> l
         elif isinstance(ids, list):
             if not ids:
                 raise BadRequest(f"{op} error: an _id list must not be empty", op=op)
+            if len(ids) > 1:
+                copied += len(ids) * copied_size(e)
+                check_copied(copied, op, "the _id lists")
             for i in ids:
                 out.append({**e, "_id": fill_id(i, op) if fresh_ids and isinstance(i, str) else i})
         elif ids is None and fresh_ids:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from damas_core.elements import Element, as_list, check_element, check_id, new_id, now_ms
+from damas_core.elements import (
+    Element,
+    as_list,
+    check_copied,
+    check_element,
+    check_id,
+    copied_size,
+    new_id,
+    now_ms,
+)
 from damas_core.errors import BadRequest
 from damas_core.operations.common import authorize, public_all
 from damas_core.permissions import require
@@ -21,6 +30,7 @@ def comment(session: Session, elements: Any) -> Any:
     raw, single = as_list(elements, "comment")
     require(session.user_class, "comment", session.username)
     plans: list[tuple[bool, list[Element]]] = []
+    copied = 0
     for e in raw:
         check_element(e, "comment")
         text = e.get("comment")
@@ -38,6 +48,9 @@ def comment(session: Session, elements: Any) -> Any:
         if not session.is_admin:  # author and time are the comment's own: stamped below
             keys = (k for k in e if k not in ("author", "time"))
             authorize(session, "comment", str(parents), keys)
+        if len(parent_list) > 1:
+            copied += len(parent_list) * copied_size(e, ("_id", "#parent"))
+            check_copied(copied, "comment", "the #parent lists")
         items = []
         for p in parent_list:
             check_id(p, "comment", write=True)

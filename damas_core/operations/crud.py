@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from itertools import repeat
 from operator import contains
@@ -12,9 +13,11 @@ from damas_core.elements import (
     Element,
     any_reserved,
     as_list,
+    check_copied,
     check_element,
     check_id,
     check_ids,
+    copied_size,
     encode_run,
     has_key,
     has_list_id,
@@ -106,19 +109,33 @@ def read(session: Session, ids: Any) -> Any:
         return None if session.hidden(ids) else public(session.storage.get_many([ids])[0], session)
     id_list, single = check_ids(ids, "read")
     storage = session.storage
-    if any_reserved(id_list):  # internal ids read as absent
+    if len(set(id_list)) < len(id_list):
+        results = _read_repeated(session, id_list)
+    elif any_reserved(id_list):  # internal ids read as absent
         found = iter(storage.get_many([i for i in id_list if not session.hidden(i)]))
         results = [None if session.hidden(i) else next(found) for i in id_list]
     else:
         results = storage.get_many(id_list)
-    if len(set(id_list)) < len(id_list):  # a repeated id gets its own copy
-        seen: set[int] = set()
-        for index, e in enumerate(results):
-            if e is not None:
-                if id(e) in seen:
-                    results[index] = e = dict(e)
-                seen.add(id(e))
     return _single_result(public_all(results, session), single)
+
+
+def _read_repeated(session: Session, id_list: list[str]) -> list[Element | None]:
+    """:func:`read` of ids some of which repeat: each is read once, and a repeat gets
+    its own copy, at most :data:`~damas_core.elements.MAX_COPIED_SIZE` bytes of them."""
+    asked = [i for i in dict.fromkeys(id_list) if not session.hidden(i)]
+    found = dict(zip(asked, session.storage.get_many(asked)))
+    counts = Counter(id_list)
+    copied = sum(
+        (counts[i] - 1) * copied_size(e, ()) for i, e in found.items() if e and counts[i] > 1
+    )
+    check_copied(copied, "read", "the repeated ids")
+    results: list[Element | None] = []
+    seen: set[str] = set()
+    for i in id_list:
+        e = found.get(i)
+        results.append(dict(e) if e is not None and i in seen else e)
+        seen.add(i)
+    return results
 
 
 def _split_changes(element: Element) -> tuple[dict[str, Any], tuple[str, ...]]:

@@ -1,5 +1,7 @@
 """Request bodies over the limit, sent every way, get the API's JSON 413 from the real
-waitress server ``damas serve`` runs (waitress answers those itself, before the app)."""
+waitress server ``damas serve`` runs (waitress answers those itself, before the app);
+lists that copy (an ``_id`` list, a ``#parent`` list, repeated ids in a read) may not
+turn a small body into more than a body's worth of copies."""
 
 from __future__ import annotations
 
@@ -111,3 +113,68 @@ def test_a_malformed_request_gets_json_too(small):
     status, headers, body = exchange(url, request_head("/api/create/", "Content-Length: twelve"))
     assert status == 400 and headers["content-type"] == "application/json"
     assert orjson.loads(body)["error"].startswith("request error: ")
+
+
+# -- lists that copy: an _id list, a comment's #parent list, a read's repeated ids --------
+
+MEGABYTE = "x" * 1_000_000
+#: More copies of a megabyte than one call may make (MAX_COPIED_SIZE, 50 MiB).
+TOO_MANY = 60
+
+
+@pytest.fixture
+def open_api(memory_tracker, serve):
+    """``(tracker, url)`` served with the default body limit, as an anonymous admin."""
+    return memory_tracker, serve(make_app(memory_tracker, auth="none"))
+
+
+def post(url: str, path: str, body: object, method: str = "POST") -> requests.Response:
+    return requests.request(method, f"{url}{path}", data=orjson.dumps(body), timeout=60)
+
+
+def test_an_id_list_may_not_copy_more_than_a_body_holds(open_api):
+    # A body of one megabyte must not make the tracker store (and answer) sixty.
+    tracker, url = open_api
+    ids = [f"/copy/{i}" for i in range(TOO_MANY)]
+    for path in ("/api/create/", "/api/upsert/", "/api/publish/"):
+        r = post(url, path, {"_id": ids, "comment": "c", "origin": "o", "big": MEGABYTE})
+        assert r.status_code == 400, (path, r.status_code)
+        assert "more than the 52428800 bytes one call may copy" in r.json()["error"]
+    # Several elements of one call add up: two lists of half as many ids each.
+    half = len(ids) // 2
+    r = post(
+        url,
+        "/api/create/",
+        [{"_id": ids[:half], "big": MEGABYTE}, {"_id": ids[half:], "big": MEGABYTE}],
+    )
+    assert r.status_code == 400
+    assert tracker.search("_id:/^\\/copy\\//") == []
+    tracker.create([{"_id": i} for i in ids])
+    r = post(url, "/api/update/", {"_id": ids, "big": MEGABYTE}, "PUT")
+    assert r.status_code == 400 and tracker.search("big:*") == []
+    # Within the limit, an _id list unfolds as before.
+    r = post(url, "/api/create/", {"_id": ["/fine/1", "/fine/2"], "big": MEGABYTE})
+    assert r.status_code == 201 and [e["_id"] for e in r.json()] == ["/fine/1", "/fine/2"]
+
+
+def test_a_comment_may_not_copy_more_than_a_body_holds(open_api):
+    tracker, url = open_api
+    tracker.create({"_id": "/f"})
+    r = post(url, "/api/comment/", {"#parent": ["/f"] * TOO_MANY, "comment": MEGABYTE})
+    assert r.status_code == 400 and "one call may copy" in r.json()["error"]
+    assert tracker.search("#parent:/f") == []
+    r = post(url, "/api/comment/", {"#parent": ["/f", "/f"], "comment": "twice"})
+    assert r.status_code == 201 and len(tracker.search("#parent:/f")) == 2
+
+
+def test_a_read_may_not_repeat_more_than_a_body_holds(open_api):
+    # A few bytes of repeated ids must not make the server build a 60 MB answer.
+    tracker, url = open_api
+    tracker.create({"_id": "/big", "big": MEGABYTE})
+    r = post(url, "/api/read/", ["/big"] * TOO_MANY)
+    assert r.status_code == 400 and "one call may copy" in r.json()["error"]
+    r = requests.get(f"{url}/api/read/" + ",".join(["%2Fbig"] * TOO_MANY), timeout=60)
+    assert r.status_code == 400
+    # Repeats within the limit get a copy each, as in damas-core.
+    r = post(url, "/api/read/", ["/big", "/missing", "/big"])
+    assert r.status_code == 207 and [e and e["_id"] for e in r.json()] == ["/big", None, "/big"]
