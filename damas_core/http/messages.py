@@ -50,16 +50,32 @@ class Answer:
 
 
 def check_depth(value: Any, op: str, limit: int = MAX_JSON_DEPTH) -> None:
-    """Raise :class:`BadRequest` if a parsed JSON value nests deeper than ``limit``."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
+    """Raise :class:`BadRequest` if a parsed JSON value nests more than ``limit``
+    objects and arrays deep.
+
+    It goes one level at a time: the objects and arrays of a level are the next
+    level's, so a body of many flat elements costs one pass over their values.
+
+    >>> check_depth([{"a": [1]}], "x", limit=3)
+    >>> check_depth([{"a": [[1]]}], "x", limit=3)
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: x error: the JSON body nests deeper than 3 levels
+    """
+    level = [value] if type(value) in _NESTING else []
+    depth = 1
+    while level:
         if depth > limit:
             raise BadRequest(f"{op} error: the JSON body nests deeper than {limit} levels", op=op)
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+        values: list[Any] = []
+        for item in level:
+            values.extend(item.values() if type(item) is dict else item)
+        level = [v for v in values if type(v) in _NESTING]
+        depth += 1
+
+
+# what a parsed JSON value nests in (orjson gives these exact types)
+_NESTING = (dict, list)
 
 
 class Call:

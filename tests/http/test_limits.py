@@ -178,3 +178,19 @@ def test_a_read_may_not_repeat_more_than_a_body_holds(open_api):
     # Repeats within the limit get a copy each, as in damas-core.
     r = post(url, "/api/read/", ["/big", "/missing", "/big"])
     assert r.status_code == 207 and [e and e["_id"] for e in r.json()] == ["/big", None, "/big"]
+
+
+def test_a_body_nesting_too_deep_is_refused_whole(memory_tracker, serve):
+    url = serve(make_app(memory_tracker, auth="none"))
+    deep: object = 1
+    for _ in range(99):  # the element, its key and 99 arrays: 101 levels with the list
+        deep = [deep]
+    body = [{"_id": f"/flat{i}", "n": i} for i in range(1000)] + [{"_id": "/deep", "x": deep}]
+    r = requests.post(f"{url}/api/create/", data=orjson.dumps(body))
+    assert r.status_code == 400
+    assert r.json()["error"] == "create error: the JSON body nests deeper than 100 levels"
+    assert memory_tracker.search("_id:/^\\//") == []
+    # one level less is the core's to judge (it caps elements at 64 levels)
+    body[-1]["x"] = deep[0]
+    r = requests.post(f"{url}/api/create/", data=orjson.dumps(body))
+    assert r.status_code == 400 and "nests deeper than 100" not in r.json()["error"]
