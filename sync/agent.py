@@ -28,7 +28,9 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -92,6 +94,9 @@ except Exception:  # pragma: no cover - running from a source tree without metad
 # 20000 files are about 5 MB of JSON, well under a server's request limit (50 MB)
 _WRITE_BATCH = 20000
 _FIRST_BATCH = 4000
+# publish calls of a scan on their way at once: over HTTP the server writes one batch
+# while the agent sends the next and decodes the answer of the one before
+_IN_FLIGHT = 2
 # "unmounted": the agent runs but its volume looks absent; others must not push to it
 _ALIVE_STATES = ("starting", "scanning", "receiving", "emitting", "idle", "unmounted")
 
@@ -422,26 +427,27 @@ class Agent:
         written = _ScanWrites(self.tracker, self.view, self.site, report, keep_published=transfers)
         files = self.view.files
         try:
-            changes = scanner.rescan(
-                vol,
-                lambda ids: {i: files[i] for i in ids if i in files},
-                second_look=True,
-                changed=changed,
-            )
-            if changes is None:
-                # find lists the tree while the tracker is read, and what the walk
-                # finds is written while it goes on
-                with _Progress(self.progress, None, f"scanning {self.site}") as shown:
+            with written:
+                changes = scanner.rescan(
+                    vol,
+                    lambda ids: {i: files[i] for i in ids if i in files},
+                    second_look=True,
+                    changed=changed,
+                )
+                if changes is None:
+                    # find lists the tree while the tracker is read, and what the walk
+                    # finds is written while it goes on
+                    with _Progress(self.progress, None, f"scanning {self.site}") as shown:
 
-                    def on_part(so_far: ScanChanges) -> None:
-                        written.some(so_far)
-                        shown.describe(
-                            f"scanning {self.site}: {len(so_far.tree):,} files seen, "
-                            f"{len(report.published):,} published"
-                        )
+                        def on_part(so_far: ScanChanges) -> None:
+                            written.some(so_far)
+                            shown.describe(
+                                f"scanning {self.site}: {len(so_far.tree):,} files seen, "
+                                f"{len(report.published):,} published"
+                            )
 
-                    changes = scanner.compare(vol, files, second_look=True, on_part=on_part)
-            written.all(changes)
+                        changes = scanner.compare(vol, files, second_look=True, on_part=on_part)
+                written.all(changes)
             report.scanned = changes.seen
             report.pending = changes.pending
             report.conflicts.extend(changes.conflicts)
@@ -776,7 +782,16 @@ def delivered(
 
 
 class _ScanWrites:
-    """Writes a scan's changes in calls of :data:`_WRITE_BATCH` files, as they come."""
+    """Writes a scan's changes in calls of :data:`_WRITE_BATCH` files, as they come.
+
+    Publish calls go out on threads of their own while the scan goes on (the walk, the
+    comparison, the next batch): at most :data:`_IN_FLIGHT` on their way, their answers
+    taken in the order they were sent. Over HTTP the server works on one batch while
+    the agent decodes the answer before it and makes the next. The updates go out
+    after every publish before them. Use it as a context manager: leaving it waits for
+    the calls on their way, so nothing is written for the scan after it, even when it
+    failed.
+    """
 
     def __init__(
         self,
@@ -800,6 +815,14 @@ class _ScanWrites:
         self.published = 0  # how many of the changes' publish and update lists are done
         self.patched = 0
         self.updated: dict[str, dict[str, Any] | None] = {}
+        self._pool = ThreadPoolExecutor(_IN_FLIGHT, thread_name_prefix=f"publish-{site}")
+        self._sent: deque[Future[list[Any]]] = deque()  # the publish calls on their way
+
+    def __enter__(self) -> _ScanWrites:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)  # a failed scan drops the answers: the feed has them
 
     def some(self, changes: ScanChanges) -> None:
         """Write the full batches among the changes not written yet (the first one as
@@ -810,6 +833,7 @@ class _ScanWrites:
         """Write every change not written yet, then fold the per-file elements of
         packages into them (:attr:`.ScanChanges.fold`)."""
         self._write(changes, 1)
+        self._take_published()
         self._fold(changes.fold)
 
     def _fold(self, fold: dict[str, list[str]]) -> None:
@@ -848,6 +872,17 @@ class _ScanWrites:
             ]
         )
 
+    def _take_published(self, leave: int = 0) -> None:
+        """Take in the answers of the publish calls on their way, oldest first, until
+        ``leave`` remain (an error of a call is raised here)."""
+        while len(self._sent) > leave:
+            done = [el for el in self._sent.popleft().result() if el is not None]
+            self.report.published.extend(map(id_of, done))
+            if self.keep_published:
+                self.view.put(done)
+            else:  # the packages only (folds need them): the feed brings the rest
+                self.view.put(el for el in done if el["_id"][-1] == "/")
+
     def _write(self, changes: ScanChanges, least: int) -> None:
         report, view = self.report, self.view
         while len(changes.publish) - self.published >= least:
@@ -856,13 +891,10 @@ class _ScanWrites:
             # in id order (a walk lists names in no order): the store writes each
             # B-tree page once instead of coming back to it
             batch.sort(key=id_of)
-            done = [el for el in self.tracker.publish(batch) if el is not None]
-            ids = list(map(id_of, done))
-            report.published.extend(ids)
-            if self.keep_published:
-                view.put(done)
-            else:  # the packages only (folds need them): the feed brings the rest
-                view.put(el for el in done if el["_id"][-1] == "/")
+            self._take_published(_IN_FLIGHT - 1)
+            self._sent.append(self._pool.submit(self.tracker.publish, batch))
+        if len(changes.update) - self.patched >= least:
+            self._take_published()  # the updates go out after every publish before them
         while len(changes.update) - self.patched >= least:
             batch = changes.update[self.patched : self.patched + _WRITE_BATCH]
             self.patched += len(batch)
