@@ -53,7 +53,7 @@ import orjson
 from damas_core.elements import encode_all, id_of
 from damas_core.errors import BadRequest, DamasError, StorageError
 from damas_core.ordering import MISSING, bracket, sort_key
-from damas_core.query.ast import All, And, Eq, In, Node, Regex, Sort
+from damas_core.query.ast import All, And, Cmp, Eq, In, Node, Regex, Sort
 
 Element = dict[str, Any]
 #: One entry of the change feed: ``(seq, id, deleted)``.
@@ -644,6 +644,36 @@ def id_prefix(query: Node) -> str | None:
     return best
 
 
+def id_lower_bound(query: Node) -> str | None:
+    """The least ``_id`` ``query`` lets match, if it says one: a ``_id>v`` or ``_id>=v``
+    with a string ``v``, the query itself or a term of a top-level ``And`` (``And``s
+    within it included); of several, the greatest. A store whose keys are the ids in
+    order starts reading there: ``_id>last`` pages on from any depth at the cost of a
+    page. ``None`` otherwise.
+
+    >>> from damas_core.query.parser import parse
+    >>> id_lower_bound(parse("_id>/s/b _id>=/s/a origin:*"))
+    '/s/b'
+    >>> id_lower_bound(parse("_id</s/b")) is None, id_lower_bound(parse("_id>3")) is None
+    (True, True)
+    """
+    best: str | None = None
+    todo = [query]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, And):
+            todo.extend(node.nodes)
+        elif (
+            isinstance(node, Cmp)
+            and node.path == ("_id",)
+            and node.op in (">", ">=")
+            and isinstance(node.value, str)
+            and (best is None or node.value > best)
+        ):
+            best = node.value
+    return best
+
+
 def _literal_prefix(pattern: str) -> str | None:
     """What an anchored, wholly literal pattern matches at the start; ``None`` when the
     pattern is anything else."""
@@ -698,6 +728,7 @@ __all__ = [
     "Patch",
     "Storage",
     "apply_patch",
+    "id_lower_bound",
     "id_prefix",
     "index_lookup",
     "index_values",

@@ -60,6 +60,7 @@ from damas_core.backends.base import (
     Patch,
     Storage,
     apply_patch,
+    id_lower_bound,
     id_prefix,
     index_lookup,
     select,
@@ -441,18 +442,19 @@ class LMDBStorage(Storage):
     def _key_range(self, txn: Any, query: Node) -> Iterator[tuple[Any, Any]]:
         """``(key, raw element)`` in key order, of every element, or of those whose key
         starts as the ``_id`` prefix ``query`` pins: the one key range holding every
-        id with that prefix (a long id's key keeps its first ``LONG_PREFIX`` bytes)."""
+        id with that prefix (a long id's key keeps its first ``LONG_PREFIX`` bytes);
+        from the key of the least id it lets match (:func:`.id_lower_bound`) on. An id
+        from that bound on has a key at or after the bound's first ``LONG_PREFIX``
+        bytes: UTF-8 keeps the order of the characters it encodes."""
         cursor = txn.cursor(db=self._h.main)
-        prefix = id_prefix(query)
-        if prefix is None:
-            yield from cursor
+        prefix, bound = id_prefix(query), id_lower_bound(query)
+        head = b"" if prefix is None else _key_head(prefix)
+        start = max(head, b"" if bound is None else _key_head(bound))
+        if not (cursor.set_range(start) if start else cursor.first()):
             return
-        start = prefix.encode("utf-8", "surrogatepass")[:LONG_PREFIX]
-        if not cursor.set_range(start):
-            return
-        n = len(start)
+        n = len(head)
         for key, raw in cursor:
-            if key[:n] != start:
+            if key[:n] != head:
                 return
             yield key, raw
 
@@ -584,6 +586,11 @@ class LMDBStorage(Storage):
 
 
 # -- read steps and their CRCs ------------------------------------------------------------
+
+
+def _key_head(id: str) -> bytes:
+    """The first bytes of the key of every id starting with ``id``."""
+    return id.encode("utf-8", "surrogatepass")[:LONG_PREFIX]
 
 
 def _get_raw(txn: Any, db: Any, keys: list[bytes]) -> list[bytes | None]:

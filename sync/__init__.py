@@ -7,7 +7,8 @@
 - :mod:`.rsync`: the rsync transport;
 - :mod:`.agent`: :class:`Agent`, one per site;
 - :mod:`.service`: an agent run for months (back-off, credentials, one agent per volume);
-- :mod:`.status`: the files x sites matrix (:func:`status`);
+- :mod:`.status`: the files x sites matrix (:func:`status`); :mod:`.row_cache`: its rows
+  kept between pages;
 - :mod:`.conflicts`: listing and resolving conflicts.
 
 >>> import damas_core

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -40,7 +40,7 @@ from typing import Any
 import re2
 
 from damas_core.errors import BadRequest
-from damas_core.query.ast import And, Node, Regex
+from damas_core.query.ast import And, Cmp, Node, Regex
 from damas_core.query.parser import parse
 from damas_core.query.predicate import to_predicate
 
@@ -170,8 +170,8 @@ class Filters:
     under a folder (``/shots/``); ``states`` keeps files in one of those states at one of
     the shown sites; ``sites`` limits the columns (empty: every site); ``skip`` counts
     files of the filtered stream before the page, ``limit`` the rows of a page.
-    ``start`` is where the unfiltered view (every file, by ``_id``) goes on from: a
-    position in the store's order of ids, as :func:`page` gives it in ``next``.
+    ``after`` is the id a view in ``_id`` order without a state filter goes on after,
+    as :func:`page` gives it in ``next``: such a page costs the same at any depth.
     """
 
     query: str = "*"
@@ -181,17 +181,12 @@ class Filters:
     sort: str = "_id"
     skip: int = 0
     limit: int = 100
-    start: int = 0
+    after: str = ""
 
     @property
-    def unfiltered(self) -> bool:
-        """True for the view of every file by ``_id``, which pages by ``start``."""
-        return (
-            self.query.strip() in ("", "*")
-            and not self.prefix
-            and not self.states
-            and self.sort == "_id"
-        )
+    def by_id(self) -> bool:
+        """True for a view in ``_id`` order without a state filter: it pages by ``after``."""
+        return self.sort == "_id" and not self.states
 
     def __post_init__(self) -> None:
         for s in self.states:
@@ -208,46 +203,57 @@ class Filters:
             raise BadRequest(
                 f"status error: a folder prefix starts with '/', not {self.prefix!r}", key="prefix"
             )
-        for name, value, top in (
-            ("skip", self.skip, None),
-            ("start", self.start, None),
-            ("limit", self.limit, MAX_LIMIT),
-        ):
+        if not isinstance(self.after, str):
+            raise BadRequest("status error: after is a file's id", key="after")
+        if self.after and not self.by_id:
+            raise BadRequest(
+                "status error: after goes with the sort _id and no state filter; use skip",
+                key="after",
+            )
+        for name, value, top in (("skip", self.skip, None), ("limit", self.limit, MAX_LIMIT)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise BadRequest(f"status error: {name} must be a whole number >= 0", key=name)
             if top is not None and not 0 < value <= top:
                 raise BadRequest(f"status error: {name} must be between 1 and {top}", key=name)
 
 
-def files_node(query: str = "*", prefix: str = "") -> Node:
-    """The query of the tracked files matching ``query`` under ``prefix``.
+def files_node(query: str = "*", prefix: str = "", after: str = "") -> Node:
+    """The query of the tracked files matching ``query`` under ``prefix`` (and with an
+    id after ``after``, when given).
 
     A parse error of ``query`` is :class:`BadRequest` with its ``position`` in ``query``.
     """
     parts: list[Node] = [_FILES_NODE, parse(query.strip() or "*")]
     if prefix:
         parts.append(Regex(("_id",), "^" + re2.escape(prefix), ""))
+    if after:
+        parts.append(Cmp(("_id",), ">", after))
     return And(tuple(parts))
 
 
 def page(
-    tracker: Any, filters: Filters, sites: SitesCache | None = None, counts: Any = None
+    tracker: Any,
+    filters: Filters,
+    sites: SitesCache | None = None,
+    counts: Any = None,
+    make_row: Callable[..., dict[str, Any]] = row_of,
 ) -> dict[str, Any]:
     """A page of files with their states.
 
     ``{"sites": every site, "shown": the sites shown, "volumes": the volume elements,
     "files": rows (:func:`row_of`), "skip", "limit", "next"}``; ``next`` is
-    ``{"start": n}`` or ``{"skip": n}`` (the :class:`Filters` field that gives the next
+    ``{"after": id}`` or ``{"skip": n}`` (the :class:`Filters` field that gives the next
     page), or ``None`` on the last page.
 
-    The cost: the unfiltered view reads the store's ids in order from ``start`` (a
-    store such as LMDB reads only the page's); a filtered one is one search of
-    ``limit + 1`` elements (which may read the whole store); a state filter reads the
-    filtered stream in batches until the page is full. ``sites`` (a :class:`SitesCache`)
+    The cost: a page is one search of ``limit + 1`` elements. In ``_id`` order, a store
+    such as LMDB reads only the page's (with ``prefix``, from the folder's first key;
+    with ``after``, from the key after it), other queries may read the whole store;
+    a state filter reads the filtered stream in batches until the page is full. ``sites`` (a :class:`SitesCache`)
     saves reading the volumes again. ``counts`` (a
     :class:`~damas_core.sync.completion.CompletionCache` following the same ``sites``)
     answers a state filter on the query ``*`` in ``_id`` order from the states it keeps,
-    reading only the page's files.
+    reading only the page's files. ``make_row`` makes each row, as :func:`row_of` does (a
+    :class:`~damas_core.sync.row_cache.RowCache` keeps them between pages).
     """
     vols, params = (
         sites.get() if sites is not None else (volumes(tracker), global_parameters(tracker))
@@ -255,12 +261,19 @@ def page(
     names = [v["name"] for v in vols]
     shown = [s for s in names if s in filters.sites] if filters.sites else names
     moving = in_flight(vols, params)
+    columns = tuple(shown)
+
+    def row(element: Mapping[str, Any]) -> dict[str, Any]:
+        return make_row(element, columns, params, moving)
+
     rows: list[dict[str, Any]] = []
-    after: dict[str, int] | None = None
-    if filters.unfiltered:
-        rows, after = _files_in_id_order(
-            tracker, filters.start, filters.limit, shown, params, moving
-        )
+    after: dict[str, Any] | None = None
+    if filters.by_id:
+        node = files_node(filters.query, filters.prefix, filters.after)
+        found = tracker.search_elements(node, "_id", filters.skip, filters.limit + 1)
+        rows = [row(e) for e in found[: filters.limit]]
+        if len(found) > filters.limit:
+            after = {"after": found[filters.limit - 1]["_id"]}
     elif (
         filters.states
         and counts is not None
@@ -274,14 +287,14 @@ def page(
         keep = set(filters.states)
         for i in ids:
             if _is_file(found.get(i)):
-                row = row_of(found[i], shown, params, moving)
-                if any(st["state"] in keep for st in row["states"].values()):
-                    rows.append(row)  # (unless it changed since the counts were brought up)
+                made = row(found[i])
+                if any(st["state"] in keep for st in made["states"].values()):
+                    rows.append(made)  # (unless it changed since the counts were brought up)
         after = None if at is None else {"skip": at}
-    elif not filters.states:
+    elif not filters.states:  # another sort
         node = files_node(filters.query, filters.prefix)
         found = tracker.search_elements(node, filters.sort, filters.skip, filters.limit + 1)
-        rows = [row_of(e, shown, params, moving) for e in found[: filters.limit]]
+        rows = [row(e) for e in found[: filters.limit]]
         if len(found) > filters.limit:
             after = {"skip": filters.skip + filters.limit}
     else:
@@ -291,12 +304,12 @@ def page(
         while after is None:
             batch = tracker.search_elements(node, filters.sort, at, _BATCH)
             for i, e in enumerate(batch):
-                row = row_of(e, shown, params, moving)
-                if any(st["state"] in wanted_states for st in row["states"].values()):
+                made = row(e)
+                if any(st["state"] in wanted_states for st in made["states"].values()):
                     if len(rows) == filters.limit:
                         after = {"skip": at + i}
                         break
-                    rows.append(row)
+                    rows.append(made)
             if len(batch) < _BATCH:
                 break
             at += len(batch)
@@ -319,41 +332,6 @@ def _is_file(element: Mapping[str, Any] | None) -> bool:
         and "origin" in element
         and "#parent" not in element
     )
-
-
-def _files_in_id_order(
-    tracker: Any,
-    start: int,
-    limit: int,
-    sites: list[str],
-    params: Mapping[str, Any],
-    moving: Mapping[str, Container[str]],
-) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
-    """The rows of the first ``limit`` files at or after position ``start`` of the
-    store's ids (unsorted ``*``: the store's own order, ``_id`` order on every backend),
-    and where the next page starts.
-
-    Searching every id without a sort is the one query a store answers by reading only
-    the page's keys (LMDB; SQL and MongoDB by their primary key), where a filtered query
-    reads every match before the page: measured on LMDB, 7 ms instead of 6 s for the
-    first page of a 1M-file store (``make bench``, dashboard). Files are the ids starting with ``/``: past them,
-    nothing more is read.
-    """
-    rows: list[dict[str, Any]] = []
-    at, batch = start, limit + 1
-    while True:
-        ids = tracker.search("*", None, at, batch)
-        for i, (file_id, element) in enumerate(zip(ids, tracker.read(ids))):
-            if _is_file(element):
-                if len(rows) == limit:
-                    return rows, {"start": at + i}
-                rows.append(row_of(element, sites, params, moving))
-            elif file_id > "/" and not file_id.startswith("/"):
-                return rows, None  # every later id sorts after the paths too
-        if len(ids) < batch:
-            return rows, None
-        at += len(ids)
-        batch = min(batch * 4, _BATCH * 4)
 
 
 def rows_for(tracker: Any, ids: Iterable[str], sites: SitesCache | None = None) -> dict[str, Any]:
@@ -417,8 +395,10 @@ class SitesCache:
         read; otherwise the position moves on. The feed is read in pages of ``batch``,
         at most ``rounds`` of them: past that, reading the volumes again is cheaper."""
         assert self._seq is not None
-        known = {v["_id"] for v in self._sites[0]} | {GLOBAL_ID}
         seq = self._seq
+        if self.tracker.storage.last_seq() == seq:
+            return False  # nothing written since: no change to read
+        known = {v["_id"] for v in self._sites[0]} | {GLOBAL_ID}
         for _ in range(self.rounds):
             got = self.tracker.changes(seq, self.batch)
             if got.get("reset"):
@@ -693,9 +673,12 @@ _COLORS = {
     "ok": "green", "outdated": "yellow", "error": "red", "queued": "blue",
     "waiting": "magenta", "conflict": "bright_red", "unwanted": "grey50",
 }  # fmt: skip
-_ICONS = {
+#: the icon of each file state, state detail and agent state: a state never shows as a
+#: colour alone (the dashboard and the command line show the same)
+ICONS = {
     "ok": "✔", "outdated": "◐", "error": "✖", "queued": "↻", "waiting": "⏸",
-    "conflict": "⚠", "unwanted": "–", "transferring": "⇄",
+    "conflict": "⚠", "unwanted": "–", "transferring": "⇄", "on": "▶", "idle": "●",
+    "stopped": "■", "unmounted": "⏏", "down": "✖",
 }  # fmt: skip
 
 
@@ -705,7 +688,7 @@ def icon_of(st: Mapping[str, Any]) -> str:
     >>> icon_of({"state": "queued"}), icon_of({"state": "queued", "detail": "transferring"})
     ('↻', '⇄')
     """
-    return _ICONS[st.get("detail") or st["state"]]
+    return ICONS[st.get("detail") or st["state"]]
 
 
 def _when(ms: Any) -> str:
@@ -784,6 +767,7 @@ def render(data: dict[str, Any], *, limit: int | None = None) -> Any:
 __all__ = [
     "AGENT_STATES",
     "HEALTH_KEYS",
+    "ICONS",
     "MAX_LIMIT",
     "SORTS",
     "STATES",

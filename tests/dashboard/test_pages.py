@@ -249,9 +249,15 @@ def test_the_table_pages_filters_and_sorts_on_the_server(browser, tracker):
     b = browser("ula")
     first = b.get("/").get_data(as_text=True)
     assert first.count('<tr data-file="') == 100
-    assert 'data-site="lyon"' in first and "start=100" in first
-    last = b.get("/?start=200").get_data(as_text=True)
+    assert 'data-site="lyon"' in first
+    ids = sorted(f"/seq{i % 3}/f{i:03}.exr" for i in range(250))
+    following = re.findall(r'<a href="([^"]+)" rel="next">', first)
+    assert following == ["/?after=" + quote(ids[99], safe="")]  # the last id shown
+    second = b.get(following[0]).get_data(as_text=True)
+    assert re.findall(r'<tr data-file="([^"]+)"', second) == ids[100:200]
+    last = b.get("/?after=" + quote(ids[199], safe="")).get_data(as_text=True)
     assert last.count('<tr data-file="') == 50 and 'rel="next"' not in last
+    assert 'href="/?">First</a>' in last
     seq1 = b.get("/?prefix=/seq1/&limit=1000").get_data(as_text=True)
     assert seq1.count('<tr data-file="') == 83 and "/seq0/" not in seq1
     queued = b.get("/?state=queued&site=tokyo&limit=1000").get_data(as_text=True)
@@ -377,7 +383,7 @@ def test_a_file_being_copied_shows_transferring_on_its_pages_and_live(browser, t
     page = b.get("/?site=tokyo").get_data(as_text=True)
     assert (
         '<td class="cell s-queued" data-file="/a.exr" data-site="tokyo" data-state="queued" '
-        'data-detail="transferring"><span class="icon" aria-hidden="true">⇄</span> '
+        'data-detail="transferring"><span class="icon" aria-hidden="true">&#8644;</span> '
         '<span class="word">transferring</span></td>'
     ) in page
     assert 'data-file="/b.exr" data-site="tokyo" data-state="queued"><span' in page

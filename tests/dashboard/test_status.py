@@ -91,19 +91,35 @@ def test_a_state_filter_reads_past_batches_until_the_page_is_full(tracker):
 def test_the_unfiltered_view_pages_through_every_file_once(make_tracker):
     tracker = make_tracker()  # on every backend
     _files(tracker, 230)  # each with a history child, whose id is a ULID
+    # long ids sharing their key's first bytes (their keys end with a digest, not in
+    # id order), and ids beyond ASCII
+    long = "/p/" + "long" * 200
     tracker.create([{"_id": "!before the paths"}, {"_id": "/p/0100x", "note": "no origin"},
-                    {"_id": "#hash"}, {"_id": "/p/" + "long" * 200, "origin": "paris"}])  # fmt: skip
-    seen, filters = [], Filters(limit=40)
-    while True:
-        got = page(tracker, filters)
-        seen += [r["_id"] for r in got["files"]]
-        if got["next"] is None:
-            break
-        assert list(got["next"]) == ["start"]
-        filters = Filters(limit=40, **got["next"])
+                    {"_id": "#hash"}, {"_id": "/p/é", "origin": "paris"},
+                    {"_id": "/p/\U0001f600", "origin": "paris"}]
+                   + [{"_id": long + tail, "origin": "paris"} for tail in ("z", "a", "m", "")])  # fmt: skip
     files = tracker.search("origin:* -#parent:*")
-    assert len(seen) == len(set(seen)) == 231 and sorted(seen) == sorted(files)
-    assert page(tracker, Filters(limit=40, start=10**6))["files"] == []
+    for prefix, limit in (("", 40), ("", 1), ("/p/", 7)):
+        seen, filters = [], Filters(limit=limit, prefix=prefix)
+        while True:
+            got = page(tracker, filters)
+            seen += [r["_id"] for r in got["files"]]
+            if got["next"] is None:
+                break
+            assert list(got["next"]) == ["after"] and got["next"]["after"] == seen[-1]
+            filters = Filters(limit=limit, prefix=prefix, **got["next"])
+        assert seen == sorted(files) and len(files) == 236
+    assert page(tracker, Filters(limit=40, after="\U0010ffff"))["files"] == []
+    got = page(tracker, Filters(limit=2, after=long + "a"))
+    assert [r["_id"] for r in got["files"]] == [long + "m", long + "z"]
+
+
+def test_after_is_an_id_for_the_id_order(tracker):
+    for wrong in (dict(after="/a", sort="time"), dict(after="/a", states=("ok",)),
+                  dict(after=3)):  # fmt: skip
+        with pytest.raises(BadRequest) as e:
+            Filters(**wrong)
+        assert e.value.key == "after"
 
 
 def test_folders_count_what_is_under_them(tracker):

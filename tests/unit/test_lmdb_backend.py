@@ -9,6 +9,7 @@ import os
 import threading
 
 import pytest
+import re2
 from damas_core.backends import lmdb as lmdb_backend
 from damas_core.backends import lmdb_engine, lmdb_indexes
 from damas_core.backends.base import Patch, index_values
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from damas_core.errors import BadRequest, StorageError
-from damas_core.query.ast import All, And, Cmp, Eq, In
+from damas_core.query.ast import All, And, Cmp, Eq, In, Regex
 
 
 @pytest.fixture
@@ -66,6 +67,45 @@ def test_non_json_element_changes_nothing(store):
         store.patch_many([Patch("/a", set={"#parent": "/q"}), Patch("/a", set={"v": {1, 2}})])
     assert store.get("/a") == {"_id": "/a", "#parent": "/p"}
     assert index_entries(store, "#parent") == {(b"s/p", b"/a")}
+
+
+_LONG = "/" + "a" * 600  # ids from it on are longer than a key: their keys end with a digest
+_ids = st.lists(
+    st.one_of(
+        st.text(alphabet="/ab\u00e9\U0001f600", min_size=1, max_size=4),
+        st.text(alphabet="ab", max_size=3).map(lambda tail: _LONG + tail),
+    ),
+    max_size=25,
+    unique=True,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ids=_ids, bound=st.one_of(_ids.map(lambda ids: ids[0] if ids else "/"), st.just(_LONG)),
+       op=st.sampled_from([">", ">="]), prefix=st.sampled_from(["", "/", "/a", _LONG]),
+       skip=st.integers(0, 3), limit=st.integers(1, 6))  # fmt: skip
+def test_an_id_lower_bound_reads_from_its_key_on(
+    tmp_path_factory, ids, bound, op, prefix, skip, limit
+):
+    """``_id>v`` starts LMDB's read at v's key (long ids included, whose keys are not in
+    id order) and answers what a read of every element answers."""
+    store = LMDBStorage(f"lmdb://{tmp_path_factory.mktemp('bound')}/s")
+    try:
+        store.insert_many([{"_id": i} for i in ids])
+        terms = [Cmp(("_id",), op, bound)]
+        if prefix:
+            terms.append(Regex(("_id",), "^" + re2.escape(prefix), ""))
+        query = And(tuple(terms))
+        want = MemoryStorage("memory://")
+        want.insert_many([{"_id": i} for i in ids])
+        assert store.find_elements(query, (("_id", 1),), skip, limit) == want.find_elements(
+            query, (("_id", 1),), skip, limit
+        )
+        assert store.find(query) == want.find(query)
+    finally:
+        store.close()
 
 
 def test_long_ids_round_trip(store):
