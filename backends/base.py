@@ -631,17 +631,12 @@ def id_prefix(query: Node) -> str | None:
     >>> id_prefix(parse(r"_id:/^\/shots.*/")) is None, id_prefix(parse(r"_id:/\/shots/")) is None
     (True, True)
     """
-    best: str | None = None
-    todo = [query]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, And):
-            todo.extend(node.nodes)
-        elif isinstance(node, Regex) and node.path == ("_id",) and not {"i", "m"} & set(node.flags):
-            found = _literal_prefix(node.pattern)
-            if found and (best is None or len(found) > len(best)):
-                best = found
-    return best
+    found = (
+        _literal_prefix(node.pattern)
+        for node in _terms(query)
+        if isinstance(node, Regex) and node.path == ("_id",) and not {"i", "m"} & set(node.flags)
+    )
+    return max(filter(None, found), key=len, default=None)
 
 
 def id_lower_bound(query: Node) -> str | None:
@@ -657,21 +652,27 @@ def id_lower_bound(query: Node) -> str | None:
     >>> id_lower_bound(parse("_id</s/b")) is None, id_lower_bound(parse("_id>3")) is None
     (True, True)
     """
-    best: str | None = None
+    bounds = [
+        node.value
+        for node in _terms(query)
+        if isinstance(node, Cmp)
+        and node.path == ("_id",)
+        and node.op in (">", ">=")
+        and isinstance(node.value, str)
+    ]
+    return max(bounds, default=None)
+
+
+def _terms(query: Node) -> Iterator[Node]:
+    """``query``, or the terms of a top-level ``And`` (those of ``And``s within it too):
+    what every match must match."""
     todo = [query]
     while todo:
         node = todo.pop()
         if isinstance(node, And):
             todo.extend(node.nodes)
-        elif (
-            isinstance(node, Cmp)
-            and node.path == ("_id",)
-            and node.op in (">", ">=")
-            and isinstance(node.value, str)
-            and (best is None or node.value > best)
-        ):
-            best = node.value
-    return best
+        else:
+            yield node
 
 
 def _literal_prefix(pattern: str) -> str | None:
