@@ -3,7 +3,7 @@
 Pages (below the mount prefix):
 
 - ``GET /``: the files × sites table (``q`` query, ``prefix``, ``state``, ``site``,
-  ``sort``, ``skip``, ``limit``); ``GET /folders``: folders with their completion;
+  ``sort``, ``after``, ``skip``, ``limit``); ``GET /folders``: folders with their completion;
   ``GET /sites``: completion per site and each site's health; ``GET /file?id=``: one
   file, its history, comments, versions and actions;
 - ``GET|POST /signin``, ``POST /signout``: cookie sign-in (``username``, ``password``);
