@@ -26,7 +26,6 @@ its colour, and shows the detail's icon and word, with ``data-detail``:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -35,6 +34,7 @@ from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
+from damas_core.sync.row_cache import DEFAULT_BUDGET, DEFAULT_SIZE, ENTRY_COST, Kept
 from damas_core.sync.status import ICONS, describe, human_size
 
 #: the details a file state may have (:func:`damas_core.sync.status.state_of`), each
@@ -101,14 +101,12 @@ def cell(file_id: str, site: str, st: Mapping[str, Any], stderr: str = "") -> Ma
 
 class FileRows:
     """The ``<tr>`` of rows (:func:`.status.row_of`), each row's kept while it is equal
-    to the one it was made of (thread-safe; ``size``: rows kept at most, the oldest
-    made going first). Made again, the 100 rows of a page take about 0.7 ms; kept, a
-    few µs (``make bench``, dashboard)."""
+    to the one it was made of, in a :class:`~damas_core.sync.row_cache.Kept` of
+    ``size`` rows and ``budget`` bytes (thread-safe). Made again, the 100 rows of a page
+    take about 0.7 ms; kept, a few µs (``make bench``, dashboard)."""
 
-    def __init__(self, size: int = 20_000) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._kept: dict[tuple[Any, ...], tuple[Mapping[str, Any], str]] = {}
+    def __init__(self, size: int = DEFAULT_SIZE, budget: int = DEFAULT_BUDGET) -> None:
+        self._kept = Kept(size, budget)
 
     def __call__(
         self,
@@ -132,11 +130,7 @@ class FileRows:
                 continue
             html = _row(row, columns, link)
             out.append(html)
-            with self._lock:
-                kept.pop(key, None)  # made again: it goes last
-                kept[key] = (row, html)
-                while len(kept) > self.size:
-                    kept.pop(next(iter(kept)))
+            kept.put(key, (row, html), len(html) + ENTRY_COST)
         return Markup("".join(out))
 
 

@@ -69,6 +69,17 @@ def test_a_cache_keeps_at_most_its_size_the_oldest_made_going_first():
         RowCache(size=0)
 
 
+def test_large_elements_keep_fewer_rows_within_the_budget():
+    rows = RowCache(budget=10_000)
+    big = {**FILE, "comment": "x" * 4000}  # about 4 kB of JSON each
+    for i in range(5):
+        assert rows({**big, "_id": f"/f{i}"}, ("tokyo",), {}, {})["_id"] == f"/f{i}"
+    assert len(rows) == 2
+    huge = {**FILE, "comment": "x" * 20_000}  # over the whole budget: made, not kept
+    assert rows(huge, ("tokyo",), {}, {}) == row_of(huge, ("tokyo",), {})
+    assert len(rows) == 2
+
+
 def test_rows_made_from_many_threads_are_each_the_row_of_their_element():
     rows, sites, errors = RowCache(size=50), ("paris", "tokyo"), []
 
