@@ -97,6 +97,9 @@ def account(session: Session, name: str, *, unique: bool = False) -> Element | N
         return by_id
     others = _by_key(session, "username", name.removeprefix("@"))
     if by_id is not None:
+        # ``@alice`` may carry ``username: "alice"`` itself (a damas-core user copied
+        # under an ``@`` id): only another account with that username makes it ambiguous.
+        others = [e for e in others if e["_id"] != by_id["_id"]]
         return by_id if not others else None
     return others[0] if len(others) == 1 else None
 

@@ -560,3 +560,21 @@ def test_elements_that_share_an_email_do_not_lock_its_account_out(jwt_api):
         f"{url}/api/signIn/", data={"username": "ada@example.com", "password": "ada-pw"}
     )
     assert r.status_code == 200 and r.json()["user"]["_id"] == "@ada"
+
+
+def test_an_at_account_may_carry_its_own_username(jwt_api):
+    # A damas-core user copied under an @ id keeps its username key: that is the same
+    # account, not a second one answering to the name; another account with it is.
+    _tracker, url, _ = jwt_api
+    admin = bearer(token_for(url, "ada"))
+    account = {"_id": "@erin", "username": "erin", "class": "user", "password": "erin-pw"}
+    assert requests.post(f"{url}/api/create/", json=account, headers=admin).status_code == 201
+    for login in ("erin", "@erin"):
+        r = requests.post(f"{url}/api/signIn/", data={"username": login, "password": "erin-pw"})
+        assert r.status_code == 200 and r.json()["user"]["_id"] == "@erin"
+        assert requests.get(f"{url}/api/verify/", headers=bearer(r.json()["token"])).ok
+    other = {"_id": OID, "username": "erin", "class": "user", "password": "other-pw"}
+    assert requests.post(f"{url}/api/create/", json=other, headers=admin).status_code == 201
+    for login, password in (("erin", "erin-pw"), ("@erin", "erin-pw"), ("erin", "other-pw")):
+        r = requests.post(f"{url}/api/signIn/", data={"username": login, "password": password})
+        assert r.status_code == 401
