@@ -247,13 +247,14 @@ def page(
 
     The cost: a page is one search of ``limit + 1`` elements. In ``_id`` order, a store
     such as LMDB reads only the page's (with ``prefix``, from the folder's first key;
-    with ``after``, from the key after it), other queries may read the whole store;
-    a state filter reads the filtered stream in batches until the page is full. ``sites`` (a :class:`SitesCache`)
-    saves reading the volumes again. ``counts`` (a
+    with ``after``, from the key after it); other queries may read the whole store; a
+    state filter reads the filtered stream in batches until the page is full.
+
+    ``sites`` (a :class:`SitesCache`) saves reading the volumes again. ``counts`` (a
     :class:`~damas_core.sync.completion.CompletionCache` following the same ``sites``)
     answers a state filter on the query ``*`` in ``_id`` order from the states it keeps,
-    reading only the page's files. ``make_row`` makes each row, as :func:`row_of` does (a
-    :class:`~damas_core.sync.row_cache.RowCache` keeps them between pages).
+    reading only the page's files. ``make_row`` makes each row, as :func:`row_of` does
+    (a :class:`~damas_core.sync.row_cache.RowCache` keeps them between pages).
     """
     vols, params = (
         sites.get() if sites is not None else (volumes(tracker), global_parameters(tracker))
