@@ -103,8 +103,8 @@ _env.globals["cell"] = cell
 
 
 def _options(values: Any, selected: Any) -> Markup:
-    """The ``<option>`` of each of ``values``, those in ``selected`` selected: one call
-    instead of the template's loop, which was a tenth of a page's time."""
+    """The ``<option>`` of each of ``values``, those in ``selected`` selected (each
+    value escaped)."""
     chosen = set(selected)
     return Markup(
         "".join(
@@ -300,22 +300,19 @@ class Dashboard:
 
     def files(self, call: Call, session: Any) -> Answer:
         args = call.args
-        # the first value of each argument: Werkzeug raises an error inside ``get`` for
-        # each argument not given, and a page is given few of its seven
-        one = args.to_dict()
-        typed = one.get("q", "").strip()
+        typed = args.get("q", "").strip()
         query = typed or "*"
         error = None
         try:
             filters = Filters(
                 query=query,
-                prefix=one.get("prefix", ""),
+                prefix=args.get("prefix", ""),
                 states=tuple(s for s in args.getlist("state") if s),
                 sites=tuple(s for s in args.getlist("site") if s),
-                sort=one.get("sort", "_id") or "_id",
-                skip=_whole(one.get("skip"), 0),
-                after=one.get("after", ""),
-                limit=_whole(one.get("limit"), 100),
+                sort=args.get("sort", "_id") or "_id",
+                skip=_whole(args.get("skip"), 0),
+                after=args.get("after", ""),
+                limit=_whole(args.get("limit"), 100),
             )
             data = files_page(session, filters, self.known_sites, self.counts, self.rows)
         except BadRequest as e:
