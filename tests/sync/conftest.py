@@ -13,6 +13,15 @@ from damas_core.sync.volumes import create_volume, set_global_parameters
 
 import damas_core
 
+
+def write_tree(root: Path, n: int, per_dir: int = 100) -> None:
+    """``n`` small files under ``root``, ``per_dir`` to a folder (``d0/f0000.txt``, …)."""
+    for i in range(n):
+        d = root / f"d{i // per_dir}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:04d}.txt").write_text(str(i))
+
+
 needs_rsync = pytest.mark.skipif(
     shutil.which("rsync") is None,
     reason="rsync is not installed (scripts/system-deps.sh installs it)",

@@ -11,6 +11,7 @@ from damas_core.sync import agent as agent_module
 from damas_core.sync.volumes import create_volume, volume
 
 import damas_core
+from tests.sync.conftest import write_tree
 
 
 @pytest.fixture
@@ -19,10 +20,7 @@ def site(tmp_path, monkeypatch):
     monkeypatch.setattr(agent_module, "_WRITE_BATCH", 100)
     monkeypatch.setattr(agent_module, "_FIRST_BATCH", 100)
     root = tmp_path / "paris"
-    for i in range(1000):
-        d = root / f"d{i // 100}"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"f{i:04d}.txt").write_text(str(i))
+    write_tree(root, 1000)
     tracker = damas_core.open(f"lmdb://{tmp_path}/store")
     create_volume(tracker, {"_id": "v_paris", "name": "paris", "url": f"file://{root}/"})
     yield tracker, root

@@ -18,6 +18,8 @@ from damas_core.sync.volumes import create_volume
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.sync.conftest import write_tree
+
 needs_find = pytest.mark.skipif(find_module.gnu_find() is None, reason="GNU find is not installed")
 
 BAD_UTF8 = os.fsdecode(b"bad\xff")
@@ -225,10 +227,7 @@ def test_a_scan_writes_while_the_listing_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(find_module, "CHUNK", 4096)
     monkeypatch.setattr(agent_module, "_WRITE_BATCH", 100)
     root = tmp_path / "site"
-    for i in range(1000):
-        d = root / f"d{i // 100}"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"f{i:04d}.txt").write_text(str(i))
+    write_tree(root, 1000)
     tracker = damas_core.open(f"lmdb://{tmp_path}/store")
     create_volume(tracker, {"_id": "v_paris", "name": "paris", "url": f"file://{root}/"})
     sizes: list[int] = []
