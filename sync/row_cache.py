@@ -32,7 +32,7 @@ import threading
 from collections.abc import Container, Hashable, Iterable, Mapping
 from typing import Any
 
-import orjson
+from damas_core.elements import copied_size
 
 from .status import row_of
 
@@ -124,7 +124,7 @@ class RowCache:
         if kept is not None and kept[0] == element:
             return kept[1]
         row = row_of(element, names, params)
-        cost = len(orjson.dumps(element, default=str)) + ENTRY_COST
+        cost = copied_size(element, ()) + ENTRY_COST
         self._rows.put(key, (element, row), cost)
         return row
 
