@@ -55,11 +55,12 @@ class Session:
         self.is_admin: bool = self.user_class == "admin" if admin is None else admin
         self.user: Element = public(dict(user), self) or {}
         self.author_mode: bool = tracker.author_mode
-        # every write of a non-admin passes the trust check (damas_core.trust); admins
-        # and the tracker itself write to the store directly
-        self.storage: Storage | GuardedStorage = (
-            tracker.storage if self.is_admin else GuardedStorage(self, tracker.storage)
-        )
+        #: The store the operations write through: every write passes the path rule
+        #: (damas_core.paths) and, for a non-admin, the trust check (damas_core.trust).
+        self.store: GuardedStorage = GuardedStorage(self, tracker.storage)
+        #: The store itself for an admin (and for the tracker: ``tracker.storage``
+        #: writes straight to it, unchecked), the checked one for anyone else.
+        self.storage: Storage | GuardedStorage = tracker.storage if self.is_admin else self.store
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} @{self.username} ({self.user_class}) on {self.storage.url}>"
