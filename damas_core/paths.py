@@ -50,6 +50,10 @@ _CONTROL = "\x01-\x1f\x7f-\x9f\u2028\u2029"
 _FAULT = re.compile(rf"//|/\.\.?(?=/|\x00|\Z)|[{_CONTROL}]|(?:\A|\x00)/(?=\x00|\Z)")
 _CONTROL_CHARACTER = re.compile(rf"[\x00{_CONTROL}]")
 _RULE = "a file path starts with '/' and has no '.', '..' or empty segment and no control character"
+_STORED = (
+    "An element stored under such a path can be read, searched and deleted, not changed "
+    "or referred to: delete it, and publish the file under a canonical path"
+)
 
 
 def path_fault(value: Any) -> str | None:
@@ -95,8 +99,11 @@ def is_canonical_path(value: Any) -> bool:
 
 def _refusal(op: str, value: Any, key: str) -> BadRequest:
     what = repr(value) if key == "_id" else f"{key} {value!r}"
+    message = f"{op} error: {what} is not a canonical file path: {path_fault(value)}; {_RULE}"
+    if key in REFERENCE_KEYS:
+        message += f". {_STORED}"
     return BadRequest(
-        f"{op} error: {what} is not a canonical file path: {path_fault(value)}; {_RULE}",
+        message,
         op=op,
         key=key,
         id=value if key == "_id" and isinstance(value, str) else None,
@@ -180,8 +187,7 @@ def check_patches(patches: Sequence[Any], op: str) -> None:
     if bad is not None:
         raise BadRequest(
             f"{op} error: {bad!r} is not a canonical file path: {path_fault(bad)}; "
-            f"{_RULE}. An element stored under such a path can be read, searched and "
-            "deleted, not changed: delete it, and publish the file under a canonical path",
+            f"{_RULE}. {_STORED}",
             op=op,
             id=bad,
         )
