@@ -99,8 +99,9 @@ class Session:
 
     # -- graph and search ---------------------------------------------------------------
 
-    def graph(self, ids: str | list[str], depth: int = 0) -> list[Element]:
-        """Nodes then links, walking links from ``tgt_id`` back to ``src_id``."""
+    def graph(self, ids: str | list[str], depth: int = 0) -> list[Element | None]:
+        """Nodes then links, walking links from ``tgt_id`` back to ``src_id``; for a
+        list of ids, ``None`` in the place of each one that does not exist."""
         return _graph.graph(self, ids, depth)
 
     def search(

@@ -176,13 +176,12 @@ def _graph(call: Call, ids: Any) -> Answer:
     some_ids(ids, "graph")
     depth = whole(decode(call.params["depth"], "graph"), "depth", "graph")
     nodes = call.session.graph(ids, depth)
-    asked = set(ids if isinstance(ids, list) else [ids])
-    found = {n.get("_id") for n in nodes}
-    missing = asked - found
-    if missing == asked:
+    # A list of ids gives each distinct one its place, null where it does not exist:
+    # damas-core answers 207 with those nulls, 404 when none exists.
+    given = nodes[: len(dict.fromkeys(ids))] if isinstance(ids, list) else nodes[:1]
+    if not given or all(n is None for n in given):
         raise NotFound("graph error: not found", op="graph")
-    # damas-core answers 207 when some of the asked ids do not exist.
-    return Answer(207 if missing else 200, nodes)
+    return Answer(207 if None in given else 200, nodes)
 
 
 def graph_url(call: Call) -> Answer:

@@ -60,6 +60,22 @@ def test_ids_in_urls_are_decoded_once(api, element_id):
     assert r.status_code == 201 and r.json()["version"] == 2
 
 
+def test_graph_holds_null_for_a_missing_id_as_damas_core(api):
+    """damas-core's Python client reads graph(["/a", "/missing"]) as a 207 list with
+    null in the missing id's place; the links and the nodes reached follow."""
+    tracker, url, http = api
+    tracker.create([{"_id": "/a"}, {"_id": "/b"}, {"_id": "l", "src_id": "/b", "tgt_id": "/a"}])
+    for r in (
+        http.post(f"{url}/api/graph/0", json=["/a", "/missing"]),
+        http.get(f"{url}/api/graph/0/%2Fa,%2Fmissing"),
+    ):
+        assert r.status_code == 207
+        assert [e and e["_id"] for e in r.json()] == ["/a", None, "/b", "l"]
+    r = http.post(f"{url}/api/graph/0", json=["/missing", "/gone"])
+    assert r.status_code == 404
+    assert http.post(f"{url}/api/graph/0", json=["/a"]).status_code == 200
+
+
 def test_double_encoded_percent_is_decoded_once(api):
     tracker, url, http = api
     tracker.create({"_id": "/x%2Fy"})
