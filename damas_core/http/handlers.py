@@ -127,9 +127,36 @@ def whole(value: Any, name: str, op: str, default: int | None = 0) -> int | None
     raise BadRequest(f"{op} error: {name} must be a whole number >= 0, not {value!r}", op=op)
 
 
-def flag(value: str | None) -> bool:
-    """A boolean query-string flag: ``1``, ``true``, ``yes``, ``on`` or present-and-empty."""
-    return value is not None and value.lower() in ("", "1", "true", "yes", "on")
+#: The spellings of a boolean query-string argument (any case).
+TRUE_WORDS = ("", "1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def flag(value: str | None, name: str, op: str) -> bool:
+    """A boolean query-string argument: absent is false; ``1``, ``true``, ``yes``,
+    ``on`` or present-and-empty is true; ``0``, ``false``, ``no``, ``off`` is false
+    (any case); anything else is a 400 naming it, never taken for false.
+
+    >>> flag("TRUE", "elements", "changes"), flag(None, "elements", "changes")
+    (True, False)
+    >>> flag("maybe", "elements", "changes")
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: changes error: elements must be 1, true, yes, on (or empty) or 0, false, no, off, not 'maybe'
+    """
+    if value is None:
+        return False
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BadRequest(
+        f"{op} error: {name} must be 1, true, yes, on (or empty) or 0, false, no, off, "
+        f"not {value!r}",
+        op=op,
+        key=name,
+    )
 
 
 def sort_arg(value: str | None) -> Any:
@@ -303,7 +330,7 @@ def lock(call: Call) -> Answer:
 
 
 def unlock(call: Call) -> Answer:
-    force = flag(call.args.get("force"))
+    force = flag(call.args.get("force"), "force", "unlock")
     ids = some_ids(id_body(call.body()), "unlock")
     return Answer(200, call.session.unlock(ids, force=force, strict=True))
 
@@ -345,7 +372,7 @@ def changes(call: Call) -> Answer:
     args = call.args
     since = whole(args.get("since"), "since", "changes")
     limit = whole(args.get("limit"), "limit", "changes", 1000)
-    elements = flag(args.get("elements"))
+    elements = flag(args.get("elements"), "elements", "changes")
     wait = seconds(args.get("wait"), "wait", "changes")
     # Checked before anything is read: a bad argument is a 400, never after a wait.
     since, limit, elements, wait = check_arguments(since, limit, elements, wait)
@@ -369,7 +396,7 @@ def events(call: Call) -> Answer:
         call.session,
         call.environ,
         since,
-        elements=flag(call.args.get("elements")),
+        elements=flag(call.args.get("elements"), "elements", "events"),
         still_allowed=lambda: call.app.authenticate(call),
     )
     return Answer(

@@ -341,3 +341,33 @@ def test_the_root_is_the_dashboard(api):
     r = http.get(url + "/")
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
     assert "Content-Security-Policy" in r.headers and "<title>" in r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/changes/?elements=maybe"),
+        ("GET", "/api/changes/?elements=2"),
+        ("GET", "/api/events/?elements=nope"),
+        ("PUT", "/api/unlock/?force=perhaps"),
+    ],
+)
+def test_a_boolean_argument_that_is_neither_answers_400(api, method, path):
+    """Every boolean query-string argument of the API (changes' and events' elements,
+    unlock's force): a word that is neither true nor false is a 400 naming it, never
+    taken for false."""
+    tracker, url, http = api
+    tracker.create({"_id": "/a", "lock": "damas"})
+    r = http.request(method, f"{url}{path}", json="/a", timeout=10)
+    assert r.status_code == 400, r.text
+    name = path.split("?")[1].split("=")[0]
+    assert f"{name} must be 1, true, yes, on (or empty) or 0, false, no, off" in r.json()["error"]
+    assert tracker.read("/a")["lock"] == "damas"
+
+
+def test_boolean_arguments_read_true_and_false(api):
+    tracker, url, http = api
+    tracker.create({"_id": "/a"})
+    for word, has in [("1", True), ("TRUE", True), ("", True), ("0", False), ("off", False)]:
+        changes = http.get(f"{url}/api/changes/?elements={word}", timeout=10).json()["changes"]
+        assert ("element" in changes[0]) is has, word
