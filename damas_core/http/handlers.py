@@ -26,6 +26,7 @@ The route table that maps requests to these handlers is :mod:`damas_core.http.ro
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -378,11 +379,32 @@ def changes(call: Call) -> Answer:
     since, limit, elements, wait = check_arguments(since, limit, elements, wait)
     answer = call.session.changes(since, limit, elements=elements)
     if wait <= 0 or answer["changes"] or answer.get("reset"):
-        return Answer(200, answer)
+        return Answer(200, stream=json_pieces(answer))
     stream = call.app.streams.poll(
         call.session, call.environ, answer["last_seq"], limit=limit, elements=elements, wait=wait
     )
     return Answer(200, stream=stream, content_type=stream.content_type)
+
+
+#: Feed entries encoded per piece of a streamed answer.
+PIECE = 16
+
+
+def json_pieces(answer: dict[str, Any]) -> Iterator[bytes]:
+    """The JSON of a change feed answer, :data:`PIECE` entries at a time, so that an
+    answer of many large elements is never one more copy in memory (``changes`` first,
+    then the other keys).
+
+    >>> b"".join(json_pieces({"last_seq": 3, "changes": [{"seq": 3}], "more": True}))
+    b'{"changes":[{"seq":3}],"last_seq":3,"more":true}'
+    """
+    changes = answer["changes"]
+    yield b'{"changes":['
+    for start in range(0, len(changes), PIECE):
+        piece = orjson.dumps(changes[start : start + PIECE])[1:-1]
+        yield b"," + piece if start else piece
+    rest = orjson.dumps({k: v for k, v in answer.items() if k != "changes"})
+    yield b"]," + rest[1:]
 
 
 def events(call: Call) -> Answer:
