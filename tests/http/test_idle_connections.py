@@ -121,3 +121,11 @@ def test_a_kept_alive_connection_waits_from_its_last_answer(served):
             assert answer(sock) == b"HTTP/1.1 200 OK"
             time.sleep(1.2)  # the server closes connections idle for 2 s
         assert sock.recv(100) == b""
+
+
+def test_damas_serve_defaults_to_the_servers_idle_timeout():
+    from damas_core.cli.serve import serve
+    from damas_core.http.server import IDLE_TIMEOUT
+
+    option = next(p for p in serve.params if p.name == "idle_timeout")
+    assert option.default == IDLE_TIMEOUT
