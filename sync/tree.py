@@ -45,6 +45,7 @@ from typing import Any
 import re2
 
 from damas_core.errors import BadRequest
+from damas_core.paths import is_canonical_path
 
 from .find import Listing, find_ns, gnu_find
 from .rsync import PARTIAL_DIR
@@ -149,6 +150,10 @@ RESERVED_NAMES = (PARTIAL_DIR, TRASH_DIR)
 
 def _skipped_name(name: str) -> bool:
     if name in RESERVED_NAMES or CONFLICT_MARK.search(name):
+        return True
+    if not name.isprintable() and not is_canonical_path("/" + name):
+        # a control character: the tracker refuses such a path (damas_core.paths)
+        log.warning("skipping a name with a control character: %r", name)
         return True
     if name[0] == "." and _RSYNC_TEMP.match(name):
         return True
@@ -311,7 +316,10 @@ def _scandir_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Lo
                     name = entry.name
                     # most names need none of _skipped_name's tests: only those that may match
                     if (
-                        name[0] == "." or "conflict-" in name or not name.isascii()
+                        name[0] == "."
+                        or "conflict-" in name
+                        or not name.isascii()
+                        or not name.isprintable()
                     ) and _skipped_name(name):
                         continue
                     try:
