@@ -147,10 +147,17 @@ TRASH_DIR = ".damas-trash"
 RESERVED_NAMES = (PARTIAL_DIR, TRASH_DIR)
 
 
+#: a control character: a name holding one is not a canonical file id (never tracked)
+_CONTROL = re.compile("[\x01-\x1f\x7f]")
+
+
 def _skipped_name(name: str) -> bool:
     if name in RESERVED_NAMES or CONFLICT_MARK.search(name):
         return True
     if name[0] == "." and _RSYNC_TEMP.match(name):
+        return True
+    if _CONTROL.search(name):
+        log.warning("skipping a name holding a control character: %r", name)
         return True
     if not name.isascii():
         try:
@@ -311,7 +318,10 @@ def _scandir_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Lo
                     name = entry.name
                     # most names need none of _skipped_name's tests: only those that may match
                     if (
-                        name[0] == "." or "conflict-" in name or not name.isascii()
+                        name[0] == "."
+                        or "conflict-" in name
+                        or not name.isascii()
+                        or not name.isprintable()
                     ) and _skipped_name(name):
                         continue
                     try:
@@ -366,7 +376,13 @@ def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str
     try:
         for types, sizes, mtimes, devices, inodes, text in listing:
             ids = text.split("\0")
-            if not (plain and text.isascii() and "/." not in text and "conflict-" not in text):
+            if not (
+                plain
+                and text.isascii()
+                and "/." not in text
+                and "conflict-" not in text
+                and not _CONTROL.search(text)
+            ):
                 yield _filtered(
                     types, sizes, mtimes, devices, inodes, ids, root, rules, seen, state
                 )
