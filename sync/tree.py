@@ -4,7 +4,7 @@
 tree: GNU find in another process (:mod:`.find`), or ``os.scandir`` through a
 descriptor per folder (one ``stat`` per file, looked up by name); no symlink is
 followed. The volume's rules are applied to what they list; :func:`walk` is the
-whole walk at once and :func:`look_at` looks at one file again. :mod:`.scanner`
+whole walk at once; :class:`.site.LocalSite` looks at one file again. :mod:`.scanner`
 compares what they see with the tracker.
 
 Rules (all optional, from the volume element):
@@ -36,7 +36,6 @@ import functools
 import logging
 import os
 import re
-import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
@@ -465,21 +464,6 @@ def _filtered(
     return out
 
 
-def look_at(root: str, file_id: str) -> Look | None:
-    """The current (size, mtime ns) of one file or package under ``root``, or ``None``."""
-    path = (root if root.endswith("/") else root + "/") + file_id.lstrip("/")
-    if file_id.endswith("/"):
-        looked = package_look(path)
-        return None if looked is None else looked[0]
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return (st.st_size, st.st_mtime_ns)
-
-
 def parent_of(file_id: str) -> str:
     """The folder id holding a file or package id.
 
@@ -499,7 +483,6 @@ __all__ = [
     "Rules",
     "Seen",
     "check_walker",
-    "look_at",
     "package_look",
     "parent_of",
     "same_look",
