@@ -67,8 +67,9 @@ from .scanner import (
     now_ms,
     same_mtime,
 )
-from .site import LocalSite, Refused, Site, id_refusal
+from .site import LocalSite, Refused, Site, id_refusal, local_site
 from .state import changed_here, site_keys
+from .state_dir import store_dir
 from .tracker_api import TrackerAPI
 from .transferring import bucket_record
 from .tree import Look
@@ -77,7 +78,6 @@ from .volumes import (
     DEFAULTS,
     checked_volume,
     endpoint_of,
-    local_root,
     read_many,
     volume,
 )
@@ -191,24 +191,25 @@ class Agent:
         full_scan_every: float = 600.0,
         walker: str = "auto",
         state_dir: str | None = None,
+        site: Site | None = None,
     ) -> None:
         self.tracker: TrackerAPI = tracker
         self.volume_id = volume_id
         vol = volume(tracker, volume_id)
         self.site: str = vol["name"]
         #: this site's files: every look and effect on them goes through it
-        self.storage: Site = LocalSite(root or local_root(vol), walker=walker)
+        self.storage: Site = site or local_site(vol, root=root, walker=walker)
         self.root = self.storage.root
         settle = settle if settle is not None else vol.get("settleTime", 2.0)
         self.state_dir = state_dir
-        self.view = TrackerView(tracker, os.path.join(state_dir, "view") if state_dir else None)
+        self.view = TrackerView(tracker, store_dir(state_dir, "view") if state_dir else None)
         self.scanner = Scanner(
             self.site,
             self.storage,
             settle=float(settle),
             full_every=float(full_scan_every),
             untracked=self.view.gone,
-            last_scan=LastScan(os.path.join(state_dir, "scan") if state_dir else None),
+            last_scan=LastScan(store_dir(state_dir, "scan") if state_dir else None),
         )
         self.ssh_command = list(ssh_command) if ssh_command else None
         self.rsync = rsync
@@ -280,6 +281,7 @@ class Agent:
             report.scan_errors = [problem]
             self._status("unmounted", last_scan=now_ms(), exit_scan=1, stderr_scan=problem)
             return report
+        pending.update(self._measures(vol))
         transfers = not (
             vol.get("enableReception", True) is False and vol.get("enableEmission", True) is False
         )
@@ -304,6 +306,15 @@ class Agent:
             pending = self._transfer(the_plan, tasks, by_name, vol, params, report)
         self._status("idle", **pending)
         return report
+
+    def _measures(self, vol: Mapping[str, Any]) -> dict[str, Any]:
+        """The volume keys that describe the site's storage, written with the next
+        status: its capacity (``bytesTotal``, ``bytesUsed``, ``bytesRemaining``: each
+        cycle) and its listing's ``mtimePrecision`` (ns; when it changes)."""
+        keys: dict[str, Any] = dict(self.storage.capacity() or {})
+        if vol.get("mtimePrecision") != self.storage.precision_ns:
+            keys["mtimePrecision"] = self.storage.precision_ns
+        return keys
 
     def _apply_deletions(self, report: Report) -> dict[str, Any]:
         """Apply the deletions recorded at other origins to this site's copies, when
@@ -608,14 +619,15 @@ class Agent:
         normal: list[tuple[str, str]] = []
         conflicts: list[tuple[str, str, Look]] = []
         safe = self._safe([t.file_id for t in bucket], (src_site, dst_site), report)
+        precision = self.storage.precision_ns
         for file_id, rel in safe.items():
             if target == self.site:
                 local = self.storage.look(file_id)
                 el = files[file_id]
                 if (
                     local is not None
-                    and not look_matches(local, el)
-                    and changed_here(local[1], el, target)
+                    and not look_matches(local, el, precision)
+                    and changed_here(local[1], el, target, precision)
                 ):
                     conflicts.append((file_id, rel, local))
                     continue
@@ -657,6 +669,7 @@ class Agent:
                     files[file_id],
                     partial(src_site.look, file_id) if src_site is not None else None,
                     reported=name in result.missing or name in result.vanished,
+                    precision=dst_site.precision_ns if dst_site is not None else 1,
                 )
                 if learned is not None:
                     outcome = Outcome(file_id, source, target, COPIED, now, learned)
@@ -745,6 +758,7 @@ def delivered(
     source: Callable[[], Look | None] | None = None,
     *,
     reported: bool = False,
+    precision: int = 1,
 ) -> dict[str, Any] | None:
     """What a transfer's record learns from the copy at the destination, or ``None``
     when that copy is not the element's version: there is none, or its size or mtime
@@ -770,11 +784,11 @@ def delivered(
     has_size = size.__class__ is int
     has_mtime = mtime.__class__ in (int, float)
     if has_size and has_mtime:
-        return {} if look_matches(copy, element) else None
+        return {} if look_matches(copy, element, precision) else None
     if (
         reported
         or (has_size and size != copy[0])
-        or (has_mtime and not same_mtime(copy[1], mtime))
+        or (has_mtime and not same_mtime(copy[1], mtime, precision))
         or (source is not None and source() != copy)
     ):
         return None
