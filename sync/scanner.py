@@ -56,6 +56,7 @@ SCAN_KEYS = (
     "enableDiscoveryPackages",
     "ignoreExistingFiles",
     "enableDiscoveryDeletedFiles",
+    "enableDiscoveryUpdatedFiles",
 )
 
 
@@ -341,6 +342,9 @@ class _Comparison:
         self.changes.volume = _scan_keys(volume)
         self.ignore_existing = bool(volume.get("ignoreExistingFiles"))
         self.record_deleted = bool(volume.get("enableDiscoveryDeletedFiles", True))
+        # false: new files only; a tracked file changed here is neither a new version
+        # nor a conflict (a transfer still never overwrites it: it keeps both)
+        self.record_updated = bool(volume.get("enableDiscoveryUpdatedFiles", True))
         self.started = started  # when the walk started (time.time())
         # the time of the versions written, and the baseline of the copies recorded here:
         # a copy written before the walk started has an mtime before it
@@ -402,6 +406,8 @@ class _Comparison:
                 continue
             unsettled.add(file_id)
             if self.ignore_existing:
+                continue
+            if not self.record_updated and not deleted_here(el, site):
                 continue
             if deleted_here(el, site) or holds_current(el, site):
                 self._candidate(file_id, looked, el)  # back, or modified here
