@@ -97,7 +97,11 @@ class Agent:
     installed; see :func:`.tree.walk_parts`), ``state_dir`` (a directory of this
     agent's own: its view of the tracker is kept in ``<state_dir>/view``, and what its
     last scan saw of each file, for renames, in ``<state_dir>/scan``; default none,
-    both then live as long as the process; :meth:`close` closes them).
+    both then live as long as the process; :meth:`close` closes them; it must be the
+    agent's own: :mod:`.state_dir`), ``site`` (the :class:`.site.Site` of the volume's
+    files, for a caller that reaches them its own way; default
+    :func:`.site.local_site`, which refuses a volume driven by a hub and an ``ssh://``
+    volume of another host unless ``root`` is given).
 
     The agent reads the tracker through its :class:`.view.TrackerView`: every element
     it needs once, then what the change feed reports at each cycle, so an idle cycle
