@@ -224,6 +224,10 @@ def agent(
         if connection is not None:
             connection.ensure()
         vol = volume(tracker, volume_id)
+    except ServiceError as e:  # credentials refused: nothing to wait for
+        tracker.close()
+        fail(e)
+        return
     except Exception:
         vol = None
     try:
