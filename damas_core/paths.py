@@ -46,9 +46,11 @@ CONFLICT_PREFIX = "conflict_"
 # C0 controls, DEL, C1 controls, and the Unicode line and paragraph separators (which
 # Python's splitlines, JavaScript and many log readers take for line ends). NUL is
 # looked for on its own: the bulk check joins ids with it.
-_CONTROL = "\x01-\x1f\x7f-\x9f\u2028\u2029"
-_FAULT = re.compile(rf"//|/\.\.?(?=/|\x00|\Z)|[{_CONTROL}]|(?:\A|\x00)/(?=\x00|\Z)")
-_CONTROL_CHARACTER = re.compile(rf"[\x00{_CONTROL}]")
+#: the control characters (as a regex class body) no path may hold, besides NUL
+CONTROL_CHARACTERS = "\x01-\x1f\x7f-\x9f\u2028\u2029"
+_FAULT = re.compile(rf"//|/\.\.?(?=/|\x00|\Z)|[{CONTROL_CHARACTERS}]|(?:\A|\x00)/(?=\x00|\Z)")
+#: NUL or a control character: a name holding one is never a canonical path
+CONTROL_CHARACTER = re.compile(rf"[\x00{CONTROL_CHARACTERS}]")
 _RULE = "a file path starts with '/' and has no '.', '..' or empty segment and no control character"
 _STORED = (
     "An element stored under such a path can be read, searched and deleted, not changed "
@@ -68,7 +70,7 @@ def path_fault(value: Any) -> str | None:
         return "it does not start with '/'"
     if value == "/":
         return "it names no file ('/')"
-    found = _CONTROL_CHARACTER.search(value)
+    found = CONTROL_CHARACTER.search(value)
     if found:
         return f"it holds the control character U+{ord(found.group()):04X}"
     if "//" in value:
