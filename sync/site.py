@@ -30,7 +30,7 @@ every implementation to it.
 >>> site.move("/a.txt", "/b/c.txt"), sorted(site.walk())
 (True, ['/b/c.txt'])
 >>> site.refusal("/../etc/passwd")
-"sync error: unsafe path '/../etc/passwd' ('..' segment)"
+"sync error: unsafe path '/../etc/passwd' (it has a '..' segment)"
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class Site(abc.ABC):
 
         >>> import tempfile
         >>> LocalSite(tempfile.mkdtemp()).files_from(["/a b", "/x/../y"])
-        ([('/a b', 'a b')], {'/x/../y': "sync error: unsafe path '/x/../y' ('..' segment)"})
+        ([('/a b', 'a b')], {'/x/../y': "sync error: unsafe path '/x/../y' (it has a '..' segment)"})
         """
         kept, refused = [], {}
         for file_id in ids:
