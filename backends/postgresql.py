@@ -57,14 +57,15 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import psycopg
-
 from damas_core.backends.base import (
     Change,
     Element,
@@ -75,6 +76,7 @@ from damas_core.backends.base import (
     now_ms,
     select,
 )
+
 from damas_core.elements import encode_all, id_of
 from damas_core.errors import BadRequest
 from damas_core.query.ast import Node, Sort
@@ -190,23 +192,23 @@ class PostgreSQLStorage(Storage):
         self._depth = 0
         self._pending: list[tuple[str, bool]] = []
         self._conn: psycopg.Connection | None = None
-        self._closed = threading.Event()
         try:
             self._conn = self._connect()
         except psycopg.Error as e:
             raise self.storage_error("open", e) from e
-        self._listener = threading.Thread(
-            target=self._listen, name="damas-postgresql-listen", daemon=True
-        )
-        self._listener.start()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """As :meth:`Storage.on_commit`, and also after another process's commit to this
+        store, heard through ``LISTEN`` (see the module docstring)."""
+        super().on_commit(callback)
+        _listener(self.conninfo, self.connect_timeout).add(self)
 
     # -- connections ---------------------------------------------------------------------
 
     def _open(self) -> psycopg.Connection:
-        conn = psycopg.connect(
-            self.conninfo, autocommit=True, connect_timeout=self.connect_timeout
-        )
+        conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=self.connect_timeout)
         conn.execute(f'SET search_path TO "{self.schema}"')
+        _OWN_PIDS.add(conn.info.backend_pid)
         return conn
 
     def _connect(self) -> psycopg.Connection:
@@ -232,22 +234,6 @@ class PostgreSQLStorage(Storage):
             self._conn = None
             self._conn = conn = self._open()
         return conn
-
-    def _listen(self) -> None:
-        """Call the commit callbacks when another process commits (see the docstring)."""
-        while not self._closed.is_set():
-            try:
-                with self._open() as conn:
-                    conn.execute(f"LISTEN {self.channel}")
-                    self._listening = conn
-                    for _ in conn.notifies():
-                        if self._closed.is_set():
-                            return
-                        for callback in self._commit_callbacks:
-                            callback()
-            except Exception:
-                if self._closed.wait(1.0):
-                    return
 
     # -- transactions --------------------------------------------------------------------
 
@@ -542,16 +528,80 @@ class PostgreSQLStorage(Storage):
         return len(self._find(query, (), 0, None))
 
     def _close(self) -> None:
-        self._closed.set()
-        listening = getattr(self, "_listening", None)
-        if listening is not None:
-            try:
-                listening.cancel_safe()
-            except Exception:
-                pass
+        _listener(self.conninfo, self.connect_timeout).remove(self)
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
+
+
+#: Server process ids of this process's connections: their notifications are its own
+#: commits, whose callbacks already ran.
+_OWN_PIDS: set[int] = set()
+_LISTENERS: dict[str, _Listener] = {}
+_LISTENERS_LOCK = threading.Lock()
+
+
+def _listener(conninfo: str, connect_timeout: int) -> _Listener:
+    with _LISTENERS_LOCK:
+        found = _LISTENERS.get(conninfo)
+        if found is None:
+            found = _LISTENERS[conninfo] = _Listener(conninfo, connect_timeout)
+        return found
+
+
+class _Listener:
+    """One connection per process and database ``LISTEN``ing on the channels of the
+    stores opened on it; a notification from another process calls their commit
+    callbacks. When the connection drops it connects again every second."""
+
+    def __init__(self, conninfo: str, connect_timeout: int) -> None:
+        self.conninfo = conninfo
+        self.connect_timeout = connect_timeout
+        self.stores: dict[str, weakref.WeakSet[PostgreSQLStorage]] = {}
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def add(self, store: PostgreSQLStorage) -> None:
+        with self.lock:
+            self.stores.setdefault(store.channel, weakref.WeakSet()).add(store)
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name="damas-postgresql-listen", daemon=True
+                )
+                self.thread.start()
+
+    def remove(self, store: PostgreSQLStorage) -> None:
+        with self.lock:
+            stores = self.stores.get(store.channel)
+            if stores is not None:
+                stores.discard(store)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                with psycopg.connect(
+                    self.conninfo, autocommit=True, connect_timeout=self.connect_timeout
+                ) as conn:
+                    _OWN_PIDS.add(conn.info.backend_pid)
+                    listening: set[str] = set()
+                    while True:
+                        with self.lock:
+                            wanted = {c for c, s in self.stores.items() if len(s)}
+                        for channel in wanted - listening:
+                            conn.execute(f'LISTEN "{channel}"')
+                        for channel in listening - wanted:
+                            conn.execute(f'UNLISTEN "{channel}"')
+                        listening = wanted
+                        for n in conn.notifies(timeout=0.5):
+                            if n.pid in _OWN_PIDS:
+                                continue
+                            with self.lock:
+                                stores = list(self.stores.get(n.channel, ()))
+                            for store in stores:
+                                for callback in store._commit_callbacks:
+                                    callback()
+            except Exception:
+                time.sleep(1.0)
 
 
 __all__ = ["PostgreSQLStorage", "connection_info", "json_rows"]

@@ -19,7 +19,6 @@ from damas_core.backends import lmdb as lmdb_backend
 
 import damas_core
 from damas_core.errors import NotImplementedByBackend
-
 from tests import postgres_server
 
 BACKENDS = ["memory", "lmdb", "tinydb", "sqlite", "mongomock", "postgresql"]

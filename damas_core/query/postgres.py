@@ -212,7 +212,9 @@ def sort_terms(column: str, direction: int) -> list[str]:
     CASE WHEN jsonb_typeof(s0) = 'string' THEN s0 #>> '{}' END COLLATE "C" ASC NULLS FIRST
     """
     kind = f"jsonb_typeof({column})"
-    bracket = f"CASE {kind} " + " ".join(f"WHEN '{n}' THEN {b}" for n, b in _BRACKETS) + " ELSE 0 END"
+    bracket = (
+        f"CASE {kind} " + " ".join(f"WHEN '{n}' THEN {b}" for n, b in _BRACKETS) + " ELSE 0 END"
+    )
     terms = [
         bracket,
         f"CASE WHEN {kind} = 'number' THEN ({column})::numeric END",

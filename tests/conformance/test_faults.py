@@ -97,9 +97,7 @@ def broken_driver(storage) -> Iterator[type[BaseException]]:
         real = storage.conninfo
         if storage._conn is not None and not storage._conn.closed:
             with psycopg.connect(real, autocommit=True) as admin:
-                admin.execute(
-                    "SELECT pg_terminate_backend(%s)", (storage._conn.info.backend_pid,)
-                )
+                admin.execute("SELECT pg_terminate_backend(%s)", (storage._conn.info.backend_pid,))
         storage.conninfo = "postgresql://127.0.0.1:1/none"
         try:
             yield psycopg.OperationalError
