@@ -639,6 +639,31 @@ def id_prefix(query: Node) -> str | None:
     return max(filter(None, found), key=len, default=None)
 
 
+def prefix_range(query: Node) -> Node:
+    r"""``query`` with the ``_id`` range its :func:`id_prefix` spans made explicit
+    (``_id>=p`` and, when there is one, ``_id<`` the least string above every string
+    starting with ``p``), so a store keyed by ``_id`` reads only that range; ``query``
+    itself when it has no such prefix.
+
+    >>> from damas_core.query.parser import parse
+    >>> prefix_range(parse(r"_id:/^\/s\//")).nodes[1:]
+    (Cmp(path=('_id',), op='>=', value='/s/'), Cmp(path=('_id',), op='<', value='/s0'))
+    """
+    prefix = id_prefix(query)
+    if not prefix:
+        return query
+    terms: list[Node] = [query, Cmp(("_id",), ">=", prefix)]
+    chars = list(prefix)
+    while chars:
+        c = ord(chars.pop()) + 1
+        if c == 0xD800:
+            c = 0xE000  # no string holds a lone surrogate
+        if c <= 0x10FFFF:
+            terms.append(Cmp(("_id",), "<", "".join(chars) + chr(c)))
+            break
+    return And(tuple(terms))
+
+
 def id_lower_bound(query: Node) -> str | None:
     """The least ``_id`` ``query`` lets match, if it says one: a ``_id>v`` or ``_id>=v``
     with a string ``v``, the query itself or a term of a top-level ``And`` (``And``s
@@ -736,6 +761,7 @@ __all__ = [
     "insert_encoded",
     "now_ms",
     "patch_encoded",
+    "prefix_range",
     "resolve_first",
     "select",
 ]

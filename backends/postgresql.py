@@ -72,8 +72,8 @@ from damas_core.backends.base import (
     Patch,
     Storage,
     apply_patch,
-    id_prefix,
     now_ms,
+    prefix_range,
     select,
 )
 
@@ -152,18 +152,6 @@ def json_rows(elements: Sequence[Element], op: str) -> tuple[list[str], list[str
     raws = [raw.decode() for raw in encode_all(elements, op)]
     docs = [r.replace("\\u0000", "\\ufffd") if "\\u0000" in r else None for r in raws]
     return list(map(id_of, elements)), raws, docs
-
-
-def _upper(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code points)."""
-    chars = list(prefix)
-    while chars:
-        c = ord(chars.pop()) + 1
-        if c == 0xD800:
-            c = 0xE000  # surrogates cannot be stored
-        if c <= 0x10FFFF:
-            return "".join(chars) + chr(c)
-    return None
 
 
 class PostgreSQLStorage(Storage):
@@ -445,7 +433,7 @@ class PostgreSQLStorage(Storage):
         """``SELECT columns … WHERE …`` for ``query``, its ``ORDER BY``, its parameters,
         and whether SQL alone gives the answer (else the Python predicate and sort must
         go over the rows)."""
-        where = to_where(query)
+        where = to_where(prefix_range(query))  # an _id prefix: a range of the primary key
         params: list[Any] = []
         values, order = [], []
         exact = not where.recheck
@@ -459,16 +447,7 @@ class PostgreSQLStorage(Storage):
             params += p
             order += sort_terms(f"s{n}", direction)
         params += where.params
-        conditions = [f"({where.sql})"]
-        prefix = id_prefix(query)
-        if prefix:
-            conditions.append("id >= %s")
-            params.append(prefix)
-            upper = _upper(prefix)
-            if upper is not None:
-                conditions.append("id < %s")
-                params.append(upper)
-        where = " AND ".join(conditions)
+        where = where.sql
         if not values:
             return f"SELECT {columns} FROM elements WHERE {where}", " ORDER BY id", params, exact
         inner = ", ".join(dict.fromkeys(["id", columns, *values]))
@@ -518,7 +497,7 @@ class PostgreSQLStorage(Storage):
         return [orjson.loads(r[0]) for r in rows]  # type: ignore[index]
 
     def _count(self, query: Node) -> int:
-        where = to_where(query)
+        where = to_where(prefix_range(query))
         with self._lock:
             conn = self._connection()
             if not where.recheck and not conn.execute(_HAS_LOSSY).fetchone()[0]:
