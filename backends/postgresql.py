@@ -73,7 +73,6 @@ from damas_core.backends.base import (
     Storage,
     apply_patch,
     now_ms,
-    prefix_range,
     select,
 )
 
@@ -433,7 +432,7 @@ class PostgreSQLStorage(Storage):
         """``SELECT columns … WHERE …`` for ``query``, its ``ORDER BY``, its parameters,
         and whether SQL alone gives the answer (else the Python predicate and sort must
         go over the rows)."""
-        where = to_where(prefix_range(query))  # an _id prefix: a range of the primary key
+        where = to_where(query)
         params: list[Any] = []
         values, order = [], []
         exact = not where.recheck
@@ -462,20 +461,27 @@ class PostgreSQLStorage(Storage):
         with self._lock:
             conn = self._connection()
             sql, order, params, exact = self._statement(query, sort, columns)
-            if exact and conn.execute(_HAS_LOSSY).fetchone()[0]:
-                exact = False
-            if exact and sort:
-                # Objects and arrays sort element by element: that is done in Python.
-                probe = " OR ".join(
-                    f"jsonb_typeof(s{n}) IN ('object', 'array')" for n in range(len(sort))
-                )
-                inner = sql.replace(f"SELECT {columns} FROM (", "SELECT EXISTS (SELECT 1 FROM (", 1)
-                exact = not conn.execute(f"{inner} WHERE {probe})", params).fetchone()[0]
             if exact:
+                # One statement answers, and says whether its answer holds: whether
+                # any row is lossy, whether objects or arrays are among the values
+                # sorted on (a window, so over every match, before the LIMIT).
+                checks = f", {_HAS_LOSSY.removeprefix('SELECT ')}"
+                if sort:
+                    kinds = " OR ".join(
+                        f"jsonb_typeof(s{n}) IN ('object', 'array')" for n in range(len(sort))
+                    )
+                    checks += f", bool_or({kinds}) OVER ()"
+                sql = sql.replace(f"SELECT {columns} ", f"SELECT {columns}{checks} ", 1)
                 if limit or skip:
                     order += " LIMIT %s OFFSET %s"
                     params = [*params, limit, skip]
-                return conn.execute(sql + order, params).fetchall()
+                rows = conn.execute(sql + order, params).fetchall()
+                if rows:
+                    exact = not rows[0][1] and not (sort and rows[0][2])
+                else:
+                    exact = not conn.execute(_HAS_LOSSY).fetchone()[0]
+                if exact:
+                    return rows
             sql, _, params, _ = self._statement(query, (), "raw")
             rows = conn.execute(
                 sql.replace(" WHERE ", " WHERE (", 1) + ") OR lossy", params
@@ -497,7 +503,7 @@ class PostgreSQLStorage(Storage):
         return [orjson.loads(r[0]) for r in rows]  # type: ignore[index]
 
     def _count(self, query: Node) -> int:
-        where = to_where(prefix_range(query))
+        where = to_where(query)
         with self._lock:
             conn = self._connection()
             if not where.recheck and not conn.execute(_HAS_LOSSY).fetchone()[0]:

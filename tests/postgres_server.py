@@ -187,3 +187,13 @@ def store_url() -> str | None:
         return f"{given}{sep}schema=t{uuid.uuid4().hex[:12]}"
     s = server()
     return None if s is None else s.url()
+
+
+def base_store_url() -> str | None:
+    """The server's URL without a schema: ``DAMAS_TEST_POSTGRES_URL`` if set, else this
+    process's server; ``None`` when there is none (see :func:`why_not`)."""
+    given = os.environ.get("DAMAS_TEST_POSTGRES_URL")
+    if given:
+        return given
+    s = server()
+    return None if s is None else s.base_url()

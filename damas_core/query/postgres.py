@@ -13,6 +13,8 @@ reference, and a Hypothesis test holds this compiler to it):
 - **paths** are ``lax``: a member accessor applied to an array looks into each of its
   members that is an object, one level deep (MongoDB's rule), and a missing key or a
   non-object gives nothing;
+- **equality on one key** is a containment, ``doc @> {"k": v} OR doc @> {"k": [v]}``,
+  which the GIN index answers without rechecking a path on each candidate;
 - **arrays at the leaf**: the filter ``? (…)`` runs on each member of an array found
   at the end of the path. ``lax`` also unwraps arrays inside a comparison, so every
   test starts with ``@.type() == "…"``: an array nested in an array never matches;
@@ -30,10 +32,14 @@ reference, and a Hypothesis test holds this compiler to it):
   only what the Python predicate accepts. A key or a string holding ``\\u0000``, which
   a jsonpath cannot hold, is handled the same way.
 
->>> w = to_where(parse_query("type:shot"))
+>>> w = to_where(parse_query("a.type:shot"))
 >>> w.sql, w.params
-('doc @? %s::jsonpath', ['lax $."type" ? ((@.type() == "string" && @ == "shot"))'])
->>> to_where(parse_query("_id:/^\\\\/a/ n>1")).recheck
+('doc @? %s::jsonpath', ['lax $."a"."type" ? ((@.type() == "string" && @ == "shot"))'])
+>>> to_where(parse_query("type:shot")).params
+['{"type":"shot"}', '{"type":["shot"]}']
+>>> to_where(parse_query("_id:/^\\\\/a/ n>1")).sql  # a literal prefix is a range
+'((id >= %s AND id < %s) AND doc @? %s::jsonpath)'
+>>> to_where(parse_query("name:/^a/")).recheck
 True
 """
 
@@ -44,6 +50,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from damas_core.backends.base import prefix_range
 from damas_core.query.ast import All, And, Cmp, Eq, Exists, In, Node, Not, Or, Path, Regex, Scalar
 
 # SQL/JSON type names for the types a test accepts.
@@ -116,7 +123,7 @@ class _Compiler:
             Eq: lambda n, pos: self._in(In(n.path, (n.value,)), pos),
             In: self._in,
             Cmp: self._cmp,
-            Regex: self._maybe,
+            Regex: self._regex,
             Not: lambda n, pos: f"NOT ({self.compile(n.node, not pos)})",
             And: lambda n, pos: "(" + " AND ".join(self.compile(x, pos) for x in n.nodes) + ")",
             Or: lambda n, pos: "(" + " OR ".join(self.compile(x, pos) for x in n.nodes) + ")",
@@ -141,6 +148,12 @@ class _Compiler:
         self.recheck = True
         return "TRUE" if positive else "FALSE"
 
+    def _regex(self, node: Regex, positive: bool) -> str:
+        spanned = prefix_range(node)
+        if spanned is not node:  # ^ and a literal on _id: that range of the primary key
+            return self.compile(spanned, positive)
+        return self._maybe(node, positive)
+
     def _exists(self, node: Exists, positive: bool) -> str:
         if node.path == ("_id",):
             return "TRUE"
@@ -154,9 +167,22 @@ class _Compiler:
         if node.path == ("_id",):
             ids = [v for v in node.values if isinstance(v, str)]
             return f"id = ANY({self.param(ids)})" if ids else "FALSE"
-        tests = [_test(v) for v in dict.fromkeys(node.values, None)]
-        if not tests:
+        if not node.values:
             return "FALSE"
+        if len(node.path) == 1 and None not in node.values:
+            # Containment, which the GIN index answers directly: {"k": v} holds when k
+            # is v, {"k": [v]} when v is a member of an array at k (never 1 for true,
+            # nor a member of an array nested in it).
+            key = node.path[0]
+            shapes = [{key: v} for v in node.values] + [{key: [v]} for v in node.values]
+            return (
+                "("
+                + " OR ".join(
+                    f"doc @> {self.param(orjson.dumps(x).decode())}::jsonb" for x in shapes
+                )
+                + ")"
+            )
+        tests = [_test(v) for v in dict.fromkeys(node.values, None)]
         found = self.has_path(f"{json_path(node.path)} ? ({' || '.join(tests)})")
         if None not in node.values:
             return found
