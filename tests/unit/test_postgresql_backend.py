@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -146,3 +147,34 @@ def test_elements_read_back_exactly_nul_and_key_order_included(server):
         assert store.count(parse("a:*")) == 3
     finally:
         store.close()
+
+
+def test_a_reader_never_passes_a_number_that_commits_later(server):
+    """Writer A writes first and commits last; writer B commits in between. A reader
+    that read B's change and went on from there still gets A's: numbers are taken at
+    commit, in commit order (a SEQUENCE taken at the write would give A the lower
+    number, below the reader's position)."""
+    url = server.url()
+    a, b, reader = (PostgreSQLStorage(url) for _ in range(3))
+    try:
+        mark = reader.last_seq()
+        inside, go = threading.Event(), threading.Event()
+
+        def slow_writer() -> None:
+            with a.transaction():
+                a.insert_many([{"_id": "/a"}])
+                inside.set()
+                go.wait(10)
+
+        thread = threading.Thread(target=slow_writer)
+        thread.start()
+        assert inside.wait(10)
+        b.insert_many([{"_id": "/b"}])
+        position, first = reader.changes(mark, 10)
+        assert [i for _, i, _ in first] == ["/b"]
+        go.set()
+        thread.join(10)
+        assert [i for _, i, _ in reader.changes(position, 10)[1]] == ["/a"]
+    finally:
+        for s in (a, b, reader):
+            s.close()
