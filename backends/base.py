@@ -124,8 +124,9 @@ class Storage(abc.ABC):
         primitive called outside a transaction, or the outermost
         :meth:`transaction` block, once it succeeded (whether or not it changed
         anything). It runs in the writing thread, must be quick and must not raise; the
-        change feed's waiters are woken this way (writes from other processes are seen
-        by polling :meth:`last_seq`)."""
+        change feed's waiters are woken this way. Writes from other processes are seen
+        by polling :meth:`last_seq`, or, on a backend that hears of them (PostgreSQL's
+        ``NOTIFY``), by the same callbacks, called from its listening thread."""
         self._commit_callbacks.append(callback)
 
     def _committed(self) -> None:
