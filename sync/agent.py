@@ -43,6 +43,7 @@ from damas_core.query.printer import to_text
 
 from . import deletions
 from . import rsync as rs
+from .eta import Moved
 from .last_scan import LastScan
 from .planner import Plan, Task, may_have_work, plan
 from .record import (
@@ -551,6 +552,7 @@ class Agent:
         stderr = []
         buckets = the_plan.buckets(tasks)
         progress = _Progress(self.progress, sum(len(b) for b in buckets), kind)
+        moved = Moved()  # bytes and seconds of the buckets: the site's throughput (.eta)
         with progress:
             for bucket in buckets:
                 if self._stop.is_set():
@@ -570,7 +572,9 @@ class Agent:
                     last_rc = 1  # rsync's own code for a usage error
                     stderr.append(str(e))
                     continue
+                bucket_started = time.monotonic()
                 rc, err, found = self._run_bucket(bucket, src, dst, options, report)
+                moved.add(found, self.view.files, time.monotonic() - bucket_started)
                 _summarize(found, kind, report)
                 self._apply(record(found, self.view.files))
                 progress.advance(len(bucket))
@@ -582,6 +586,7 @@ class Agent:
             f"{kind}_duration": int((time.monotonic() - started) * 1000),
             f"exit_{kind}": last_rc,
             f"stderr_{kind}": "\n".join(s for s in stderr if s)[-2000:],
+            **moved.keys(kind, own),
         }
 
     def _run_bucket(

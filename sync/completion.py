@@ -75,6 +75,7 @@ class _Counts:
         for site, st in zip(names, states):
             counts = self.completion[site]
             counts["states"][st] += n
+            counts["state_bytes"][st] += size
             if st == "unwanted":
                 continue
             counts["files_wanted"] += n

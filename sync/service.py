@@ -62,6 +62,7 @@ from damas_core.errors import (
     Unauthorized,
 )
 
+from . import activity
 from .agent import AGENT_VERSION, Agent, Report
 from .tracker_api import TrackerAPI
 from .volumes import global_parameters, volume
@@ -612,6 +613,9 @@ class Service:
         started = time.monotonic()
         report = self.agent.run_once()
         log_report(report, time.monotonic() - started)
+        activity.after_cycle(
+            self.tracker, self.volume_id, report, self.agent.view.files, self.lock.state_dir
+        )
 
     # -- the holder ------------------------------------------------------------------------------
 
