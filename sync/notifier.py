@@ -190,6 +190,8 @@ class Notifier:
     ``state_dir``: where it keeps its state (made 0700). ``send``: how a mail goes out
     (an :class:`Smtp`'s ``send``; ``None`` records the events and mails nothing).
     ``sender``: the ``From`` address. ``clock``: seconds since the epoch (tests).
+    ``retry``: seconds before a failed mail is tried again (doubling, up to
+    :data:`RETRY_CAP`).
     """
 
     def __init__(
@@ -200,12 +202,14 @@ class Notifier:
         send: Callable[[EmailMessage], None] | None = None,
         sender: str | None = None,
         clock: Callable[[], float] = time.time,
+        retry: float = RETRY_BASE,
     ) -> None:
         self.tracker = tracker
         self.state = StateDir(state_dir)
         self.send = send
         self.sender = sender or f"damas@{socket.getfqdn() or 'localhost'}"
         self.clock = clock
+        self.retry = retry
         self._memory: dict[str, Any] | None = None
         self._vols: dict[str, dict[str, Any]] = {}
         self._params: dict[str, Any] = {}
@@ -410,7 +414,7 @@ class Notifier:
                 self.send(message)
             except (OSError, smtplib.SMTPException) as e:
                 failures = (retry or {}).get("failures", 0) + 1
-                delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(failures - 1, 10))
+                delay = min(RETRY_CAP, self.retry * 2 ** min(failures - 1, 10))
                 memory["retry"][vid] = {"failures": failures, "next": now + int(delay * 1000)}
                 counts["failures"] += 1
                 log.warning("notify: mail for %s failed (%s: %s); again in %.0f s",

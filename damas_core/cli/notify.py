@@ -71,6 +71,13 @@ def default_state_dir() -> Path:
     show_default=True,
     help="Seconds a round waits on the feed: how late a dead agent is noticed at most.",
 )
+@click.option(
+    "--smtp-retry",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds before a failed mail is tried again (doubling, up to 10 min).",
+)
 @click.option("--once", is_flag=True, help="One round, its counts as JSON.")
 @click.option(
     "--log-level",
@@ -91,6 +98,7 @@ def notify(
     sender: str | None,
     state_dir: Path | None,
     every: float,
+    smtp_retry: float,
     once: bool,
     log_level: str,
     log_file: Path | None,
@@ -116,6 +124,7 @@ def notify(
         state_dir or default_state_dir(),
         send=send.send if isinstance(send, Smtp) else None,
         sender=sender,
+        retry=smtp_retry,
     )
     stop = threading.Event()
     try:
