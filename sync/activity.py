@@ -93,9 +93,11 @@ def log(
     *,
     since: int | None = None,
     limit: int | None = None,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """The events under ``volume_ids`` (every volume's when ``None``), oldest first,
-    those at or after ``since`` (ms) only when given."""
+    """The events under ``volume_ids`` (every volume's when ``None``), oldest first
+    (``newest_first``: the other way, so that ``limit`` keeps the latest), those at or
+    after ``since`` (ms) only when given."""
     terms = ["event:*"]
     if since is not None:
         terms.append(f"time>={int(since)}")
@@ -107,7 +109,9 @@ def log(
         terms.append(f"({parents})")
     else:
         terms.append('"#parent":*')
-    return tracker.search_elements(" ".join(terms), sort="time", limit=limit)
+    return tracker.search_elements(
+        " ".join(terms), sort="-time" if newest_first else "time", limit=limit
+    )
 
 
 def _quoted(text: str) -> str:

@@ -373,13 +373,11 @@ def log_(
                     ids.append(by_name[given])
                 else:
                     raise click.ClickException(f"sync log: no volume or site {given!r}")
-        events = activity_log(tracker, ids, since=start)
+        events = activity_log(tracker, ids, since=start, limit=limit, newest_first=True)[::-1]
     except DamasError as e:
         raise click.ClickException(str(e)) from e
     finally:
         tracker.close()
-    if limit is not None:
-        events = events[-limit:]
     for e in events:
         if as_json:
             click.echo(json.dumps(e, ensure_ascii=False, sort_keys=True))
