@@ -37,6 +37,39 @@ def default_state_dir() -> Path:
     return Path(base) / "damas" / "notify"
 
 
+def smtp_options(fn: Any) -> Any:
+    """The mail options of ``damas notify`` (``--smtp``, ``--smtp-tls``,
+    ``--smtp-password-file``, ``--from``, ``--smtp-retry``), for a command that embeds a
+    notifier (``damas hub run``): hand them to :func:`make_notifier`."""
+    for option in reversed(
+        [
+            click.option("--smtp", "smtp_url", metavar="URL", help="smtp://[user@]host:port"),
+            click.option(
+                "--smtp-tls",
+                type=click.Choice(["starttls", "tls", "none"]),
+                default="starttls",
+                show_default=True,
+                help="STARTTLS, implicit TLS (port 465), or none (a relay on this machine).",
+            ),
+            click.option(
+                "--smtp-password-file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="The SMTP user's password, alone in a file.",
+            ),
+            click.option("--from", "sender", metavar="ADDR", help="The From address."),
+            click.option(
+                "--smtp-retry",
+                type=click.FloatRange(min=0.1),
+                default=10.0,
+                show_default=True,
+                help="Seconds before a failed mail is tried again (doubling, up to 10 min).",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
 @click.command("notify", epilog=_EPILOG)
 @click.option("--server", metavar="URL", help="A damas server (an admin's credentials).")
 @click.option("--store", metavar="URL", help="A store, e.g. lmdb:///srv/damas/store.")
@@ -45,20 +78,7 @@ def default_state_dir() -> Path:
     type=click.Path(dir_okay=False, path_type=Path),
     help="JSON file (mode 0600) with a token, or an admin's username and password.",
 )
-@click.option("--smtp", "smtp_url", metavar="URL", help="smtp://[user@]host:port")
-@click.option(
-    "--smtp-tls",
-    type=click.Choice(["starttls", "tls", "none"]),
-    default="starttls",
-    show_default=True,
-    help="STARTTLS, implicit TLS (port 465), or none (a relay on this machine).",
-)
-@click.option(
-    "--smtp-password-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The SMTP user's password, alone in a file.",
-)
-@click.option("--from", "sender", metavar="ADDR", help="The From address (default damas@HOST).")
+@smtp_options
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -70,13 +90,6 @@ def default_state_dir() -> Path:
     default=5.0,
     show_default=True,
     help="Seconds a round waits on the feed: how late a dead agent is noticed at most.",
-)
-@click.option(
-    "--smtp-retry",
-    type=click.FloatRange(min=0.1),
-    default=10.0,
-    show_default=True,
-    help="Seconds before a failed mail is tried again (doubling, up to 10 min).",
 )
 @click.option("--once", is_flag=True, help="One round, its counts as JSON.")
 @click.option(
@@ -108,24 +121,20 @@ def notify(
     import json
 
     from damas_core.cli.sync import _setup_logging
-    from damas_core.sync.notifier import Notifier, Smtp
     from damas_core.sync.service import EXIT_CONFIG, ServiceError
     from damas_core.sync.statefile import StateDirError
 
     _setup_logging(log_level, log_file)
     log = logging.getLogger("damas_core.sync.notifier")
     try:
-        send = smtp_settings(smtp_url, smtp_tls, smtp_password_file)
+        smtp_settings(smtp_url, smtp_tls, smtp_password_file)  # checked before connecting
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     tracker, connection = open_tracker(ctx, store, server, credentials)
-    notifier = Notifier(
-        tracker,
-        state_dir or default_state_dir(),
-        send=send.send if isinstance(send, Smtp) else None,
-        sender=sender,
-        retry=smtp_retry,
-    )
+    notifier = make_notifier(
+        tracker, state_dir or default_state_dir(), smtp_url=smtp_url, smtp_tls=smtp_tls,
+        smtp_password_file=smtp_password_file, sender=sender, smtp_retry=smtp_retry,
+    )  # fmt: skip
     stop = threading.Event()
     try:
         if once:
@@ -144,6 +153,33 @@ def notify(
         ctx.exit(e.exit_code)
     finally:
         tracker.close()
+
+
+def make_notifier(
+    tracker: Any,
+    state_dir: Path,
+    *,
+    smtp_url: str | None,
+    smtp_tls: str = "starttls",
+    smtp_password_file: Path | None = None,
+    sender: str | None = None,
+    smtp_retry: float = 10.0,
+) -> Any:
+    """A :class:`~damas_core.sync.notifier.Notifier` from the options of
+    :func:`smtp_options` (``click.UsageError`` for bad ones)."""
+    from damas_core.sync.notifier import Notifier
+
+    try:
+        smtp = smtp_settings(smtp_url, smtp_tls, smtp_password_file)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    return Notifier(
+        tracker,
+        state_dir,
+        send=smtp.send if smtp is not None else None,
+        sender=sender,
+        retry=smtp_retry,
+    )
 
 
 def smtp_settings(url: str | None, tls: str, password_file: Path | None) -> Any:
