@@ -42,7 +42,7 @@ def test_a_state_file_swapped_for_a_symlink_is_not_followed(tmp_path):
     d = StateDir(tmp_path / "state")
     d.check()
     os.symlink(secret, tmp_path / "state" / "a.json")
-    with pytest.raises(StateDirError, match="a.json"):
+    with pytest.raises(StateDirError, match=r"a\.json"):
         d.read("a.json")
     d.write("a.json", {"seq": 1})  # replaced by a file, the target untouched
     assert secret.read_text() == '{"seq": 99}' and d.read("a.json") == {"seq": 1}
