@@ -131,3 +131,18 @@ def test_only_admins_and_the_metrics_token_read_it(served, headers, status):
     assert answer.status_code == status
     assert "damas_site_files" not in answer.text
     assert requests.post(f"{base}/metrics", timeout=10).status_code == 405
+
+
+def test_the_shipped_dashboard_and_alert_rules_name_only_metrics_we_serve(served):
+    import json
+    import re
+    from pathlib import Path
+
+    _, base, _ = served
+    served_names = {name for name, _ in _scrape(base, Authorization=f"Bearer {TOKEN}")}
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    grafana = json.loads((docs / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in grafana["panels"] for t in p["targets"]]
+    rules = (docs / "prometheus-alerts.yml").read_text()
+    used = set(re.findall(r"\bdamas_[a-z_]+", " ".join(exprs) + rules))
+    assert used and used <= served_names, used - served_names
