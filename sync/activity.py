@@ -25,6 +25,7 @@ ValueError: activity: unknown event 'asleep'; one of agent_down, agent_up, unrea
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -265,7 +266,7 @@ def after_cycle(
     volume_id: str,
     report: Any,
     files: Mapping[str, Any],
-    state_dir: str | Any,
+    state_dir: str | os.PathLike[str],
 ) -> list[dict[str, Any]]:
     """Record the events of one cycle (:func:`cycle_events`) under ``volume_id`` and
     remember the cycle in ``state_dir`` (so that a restarted agent does not record them
