@@ -304,7 +304,7 @@ class Notifier:
     ) -> None:
         cid, element = change["_id"], change.get("element")
         if cid == GLOBAL_ID:
-            self._params = dict(element or {}) if not change["deleted"] else {}
+            self._params = global_parameters(self.tracker)  # the defaults under what is set
             return
         if change["deleted"] or element is None:
             self._vols.pop(cid, None)
