@@ -1,7 +1,7 @@
 """Small JSON files a long-running process keeps in its own state directory.
 
-The directory is made mode 0700 and refused when it is a symlink, someone else's, or
-open to others; each file is written mode 0600 under a temporary name and renamed into
+The directory is made mode 0700 (an existing one is made private), and refused when it
+is a symlink or someone else's; each file is written mode 0600 under a temporary name and renamed into
 place (a crash leaves the old file or the new one, never half of one), and read with
 ``O_NOFOLLOW`` (a file swapped for a symlink is refused, not followed).
 
@@ -16,8 +16,8 @@ True
 
 from __future__ import annotations
 
+import errno
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +36,31 @@ class StateDir:
         self._checked = False
 
     def check(self) -> None:
-        """Make the directory (0700) if needed; :class:`StateDirError` when it is a
-        symlink, not a directory, not this user's, or readable by others."""
+        """Make the directory (0700) if needed, and make an existing one private (0700:
+        systemd's ``StateDirectory`` makes them 0755); :class:`StateDirError` when it is
+        a symlink, not a directory, or not this user's."""
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            info = os.lstat(self.path)
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise StateDirError(
+                    f"state directory {self.path} is not a directory (a symlink?): give a "
+                    "real one"
+                ) from None
+            raise StateDirError(f"state directory {self.path}: {e.strerror or e}") from None
+        try:
+            info = os.fstat(fd)
+            if info.st_uid != os.getuid():
+                raise StateDirError(
+                    f"state directory {self.path} belongs to uid {info.st_uid}, not this user"
+                )
+            if info.st_mode & 0o077:
+                os.fchmod(fd, 0o700)  # the one we opened, not whatever the path names now
         except OSError as e:
             raise StateDirError(f"state directory {self.path}: {e.strerror or e}") from None
-        if not stat.S_ISDIR(info.st_mode):
-            raise StateDirError(
-                f"state directory {self.path} is not a directory (a symlink?): give a real one"
-            )
-        if info.st_uid != os.getuid():
-            raise StateDirError(
-                f"state directory {self.path} belongs to uid {info.st_uid}, not this user"
-            )
-        if info.st_mode & 0o077:
-            raise StateDirError(
-                f"state directory {self.path} is open to others (mode "
-                f"{stat.S_IMODE(info.st_mode):o}): chmod 700 it"
-            )
+        finally:
+            os.close(fd)
         self._checked = True
 
     def read(self, name: str) -> Any:
