@@ -98,21 +98,28 @@ def log(
 ) -> list[dict[str, Any]]:
     """The events under ``volume_ids`` (every volume's when ``None``), oldest first
     (``newest_first``: the other way, so that ``limit`` keeps the latest), those at or
-    after ``since`` (ms) only when given."""
-    terms = ["event:*"]
-    if since is not None:
-        terms.append(f"time>={int(since)}")
-    ids = list(volume_ids) if volume_ids is not None else None
-    if ids is not None:
-        if not ids:
-            return []
-        parents = " OR ".join(f'"#parent":{_quoted(v)}' for v in ids)
-        terms.append(f"({parents})")
-    else:
-        terms.append('"#parent":*')
-    return tracker.search_elements(
-        " ".join(terms), sort="-time" if newest_first else "time", limit=limit
-    )
+    after ``since`` (ms) only when given.
+
+    One search per volume: each reads the ``#parent`` index, where one query for
+    several volumes would read the whole store (finding every volume, for ``None``, is
+    a search of the store: callers that know the volumes give their ids)."""
+    from .volumes import volumes
+
+    ids = list(volume_ids) if volume_ids is not None else [v["_id"] for v in volumes(tracker)]
+    extra = f" time>={int(since)}" if since is not None else ""
+    sort = "-time" if newest_first else "time"
+    found: list[dict[str, Any]] = []
+    for vid in dict.fromkeys(ids):
+        found += tracker.search_elements(
+            f'"#parent":{_quoted(vid)} event:*{extra}', sort=sort, limit=limit
+        )
+    if len(ids) > 1:
+        found.sort(key=lambda e: (_number(e.get("time")), e["_id"]), reverse=newest_first)
+    return found[:limit] if limit is not None else found
+
+
+def _number(value: Any) -> float:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def _quoted(text: str) -> str:

@@ -45,8 +45,7 @@ class StateDir:
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise StateDirError(
-                    f"state directory {self.path} is not a directory (a symlink?): give a "
-                    "real one"
+                    f"state directory {self.path} is not a directory (a symlink?): give a real one"
                 ) from None
             raise StateDirError(f"state directory {self.path}: {e.strerror or e}") from None
         try:

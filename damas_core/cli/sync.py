@@ -363,7 +363,7 @@ def log_(
         vols = all_volumes(tracker)
         names = {v["_id"]: v.get("name", v["_id"]) for v in vols}
         by_name = {v.get("name"): v["_id"] for v in vols}
-        ids = None
+        ids = list(names)  # every volume's (one indexed search each)
         if volumes:
             ids = []
             for given in volumes:
