@@ -37,6 +37,7 @@ from damas_core.errors import BadRequest
 
 from . import copies, deletions, scan_writes
 from .copies import Side, conflict_name, delivered
+from .eta import Moved
 from .last_scan import LastScan
 from .planner import Plan, Task, may_have_work, plan
 from .progress import Progress
@@ -475,6 +476,7 @@ class Agent:
         stderr = []
         buckets = the_plan.buckets(tasks)
         progress = Progress(self.progress, sum(len(b) for b in buckets), kind)
+        moved = Moved()  # bytes and seconds of the buckets: the site's throughput (.eta)
         with progress:
             for bucket in buckets:
                 if self._stop.is_set():
@@ -494,7 +496,9 @@ class Agent:
                     last_rc = 1  # rsync's own code for a usage error
                     stderr.append(str(e))
                     continue
+                bucket_started = time.monotonic()
                 rc, err, found = self._run_bucket(bucket, src, dst, options, report)
+                moved.add(found, self.view.files, time.monotonic() - bucket_started)
                 summarize(found, kind, report)
                 self._apply(record(found, self.view.files))
                 progress.advance(len(bucket))
@@ -506,6 +510,7 @@ class Agent:
             f"{kind}_duration": int((time.monotonic() - started) * 1000),
             f"exit_{kind}": last_rc,
             f"stderr_{kind}": "\n".join(s for s in stderr if s)[-2000:],
+            **moved.keys(kind, own),
         }
 
     def _run_bucket(

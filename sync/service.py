@@ -56,6 +56,7 @@ from damas_core.errors import (
     Unauthorized,
 )
 
+from . import activity
 from .agent import AGENT_VERSION, Agent
 from .backoff import Backoff, transient
 from .credentials import Connection, Credentials
@@ -250,6 +251,9 @@ class Service:
         started = time.monotonic()
         report = self.agent.run_once()
         log_report(report, time.monotonic() - started)
+        activity.after_cycle(
+            self.tracker, self.volume_id, report, self.agent.view.files, self.lock.state_dir
+        )
 
     # -- the holder ------------------------------------------------------------------------------
 

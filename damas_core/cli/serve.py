@@ -109,6 +109,11 @@ Examples:
     help="Most bytes of JSON in one answer of the change feed (it stops early beyond).",
 )
 @click.option(
+    "--metrics-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A token, alone in a file, that lets Prometheus read GET /metrics (as a Bearer).",
+)
+@click.option(
     "--token-lifespan",
     default="1d",
     show_default=True,
@@ -126,6 +131,7 @@ def serve(
     idle_timeout: float,
     changes_max_bytes: int,
     token_lifespan: str,
+    metrics_token_file: Path | None,
 ) -> None:
     """Serve the tracker's HTTP API (damas-core 2.x routes) with waitress."""
     import damas_core
@@ -160,6 +166,7 @@ def serve(
             max_body_size=max_body_size,
             token_lifespan=token_lifespan,
             max_streams=max_streams,
+            metrics_token=_metrics_token(metrics_token_file),
         )
         # waitress refuses bodies over the limit before reading them, in JSON as the API.
         server = create_server(
@@ -183,6 +190,15 @@ def serve(
             stop_server(server)
     finally:
         tracker.close()
+
+
+def _metrics_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    token = path.read_text().strip()
+    if len(token) < 16:
+        raise click.ClickException(f"{path}: a metrics token has at least 16 characters")
+    return token
 
 
 __all__ = ["ensure_admin", "serve"]
