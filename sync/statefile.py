@@ -1,7 +1,7 @@
 """Small JSON files a long-running process keeps in its own state directory.
 
-The directory is made mode 0700 (an existing one is made private), and refused when it
-is a symlink or someone else's; each file is written mode 0600 under a temporary name and renamed into
+The directory is made mode 0700, and refused when it is a symlink, someone else's or
+writable by others (the agents' rule, :func:`.state_dir.unsafe`); each file is written mode 0600 under a temporary name and renamed into
 place (a crash leaves the old file or the new one, never half of one), and read with
 ``O_NOFOLLOW`` (a file swapped for a symlink is refused, not followed).
 
@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from .state_dir import unsafe
+
 
 class StateDirError(Exception):
     """The state directory or one of its files cannot be used safely; says why."""
@@ -36,9 +38,9 @@ class StateDir:
         self._checked = False
 
     def check(self) -> None:
-        """Make the directory (0700) if needed, and make an existing one private (0700:
-        systemd's ``StateDirectory`` makes them 0755); :class:`StateDirError` when it is
-        a symlink, not a directory, or not this user's."""
+        """Make the directory (0700) if needed; :class:`StateDirError` when it is a
+        symlink, not a directory, or unsafe by the agents' rule
+        (:func:`.state_dir.unsafe`: someone else's, or writable by others)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -49,13 +51,9 @@ class StateDir:
                 ) from None
             raise StateDirError(f"state directory {self.path}: {e.strerror or e}") from None
         try:
-            info = os.fstat(fd)
-            if info.st_uid != os.getuid():
-                raise StateDirError(
-                    f"state directory {self.path} belongs to uid {info.st_uid}, not this user"
-                )
-            if info.st_mode & 0o077:
-                os.fchmod(fd, 0o700)  # the one we opened, not whatever the path names now
+            problem = unsafe(self.path, os.fstat(fd))
+            if problem is not None:
+                raise StateDirError(problem)
         except OSError as e:
             raise StateDirError(f"state directory {self.path}: {e.strerror or e}") from None
         finally:

@@ -29,11 +29,19 @@ def test_a_symlinked_directory_is_refused(tmp_path):
     assert os.listdir(tmp_path / "elsewhere") == []
 
 
-def test_a_directory_open_to_others_is_made_private(tmp_path):
+def test_a_readable_directory_keeps_its_files_private(tmp_path):
     (tmp_path / "state").mkdir()
     os.chmod(tmp_path / "state", 0o755)  # as systemd's StateDirectory makes it
     StateDir(tmp_path / "state").write("a.json", {})
-    assert stat.S_IMODE(os.stat(tmp_path / "state").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "state" / "a.json").st_mode) == 0o600
+
+
+def test_a_directory_others_may_write_is_refused(tmp_path):
+    (tmp_path / "state").mkdir()
+    os.chmod(tmp_path / "state", 0o777)
+    with pytest.raises(StateDirError, match="lets other users write"):
+        StateDir(tmp_path / "state").write("a.json", {})
+    assert os.listdir(tmp_path / "state") == []
 
 
 def test_a_state_file_swapped_for_a_symlink_is_not_followed(tmp_path):
