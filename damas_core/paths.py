@@ -170,7 +170,9 @@ def check_elements(elements: Sequence[Mapping[str, Any]], op: str) -> None:
     """Raise :class:`BadRequest` (naming ``op``, the path and what is wrong with it)
     unless every file ``_id`` among ``elements`` (elements about to be stored) is
     canonical, and so is every path key (:func:`check_values`). Ids that do not start
-    with ``/`` are not file paths: they are left alone."""
+    with ``/`` are not file paths: they are left alone, and so is what is not an
+    element (the storage refuses it with its own error)."""
+    elements = [e for e in elements if type(e) is dict]
     ids = [e["_id"] for e in elements if type(e.get("_id")) is str]
     bad = _first_bad([i for i in ids if i[:1] == "/"])
     if bad is not None:
