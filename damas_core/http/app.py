@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from damas_core.authcache import AuthCache
 from damas_core.dashboard.app import Dashboard
 from damas_core.errors import (
     DamasError,
@@ -48,7 +49,7 @@ from damas_core.errors import (
 )
 from damas_core.http import openapi, routes
 from damas_core.http.messages import Answer, Call
-from damas_core.http.streams import MAX_STREAMS, Streams
+from damas_core.http.streams import HEARTBEAT, MAX_STREAMS, Streams
 from damas_core.signin import SignIn
 from damas_core.tokens import Tokens, parse_lifespan
 
@@ -78,11 +79,14 @@ def make_app(
     sign_in_attempts: int = 5,
     sign_in_window: float = 60.0,
     max_streams: int = MAX_STREAMS,
+    stream_check: float = HEARTBEAT,
 ) -> DamasApp:
     """A WSGI application serving ``tracker``'s HTTP API.
 
     ``max_streams`` bounds the event streams (``GET /api/events/``) and waiting
-    long-polls open at once (503 beyond; see :mod:`damas_core.http.streams`).
+    long-polls open at once (503 beyond; see :mod:`damas_core.http.streams`);
+    ``stream_check`` is the most seconds an idle event stream goes without a heartbeat
+    and a check of its token (a change of its account is seen at the next write).
 
     ``auth`` is ``"jwt"``, ``"none"`` or a callable ``(environ) -> username | None``.
     ``max_body_size`` (bytes) bounds request bodies (413 beyond); ``token_lifespan`` is
@@ -98,6 +102,7 @@ def make_app(
         sign_in_attempts=sign_in_attempts,
         sign_in_window=sign_in_window,
         max_streams=max_streams,
+        stream_check=stream_check,
     )
 
 
@@ -114,6 +119,7 @@ class DamasApp:
         sign_in_attempts: int,
         sign_in_window: float,
         max_streams: int = MAX_STREAMS,
+        stream_check: float = HEARTBEAT,
     ) -> None:
         if auth not in ("jwt", "none") and not callable(auth):
             raise ValueError(
@@ -126,10 +132,12 @@ class DamasApp:
         self.tracker = tracker
         self.auth = auth
         self.max_body_size = max_body_size
-        self.tokens = Tokens(tracker, lifespan=token_lifespan)
+        #: Revocations and accounts, current through the change feed (one per app).
+        self.auth_cache = AuthCache(tracker.storage)
+        self.tokens = Tokens(tracker, lifespan=token_lifespan, cache=self.auth_cache)
         self.signin = SignIn(tracker, self.tokens, attempts=sign_in_attempts, window=sign_in_window)
         self._openapi: dict[str, bytes] = {}
-        self.streams = Streams(tracker.feed, limit=max_streams)
+        self.streams = Streams(tracker.feed, limit=max_streams, heartbeat=stream_check)
         self.dashboard = Dashboard(self, Answer)
         self._cache_lock = threading.Lock()
 
