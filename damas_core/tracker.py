@@ -296,18 +296,37 @@ class Tracker(Session):
         self.update_setting(key, lambda _old: value)
 
     def update_setting(self, key: str, fn: Callable[[Any], Any]) -> Any:
-        """Atomically replace a setting with ``fn(old value or None)``; returns the new value."""
+        """Replace a setting with ``fn(old value or None)``; returns the new value.
+
+        Compare-and-set: the new value is written only if the setting still holds the
+        value ``fn`` was given, else ``fn`` runs again on the newer one, so writers in
+        several processes (on any backend, transactions or not) never lose an update.
+        ``fn`` may thus run more than once and must have no other effect. Raises
+        ``Conflict`` after :data:`SETTING_RETRIES` lost races in a row.
+
+        >>> import damas_core
+        >>> t = damas_core.open("memory://")
+        >>> t.update_setting("n", lambda old: (old or 0) + 1), t.update_setting("n", lambda old: old + 1)
+        (1, 2)
+        """
         if not isinstance(key, str) or not key or key == "_id":
             raise BadRequest(f"a setting key is a non-empty string, not {key!r}")
-        with self.storage.transaction():
+        for _ in range(SETTING_RETRIES):
             current = self.storage.get(SETTINGS_ID)
             if current is None:
+                # whoever inserts first wins; everyone then sets the key below
                 self.storage.insert_many([{"_id": SETTINGS_ID}])
-                current = {}
-            new = fn(current.get(key))
+                continue
             old = current.get(key, MISSING)
-            self.storage.patch_many([Patch(SETTINGS_ID, set={key: new}, expect={key: old})])
-        return new
+            new = fn(None if old is MISSING else old)
+            patch = Patch(SETTINGS_ID, set={key: new}, expect={key: old})
+            if self.storage.patch_many([patch])[0]:
+                return new
+        raise Conflict(f"setting {key!r}: {SETTING_RETRIES} concurrent writers won; try again")
+
+
+#: How many lost compare-and-set races :meth:`Tracker.update_setting` retries.
+SETTING_RETRIES = 100
 
 
 def open(url: str = "lmdb://./damas-data", **options: Any) -> Tracker:

@@ -14,8 +14,11 @@ from typing import Any
 
 import click
 
+from damas_core.backends.base import Patch
+from damas_core.elements import now_ms
 from damas_core.http import MAX_BODY_SIZE, make_app
 from damas_core.http.streams import MAX_STREAMS
+from damas_core.ordering import MISSING
 from damas_core.passwords import hash_password
 
 log = logging.getLogger("damas_core.serve")
@@ -28,17 +31,29 @@ def admin_users(tracker: Any) -> list[str]:
 
 def ensure_admin(tracker: Any, password: str | None = None) -> str | None:
     """Create ``@admin`` if the store has no admin user; returns the password it set
-    (random unless given), or ``None`` when an admin already existed."""
+    (random unless given), or ``None`` when an admin already existed or another process
+    made one first.
+
+    Safe when several servers start together on one store: the account is created by
+    one atomic insert (or, for an ``@admin`` that is not an admin, one guarded patch),
+    so exactly one of them sets a password and prints it.
+    """
     if admin_users(tracker):
         return None
     password = password or secrets.token_urlsafe(15)
     # Hashed here: the tracker keeps an admin's write of a hash, so a password that
     # looks like a damas-core hex digest is not mistaken for one.
     user = {"_id": "@admin", "class": "admin", "password": hash_password(password)}
-    if tracker.create(user) is None:
-        # An "@admin" that is not an admin: make it one, with the new password.
-        tracker.update(user)
-    return password
+    storage = tracker.storage
+    if storage.insert_many([{**user, "author": tracker.username, "time": now_ms()}])[0]:
+        return password
+    existing = storage.get("@admin")
+    if existing is None or existing.get("class") == "admin":
+        return None  # another process made it (or removed it) meanwhile
+    # An "@admin" that is not an admin: make it one, unless someone changed it first.
+    expect = {k: existing.get(k, MISSING) for k in ("class", "password")}
+    changed = storage.patch_many([Patch("@admin", set=user, expect=expect)])[0]
+    return password if changed else None
 
 
 @click.command(
