@@ -62,7 +62,10 @@ Examples:
   damas serve                                     ./damas-data on 127.0.0.1:8090
   damas serve --store lmdb:///srv/damas --host 0.0.0.0 --port 80
   damas serve --store memory:// --auth none       local experiments only
-  damas serve --admin-password-file /run/secrets/damas-admin"""
+  damas serve --admin-password-file /run/secrets/damas-admin
+  damas serve --trusted-proxies 127.0.0.1,10.0.0.0/8   behind nginx
+
+GET /healthz answers 200 while the store answers (for load balancers)."""
 )
 @click.option(
     "--store",
@@ -114,6 +117,14 @@ Examples:
     show_default=True,
     help="Default token validity: seconds or a duration like 12h, 7d.",
 )
+@click.option(
+    "--trusted-proxies",
+    default="",
+    metavar="CIDR,...",
+    help="Proxies (addresses or CIDRs) whose X-Forwarded-For names the client that "
+    "sign-in limits count against; the right-most address no trusted proxy wrote is "
+    "taken. Without it, the direct peer is the client.",
+)
 def serve(
     store: str,
     host: str,
@@ -124,6 +135,7 @@ def serve(
     max_streams: int,
     max_body_size: int,
     token_lifespan: str,
+    trusted_proxies: str,
 ) -> None:
     """Serve the tracker's HTTP API (damas-core 2.x routes) with waitress."""
     import damas_core
@@ -133,6 +145,12 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from damas_core.http.clients import proxies
+
+    try:
+        proxies(trusted_proxies)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--trusted-proxies") from None
     try:
         tracker = damas_core.open(store)
     except DamasError as e:
@@ -158,6 +176,7 @@ def serve(
             max_body_size=max_body_size,
             token_lifespan=token_lifespan,
             max_streams=max_streams,
+            trusted_proxies=trusted_proxies,
         )
         # waitress refuses bodies over the limit before reading them, in JSON as the API.
         server = create_server(

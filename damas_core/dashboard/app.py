@@ -81,6 +81,8 @@ class Services(Protocol):
 
     def authenticate(self, call: Call) -> Any: ...
 
+    def client_address(self, environ: dict[str, Any]) -> str: ...
+
 
 def _duration(ms: Any) -> str:
     if isinstance(ms, bool) or not isinstance(ms, int | float):
@@ -288,7 +290,7 @@ class Dashboard:
             answer = self.app.signin.sign_in(
                 form.get("username", ""),
                 form.get("password", ""),
-                address=call.environ.get("REMOTE_ADDR", ""),
+                address=self.app.client_address(call.environ),
             )
         except TooManyRequests as e:
             wait = max(1, math.ceil(e.retry_after or 1))
