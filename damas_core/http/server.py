@@ -64,6 +64,9 @@ def create_server(app: Any, *, max_body_size: int = MAX_BODY_SIZE, **options: An
     the API's JSON 413, and answers its other errors in JSON too. Its event streams
     and waiting long-polls are handed to ``server.damas_hub``. Once its loop has
     returned, stop it with :func:`stop_server`."""
+    # The application decides whom to believe about X-Forwarded-For (make_app's
+    # trusted_proxies): waitress must pass the header on, not clear it.
+    options.setdefault("clear_untrusted_proxy_headers", False)
     # waitress refuses a body of max_request_body_size bytes or more.
     server = waitress.create_server(app, max_request_body_size=max_body_size + 1, **options)
     servers = [server] if hasattr(server, "channel_class") else list(server.map.values())
