@@ -147,10 +147,12 @@ class AuthCache:
         self.refresh()
         return jti in self._revoked or jti in self._legacy
 
-    def account(self, uid: str) -> Element | None:
+    def account(self, uid: str, *, refresh: bool = True) -> Element | None:
         """The stored account element ``uid`` (password hash included: for checks,
-        never for answers), or ``None``."""
-        self.refresh()
+        never for answers), or ``None``. ``refresh=False``: the caller has just
+        refreshed (one position read per request is enough)."""
+        if refresh:
+            self.refresh()
         found = self._accounts.get(uid)
         if found is not None:
             return found or None

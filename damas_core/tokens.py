@@ -229,8 +229,8 @@ class Tokens:
         claims = self.decode(token)
         name = claims["sub"]
         # One look-up of the account answers existence, "disabled" and the password
-        # fingerprint.
-        user = self.cache.account(claims.get("uid") or f"@{name}")
+        # fingerprint; decode has just brought the cache up to date.
+        user = self.cache.account(claims.get("uid") or f"@{name}", refresh=False)
         if not is_account(user) or name_of(user) != name:
             raise Unauthorized("token error: the user of this token no longer exists")
         if is_disabled(user):
