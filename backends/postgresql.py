@@ -308,9 +308,12 @@ class PostgreSQLStorage(Storage):
             conn = self._conn
             assert conn is not None
             keep = sorted(first.values()) if len(first) < len(ids) else range(len(ids))
+            # Rows go in in id order, so two calls inserting the same ids wait for each
+            # other rather than deadlock (the feed keeps the call's order).
+            rows = sorted(keep, key=ids.__getitem__)
             stored: set[str] = set()
-            for i in range(0, len(keep), _CHUNK):
-                part = [keep[k] for k in range(i, min(i + _CHUNK, len(keep)))]
+            for i in range(0, len(rows), _CHUNK):
+                part = rows[i : i + _CHUNK]
                 rows = conn.execute(
                     _INSERT,
                     ([ids[k] for k in part], [raws[k] for k in part], [docs[k] for k in part]),

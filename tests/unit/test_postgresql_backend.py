@@ -13,6 +13,7 @@ import pytest
 
 import damas_core
 from damas_core.errors import BadRequest, NotImplementedByBackend, StorageError
+from damas_core.query.parser import parse as parse_query
 from tests import postgres_server
 
 psycopg = pytest.importorskip("psycopg", reason="the postgresql extra is not installed")
@@ -177,4 +178,33 @@ def test_a_reader_never_passes_a_number_that_commits_later(server):
         assert [i for _, i, _ in reader.changes(position, 10)[1]] == ["/a"]
     finally:
         for s in (a, b, reader):
+            s.close()
+
+
+def test_bulk_inserts_of_the_same_ids_in_opposite_orders_do_not_deadlock(server):
+    url = server.url()
+    stores = [PostgreSQLStorage(url) for _ in range(2)]
+    ids = [f"/r/{n:04d}" for n in range(2000)]
+    results: list[list[bool] | BaseException] = [[], []]
+
+    def insert(k: int) -> None:
+        order = ids if k == 0 else ids[::-1]
+        try:
+            results[k] = stores[k].insert_many([{"_id": i, "by": k} for i in order])
+        except BaseException as e:  # a deadlock is a StorageError in one of them
+            results[k] = e
+
+    try:
+        threads = [threading.Thread(target=insert, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        first, second = results
+        assert isinstance(first, list) and isinstance(second, list), results
+        # Every id stored once, by exactly one of the two calls.
+        assert all(a != b for a, b in zip(first, second[::-1], strict=True))
+        assert stores[0].count(parse_query("_id:*")) == len(ids)
+    finally:
+        for s in stores:
             s.close()
