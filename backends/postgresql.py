@@ -505,6 +505,17 @@ class PostgreSQLStorage(Storage):
             return rows  # type: ignore[return-value]
         return [orjson.loads(r[0]) for r in rows]  # type: ignore[index]
 
+    def query_plan(self, query: Node, sort: Sort = (), limit: int | None = None) -> list[str]:
+        """PostgreSQL's ``EXPLAIN`` lines for the statement ``find`` sends for ``query``
+        (when SQL alone answers it): which indexes it uses."""
+        sql, order, params, _ = self._statement(query, tuple(sort), "id")
+        if limit:
+            order += " LIMIT %s"
+            params = [*params, limit]
+        with self._lock:
+            rows = self._connection().execute("EXPLAIN " + sql + order, params).fetchall()
+        return [r[0] for r in rows]
+
     def _count(self, query: Node) -> int:
         where = to_where(query)
         with self._lock:

@@ -208,3 +208,25 @@ def test_bulk_inserts_of_the_same_ids_in_opposite_orders_do_not_deadlock(server)
     finally:
         for s in stores:
             s.close()
+
+
+def test_equality_and_id_prefixes_are_answered_by_indexes(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        store.insert_many(
+            [
+                {"_id": f"/{d}/{k:04d}", "#parent": f"/{d}/{k // 10}"}
+                for d in "abc"
+                for k in range(1000)
+            ]
+        )
+        store._connection().execute("VACUUM ANALYZE elements")
+        plan = " | ".join(store.query_plan(parse_query("#parent:/b/7")))
+        assert "Bitmap Index Scan on elements_doc" in plan, plan
+        assert len(store.find(parse_query("#parent:/b/7"))) == 10
+        prefix = parse_query(r"_id:/^\/b\/01/")
+        plan = " | ".join(store.query_plan(prefix, limit=100))
+        assert "elements_pkey" in plan and "Seq Scan" not in plan, plan
+        assert store.find(prefix, limit=3) == ["/b/0100", "/b/0101", "/b/0102"]
+    finally:
+        store.close()
