@@ -310,10 +310,10 @@ class PostgreSQLStorage(Storage):
             keep = sorted(first.values()) if len(first) < len(ids) else range(len(ids))
             # Rows go in in id order, so two calls inserting the same ids wait for each
             # other rather than deadlock (the feed keeps the call's order).
-            rows = sorted(keep, key=ids.__getitem__)
+            order = sorted(keep, key=ids.__getitem__)
             stored: set[str] = set()
-            for i in range(0, len(rows), _CHUNK):
-                part = rows[i : i + _CHUNK]
+            for i in range(0, len(order), _CHUNK):
+                part = order[i : i + _CHUNK]
                 rows = conn.execute(
                     _INSERT,
                     ([ids[k] for k in part], [raws[k] for k in part], [docs[k] for k in part]),

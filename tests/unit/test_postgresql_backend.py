@@ -230,3 +230,15 @@ def test_equality_and_id_prefixes_are_answered_by_indexes(server):
         assert store.find(prefix, limit=3) == ["/b/0100", "/b/0101", "/b/0102"]
     finally:
         store.close()
+
+
+def test_a_bulk_insert_larger_than_one_statement_stores_everything(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        ids = [f"/bulk/{n:05d}" for n in range(12_001)][::-1]  # 3 statements, not in order
+        assert store.insert_many([{"_id": i} for i in ids]) == [True] * len(ids)
+        assert store.count(parse_query("_id:*")) == len(ids)
+        last, changes = store.changes(0, 20_000)
+        assert last == len(ids) and [i for _, i, _ in changes] == ids  # the call's order
+    finally:
+        store.close()
