@@ -242,3 +242,29 @@ def test_a_bulk_insert_larger_than_one_statement_stores_everything(server):
         assert last == len(ids) and [i for _, i, _ in changes] == ids  # the call's order
     finally:
         store.close()
+
+
+def test_threads_of_one_store_do_not_wait_for_each_others_transactions(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        store.insert_many([{"_id": "/a"}])
+        inside, go = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with store.transaction():
+                store.insert_many([{"_id": "/b"}])
+                inside.set()
+                go.wait(10)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert inside.wait(10)
+        # Another thread reads at once, on its own connection, without the uncommitted /b.
+        assert store.get_many(["/a", "/b"]) == [{"_id": "/a"}, None]
+        go.set()
+        thread.join(10)
+        assert store.get("/b") == {"_id": "/b"}
+    finally:
+        store.close()
+    with pytest.raises(StorageError):
+        store.get("/a")
