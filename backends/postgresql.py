@@ -61,6 +61,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -151,6 +152,39 @@ def json_rows(elements: Sequence[Element], op: str) -> tuple[list[str], list[str
     raws = [raw.decode() for raw in encode_all(elements, op)]
     docs = [r.replace("\\u0000", "\\ufffd") if "\\u0000" in r else None for r in raws]
     return list(map(id_of, elements)), raws, docs
+
+
+def statement(query: Node, sort: Sort, columns: str) -> tuple[str, str, tuple, bool]:
+    """``SELECT columns … WHERE …`` for ``query``, its ``ORDER BY``, its parameters,
+    and whether SQL alone gives the answer (else the Python predicate and sort must
+    go over the rows). Kept per query (the AST is immutable): compiling costs about a
+    third of a page read under an ``_id`` prefix."""
+    # The repr is part of the key: Eq(k, 1) == Eq(k, True) in Python, not in JSON.
+    return _statement(repr(query), query, sort, columns)
+
+
+@lru_cache(maxsize=512)
+def _statement(_key: str, query: Node, sort: Sort, columns: str) -> tuple[str, str, tuple, bool]:
+    where = to_where(query)
+    params: list[Any] = []
+    values, order = [], []
+    exact = not where.recheck
+    for n, (key, direction) in enumerate(sort):
+        path = tuple(key.split("."))
+        if any("\x00" in k for k in path):
+            exact = False
+            continue
+        expr, p = sort_value(path)
+        values.append(f"{expr} AS s{n}")
+        params += p
+        order += sort_terms(f"s{n}", direction)
+    params += where.params
+    where = where.sql
+    if not values:
+        return f"SELECT {columns} FROM elements WHERE {where}", " ORDER BY id", tuple(params), exact
+    inner = ", ".join(dict.fromkeys(["id", columns, *values]))
+    sql = f"SELECT {columns} FROM (SELECT {inner} FROM elements WHERE {where}) AS q"
+    return sql, " ORDER BY " + ", ".join([*order, "id"]), tuple(params), exact
 
 
 class PostgreSQLStorage(Storage):
@@ -440,26 +474,8 @@ class PostgreSQLStorage(Storage):
         """``SELECT columns … WHERE …`` for ``query``, its ``ORDER BY``, its parameters,
         and whether SQL alone gives the answer (else the Python predicate and sort must
         go over the rows)."""
-        where = to_where(query)
-        params: list[Any] = []
-        values, order = [], []
-        exact = not where.recheck
-        for n, (key, direction) in enumerate(sort):
-            path = tuple(key.split("."))
-            if any("\x00" in k for k in path):
-                exact = False
-                continue
-            expr, p = sort_value(path)
-            values.append(f"{expr} AS s{n}")
-            params += p
-            order += sort_terms(f"s{n}", direction)
-        params += where.params
-        where = where.sql
-        if not values:
-            return f"SELECT {columns} FROM elements WHERE {where}", " ORDER BY id", params, exact
-        inner = ", ".join(dict.fromkeys(["id", columns, *values]))
-        sql = f"SELECT {columns} FROM (SELECT {inner} FROM elements WHERE {where}) AS q"
-        return sql, " ORDER BY " + ", ".join([*order, "id"]), params, exact
+        sql, order, params, exact = statement(query, tuple(sort), columns)
+        return sql, order, list(params), exact
 
     def _select(
         self, query: Node, sort: Sort, skip: int, limit: int | None, columns: str
@@ -480,8 +496,11 @@ class PostgreSQLStorage(Storage):
                 checks += f", bool_or({kinds}) OVER ()"
             sql = sql.replace(f"SELECT {columns} ", f"SELECT {columns}{checks} ", 1)
             if limit or skip:
-                order += " LIMIT %s OFFSET %s"
-                params = [*params, limit, skip]
+                # Written out, not bound: a prepared statement's generic plan for an
+                # unknown LIMIT sorts the whole range where a known one walks the
+                # primary key (a page of 100 under an _id prefix: 150-180 µs instead
+                # of 90). int() keeps them numbers.
+                order += f" LIMIT {int(limit) if limit else 'ALL'} OFFSET {int(skip)}"
             rows = conn.execute(sql + order, params).fetchall()
             if rows:
                 exact = not rows[0][1] and not (sort and rows[0][2])
@@ -512,8 +531,7 @@ class PostgreSQLStorage(Storage):
         (when SQL alone answers it): which indexes it uses."""
         sql, order, params, _ = self._statement(query, tuple(sort), "id")
         if limit:
-            order += " LIMIT %s"
-            params = [*params, limit]
+            order += f" LIMIT {int(limit)}"  # as find writes it
         rows = self._connection().execute("EXPLAIN " + sql + order, params).fetchall()
         return [r[0] for r in rows]
 

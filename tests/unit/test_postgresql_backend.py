@@ -268,3 +268,14 @@ def test_threads_of_one_store_do_not_wait_for_each_others_transactions(server):
         store.close()
     with pytest.raises(StorageError):
         store.get("/a")
+
+
+def test_queries_equal_in_python_but_not_in_json_are_not_confused(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        store.insert_many([{"_id": "/one", "a": 1}, {"_id": "/true", "a": True}])
+        assert store.find(parse_query("a:1")) == ["/one"]
+        assert store.find(parse_query("a:true")) == ["/true"]
+        assert store.find(parse_query("a:1")) == ["/one"]
+    finally:
+        store.close()
