@@ -92,12 +92,13 @@ def broken_driver(storage) -> Iterator[type[BaseException]]:
     elif scheme == "postgresql":
         import psycopg
 
-        # The server ends the store's connection, and no new one can be made until the
-        # block ends (the address points at a port nobody listens on).
+        # The server ends the store's connections, and no new one can be made until
+        # the block ends (the address points at a port nobody listens on).
         real = storage.conninfo
-        if storage._conn is not None and not storage._conn.closed:
-            with psycopg.connect(real, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (storage._conn.info.backend_pid,))
+        with psycopg.connect(real, autocommit=True) as admin:
+            for conn in list(storage._conns):
+                if not conn.closed:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
         storage.conninfo = "postgresql://127.0.0.1:1/none"
         try:
             yield psycopg.OperationalError

@@ -37,7 +37,7 @@ from tests.property.test_differential import (
 )
 
 #: One backend per query engine.
-ENGINES = ["memory", "sqlite", "mongomock"]
+ENGINES = ["memory", "sqlite", "mongomock", "postgresql"]
 
 secrets = st.fixed_dictionaries(
     {},
@@ -119,6 +119,12 @@ def seen(session: damas_core.Session, query: Node, sort: Any, skip: int, limit: 
 def open_store(engine: str, directory: str, docs: list[dict]) -> damas_core.Tracker:
     """A fresh store on ``engine`` holding exactly ``docs``."""
     unique = uuid.uuid4().hex[:12]
+    if engine == "postgresql":
+        from tests.conftest import backend_url
+
+        tracker = damas_core.open(backend_url("postgresql", directory))
+        tracker.storage.insert_many(docs)
+        return tracker
     url = {
         "memory": "memory://",
         "sqlite": f"sqlite://{directory}/{unique}.db",

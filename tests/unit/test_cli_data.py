@@ -20,6 +20,7 @@ PERSISTENT = {
     "tinydb": "damas_core.backends.tinydb",
     "sqlite": "damas_core.backends.sqlite",
     "mongomock": "damas_core.backends.mongodb",
+    "postgresql": "damas_core.backends.postgresql",
 }
 
 
@@ -27,6 +28,10 @@ def url_for(name: str, tmp_path) -> str:
     if importlib.util.find_spec(PERSISTENT[name]) is None:
         pytest.skip(f"the {name} backend ({PERSISTENT[name]}) is not there yet")
     unique = uuid.uuid4().hex[:8]
+    if name == "postgresql":
+        from tests.conftest import backend_url
+
+        return backend_url("postgresql", tmp_path)
     return {
         "lmdb": f"lmdb://{tmp_path}/lmdb-{unique}",
         "tinydb": f"tinydb://{tmp_path}/tiny-{unique}.json",

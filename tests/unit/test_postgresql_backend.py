@@ -13,6 +13,7 @@ import pytest
 
 import damas_core
 from damas_core.errors import BadRequest, NotImplementedByBackend, StorageError
+from damas_core.query.parser import parse as parse_query
 from tests import postgres_server
 
 psycopg = pytest.importorskip("psycopg", reason="the postgresql extra is not installed")
@@ -178,3 +179,103 @@ def test_a_reader_never_passes_a_number_that_commits_later(server):
     finally:
         for s in (a, b, reader):
             s.close()
+
+
+def test_bulk_inserts_of_the_same_ids_in_opposite_orders_do_not_deadlock(server):
+    url = server.url()
+    stores = [PostgreSQLStorage(url) for _ in range(2)]
+    ids = [f"/r/{n:04d}" for n in range(2000)]
+    results: list[list[bool] | BaseException] = [[], []]
+
+    def insert(k: int) -> None:
+        order = ids if k == 0 else ids[::-1]
+        try:
+            results[k] = stores[k].insert_many([{"_id": i, "by": k} for i in order])
+        except BaseException as e:  # a deadlock is a StorageError in one of them
+            results[k] = e
+
+    try:
+        threads = [threading.Thread(target=insert, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        first, second = results
+        assert isinstance(first, list) and isinstance(second, list), results
+        # Every id stored once, by exactly one of the two calls.
+        assert all(a != b for a, b in zip(first, second[::-1], strict=True))
+        assert stores[0].count(parse_query("_id:*")) == len(ids)
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_equality_and_id_prefixes_are_answered_by_indexes(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        store.insert_many(
+            [
+                {"_id": f"/{d}/{k:04d}", "#parent": f"/{d}/{k // 10}"}
+                for d in "abc"
+                for k in range(1000)
+            ]
+        )
+        store._connection().execute("VACUUM ANALYZE elements")
+        plan = " | ".join(store.query_plan(parse_query("#parent:/b/7")))
+        assert "Bitmap Index Scan on elements_doc" in plan, plan
+        assert len(store.find(parse_query("#parent:/b/7"))) == 10
+        prefix = parse_query(r"_id:/^\/b\/01/")
+        plan = " | ".join(store.query_plan(prefix, limit=100))
+        assert "elements_pkey" in plan and "Seq Scan" not in plan, plan
+        assert store.find(prefix, limit=3) == ["/b/0100", "/b/0101", "/b/0102"]
+    finally:
+        store.close()
+
+
+def test_a_bulk_insert_larger_than_one_statement_stores_everything(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        ids = [f"/bulk/{n:05d}" for n in range(12_001)][::-1]  # 3 statements, not in order
+        assert store.insert_many([{"_id": i} for i in ids]) == [True] * len(ids)
+        assert store.count(parse_query("_id:*")) == len(ids)
+        last, changes = store.changes(0, 20_000)
+        assert last == len(ids) and [i for _, i, _ in changes] == ids  # the call's order
+    finally:
+        store.close()
+
+
+def test_threads_of_one_store_do_not_wait_for_each_others_transactions(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        store.insert_many([{"_id": "/a"}])
+        inside, go = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with store.transaction():
+                store.insert_many([{"_id": "/b"}])
+                inside.set()
+                go.wait(10)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert inside.wait(10)
+        # Another thread reads at once, on its own connection, without the uncommitted /b.
+        assert store.get_many(["/a", "/b"]) == [{"_id": "/a"}, None]
+        go.set()
+        thread.join(10)
+        assert store.get("/b") == {"_id": "/b"}
+    finally:
+        store.close()
+    with pytest.raises(StorageError):
+        store.get("/a")
+
+
+def test_queries_equal_in_python_but_not_in_json_are_not_confused(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        store.insert_many([{"_id": "/one", "a": 1}, {"_id": "/true", "a": True}])
+        assert store.find(parse_query("a:1")) == ["/one"]
+        assert store.find(parse_query("a:true")) == ["/true"]
+        assert store.find(parse_query("a:1")) == ["/one"]
+    finally:
+        store.close()
