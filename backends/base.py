@@ -680,8 +680,19 @@ def _literal_prefix(pattern: str) -> str | None:
     pattern is anything else."""
     if not pattern.startswith("^"):
         return None
+    text, end = literal_head(pattern, 1)
+    return text if end == len(pattern) else None
+
+
+def literal_head(pattern: str, start: int = 0) -> tuple[str, int]:
+    r"""The literal text ``pattern`` spells from ``start`` (any character but regex
+    syntax, a backslash before punctuation, ``\xHH``), and the index where that stops.
+
+    >>> literal_head(r"^\/a\x2fb.*", 1)
+    ('/a/b', 9)
+    """
     out: list[str] = []
-    i, n = 1, len(pattern)
+    i, n = start, len(pattern)
     while i < n:
         c = pattern[i]
         if c == "\\":
@@ -699,12 +710,12 @@ def _literal_prefix(pattern: str) -> str | None:
                 out.append(chr(int(hex_digits, 16)))
                 i += 4
                 continue
-            return None
+            break
         if c in _REGEX_SYNTAX:
-            return None
+            break
         out.append(c)
         i += 1
-    return "".join(out)
+    return "".join(out), i
 
 
 def index_values(element: Mapping[str, Any], key: str) -> list[Any]:
@@ -734,6 +745,7 @@ __all__ = [
     "index_lookup",
     "index_values",
     "insert_encoded",
+    "literal_head",
     "now_ms",
     "patch_encoded",
     "resolve_first",
