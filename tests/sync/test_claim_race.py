@@ -7,10 +7,10 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
-
-import damas_core
 from damas_core.sync.service import EXIT_HELD, Service, ServiceError
 from damas_core.sync.volumes import create_volume, volume
+
+import damas_core
 
 RACERS = 4
 
@@ -36,9 +36,7 @@ def _race(url: str, state_dir: str, start, done, results) -> None:
 
 @pytest.mark.parametrize("backend", ["lmdb", "sqlite"])
 def test_exactly_one_of_racing_agents_takes_the_volume(tmp_path: Path, backend: str):
-    url = {"lmdb": f"lmdb://{tmp_path}/store", "sqlite": f"sqlite://{tmp_path}/store.db"}[
-        backend
-    ]
+    url = {"lmdb": f"lmdb://{tmp_path}/store", "sqlite": f"sqlite://{tmp_path}/store.db"}[backend]
     with damas_core.open(url) as tracker:
         create_volume(tracker, {"_id": "vol_paris", "name": "paris", "url": f"file://{tmp_path}/"})
     ctx = multiprocessing.get_context("spawn")
