@@ -5,6 +5,7 @@ tests/conformance/test_storage.py."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import uuid
@@ -14,8 +15,10 @@ import pymongo.errors
 import pytest
 from damas_core.backends.base import Patch, now_ms, select
 from damas_core.backends.mongodb import MongoStorage, id_batches, server_query
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from damas_core.errors import NotImplementedByBackend, StorageError
+from damas_core.errors import BadRequest, NotImplementedByBackend, StorageError
 from damas_core.query.ast import All, And, Cmp, Eq, Not, Or, Regex
 
 URLS = ["mongomock:///t?collection=node"]
@@ -313,3 +316,34 @@ def test_undo_leaves_what_other_writers_did_meanwhile():
         {"_id": "/d", "o": 1},  # made again by the other: theirs
     ]
     assert {i: dead for _, i, dead in store.changes(0, 100)[1]}["/e"] is True
+
+
+PIECES = ["^", "$", "/", "s", "a", "S", ".", "*", "?", "+", "\\/", "|", "(?i)", "\\x2f", "\uffff"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(st.sampled_from(PIECES), min_size=1, max_size=6),
+    flags=st.sampled_from(["", "i", "m", "s"]),
+    key=st.sampled_from(["_id", "name"]),
+    negate=st.booleans(),
+)
+def test_regex_answers_equal_re2_for_generated_patterns(pieces, flags, key, negate):
+    pattern = "".join(pieces)
+    try:
+        query = Regex((key,), pattern, flags)
+    except BadRequest:  # not a valid RE2 pattern
+        return
+    if negate:
+        query = Not(query)
+    store = _regex_store()
+    want = [e["_id"] for e in select(store.scan(), query, (), 0, None)]
+    assert store.find(query) == want
+    assert store.count(query) == len(want)
+
+
+@functools.cache
+def _regex_store() -> MongoStorage:
+    store = MongoStorage("mongomock://")
+    store.insert_many(DOCS)
+    return store
