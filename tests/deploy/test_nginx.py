@@ -44,7 +44,14 @@ BROKEN = -1  # a response cut off: its headers went through nginx, then the inst
 def _store_url(kind: str, tmp: Path) -> str:
     if kind == "sqlite":
         return f"sqlite://{tmp}/store.db"
-    pytest.skip("the postgresql:// backend is not part of this tree yet")
+    try:  # the tests' own PostgreSQL server, with the postgresql:// backend
+        from tests import postgres_server
+    except ImportError:
+        pytest.skip("the postgresql:// backend is not part of this tree yet")
+    url = postgres_server.store_url()
+    if url is None:
+        pytest.skip(f"no PostgreSQL server here: {postgres_server.why_not()}")
+    return url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
