@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# what serving needs only (the core and the server extra): make run installs no test tool
+SERVE_STAMP := $(VENV)/.serve-stamp
 STORE ?= lmdb://./damas-data
 PORT ?= 8090
 
@@ -16,7 +18,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
-run: install
+$(SERVE_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[server]'
+	touch $(SERVE_STAMP)
+
+run: $(SERVE_STAMP)
 	$(VENV)/bin/damas serve --store $(STORE) --port $(PORT)
 
 test: system-deps install

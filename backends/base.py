@@ -53,7 +53,7 @@ import orjson
 from damas_core.elements import encode_all, id_of
 from damas_core.errors import BadRequest, DamasError, StorageError
 from damas_core.ordering import MISSING, bracket, sort_key
-from damas_core.query.ast import All, And, Cmp, Eq, In, Node, Regex, Sort
+from damas_core.query.ast import All, And, Cmp, Eq, In, Node, Not, Or, Regex, Sort
 
 Element = dict[str, Any]
 #: One entry of the change feed: ``(seq, id, deleted)``.
@@ -124,8 +124,9 @@ class Storage(abc.ABC):
         primitive called outside a transaction, or the outermost
         :meth:`transaction` block, once it succeeded (whether or not it changed
         anything). It runs in the writing thread, must be quick and must not raise; the
-        change feed's waiters are woken this way (writes from other processes are seen
-        by polling :meth:`last_seq`)."""
+        change feed's waiters are woken this way. Writes from other processes are seen
+        by polling :meth:`last_seq`, or, on a backend that hears of them (PostgreSQL's
+        ``NOTIFY``), by the same callbacks, called from its listening thread."""
         self._commit_callbacks.append(callback)
 
     def _committed(self) -> None:
@@ -639,6 +640,53 @@ def id_prefix(query: Node) -> str | None:
     return max(filter(None, found), key=len, default=None)
 
 
+def prefix_range(query: Node) -> Node:
+    r"""``query`` with each regex on ``_id`` that is ``^`` and a literal (as
+    :func:`id_prefix` reads them) replaced by the range it spans: ``_id>=p`` and, when
+    there is one, ``_id<`` the least string above every string starting with ``p``.
+    Every ``_id`` is a string, so the two mean the same, and a store keyed by ``_id``
+    answers the range from its key order.
+
+    >>> from damas_core.query.parser import parse
+    >>> prefix_range(parse(r"_id:/^\/s\//"))
+    And(nodes=(Cmp(path=('_id',), op='>=', value='/s/'), Cmp(path=('_id',), op='<', value='/s0')))
+    >>> prefix_range(parse(r"-_id:/^a/i")) == parse(r"-_id:/^a/i")
+    True
+    """
+    t = type(query)
+    if t is Regex:
+        prefix = id_prefix(query)
+        if not prefix:
+            return query
+        return prefix_span(("_id",), prefix)
+    if t is Not:
+        inner = prefix_range(query.node)
+        return query if inner is query.node else Not(inner)
+    if t is And or t is Or:
+        nodes = tuple(map(prefix_range, query.nodes))
+        return query if nodes == query.nodes else t(nodes)
+    return query
+
+
+def prefix_span(path: tuple[str, ...], prefix: str) -> And:
+    """The strings at ``path`` that start with ``prefix``, as a range: ``>= prefix`` and,
+    when there is one, ``<`` the least string above every string starting with it.
+
+    >>> prefix_span(("name",), "a\U0010ffff")
+    And(nodes=(Cmp(path=('name',), op='>=', value='a\U0010ffff'), Cmp(path=('name',), op='<', value='b')))
+    """
+    terms: list[Node] = [Cmp(path, ">=", prefix)]
+    chars = list(prefix)
+    while chars:
+        c = ord(chars.pop()) + 1
+        if c == 0xD800:
+            c = 0xE000  # no string holds a lone surrogate
+        if c <= 0x10FFFF:
+            terms.append(Cmp(path, "<", "".join(chars) + chr(c)))
+            break
+    return And(tuple(terms))
+
+
 def id_lower_bound(query: Node) -> str | None:
     """The least ``_id`` ``query`` lets match, if it says one: a ``_id>v`` or ``_id>=v``
     with a string ``v``, the query itself or a term of a top-level ``And`` (``And``s
@@ -748,6 +796,8 @@ __all__ = [
     "literal_head",
     "now_ms",
     "patch_encoded",
+    "prefix_range",
+    "prefix_span",
     "resolve_first",
     "select",
 ]

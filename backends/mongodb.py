@@ -79,6 +79,7 @@ from damas_core.backends.base import (
     Storage,
     literal_head,
     now_ms,
+    prefix_span,
     select,
 )
 from pymongo import ReturnDocument
@@ -86,7 +87,7 @@ from pymongo import ReturnDocument
 from damas_core.elements import encode
 from damas_core.errors import DamasError, NotImplementedByBackend, StorageError
 from damas_core.ordering import MISSING
-from damas_core.query.ast import All, And, Cmp, Eq, In, Node, Not, Or, Regex, Sort, walk
+from damas_core.query.ast import All, And, Eq, In, Node, Not, Or, Regex, Sort, walk
 from damas_core.query.mongo import field_name, to_mongo, to_mongo_sort
 
 DEFAULT_DATABASE = "damas"
@@ -177,18 +178,6 @@ def _exact_on_server(node: Regex) -> bool:
     return node.pattern[end:] in ("", "$") and "\x00" not in text
 
 
-def _after_prefix(text: str) -> str | None:
-    """The least string above every string starting with ``text`` (``None``: no bound)."""
-    chars = list(text)
-    while chars:
-        code = ord(chars.pop()) + 1
-        if code == 0xD800:  # surrogates are not text: skip them
-            code = 0xE000
-        if code <= 0x10FFFF:
-            return "".join(chars) + chr(code)
-    return None
-
-
 def _prefix_range(node: Regex) -> Node | None:
     """A range on ``node``'s key holding every string ``node`` matches, from the literal
     its pattern is anchored to; ``None`` when it is anchored to none."""
@@ -200,9 +189,7 @@ def _prefix_range(node: Regex) -> Node | None:
         text = text[:-1]
     if not text:
         return None
-    low = Cmp(node.path, ">=", text)
-    upper = _after_prefix(text)
-    return low if upper is None else And((low, Cmp(node.path, "<", upper)))
+    return prefix_span(node.path, text)
 
 
 def server_query(node: Node) -> tuple[Node, bool]:

@@ -73,6 +73,7 @@ from damas_core.backends.base import (
     apply_patch,
     index_values,
     now_ms,
+    prefix_range,
 )
 
 from damas_core.elements import encode_all, id_of
@@ -486,6 +487,7 @@ class SQLiteStorage(Storage):
     # -- queries -------------------------------------------------------------------------
 
     def _find(self, query: Node, sort: Sort, skip: int, limit: int | None) -> list[str]:
+        query = prefix_range(query)  # an _id prefix: a range of the primary key
         sql, params = to_sql(query, sort, skip, limit, indexed=self.indexes)
         with self._lock:
             return [row[0] for row in self._conn.execute(sql, params)]
@@ -493,13 +495,14 @@ class SQLiteStorage(Storage):
     def _find_elements(
         self, query: Node, sort: Sort, skip: int, limit: int | None
     ) -> list[Element]:
+        query = prefix_range(query)
         sql, params = to_sql(query, sort, skip, limit, indexed=self.indexes, columns=("doc",))
         with self._lock:
             rows = self._conn.execute(sql, params).fetchall()
         return [orjson.loads(row[0]) for row in rows]
 
     def _count(self, query: Node) -> int:
-        where, params = to_where(query, indexed=self.indexes)
+        where, params = to_where(prefix_range(query), indexed=self.indexes)
         with self._lock:
             return self._conn.execute(
                 f"SELECT count(*) FROM elements WHERE {where}", params
@@ -511,7 +514,7 @@ class SQLiteStorage(Storage):
 
     def query_plan(self, query: Node) -> list[str]:
         """SQLite's ``EXPLAIN QUERY PLAN`` lines for ``find(query)``: which indexes it uses."""
-        sql, params = to_sql(query, indexed=self.indexes)
+        sql, params = to_sql(prefix_range(query), indexed=self.indexes)
         with self._lock:
             return [row[-1] for row in self._conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
 

@@ -240,8 +240,9 @@ class Client:
 
     # -- graph and search -----------------------------------------------------------------
 
-    def graph(self, ids: Any, depth: int = 0) -> list[dict[str, Any]]:
-        """Nodes then links, walking links from ``tgt_id`` back to ``src_id``."""
+    def graph(self, ids: Any, depth: int = 0) -> list[dict[str, Any] | None]:
+        """Nodes then links, walking links from ``tgt_id`` back to ``src_id``; for a
+        list of ids, ``None`` in the place of each one that does not exist."""
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
             raise BadRequest(
                 f"graph error: depth must be a whole number >= 0, not {depth!r}", op="graph"
@@ -250,7 +251,9 @@ class Client:
         if ids == []:
             return []
         status, payload = self.request("POST", f"/api/graph/{depth}/", "graph", ids, allow=(404,))
-        return [] if status == 404 else payload
+        if status != 404:
+            return payload
+        return [None] * len(dict.fromkeys(ids)) if isinstance(ids, list) else []
 
     @staticmethod
     def _query_text(query: Any, op: str) -> str:

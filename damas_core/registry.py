@@ -9,7 +9,7 @@ is reported with the extra that installs it.
 >>> open_storage("ftp://x")
 Traceback (most recent call last):
 ...
-damas_core.errors.BadRequest: unknown store URL scheme 'ftp' in 'ftp://x' (known: memory, lmdb, tinydb, mongodb, mongomock, sqlite)
+damas_core.errors.BadRequest: unknown store URL scheme 'ftp' in 'ftp://x' (known: memory, lmdb, tinydb, mongodb, mongomock, sqlite, postgresql, postgres)
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
     "mongodb": ("damas_core.backends.mongodb", "MongoStorage", "mongodb"),
     "mongomock": ("damas_core.backends.mongodb", "MongoStorage", "dev"),
     "sqlite": ("damas_core.backends.sqlite", "SQLiteStorage", "sqlite"),
+    "postgresql": ("damas_core.backends.postgresql", "PostgreSQLStorage", "postgresql"),
+    "postgres": ("damas_core.backends.postgresql", "PostgreSQLStorage", "postgresql"),
 }
 
 

@@ -55,11 +55,12 @@ class Session:
         self.is_admin: bool = self.user_class == "admin" if admin is None else admin
         self.user: Element = public(dict(user), self) or {}
         self.author_mode: bool = tracker.author_mode
-        # every write of a non-admin passes the trust check (damas_core.trust); admins
-        # and the tracker itself write to the store directly
-        self.storage: Storage | GuardedStorage = (
-            tracker.storage if self.is_admin else GuardedStorage(self, tracker.storage)
-        )
+        #: The store the operations write through: every write passes the path rule
+        #: (damas_core.paths) and, for a non-admin, the trust check (damas_core.trust).
+        self.store: GuardedStorage = GuardedStorage(self, tracker.storage)
+        #: The store itself for an admin (and for the tracker: ``tracker.storage``
+        #: writes straight to it, unchecked), the checked one for anyone else.
+        self.storage: Storage | GuardedStorage = tracker.storage if self.is_admin else self.store
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} @{self.username} ({self.user_class}) on {self.storage.url}>"
@@ -98,8 +99,9 @@ class Session:
 
     # -- graph and search ---------------------------------------------------------------
 
-    def graph(self, ids: str | list[str], depth: int = 0) -> list[Element]:
-        """Nodes then links, walking links from ``tgt_id`` back to ``src_id``."""
+    def graph(self, ids: str | list[str], depth: int = 0) -> list[Element | None]:
+        """Nodes then links, walking links from ``tgt_id`` back to ``src_id``; for a
+        list of ids, ``None`` in the place of each one that does not exist."""
         return _graph.graph(self, ids, depth)
 
     def search(
@@ -188,8 +190,11 @@ class Tracker(Session):
         author_mode: bool = False,
         system_user: str = "damas",
         tombstone_retention: float | str = DEFAULT_RETENTION,
+        changes_max_bytes: int = _changes.DEFAULT_MAX_BYTES,
     ) -> None:
         self.storage = storage
+        #: The most bytes of JSON one answer of :meth:`changes` holds (see docs/changes.md).
+        self.changes_max_bytes = _changes.check_max_bytes(changes_max_bytes)
         self.events = Events()
         #: The change feed's live side: waits, ``on("change")``, tombstone compaction.
         self.feed = Feed(storage, retention=retention_seconds(tombstone_retention))
@@ -280,7 +285,8 @@ def open(url: str = "lmdb://./damas-data", **options: Any) -> Tracker:
     ``author_mode`` (non-admins change only what they authored), ``system_user``
     (the name the tracker acts as, default ``damas``), ``tombstone_retention`` (how
     long the change feed keeps deletions: seconds or ``"30d"``, the default),
-    ``indexes`` (extra keys to index) and backend options.
+    ``changes_max_bytes`` (the most bytes of JSON one answer of the change feed holds,
+    8 MB by default), ``indexes`` (extra keys to index) and backend options.
 
     >>> import damas_core
     >>> with damas_core.open("memory://") as t:
@@ -292,9 +298,13 @@ def open(url: str = "lmdb://./damas-data", **options: Any) -> Tracker:
     author_mode = options.pop("author_mode", False)
     system_user = options.pop("system_user", "damas")
     retention = retention_seconds(options.pop("tombstone_retention", DEFAULT_RETENTION))
+    max_bytes = _changes.check_max_bytes(
+        options.pop("changes_max_bytes", _changes.DEFAULT_MAX_BYTES)
+    )
     return Tracker(
         open_storage(url, **options),
         author_mode=author_mode,
         system_user=system_user,
         tombstone_retention=retention,
+        changes_max_bytes=max_bytes,
     )

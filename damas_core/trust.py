@@ -29,6 +29,7 @@ import orjson
 from damas_core.backends.base import Element, Patch, Storage, apply_patch
 from damas_core.errors import Forbidden
 from damas_core.ordering import MISSING
+from damas_core.paths import check_elements, check_patches
 from damas_core.permissions import check_account_write
 from damas_core.query.ast import Node, Sort
 
@@ -209,10 +210,13 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class GuardedStorage:
-    """The store as a non-admin :class:`~damas_core.tracker.Session` sees it: reads go
-    straight to the tracker's storage; every write first computes, for each element,
-    its state before and after, and calls :func:`check_write`, so nothing of a refused
-    call is written. Admin sessions and the tracker itself use the storage directly.
+    """The store as the operations of a :class:`~damas_core.tracker.Session` see it
+    (``session.store``): reads go straight to the tracker's storage; every write first
+    checks its file paths (:func:`damas_core.paths.check_elements`,
+    :func:`~damas_core.paths.check_patches`), for every session, admins and the
+    tracker itself included; for a non-admin it then computes, for each element, its
+    state before and after, and calls :func:`check_write`. Nothing of a refused call
+    is written.
 
     Inserts are checked as the element they would create (an insert whose ``_id``
     exists writes nothing, but the element is refused all the same). Patches and
@@ -276,15 +280,22 @@ class GuardedStorage:
     # -- writes, checked --------------------------------------------------------------
 
     def insert_many(self, elements: Sequence[Element], *, op: str = "insert") -> list[bool]:
-        """Check each element as new (:func:`check_write`), then insert them all."""
+        """Check the paths of the elements, and each element as new
+        (:func:`check_write`), then insert them all."""
         session = self.session
-        for e in elements:
-            if isinstance(e, dict) and isinstance(e.get("_id"), str):
-                check_write(session, op, None, e)
+        check_elements(elements, op)
+        if not session.is_admin:
+            for e in elements:
+                if isinstance(e, dict) and isinstance(e.get("_id"), str):
+                    check_write(session, op, None, e)
         return self.storage.insert_many(elements, op=op)
 
     def patch_many(self, patches: Sequence[Patch], *, op: str = "patch") -> list[bool]:
-        """Check each element as the patches leave it, then apply them, atomically."""
+        """Check the paths the patches touch, and each element as the patches leave it,
+        then apply them, atomically."""
+        check_patches(patches, op)
+        if self.session.is_admin:
+            return self.storage.patch_many(patches, op=op)
         with self.storage.transaction():
             ids = list(dict.fromkeys(p.id for p in patches))
             state = dict(zip(ids, self.storage.get_many(ids)))
@@ -299,7 +310,10 @@ class GuardedStorage:
             return self.storage.patch_many(patches, op=op)
 
     def delete_many(self, ids: Sequence[str], *, op: str = "delete") -> list[bool]:
-        """Check each stored element being removed, then delete them, atomically."""
+        """Check each stored element being removed, then delete them, atomically (any
+        id may be deleted: a non-canonical path too)."""
+        if self.session.is_admin:
+            return self.storage.delete_many(ids, op=op)
         with self.storage.transaction():
             id_list = list(dict.fromkeys(ids))
             for before in self.storage.get_many(id_list):

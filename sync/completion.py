@@ -29,7 +29,6 @@ sees every file and the keys counted).
 
 from __future__ import annotations
 
-import copy
 import heapq
 import threading
 from collections.abc import Iterable, Mapping
@@ -47,6 +46,15 @@ _Record = tuple[int, bool, tuple[str, ...]]
 def _parent(path: str) -> str:
     """The folder directly holding ``path`` (a file, or a folder ending with ``/``)."""
     return path[: path.rfind("/", 0, len(path) - 1) + 1]
+
+
+def _copied(completion: dict[str, Any]) -> dict[str, Any]:
+    """A copy of per-site counts (numbers, and dicts of numbers), for a caller to keep:
+    a third of the cost of ``copy.deepcopy`` (a /metrics scrape, make bench ops)."""
+    return {
+        site: {k: dict(v) if isinstance(v, dict) else v for k, v in counts.items()}
+        for site, counts in completion.items()
+    }
 
 
 class _Counts:
@@ -75,6 +83,7 @@ class _Counts:
         for site, st in zip(names, states):
             counts = self.completion[site]
             counts["states"][st] += n
+            counts["state_bytes"][st] += size
             if st == "unwanted":
                 continue
             counts["files_wanted"] += n
@@ -115,7 +124,7 @@ class CompletionCache:
         every file."""
         with self._lock:
             self._catch_up()
-            return copy.deepcopy(self._total.completion)
+            return _copied(self._total.completion)
 
     def folders(self, prefix: str = "/") -> dict[str, Any]:
         """The folders and files directly under ``prefix``, as :func:`.status.folders`
@@ -131,7 +140,7 @@ class CompletionCache:
                         "path": path,
                         "files": counts.files,
                         "bytes": counts.bytes,
-                        "completion": copy.deepcopy(counts.completion),
+                        "completion": _copied(counts.completion),
                     }
                 )
             return {

@@ -45,6 +45,7 @@ from damas_core.query.parser import parse
 from damas_core.query.predicate import to_predicate
 
 from . import transferring
+from .eta import duration, etas
 from .planner import wanted
 from .state import holds_current, site_keys, writer_of
 from .volumes import (
@@ -428,16 +429,17 @@ _is_volume = to_predicate(parse(VOLUMES_QUERY))
 
 def _empty_counts() -> dict[str, Any]:
     return {"files_ok": 0, "files_wanted": 0, "bytes_ok": 0, "bytes_wanted": 0,
-            "states": dict.fromkeys(STATES, 0)}  # fmt: skip
+            "states": dict.fromkeys(STATES, 0), "state_bytes": dict.fromkeys(STATES, 0)}  # fmt: skip
 
 
 def count_into(counts: dict[str, Any], row: Mapping[str, Any], site: str) -> None:
     """Add one row's state at ``site`` to ``counts`` (see :func:`completion`)."""
     st = row["states"][site]["state"]
+    size = row["file_size"] if isinstance(row["file_size"], int) else 0
     counts["states"][st] += 1
+    counts["state_bytes"][st] += size
     if st == "unwanted":
         return
-    size = row["file_size"] if isinstance(row["file_size"], int) else 0
     counts["files_wanted"] += 1
     counts["bytes_wanted"] += size
     if st == "ok":
@@ -446,8 +448,9 @@ def count_into(counts: dict[str, Any], row: Mapping[str, Any], site: str) -> Non
 
 
 def completion(rows: Iterable[Mapping[str, Any]], sites: Iterable[str]) -> dict[str, Any]:
-    """Per site: ``files_ok``/``files_wanted``, ``bytes_ok``/``bytes_wanted`` and the
-    number of files in each state. Deleted files count nowhere."""
+    """Per site: ``files_ok``/``files_wanted``, ``bytes_ok``/``bytes_wanted``, the
+    number of files in each state (``states``) and their bytes (``state_bytes``).
+    Deleted files count nowhere."""
     names = list(sites)
     out = {s: _empty_counts() for s in names}
     for row in rows:
@@ -561,6 +564,9 @@ HEALTH_KEYS = (
     "last_emission", "emission_duration", "exit_emission", "stderr_emission",
     "enableScans", "enableReception", "enableEmission", "syncAmountReception",
     "syncAmountEmission",
+    "connectionStatus", "lastConnectionAttempt", "lastConnectionSuccess",
+    "lastConnectionStatusChange", "error", "bytesTotal", "bytesUsed", "bytesRemaining",
+    "rate_reception", "rate_emission", "bytes_reception_total", "bytes_emission_total",
 )  # fmt: skip
 
 
@@ -599,7 +605,8 @@ def status(
     """The whole status as JSON-ready data: every matching file, completion, sites.
 
     ``{"sites": shown site names, "files": rows (:func:`row_of`), "completion": per site
-    (over the files matching ``ids``/``prefix``/``query``, whatever ``states``),
+    (over the files matching ``ids``/``prefix``/``query``, whatever ``states``), "eta":
+    per site, what it lacks, its rate and its ETA (:func:`.eta.etas`),
     "volumes": :func:`site_health` of the shown sites}``. ``ids`` limits it to those files
     (unknown ids are left out); ``states`` keeps rows in one of them at a shown site.
     """
@@ -626,6 +633,7 @@ def status(
         "sites": names,
         "files": rows,
         "completion": done,
+        "eta": etas(done, vols),
         "volumes": [site_health(v, params) for v in shown_vols],
     }
 
@@ -733,9 +741,11 @@ def render(data: dict[str, Any], *, limit: int | None = None) -> Any:
             )
         )
     done = Table(title="completion")
-    for col in ("site", "files", "bytes", "errors", "waiting"):
+    for col in ("site", "files", "bytes", "errors", "waiting", "to copy", "rate", "ETA"):
         done.add_column(col)
     for s, c in data["completion"].items():
+        left = data.get("eta", {}).get(s) or {}
+        rate = left.get("rate")
         done.add_row(
             Text(s),
             f"{c['files_ok']}/{c['files_wanted']} ({percent(c['files_ok'], c['files_wanted']):.0f}%)",
@@ -743,6 +753,9 @@ def render(data: dict[str, Any], *, limit: int | None = None) -> Any:
             f"({percent(c['bytes_ok'], c['bytes_wanted']):.0f}%)",
             str(c["states"]["error"]),
             str(c["states"]["waiting"]),
+            f"{left.get('files', 0)} files, {human_size(left.get('bytes', 0))}",
+            "—" if rate is None else f"{human_size(rate)}/s",
+            duration(left.get("eta_seconds")),
         )
     parts.append(done)
     panel = Table(title="sites")

@@ -19,6 +19,7 @@ these functions work the same with the embedded tracker, a session or an HTTP cl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -179,14 +180,22 @@ def create_volume(session: TrackerAPI, element: Mapping[str, Any]) -> dict[str, 
 def update_volume(session: TrackerAPI, element: Mapping[str, Any]) -> dict[str, Any] | None:
     """Update keys of a volume (``None`` removes a key) once the volume as it will be
     after the update passes :func:`check_volume`; ``None`` when there is no such
-    element."""
+    element. A change of an ``enable…`` switch records who made it (``switchedBy``,
+    ``switchedAt``), which the activity log's ``disabled``/``enabled`` events name."""
     before = session.read(element["_id"]) if isinstance(element.get("_id"), str) else None
     if before is None:
         check_volume(element, partial=True)
     else:
         after = {**before, **element}
         check_volume({k: v for k, v in after.items() if v is not None})
-    return session.update(dict(element))
+    element = dict(element)
+    if before is not None and any(
+        k.startswith("enable") and before.get(k, True) is not (v is not False)
+        for k, v in element.items()
+    ):  # who switched, for the activity log (damas notify records disabled/enabled)
+        element["switchedBy"] = getattr(session, "username", None)
+        element["switchedAt"] = int(time.time() * 1000)
+    return session.update(element)
 
 
 def set_global_parameters(session: TrackerAPI, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,9 @@ unchanged on every backend.
 
 Set ``DAMAS_TEST_MONGODB_URL=mongodb://host:port`` to add a real MongoDB server to
 the list (each test gets its own database, dropped after the test, as is every
-database a test makes on mongomock).
+database a test makes on mongomock). ``postgresql`` runs on a server the tests start
+(:mod:`tests.postgres_server`), or on ``DAMAS_TEST_POSTGRES_URL`` when set (each test
+gets its own schema).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from damas_core.backends import mongodb as mongodb_backend
 
 import damas_core
 from damas_core.errors import NotImplementedByBackend
+from tests import postgres_server
 
-BACKENDS = ["memory", "lmdb", "tinydb", "sqlite", "mongomock"]
+BACKENDS = ["memory", "lmdb", "tinydb", "sqlite", "mongomock", "postgresql"]
 if os.environ.get("DAMAS_TEST_MONGODB_URL"):
     BACKENDS.append("mongodb")
 
@@ -38,6 +41,11 @@ def backend_url(name: str, tmp_path) -> str:
         return f"sqlite://{tmp_path}/store-{unique}.db"
     if name == "mongomock":
         return f"mongomock:///t{unique}?collection=node"
+    if name == "postgresql":
+        url = postgres_server.store_url()
+        if url is None:
+            pytest.skip(f"postgresql backend unavailable here: {postgres_server.why_not()}")
+        return url
     if name == "mongodb":
         parts = urlsplit(os.environ["DAMAS_TEST_MONGODB_URL"])
         url = urlunsplit((parts.scheme, parts.netloc, f"/damas_test_{unique}", parts.query, ""))

@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "signin": ("ops", "signin"),
     "signout": ("ops", "signout"),
     "verify": ("ops", "verify"),
+    "notify": ("notify", "notify"),
 }
 
 

@@ -416,7 +416,14 @@ Examples:
 def graph(ctx: click.Context, args: tuple[str, ...], depth: int, **options: Any) -> None:
     """The elements linked to id(s): nodes, then the links walked."""
     ids = _guard(lambda: ids_argument(args))
-    Runner(ctx, options).run(lambda t: t.graph(ids, depth), lambda r: 200 if r else 404)
+    Runner(ctx, options).run(lambda t: t.graph(ids, depth), _graph_status)
+
+
+def _graph_status(result: list[Any]) -> int:
+    """As the HTTP answer: 404 when no node was found, 207 when an id given is missing."""
+    if not any(e is not None for e in result):
+        return 404
+    return 207 if None in result else 200
 
 
 @click.command(

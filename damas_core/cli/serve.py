@@ -16,6 +16,7 @@ import click
 
 from damas_core.http import MAX_BODY_SIZE, make_app
 from damas_core.http.streams import MAX_STREAMS
+from damas_core.operations.changes import DEFAULT_MAX_BYTES
 from damas_core.passwords import hash_password
 
 log = logging.getLogger("damas_core.serve")
@@ -94,6 +95,25 @@ Examples:
     help="Largest request body, in bytes (413 beyond).",
 )
 @click.option(
+    "--idle-timeout",
+    default=10.0,  # damas_core.http.server.IDLE_TIMEOUT (imported with waitress, later)
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds a connection may take to send a whole request before it is closed.",
+)
+@click.option(
+    "--changes-max-bytes",
+    default=DEFAULT_MAX_BYTES,
+    show_default=True,
+    type=click.IntRange(1024),
+    help="Most bytes of JSON in one answer of the change feed (it stops early beyond).",
+)
+@click.option(
+    "--metrics-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A token, alone in a file, that lets Prometheus read GET /metrics (as a Bearer).",
+)
+@click.option(
     "--token-lifespan",
     default="1d",
     show_default=True,
@@ -108,7 +128,10 @@ def serve(
     threads: int,
     max_streams: int,
     max_body_size: int,
+    idle_timeout: float,
+    changes_max_bytes: int,
     token_lifespan: str,
+    metrics_token_file: Path | None,
 ) -> None:
     """Serve the tracker's HTTP API (damas-core 2.x routes) with waitress."""
     import damas_core
@@ -119,7 +142,7 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        tracker = damas_core.open(store)
+        tracker = damas_core.open(store, changes_max_bytes=changes_max_bytes)
     except DamasError as e:
         raise click.ClickException(f"cannot open {store}: {e}") from e
     try:
@@ -143,10 +166,17 @@ def serve(
             max_body_size=max_body_size,
             token_lifespan=token_lifespan,
             max_streams=max_streams,
+            metrics_token=_metrics_token(metrics_token_file),
         )
         # waitress refuses bodies over the limit before reading them, in JSON as the API.
         server = create_server(
-            app, host=host, port=port, threads=threads, max_body_size=max_body_size, ident="damas"
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            max_body_size=max_body_size,
+            idle_timeout=idle_timeout,
+            ident="damas",
         )
         click.echo(
             f"damas: serving {store} on http://{host}:{server.effective_port}/ (auth {auth})",
@@ -160,6 +190,15 @@ def serve(
             stop_server(server)
     finally:
         tracker.close()
+
+
+def _metrics_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    token = path.read_text().strip()
+    if len(token) < 16:
+        raise click.ClickException(f"{path}: a metrics token has at least 16 characters")
+    return token
 
 
 __all__ = ["ensure_admin", "serve"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from damas_core.errors import DamasError
+from damas_core.errors import BadRequest, DamasError
 
 
 def _open(ctx: click.Context, store: str | None, server: str | None) -> Any:
@@ -93,6 +93,13 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
     "--ssh", "ssh_command", default=None, help="ssh command for ssh:// volumes, e.g. 'ssh -i key'."
 )
 @click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The folder where the volume's files are on this machine (default: its url's "
+    "path; needed for an ssh:// volume of another host mounted here).",
+)
+@click.option(
     "--walker",
     type=click.Choice(["auto", "find", "scandir"]),
     default="auto",
@@ -137,6 +144,7 @@ def agent(
     once: bool,
     settle: float | None,
     ssh_command: str | None,
+    root: Path | None,
     walker: str,
     credentials: Path | None,
     state_dir: Path | None,
@@ -152,6 +160,7 @@ def agent(
 
     from damas_core.sync import Agent
     from damas_core.sync.service import (
+        EXIT_CONFIG,
         EXIT_CREDENTIALS,
         Backoff,
         Connection,
@@ -162,6 +171,8 @@ def agent(
         default_state_dir,
         log_failures,
     )
+    from damas_core.sync.site import local_site
+    from damas_core.sync.volumes import volume
 
     _setup_logging(log_level, log_file)
     log = logging.getLogger("damas_core.sync.agent")
@@ -207,6 +218,25 @@ def agent(
         return
 
     state = state_dir or default_state_dir(volume_id)
+    # before anything is locked or written: a volume this agent may not run here (a
+    # tracker that does not answer yet is the service's to wait for; it checks again)
+    try:
+        if connection is not None:
+            connection.ensure()
+        vol = volume(tracker, volume_id)
+    except ServiceError as e:  # credentials refused: nothing to wait for
+        tracker.close()
+        fail(e)
+        return
+    except Exception:
+        vol = None
+    try:
+        if vol is not None:
+            local_site(vol, root=str(root) if root else None, walker=walker)
+    except BadRequest as e:
+        tracker.close()
+        fail(ServiceError(str(e), EXIT_CONFIG))
+        return
 
     def make_agent(t: Any) -> Agent:
         return Agent(
@@ -214,6 +244,7 @@ def agent(
             volume_id,
             settle=settle,
             ssh_command=shlex.split(ssh_command) if ssh_command else None,
+            root=str(root) if root is not None else None,
             walker=walker,
             state_dir=str(state),
         )
@@ -317,3 +348,88 @@ def status(
         from rich.console import Console
 
         Console().print(render(data, limit=limit))
+
+
+@sync.command(
+    "log",
+    epilog="""\b
+Examples:
+  damas sync log --store lmdb:///srv/damas/store         every site's events
+  damas sync log vol_paris --since 2h                     the last two hours of paris
+  damas sync log paris --since 2026-01-31 --json          by site name, as JSON lines""",
+)
+@click.argument("volumes", nargs=-1)
+@click.option("--since", metavar="WHEN", help="Only events since WHEN: 30m, 2h, 7d or an ISO date.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many events (the latest).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@_connection_options
+@click.pass_context
+def log_(
+    ctx: click.Context,
+    volumes: tuple[str, ...],
+    since: str | None,
+    limit: int | None,
+    as_json: bool,
+    store: str | None,
+    server: str | None,
+) -> None:
+    """Show the activity log of VOLUME… (ids or site names; every volume without one):
+    agents down and back, storages unreachable, files failing, brakes, conflicts,
+    switches turned off and on."""
+    from damas_core.sync.activity import log as activity_log
+    from damas_core.sync.activity import parse_since
+    from damas_core.sync.volumes import volumes as all_volumes
+
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--since") from None
+    tracker = _open(ctx, store, server)
+    try:
+        vols = all_volumes(tracker)
+        names = {v["_id"]: v.get("name", v["_id"]) for v in vols}
+        by_name = {v.get("name"): v["_id"] for v in vols}
+        ids = list(names)  # every volume's (one indexed search each)
+        if volumes:
+            ids = []
+            for given in volumes:
+                if given in names:
+                    ids.append(given)
+                elif given in by_name:
+                    ids.append(by_name[given])
+                else:
+                    raise click.ClickException(f"sync log: no volume or site {given!r}")
+        events = activity_log(tracker, ids, since=start, limit=limit, newest_first=True)[::-1]
+    except DamasError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        tracker.close()
+    for e in events:
+        if as_json:
+            click.echo(json.dumps(e, ensure_ascii=False, sort_keys=True))
+        else:
+            click.echo(log_line(e, names.get(e["#parent"], e["#parent"])))
+
+
+def log_line(event: dict[str, Any], site: str) -> str:
+    """One event as a line of text.
+
+    >>> log_line({"time": 0, "event": "brake", "detail": {"n": 1}, "author": "agent"}, "paris")
+    '1970-01-01 00:00:00Z  paris  brake  {"n": 1}  (agent)'
+    """
+    import time as _time
+
+    when = event.get("time")
+    stamp = (
+        _time.strftime("%Y-%m-%d %H:%M:%SZ", _time.gmtime(when / 1000))
+        if isinstance(when, int | float)
+        else "?"
+    )
+    detail = json.dumps(event.get("detail") or {}, ensure_ascii=False, sort_keys=True)
+    who = f"  ({event['author']})" if event.get("author") else ""
+    return f"{stamp}  {site}  {event.get('event')}  {detail}{who}"

@@ -4,7 +4,8 @@ Pages (below the mount prefix):
 
 - ``GET /``: the files × sites table (``q`` query, ``prefix``, ``state``, ``site``,
   ``sort``, ``after``, ``skip``, ``limit``); ``GET /folders``: folders with their completion;
-  ``GET /sites``: completion per site and each site's health; ``GET /file?id=``: one
+  ``GET /sites``: completion per site and each site's health; ``GET /site?name=``: one
+  site's agent, connection, capacity, ETA and activity log; ``GET /file?id=``: one
   file, its history, comments, versions and actions;
 - ``GET|POST /signin``, ``POST /signout``: cookie sign-in (``username``, ``password``);
 - ``POST /file`` (an ``action``), ``POST /sites``: the writes, each made through the
@@ -39,7 +40,10 @@ from damas_core.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from damas_core.sync import activity
 from damas_core.sync.completion import CompletionCache
+from damas_core.sync.eta import duration as eta_text
+from damas_core.sync.eta import etas
 from damas_core.sync.row_cache import RowCache
 from damas_core.sync.status import (
     MAX_LIMIT,
@@ -68,6 +72,8 @@ _STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 _CLASS_RANK = {"guest": 0, "user": 1, "editor": 2, "admin": 3}
 #: volume switches and batch sizes an admin edits on the sites page
 SWITCHES = ("enableScans", "enableReception", "enableEmission")
+#: events a site's page shows, the latest
+SITE_LOG = 100
 BATCHES = ("syncAmountReception", "syncAmountEmission")
 
 
@@ -97,7 +103,7 @@ _env = Environment(
 )
 _env.filters.update(
     size=human_size, when=when, duration=_duration,
-    percent=percent, icon=icon, urlq=lambda v: quote(str(v), safe=""),
+    percent=percent, icon=icon, urlq=lambda v: quote(str(v), safe=""), eta=eta_text,
 )  # fmt: skip
 _env.globals["cell"] = cell
 
@@ -134,6 +140,7 @@ class Dashboard:
             ("GET", "/"): self.files,
             ("GET", "/folders"): self.folders,
             ("GET", "/sites"): self.sites,
+            ("GET", "/site"): self.site,
             ("POST", "/sites"): self.edit_site,
             ("GET", "/file"): self.file,
             ("POST", "/file"): self.file_action,
@@ -329,8 +336,13 @@ class Dashboard:
             links["first"] = _url(call, after=None, skip=None)
         if filters.skip and not filters.after and not filters.states:
             links["previous"] = _url(call, skip=max(0, filters.skip - filters.limit))
+        first_steps = None
+        if not data["files"] and not error and filters == Filters():
+            # an empty tracker: say what to do next (the store holds no file at all)
+            first_steps = {"server": _server_url(call), "volumes": len(data["volumes"])}
         return self.render(
             call, "files.html", 400 if error else 200, session=session, data=data,
+            first_steps=first_steps,
             filters=filters, query=typed, error=error, links=links, stderr=stderr,
             states=STATES, sorts=SORTS, volume_ids=[v["_id"] for v in data["volumes"]],
             file_rows=self.file_rows,
@@ -347,12 +359,27 @@ class Dashboard:
 
     def sites(self, call: Call, session: Any) -> Answer:
         vols, params = self.known_sites.get()
+        done = self.counts.completion()
         return self.render(
             call, "sites.html", session=session,
             health=[site_health(v, params) for v in vols],
-            completion=self.counts.completion(),
+            completion=done, eta=etas(done, vols),
             switches=SWITCHES, batches=BATCHES, message=call.args.get("done", ""),
             defaults=global_parameters(session),
+        )  # fmt: skip
+
+    def site(self, call: Call, session: Any) -> Answer:
+        """One site: its agent, connection, capacity, transfers and ETA, and its log."""
+        name = call.args.get("name", "")
+        vols, params = self.known_sites.get()
+        vol = next((v for v in vols if v.get("name") == name), None)
+        if vol is None:
+            raise NotFound(f"dashboard error: no site {name!r}", op="dashboard", id=name)
+        done = self.counts.completion()
+        events = activity.log(session, [vol["_id"]], limit=SITE_LOG, newest_first=True)
+        return self.render(
+            call, "site.html", session=session, h=site_health(vol, params),
+            c=done[name], eta=etas(done, vols)[name], events=events, switches=SWITCHES,
         )  # fmt: skip
 
     def edit_site(self, call: Call, session: Any) -> Answer:
@@ -472,6 +499,16 @@ def _cookie(call: Call, name: str, value: str, *, max_age: int | None) -> str:
     if call.environ.get("wsgi.url_scheme") == "https":
         parts.append("Secure")
     return "; ".join(parts)
+
+
+def _server_url(call: Call) -> str:
+    """This server's address as the browser reached it (scheme, host, mount prefix)."""
+    env = call.environ
+    host = (
+        env.get("HTTP_HOST")
+        or f"{env.get('SERVER_NAME', 'localhost')}:{env.get('SERVER_PORT', '')}"
+    )
+    return f"{env.get('wsgi.url_scheme', 'http')}://{host}{call.base}"
 
 
 def _here(call: Call) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -42,6 +43,7 @@ from damas_core.errors import (
     DamasError,
     Forbidden,
     NotFound,
+    NotImplementedByBackend,
     PayloadTooLarge,
     TooManyRequests,
     Unauthorized,
@@ -78,6 +80,7 @@ def make_app(
     sign_in_attempts: int = 5,
     sign_in_window: float = 60.0,
     max_streams: int = MAX_STREAMS,
+    metrics_token: str | None = None,
 ) -> DamasApp:
     """A WSGI application serving ``tracker``'s HTTP API.
 
@@ -89,6 +92,8 @@ def make_app(
     the default token validity (seconds or ``"2h"``-like); ``sign_in_attempts`` sign-in
     attempts per username and address are allowed per ``sign_in_window`` seconds (see
     :class:`damas_core.signin.SignIn`, whose rules the API applies).
+    ``GET /metrics`` (:mod:`damas_core.http.metrics`) answers admins, and requests
+    bearing ``metrics_token`` when one is given.
     """
     return DamasApp(
         tracker,
@@ -98,6 +103,7 @@ def make_app(
         sign_in_attempts=sign_in_attempts,
         sign_in_window=sign_in_window,
         max_streams=max_streams,
+        metrics_token=metrics_token,
     )
 
 
@@ -114,6 +120,7 @@ class DamasApp:
         sign_in_attempts: int,
         sign_in_window: float,
         max_streams: int = MAX_STREAMS,
+        metrics_token: str | None = None,
     ) -> None:
         if auth not in ("jwt", "none") and not callable(auth):
             raise ValueError(
@@ -132,10 +139,18 @@ class DamasApp:
         self.streams = Streams(tracker.feed, limit=max_streams)
         self.dashboard = Dashboard(self, Answer)
         self._cache_lock = threading.Lock()
+        self.metrics: Any = None
+        try:  # the server extra has it; without it /metrics says what to install
+            from damas_core.http.metrics import Metrics
+
+            self.metrics = Metrics(self, metrics_token)
+        except ImportError:
+            log.warning("prometheus_client is not installed: GET /metrics answers 501")
 
     # -- WSGI -------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
         call = Call(self, environ)
         try:
             answer = self.dispatch(call)
@@ -153,6 +168,8 @@ class DamasApp:
                 500,
                 {"error": f"{call.op} error: internal error ({type(e).__name__})", "status": 500},
             )
+        if self.metrics is not None:
+            self.metrics.observe(call, answer.status, started)
         return self.respond(answer, start_response)
 
     def dispatch(self, call: Call) -> Answer:
@@ -162,6 +179,8 @@ class DamasApp:
             raise PayloadTooLarge(
                 f"request error: the body ({length} bytes) is over the limit of {self.max_body_size} bytes"
             )
+        if call.path == "/metrics":
+            return self.serve_metrics(call)
         found = routes.match(call.path)
         if not found and not call.path.startswith("/api/"):
             return self.dashboard(call)  # every other path is a page of the dashboard
@@ -211,6 +230,32 @@ class DamasApp:
             if base not in self._openapi:
                 self._openapi[base] = orjson.dumps(openapi.document(base))
             return self._openapi[base]
+
+    def serve_metrics(self, call: Call) -> Answer:
+        """``GET /metrics``: for the metrics token (``Authorization: Bearer``) or an
+        admin (token or cookie); 401 without credentials, 403 for others."""
+        call.op = "metrics"
+        if call.method not in ("GET", "HEAD"):
+            answer = Answer(405, {"error": "metrics error: use GET", "status": 405})
+            answer.headers.append(("Allow", "GET"))
+            return answer
+        if self.metrics is None:
+            raise NotImplementedByBackend(
+                "metrics error: prometheus_client is not installed (pip install "
+                "'damas-core[server]')",
+                op="metrics",
+            )
+        bearer = call.environ.get("HTTP_AUTHORIZATION", "")
+        if not (bearer[:7].lower() == "bearer " and self.metrics.token_matches(bearer[7:].strip())):
+            session = self.authenticate(call)
+            if not getattr(session, "is_admin", False):
+                raise Forbidden(
+                    "metrics error: for admins, or the token of damas serve --metrics-token-file",
+                    op="metrics",
+                )
+        from damas_core.http.metrics import CONTENT_TYPE
+
+        return Answer(200, raw=self.metrics.exposition(), content_type=CONTENT_TYPE)
 
     # -- authentication ---------------------------------------------------------------------
 

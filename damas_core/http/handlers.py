@@ -26,6 +26,7 @@ The route table that maps requests to these handlers is :mod:`damas_core.http.ro
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -127,9 +128,36 @@ def whole(value: Any, name: str, op: str, default: int | None = 0) -> int | None
     raise BadRequest(f"{op} error: {name} must be a whole number >= 0, not {value!r}", op=op)
 
 
-def flag(value: str | None) -> bool:
-    """A boolean query-string flag: ``1``, ``true``, ``yes``, ``on`` or present-and-empty."""
-    return value is not None and value.lower() in ("", "1", "true", "yes", "on")
+#: The spellings of a boolean query-string argument (any case).
+TRUE_WORDS = ("", "1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def flag(value: str | None, name: str, op: str) -> bool:
+    """A boolean query-string argument: absent is false; ``1``, ``true``, ``yes``,
+    ``on`` or present-and-empty is true; ``0``, ``false``, ``no``, ``off`` is false
+    (any case); anything else is a 400 naming it, never taken for false.
+
+    >>> flag("TRUE", "elements", "changes"), flag(None, "elements", "changes")
+    (True, False)
+    >>> flag("maybe", "elements", "changes")
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: changes error: elements must be 1, true, yes, on (or empty) or 0, false, no, off, not 'maybe'
+    """
+    if value is None:
+        return False
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BadRequest(
+        f"{op} error: {name} must be 1, true, yes, on (or empty) or 0, false, no, off, "
+        f"not {value!r}",
+        op=op,
+        key=name,
+    )
 
 
 def sort_arg(value: str | None) -> Any:
@@ -176,13 +204,12 @@ def _graph(call: Call, ids: Any) -> Answer:
     some_ids(ids, "graph")
     depth = whole(decode(call.params["depth"], "graph"), "depth", "graph")
     nodes = call.session.graph(ids, depth)
-    asked = set(ids if isinstance(ids, list) else [ids])
-    found = {n.get("_id") for n in nodes}
-    missing = asked - found
-    if missing == asked:
+    # A list of ids gives each distinct one its place, null where it does not exist:
+    # damas-core answers 207 with those nulls, 404 when none exists.
+    given = nodes[: len(dict.fromkeys(ids))] if isinstance(ids, list) else nodes[:1]
+    if not given or all(n is None for n in given):
         raise NotFound("graph error: not found", op="graph")
-    # damas-core answers 207 when some of the asked ids do not exist.
-    return Answer(207 if missing else 200, nodes)
+    return Answer(207 if None in given else 200, nodes)
 
 
 def graph_url(call: Call) -> Answer:
@@ -304,7 +331,7 @@ def lock(call: Call) -> Answer:
 
 
 def unlock(call: Call) -> Answer:
-    force = flag(call.args.get("force"))
+    force = flag(call.args.get("force"), "force", "unlock")
     ids = some_ids(id_body(call.body()), "unlock")
     return Answer(200, call.session.unlock(ids, force=force, strict=True))
 
@@ -346,17 +373,38 @@ def changes(call: Call) -> Answer:
     args = call.args
     since = whole(args.get("since"), "since", "changes")
     limit = whole(args.get("limit"), "limit", "changes", 1000)
-    elements = flag(args.get("elements"))
+    elements = flag(args.get("elements"), "elements", "changes")
     wait = seconds(args.get("wait"), "wait", "changes")
     # Checked before anything is read: a bad argument is a 400, never after a wait.
     since, limit, elements, wait = check_arguments(since, limit, elements, wait)
     answer = call.session.changes(since, limit, elements=elements)
     if wait <= 0 or answer["changes"] or answer.get("reset"):
-        return Answer(200, answer)
+        return Answer(200, stream=json_pieces(answer))
     stream = call.app.streams.poll(
         call.session, call.environ, answer["last_seq"], limit=limit, elements=elements, wait=wait
     )
     return Answer(200, stream=stream, content_type=stream.content_type)
+
+
+#: Feed entries encoded per piece of a streamed answer.
+PIECE = 16
+
+
+def json_pieces(answer: dict[str, Any]) -> Iterator[bytes]:
+    """The JSON of a change feed answer, :data:`PIECE` entries at a time, so that an
+    answer of many large elements is never one more copy in memory (``changes`` first,
+    then the other keys).
+
+    >>> b"".join(json_pieces({"last_seq": 3, "changes": [{"seq": 3}], "more": True}))
+    b'{"changes":[{"seq":3}],"last_seq":3,"more":true}'
+    """
+    changes = answer["changes"]
+    yield b'{"changes":['
+    for start in range(0, len(changes), PIECE):
+        piece = orjson.dumps(changes[start : start + PIECE])[1:-1]
+        yield b"," + piece if start else piece
+    rest = orjson.dumps({k: v for k, v in answer.items() if k != "changes"})
+    yield b"]," + rest[1:]
 
 
 def events(call: Call) -> Answer:
@@ -370,7 +418,7 @@ def events(call: Call) -> Answer:
         call.session,
         call.environ,
         since,
-        elements=flag(call.args.get("elements")),
+        elements=flag(call.args.get("elements"), "elements", "events"),
         still_allowed=lambda: call.app.authenticate(call),
     )
     return Answer(

@@ -16,10 +16,19 @@ before it is read.
 >>> server.adj.max_request_body_size
 1001
 >>> stop_server(server)
+
+Connections that send nothing cannot crowd requests out (:class:`IdleLimits`): one that
+has not sent a whole request :data:`IDLE_TIMEOUT` seconds after it connected or got its
+last answer is closed, and when the server holds as many connections as it may
+(``connection_limit``), the ones that have waited longest without a request being
+served are closed to make room for new ones. Event streams and long-polls leave
+waitress once answered (:mod:`damas_core.http.hub`), so they count only against
+``--max-streams``, never against the room plain requests have.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -52,24 +61,109 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+#: Seconds a connection may take to send a whole request line and headers, from when
+#: it connected or its last answer was written, before it is closed.
+IDLE_TIMEOUT = 10.0
+#: Connections closed at once to make room when the server is full.
+ROOM = 16
+
+
 class JsonErrorChannel(HTTPChannel):
-    """A waitress channel whose own error answers are JSON."""
+    """A waitress channel whose own error answers are JSON, and which knows since when
+    it has been waiting for its next request (``waiting_since``)."""
 
     error_task_class = JsonErrorTask
+    waiting_since = 0.0
+    streaming = False  # set once its answer is an event stream or a long-poll
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting_since = self.creation_time
+
+    def service(self) -> None:
+        super().service()
+        self.waiting_since = time.time()  # answered: the next request starts now
+
+    def idle(self, now: float, timeout: float) -> bool:
+        """True when no request is being served and the next one has not come whole
+        within ``timeout`` seconds: nothing arrived, or a request line and headers
+        still unfinished (a body that keeps arriving is spared)."""
+        if self.requests or self.streaming or self.will_close or self.total_outbufs_len:
+            return False  # busy, or still sending an answer (waitress's own timeout)
+        if self.waiting_since >= now - timeout:
+            return False
+        partial = self.request
+        uploading = partial is not None and partial.headers_finished
+        return not uploading or self.last_activity < now - timeout
 
 
-def create_server(app: Any, *, max_body_size: int = MAX_BODY_SIZE, **options: Any) -> Any:
+class IdleLimits:
+    """Put before a waitress server class: close connections that send no request
+    (see the module's docstring). ``idle_timeout`` is in seconds."""
+
+    idle_timeout: float = IDLE_TIMEOUT
+    active_channels: dict[int, Any]
+    adj: Any
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # type: ignore[misc]
+        for channel in list(self.active_channels.values()):
+            if isinstance(channel, JsonErrorChannel) and channel.idle(now, self.idle_timeout):
+                channel.will_close = True
+
+    def readable(self) -> bool:
+        full = getattr(self, "accepting", False) and len(self._map) >= self.adj.connection_limit
+        if full and self.make_room(time.time()):
+            # they close in this turn of the loop: accept in the next one (without
+            # waitress's warning that the server is full)
+            return False
+        return super().readable()  # type: ignore[misc]
+
+    def make_room(self, now: float) -> int:
+        """Close the :data:`ROOM` connections waiting longest for a request (none being
+        served); how many. They close in the loop's next turn, and the server accepts
+        again once below its limit."""
+        waiting = [
+            c
+            for c in self.active_channels.values()
+            if isinstance(c, JsonErrorChannel) and c.idle(now, 0.0)
+        ]
+        waiting.sort(key=lambda c: c.last_activity)
+        for channel in waiting[:ROOM]:
+            channel.will_close = True
+        return min(len(waiting), ROOM)
+
+    _map: dict[int, Any]
+
+
+def create_server(
+    app: Any,
+    *,
+    max_body_size: int = MAX_BODY_SIZE,
+    idle_timeout: float = IDLE_TIMEOUT,
+    **options: Any,
+) -> Any:
     """A waitress server for ``app`` (options as ``waitress.create_server``'s) that
     refuses bodies over ``max_body_size`` bytes (the limit given to ``make_app``) with
-    the API's JSON 413, and answers its other errors in JSON too. Its event streams
-    and waiting long-polls are handed to ``server.damas_hub``. Once its loop has
-    returned, stop it with :func:`stop_server`."""
+    the API's JSON 413, and answers its other errors in JSON too; closes connections
+    that send no whole request within ``idle_timeout`` seconds, and those waiting
+    longest when it is full (:class:`IdleLimits`). Its event streams and waiting
+    long-polls are handed to ``server.damas_hub``. Once its loop has returned, stop it
+    with :func:`stop_server`."""
+    if not idle_timeout > 0:
+        raise ValueError(f"idle_timeout must be a number of seconds > 0, not {idle_timeout!r}")
     # waitress refuses a body of max_request_body_size bytes or more.
     server = waitress.create_server(app, max_request_body_size=max_body_size + 1, **options)
     servers = [server] if hasattr(server, "channel_class") else list(server.map.values())
     for each in servers:
         if hasattr(each, "channel_class"):
             each.channel_class = JsonErrorChannel
+            each.__class__ = type("DamasServer", (IdleLimits, type(each)), {})
+            each.idle_timeout = idle_timeout
+            # look for idle connections often enough to honour the timeout
+            each.adj.cleanup_interval = max(
+                1, min(each.adj.cleanup_interval, int(idle_timeout / 2))
+            )
     serve_streams(server, app)
     return server
 
@@ -91,4 +185,11 @@ def stop_server(server: Any, *, timeout: float = 5.0) -> None:
     wasyncore.close_all(getattr(server, "_map", None) or server.map)
 
 
-__all__ = ["JsonErrorChannel", "JsonErrorTask", "create_server", "stop_server"]
+__all__ = [
+    "IDLE_TIMEOUT",
+    "IdleLimits",
+    "JsonErrorChannel",
+    "JsonErrorTask",
+    "create_server",
+    "stop_server",
+]

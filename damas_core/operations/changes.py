@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from damas_core.backends.base import Change
 from damas_core.elements import any_reserved
@@ -34,6 +37,30 @@ if TYPE_CHECKING:
 MAX_LIMIT = 10_000
 #: The ``limit`` of a call that gives none.
 DEFAULT_LIMIT = 1000
+#: The most bytes one answer holds by default, as JSON (``changes_max_bytes`` of
+#: :func:`damas_core.open`): an answer stops early, with ``"more": True``, rather than
+#: grow past it (but always holds at least one entry).
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+#: Elements read at once, at first, while an answer is filled (then as many as the
+#: sizes seen so far say fit, up to :data:`MAX_READ`).
+FIRST_READ = 32
+MAX_READ = 1024
+# What the answer's envelope costs beyond its entries: {"last_seq":N,"changes":[],"more":true}
+_ENVELOPE = 64
+
+
+def check_max_bytes(value: Any) -> int:
+    """``changes_max_bytes``, checked: a whole number of bytes, at least 1024.
+
+    >>> check_max_bytes(8 << 20)
+    8388608
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise BadRequest(
+            f"changes_max_bytes must be a whole number of bytes >= 1024, not {value!r}",
+            key="changes_max_bytes",
+        )
+    return value
 
 
 def _whole(value: Any, name: str, low: int, high: int | None = None) -> int:
@@ -102,6 +129,10 @@ def changes(
     - ``elements=True`` adds each live entry's current ``element`` as the session reads
       it (without its private keys); a tombstone has none. An element deleted between
       the feed read and the element read is left out: its tombstone comes later.
+    - At most ``tracker.changes_max_bytes`` bytes of JSON (8 MB by default): an answer
+      that would grow past it stops after the entry that reached it, says
+      ``"more": True``, and its ``last_seq`` is that entry's seq: read on from there.
+      An entry larger than the bound comes alone.
     - ``wait`` > 0 blocks until a visible change arrives or ``wait`` seconds pass.
     - ``{"last_seq": N, "changes": [], "reset": True}`` when ``since`` is below the
       feed's horizon (tombstones were dropped after it) or above the store's position
@@ -124,10 +155,14 @@ def changes(
         since = last
         if len(entries) < limit:  # caught up: wait for the next write
             session.tracker.feed.wait(last, remaining)
-    if elements:
-        return {"last_seq": last, "changes": with_elements(session, visible)}
-    found = [{"seq": seq, "_id": id, "deleted": deleted} for seq, id, deleted in visible]
-    return {"last_seq": last, "changes": found}
+    runs = _runs_with_elements(session, visible) if elements else _runs(visible)
+    found, cut = bounded(runs, session.tracker.changes_max_bytes - _ENVELOPE)
+    if not cut:
+        return {"last_seq": last, "changes": found}
+    return {"last_seq": found[-1]["seq"], "changes": found, "more": True}
+
+
+Run = list[dict[str, Any]]
 
 
 def visible_entries(session: Session, entries: list[Change]) -> list[Change]:
@@ -137,7 +172,63 @@ def visible_entries(session: Session, entries: list[Change]) -> list[Change]:
     return [c for c in entries if not session.hidden(c[1])]
 
 
-def with_elements(session: Session, entries: list[Change]) -> list[dict[str, Any]]:
+def bounded(runs: Iterator[tuple[Run, int]], budget: int) -> tuple[Run, bool]:
+    """The change dicts of ``runs`` (``(dicts, their size as a JSON array)`` pairs,
+    made as they are asked for) while their JSON holds at most ``budget`` bytes (the
+    first dict always), and whether the budget cut them short. Only the run that
+    crosses the budget is measured entry by entry.
+
+    >>> bounded(iter([([{"n": 1}, {"n": 2}], 17), ([{"n": 3}], 9)]), 20)
+    ([{'n': 1}, {'n': 2}], True)
+    """
+    out: Run = []
+    total = 0
+    for run, size in runs:
+        # a run's brackets stand for the commas around it
+        if total + size <= budget:
+            out += run
+            total += size
+            continue
+        for change in run:
+            size = len(orjson.dumps(change)) + 1
+            if out and total + size > budget:
+                return out, True
+            out.append(change)
+            total += size
+    return out, False
+
+
+def _runs(entries: list[Change]) -> Iterator[tuple[Run, int]]:
+    """The change dicts of ``entries`` (without elements), a run of :data:`MAX_READ`
+    at a time, each with its JSON size."""
+    for start in range(0, len(entries), MAX_READ):
+        run = [
+            {"seq": seq, "_id": id, "deleted": deleted}
+            for seq, id, deleted in entries[start : start + MAX_READ]
+        ]
+        yield run, len(orjson.dumps(run))
+
+
+def _runs_with_elements(session: Session, entries: list[Change]) -> Iterator[tuple[Run, int]]:
+    """The change dicts of ``entries`` with each live one's ``element`` read through
+    the read path, a run at a time, each with its JSON size: :data:`FIRST_READ`
+    entries first, then as many as the sizes seen so far say fit in what is left of the
+    bound, at most :data:`MAX_READ` (so an answer its size stops never read much more
+    than it holds). An entry whose element is gone since is left out: its tombstone
+    comes later in the feed."""
+    start, count, total, made = 0, FIRST_READ, 0, 0
+    budget = session.tracker.changes_max_bytes
+    while start < len(entries):
+        part = entries[start : start + count]
+        start += len(part)
+        run = with_elements(session, part)
+        size = len(orjson.dumps(run))
+        yield run, size
+        total, made = total + size, made + len(part)
+        count = max(1, min(MAX_READ, (budget - total) * made // max(total, 1)))
+
+
+def with_elements(session: Session, entries: list[Change]) -> Run:
     """The change dicts of ``entries`` with each live one's ``element`` read through the
     read path (one read for all); those whose element is gone since are left out."""
     live = [id for _, id, deleted in entries if not deleted]

@@ -59,7 +59,7 @@ def comment(session: Session, elements: Any) -> Any:
             items.append(c)
         plans.append((many, items))
     comments = session.events.before("create", session, [c for _, items in plans for c in items])
-    storage = session.storage
+    storage = session.store
     with storage.transaction():
         exists = storage.get_many([c["#parent"] for c in comments])
         made = [

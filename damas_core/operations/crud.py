@@ -92,7 +92,7 @@ def create(session: Session, elements: Any) -> Any:
     single = single and not has_list_id(raw)
     prepared = prepare_new(session, raw, "create")
     prepared = session.events.before("create", session, prepared)
-    inserted = session.storage.insert_many(prepared, op="create")
+    inserted = session.store.insert_many(prepared, op="create")
     # The storage keeps its own copy: the prepared dicts are the caller's now.
     if not all(inserted):
         prepared = [e if ok else None for e, ok in zip(prepared, inserted)]
@@ -106,9 +106,9 @@ def read(session: Session, ids: Any) -> Any:
     require(session.user_class, "read", session.username)
     if ids.__class__ is str:  # one id: the most common call, on its own path
         check_id(ids, "read")
-        return None if session.hidden(ids) else public(session.storage.get_many([ids])[0], session)
+        return None if session.hidden(ids) else public(session.store.get_many([ids])[0], session)
     id_list, single = check_ids(ids, "read")
-    storage = session.storage
+    storage = session.store
     if len(set(id_list)) < len(id_list):
         results = _read_repeated(session, id_list)
     elif any_reserved(id_list):  # internal ids read as absent
@@ -123,7 +123,7 @@ def _read_repeated(session: Session, id_list: list[str]) -> list[Element | None]
     """:func:`read` of ids some of which repeat: each is read once, and a repeat gets
     its own copy, at most :data:`~damas_core.elements.MAX_COPIED_SIZE` bytes of them."""
     asked = [i for i in dict.fromkeys(id_list) if not session.hidden(i)]
-    found = dict(zip(asked, session.storage.get_many(asked)))
+    found = dict(zip(asked, session.store.get_many(asked)))
     counts = Counter(id_list)
     copied = sum(
         (counts[i] - 1) * copied_size(e, ()) for i, e in found.items() if e and counts[i] > 1
@@ -164,7 +164,7 @@ def update(session: Session, elements: Any) -> Any:
     items = unfold(raw, "update", fresh_ids=False)
     check_ids([e["_id"] for e in items], "update", write=True)
     items = session.events.before("update", session, items)
-    storage = session.storage
+    storage = session.store
     admin = session.is_admin
     with storage.transaction():
         # the stored elements decide here only with author_mode (the trust check below
@@ -218,7 +218,7 @@ def upsert(session: Session, elements: Any) -> Any:
     unnamed = [e for e in items if e["_id"] is None or e["_id"] == "null"]
     for e, fresh_id in zip(unnamed, new_ids(len(unnamed))):
         e["_id"] = fresh_id
-    storage = session.storage
+    storage = session.store
     results: list[Element | None] = []
     events = session.events
     with storage.transaction():
@@ -262,7 +262,7 @@ def delete(session: Session, ids: Any) -> Any:
     for i in id_list:
         check_id(i, "delete", write=True)
     id_list = session.events.before("delete", session, id_list)
-    storage = session.storage
+    storage = session.store
     with storage.transaction():
         existing = storage.get_many(id_list)
         for i, old in zip(id_list, existing):

@@ -14,24 +14,36 @@ if TYPE_CHECKING:
     from damas_core.tracker import Session
 
 
-def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
+def graph(session: Session, ids: Any, depth: int = 0) -> list[Element | None]:
     """The nodes ``ids`` and every node reached through links whose ``tgt_id`` is in
     the set (taking the link's ``src_id``), ``depth`` levels deep (0: no limit). The
     walk starts from the given ids that exist; a link's ``src_id`` that does not exist
     is walked through but not returned as a node.
 
-    Returns the nodes first (the given ids that exist, then the ones reached, in the
-    order they were reached), then the links walked. Ids that do not exist are left out.
+    Returns the nodes first, then the links walked. The nodes are the given ids, then
+    the ones reached, in the order they were reached. For a list of ids, each distinct
+    id given has its place, in the order given, with ``None`` where it does not exist
+    (as damas-core answers, and its clients expect); one id given alone that does not
+    exist gives ``[]``.
+
+    >>> import damas_core
+    >>> t = damas_core.open("memory://")
+    >>> _ = t.create([{"_id": "/a"}, {"_id": "/b"}, {"_id": "l", "src_id": "/b", "tgt_id": "/a"}])
+    >>> [e and e["_id"] for e in t.graph(["/a", "/missing"])]
+    ['/a', None, '/b', 'l']
+    >>> t.graph("/missing")
+    []
     """
     require(session.user_class, "graph", session.username)
-    id_list, _ = check_ids(ids, "graph")
+    id_list, single = check_ids(ids, "graph")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
         raise BadRequest(
             f"graph error: depth must be a whole number >= 0, not {depth!r}", op="graph"
         )
     storage = session.storage
-    wanted = [i for i in dict.fromkeys(id_list) if not session.hidden(i)]
-    start = [e for e in storage.get_many(wanted) if e is not None]
+    asked = list(dict.fromkeys(id_list))
+    given = [None if session.hidden(i) else e for i, e in zip(asked, storage.get_many(asked))]
+    start = [e for e in given if e is not None]
     seen: dict[str, None] = dict.fromkeys(e["_id"] for e in start)
     links: dict[str, Element] = {}
     frontier = list(seen)
@@ -49,5 +61,4 @@ def graph(session: Session, ids: Any, depth: int = 0) -> list[Element]:
                 seen[src] = None
                 frontier.append(src)
     reached = [n for n in storage.get_many(list(seen)[len(start) :]) if n is not None]
-    nodes = start + reached
-    return public_all([*nodes, *links.values()], session)
+    return public_all([*(start if single else given), *reached, *links.values()], session)

@@ -39,7 +39,7 @@ def refusal(session: Session, ids: list[str], op: str) -> DamasError:
     ``NotFound`` when no id exists, else ``Conflict`` whose ``locked`` maps the ids
     someone else holds to their holder (the HTTP 409 body carries it) and whose
     message names the first holder, or else the missing or unlocked id."""
-    found = [None if session.hidden(i) else e for i, e in zip(ids, session.storage.get_many(ids))]
+    found = [None if session.hidden(i) else e for i, e in zip(ids, session.store.get_many(ids))]
     missing = [i for i, e in zip(ids, found) if e is None]
     if len(missing) == len(ids):
         return NotFound(f"{op} error: not found: {missing[0]!r}", op=op, id=missing[0])
@@ -64,7 +64,7 @@ def announce(session: Session, ids: list[str]) -> None:
     """Run the ``update`` event with the elements a lock or unlock changed (read back
     only when a callback listens; nothing changed, no event)."""
     if ids and session.events.wants("update"):
-        changed = public_all(session.storage.get_many(ids), session)
+        changed = public_all(session.store.get_many(ids), session)
         session.events.after("update", session, changed)
 
 
@@ -79,7 +79,7 @@ def lock(session: Session, ids: Any, *, strict: bool = False) -> bool:
         check_id(i, "lock", write=True)
     me = session.username
     session.events.before("update", session, [{"_id": i, "lock": me} for i in id_list])
-    storage = session.storage
+    storage = session.store
     try:
         with storage.transaction():
             current = storage.get_many(id_list)
@@ -116,7 +116,7 @@ def unlock(session: Session, ids: Any, force: bool = False, *, strict: bool = Fa
     id_list, _ = check_ids(ids, "unlock")
     me = session.username
     session.events.before("update", session, [{"_id": i, "lock": None} for i in id_list])
-    storage = session.storage
+    storage = session.store
     try:
         with storage.transaction():
             current = storage.get_many(id_list)

@@ -98,7 +98,7 @@ def publish(session: Session, elements: Any, *, with_history: bool = False) -> A
                 raise BadRequest("publish error: each file needs an _id path", op="publish")
     prepared = prepare_new(session, raw, "publish", fresh_ids=False, check=_check_publishable)
     prepared = session.events.before("create", session, prepared)
-    storage = session.storage
+    storage = session.store
     with storage.transaction():
         fresh = storage.insert_many(prepared, op="publish")
         done = all(fresh)

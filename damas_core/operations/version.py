@@ -28,7 +28,7 @@ def version(session: Session, id: str, keys: dict[str, Any] | None = None) -> El
     keys = check_element({} if keys is None else keys, "version")
     if "_id" in keys:
         raise BadRequest("version error: the keys cannot change _id", op="version", id=id)
-    storage, events = session.storage, session.events
+    storage, events = session.store, session.events
     with storage.transaction():
         head = storage.get(id)
         if head is None:

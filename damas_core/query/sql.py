@@ -588,6 +588,9 @@ class _Compiler:
     def _cmp(self, node: Cmp) -> exp.Expression:
         ops = {"<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
         op = ops[node.op]
+        if node.path == ("_id",) and isinstance(node.value, str):
+            # Every element has a string _id, the id column: a range of the primary key.
+            return op(this=exp.column("id"), expression=self.param(node.value))
         types = _NUMBER_TYPES if not isinstance(node.value, str) else ("text",)
 
         def cond(t: exp.Expression, v: exp.Expression) -> exp.Expression:

@@ -137,11 +137,36 @@ def indexed_search(n: int, tmp: Path) -> dict:
     return result
 
 
+def prefix_page(n: int, tmp: Path) -> dict:
+    """An ``_id`` prefix page of 100 ids on SQLite against the same on LMDB (whose keys
+    are the ids in order): both read a key range (goal ≤ 2×)."""
+    from damas_core.query.parser import parse
+
+    docs = elements(n)
+    query = parse(r"_id:/^\/project\/shots\/s0001/")
+    stores = [damas_core.open(f"sqlite://{tmp}/prefix.db"), damas_core.open(f"lmdb://{tmp}/prefix")]
+    try:
+        for t in stores:
+            t.storage.insert_many(docs)
+            assert len(t.storage.find(query, limit=100)) == 100
+        sqlite_s, lmdb_s = (
+            best(lambda t=t: [t.storage.find(query, limit=100) for _ in range(20)], 5) / 20
+            for t in stores
+        )
+    finally:
+        for t in stores:
+            t.close()
+    return figure(
+        "sqlite", "_id prefix page (100) vs LMDB", n, ours_s=sqlite_s, raw_s=lmdb_s, goal=2
+    )
+
+
 def figures(scale: str) -> Iterator[dict]:
     """The SQLite figures at ``scale`` (``"full"``: 200k elements, ``"quick"``: 20k)."""
     n = SCALES[scale]
     with tempfile.TemporaryDirectory(prefix="bench-sqlite-") as tmp:
         yield indexed_search(n, Path(tmp))
+        yield prefix_page(n, Path(tmp))
         yield bulk_insert(n, Path(tmp))
 
 

@@ -19,7 +19,7 @@ import pytest
 from damas_core.errors import BadRequest
 from tests.conftest import backend_url
 
-FILE_STORES = ("lmdb", "sqlite", "tinydb")
+FILE_STORES = ("lmdb", "sqlite", "tinydb", "postgresql")
 
 
 def entries(answer):

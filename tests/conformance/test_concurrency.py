@@ -15,6 +15,7 @@ import time
 import pytest
 
 import damas_core
+from tests.conftest import backend_url
 
 # ``{tmp}`` is replaced by a fresh directory for each test.
 STORE_URLS: list[str] = [
@@ -32,8 +33,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 spawn = multiprocessing.get_context("spawn")
 
 
-@pytest.fixture(params=STORE_URLS, ids=lambda u: u.split(":", 1)[0])
+@pytest.fixture(params=[*STORE_URLS, "postgresql"], ids=lambda u: u.split(":", 1)[0])
 def url(request, tmp_path) -> str:
+    if request.param == "postgresql":  # a server the tests start, see tests/conftest.py
+        return backend_url("postgresql", tmp_path)
     return request.param.format(tmp=tmp_path)
 
 

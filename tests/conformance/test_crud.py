@@ -69,7 +69,15 @@ def test_returned_elements_are_copies(tracker):
 
 
 def test_ids_with_special_characters(tracker):
-    ids = ["/a b/c;d?e#f%g.txt", "/ünï/cødé", "/x/../y", "@weird:id", "/" + "p" * 1000]
+    ids = [
+        "/a b/c;d?e#f%g.txt",
+        "/ünï/cødé",
+        "/x/..y/.z",
+        "/-rf",
+        "/#notes;x",
+        "@weird:id",
+        "/" + "p" * 1000,
+    ]
     tracker.create([{"_id": i} for i in ids])
     assert [e["_id"] for e in tracker.read(ids)] == ids
 

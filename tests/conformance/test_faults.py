@@ -89,6 +89,20 @@ def broken_driver(storage) -> Iterator[type[BaseException]]:
             yield MemoryError
         finally:
             storage._data, storage._feed = real
+    elif scheme == "postgresql":
+        import psycopg
+
+        # The server ends the store's connection, and no new one can be made until the
+        # block ends (the address points at a port nobody listens on).
+        real = storage.conninfo
+        if storage._conn is not None and not storage._conn.closed:
+            with psycopg.connect(real, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (storage._conn.info.backend_pid,))
+        storage.conninfo = "postgresql://127.0.0.1:1/none"
+        try:
+            yield psycopg.OperationalError
+        finally:
+            storage.conninfo = real
     else:
         raise AssertionError(f"no driver fault for {scheme}")
 

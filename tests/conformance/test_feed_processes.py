@@ -19,6 +19,7 @@ from damas_core.backends.base import Patch
 
 from damas_core.query.ast import Cmp
 from damas_core.registry import open_storage
+from tests.conftest import backend_url
 
 STORE_URLS = ["lmdb://{tmp}/store", "sqlite://{tmp}/store.db", "tinydb://{tmp}/store.json"]
 WRITERS = 2
@@ -30,8 +31,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 spawn = multiprocessing.get_context("spawn")
 
 
-@pytest.fixture(params=STORE_URLS, ids=lambda u: u.split(":", 1)[0])
+@pytest.fixture(params=[*STORE_URLS, "postgresql"], ids=lambda u: u.split(":", 1)[0])
 def url(request, tmp_path) -> str:
+    if request.param == "postgresql":  # a server the tests start, see tests/conftest.py
+        return backend_url("postgresql", tmp_path)
     return request.param.format(tmp=tmp_path)
 
 

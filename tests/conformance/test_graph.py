@@ -61,10 +61,20 @@ def test_graph_handles_cycles_and_missing(tracker):
             {"_id": "l3", "src_id": "/ghost", "tgt_id": "/x"},
         ]
     )
-    nodes, links = split(tracker.graph(["/x", "/nope"]))
-    assert set(nodes) == {"/x", "/y"}
+    got = tracker.graph(["/x", "/nope"])
+    # a list of ids: each has its place, in the order given, None where it is missing
+    assert got[0]["_id"] == "/x" and got[1] is None
+    nodes, links = split(got[2:])
+    assert nodes == ["/y"]
     assert set(links) == {"l1", "l2", "l3"}
     assert tracker.graph("/nope") == []
+    assert tracker.graph(["/nope", "/nope"]) == [None]
+    assert [e and e["_id"] for e in tracker.graph(["/nope", "/y"], depth=1)] == [
+        None,
+        "/y",
+        "/x",
+        "l1",
+    ]
 
 
 def test_graph_bad_depth(tracker):

@@ -21,7 +21,7 @@ from damas_core.query.ast import All, Cmp, Eq
 from damas_core.registry import open_storage
 from tests.conftest import BACKENDS, backend_url
 
-PERSISTENT = {"lmdb", "tinydb", "sqlite", "mongomock", "mongodb"}
+PERSISTENT = {"lmdb", "tinydb", "sqlite", "mongomock", "mongodb", "postgresql"}
 
 
 class Undo(Exception):

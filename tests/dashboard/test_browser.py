@@ -332,3 +332,20 @@ def test_after_a_disconnect_the_feed_resumes_from_the_last_event(world, tab):
         assert seen in asked  # the browser asked for what came after the last event it had
     finally:
         server.stop()
+
+
+def test_an_empty_trackers_first_page_says_what_to_do_next(tmp_path, tab):
+    tracker = damas_core.open(f"lmdb://{tmp_path}/empty")
+    add_users(tracker)
+    try:
+        with serving(make_app(tracker, auth="jwt")) as url:
+            sign_in(tab, url, "ada")
+            steps = tab.locator("#first-steps")
+            assert steps.is_visible()
+            text = steps.inner_text()
+            assert f"damas -s {url} volume add vol_paris paris file:///srv/paris/" in text
+            assert f"damas sync agent vol_paris --server {url}" in text
+            assert "publish" in text and not tab.dialogs
+            shot(tab, "first-page")
+    finally:
+        tracker.close()

@@ -43,7 +43,9 @@ def serving(app: Any, **options: Any) -> Iterator[str]:
         # server.run() cannot be stopped from another thread without closing sockets
         # under its poll: loop in short steps and close once it has stopped.
         while not stop.is_set():
-            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
+            server.asyncore.loop(
+                timeout=0.05, map=server._map, count=1, use_poll=server.adj.asyncore_use_poll
+            )
 
     thread = threading.Thread(target=run, name="waitress", daemon=True)
     thread.start()

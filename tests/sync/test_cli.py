@@ -46,7 +46,11 @@ def test_agents_and_status_from_the_command_line(sites, tmp_path):
         "files_ok": 0, "files_wanted": 2, "bytes_ok": 0, "bytes_wanted": 14,
         "states": {"ok": 0, "outdated": 0, "error": 0, "queued": 2, "waiting": 0,
                    "conflict": 0, "unwanted": 0},
+        "state_bytes": {"ok": 0, "outdated": 0, "error": 0, "queued": 14, "waiting": 0,
+                        "conflict": 0, "unwanted": 0},
     }  # fmt: skip
+    # nothing copied to lyon yet: what is left, no rate measured, no ETA
+    assert data["eta"]["lyon"] == {"files": 2, "bytes": 14, "rate": None, "eta_seconds": None}
     table = _damas("sync", "status", "--store", store, "/shots/a.exr")
     assert table.exit_code == 0, table.output
     assert "/shots/a.exr" in table.output and "b c.exr" not in table.output

@@ -178,6 +178,22 @@ def test_indexed_equality_uses_the_index(store) -> None:
     assert any("SCAN elements" in line for line in store.query_plan(Eq(("type",), "x")))
 
 
+def test_an_id_prefix_reads_a_range_of_the_primary_key(store) -> None:
+    from damas_core.query.parser import parse
+
+    store.insert_many([{"_id": f"/s{i % 3}/{i:03d}"} for i in range(60)] + [{"_id": "/s1"}])
+    query = parse(r"_id:/^\/s1\//")
+    plan = " | ".join(store.query_plan(query))
+    assert "elements USING PRIMARY KEY (id>? AND id<?)" in plan
+    assert "SCAN elements" not in plan
+    assert store.find(query) == [f"/s1/{i:03d}" for i in range(1, 60, 3)]
+    assert store.count(query) == 20
+    assert [e["_id"] for e in store.find_elements(query, limit=2)] == ["/s1/001", "/s1/004"]
+    # A prefix ending in the last code point: the bound moves to the character before.
+    store.insert_many([{"_id": "/\U0010ffff/a"}, {"_id": "/\U0010ffff"}, {"_id": "0"}])
+    assert store.find(parse("_id:/^\\/\U0010ffff/")) == ["/\U0010ffff", "/\U0010ffff/a"]
+
+
 def test_index_holds_array_members_and_types(store) -> None:
     store.insert_many(
         [

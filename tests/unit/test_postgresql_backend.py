@@ -1,0 +1,180 @@
+"""What only the PostgreSQL backend has: URLs, a server restart under a store, and
+wake-ups through LISTEN/NOTIFY. The conformance, property, process and crash suites
+run on it too (``postgresql`` in ``tests/conftest.py``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import damas_core
+from damas_core.errors import BadRequest, NotImplementedByBackend, StorageError
+from tests import postgres_server
+
+psycopg = pytest.importorskip("psycopg", reason="the postgresql extra is not installed")
+from damas_core.backends.postgresql import PostgreSQLStorage, connection_info  # noqa: E402
+
+WRITER = """
+import sys, time
+from damas_core.registry import open_storage
+time.sleep(float(sys.argv[2]))
+store = open_storage(sys.argv[1])
+store.insert_many([{"_id": "/from-another-process"}])
+store.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A server of this module's own: these tests stop it and cut its connections."""
+    bin_dir = postgres_server.server_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb) here: run scripts/system-deps.sh")
+    s = postgres_server.Server(bin_dir)
+    yield s
+    s.remove()
+
+
+def test_urls_and_options():
+    assert connection_info("postgres://u:p@h:1/d?schema=s&sslmode=disable") == (
+        "postgresql://u:p@h:1/d?sslmode=disable",
+        {"schema": "s"},
+    )
+    with pytest.raises(BadRequest, match="schema must be a lower-case SQL name"):
+        PostgreSQLStorage("postgresql://u@127.0.0.1:1/d?schema=a;drop")
+    with pytest.raises(BadRequest, match="looks like 'postgresql://"):
+        connection_info("mysql://u@h/d")
+
+
+def test_an_unreachable_server_is_a_storage_error():
+    with pytest.raises(StorageError, match="PostgreSQLStorage open failed"):
+        damas_core.open("postgresql://u@127.0.0.1:1/d?connect_timeout=2")
+
+
+def test_the_registry_names_the_extra(monkeypatch):
+    from damas_core.registry import storage_class
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.delitem(sys.modules, "damas_core.backends.postgresql", raising=False)
+    with pytest.raises(NotImplementedByBackend, match=r"damas-core\[postgresql\]"):
+        storage_class("postgres://u@h/d")
+
+
+def test_a_server_restart_is_a_storage_error_then_the_store_connects_again(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        store.insert_many([{"_id": "/a"}, {"_id": "/b"}])
+        store.delete_many(["/a"])
+        before = store.changes(0, 10)
+        server.restart()
+        with pytest.raises(StorageError) as info:
+            store.get_many(["/b"])
+        assert isinstance(info.value.__cause__, psycopg.OperationalError)
+        assert store.get_many(["/b"]) == [{"_id": "/b"}]
+        assert store.changes(0, 10) == before
+        assert store.insert_many([{"_id": "/c"}]) == [True]
+        assert store.changes(before[0], 10) == (before[0] + 1, [(before[0] + 1, "/c", False)])
+    finally:
+        store.close()
+
+
+def _listeners(server) -> list[int]:
+    with psycopg.connect(server.base_url(), autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _woken_by_another_process(tracker, url) -> list:
+    """The changes a wait was woken for by another process's write. The feed polls
+    once an hour here: without a notification the wait ends at its timeout, having
+    seen no new position, and nothing is returned."""
+    mark = tracker.changes()["last_seq"]
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, url, "0.3"])
+    try:
+        seen = tracker.feed.wait(mark, 20)
+    finally:
+        assert writer.wait(30) == 0
+    return tracker.changes(since=mark)["changes"] if seen > mark else []
+
+
+def test_a_write_in_another_process_wakes_a_waiter_through_notify(server):
+    url = server.url()
+    with damas_core.open(url) as tracker:
+        tracker.feed.poll_interval = 3600
+        tracker.create({"_id": "/a"})
+        changes = _woken_by_another_process(tracker, url)
+        assert [c["_id"] for c in changes] == ["/from-another-process"]
+
+
+def test_the_listening_connection_comes_back_after_it_drops(server):
+    url = server.url()
+    with damas_core.open(url) as tracker:
+        tracker.feed.poll_interval = 3600
+        tracker.create({"_id": "/a"})
+        deadline = time.monotonic() + 10
+        while not (dropped := _listeners(server)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with psycopg.connect(server.base_url(), autocommit=True) as admin:
+            for pid in dropped:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        while not (set(_listeners(server)) - set(dropped)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        changes = _woken_by_another_process(tracker, url)
+        assert [c["_id"] for c in changes] == ["/from-another-process"]
+
+
+def test_elements_read_back_exactly_nul_and_key_order_included(server):
+    store = PostgreSQLStorage(server.url())
+    try:
+        element = {"_id": "/a", "zz": 1, "a": "x\x00y", "m": {"b": 1, "a": [None, "\x00"]}}
+        store.insert_many([element])
+        got = store.get("/a")
+        assert got == element and list(got) == list(element)
+        assert list(got["m"]) == ["b", "a"]
+        from damas_core.query.parser import parse
+
+        # A lossy row is checked in Python: exact answers, paging included.
+        store.insert_many([{"_id": "/b", "a": "x\ufffdy"}, {"_id": "/c", "a": "x\x00y"}])
+        assert store.find(parse('a:"x\ufffdy"')) == ["/b"]
+        assert store.find(parse("a:/^x.y$/"), limit=1, skip=1) == ["/b"]
+        assert store.count(parse("a:*")) == 3
+    finally:
+        store.close()
+
+
+def test_a_reader_never_passes_a_number_that_commits_later(server):
+    """Writer A writes first and commits last; writer B commits in between. A reader
+    that read B's change and went on from there still gets A's: numbers are taken at
+    commit, in commit order (a SEQUENCE taken at the write would give A the lower
+    number, below the reader's position)."""
+    url = server.url()
+    a, b, reader = (PostgreSQLStorage(url) for _ in range(3))
+    try:
+        mark = reader.last_seq()
+        inside, go = threading.Event(), threading.Event()
+
+        def slow_writer() -> None:
+            with a.transaction():
+                a.insert_many([{"_id": "/a"}])
+                inside.set()
+                go.wait(10)
+
+        thread = threading.Thread(target=slow_writer)
+        thread.start()
+        assert inside.wait(10)
+        b.insert_many([{"_id": "/b"}])
+        position, first = reader.changes(mark, 10)
+        assert [i for _, i, _ in first] == ["/b"]
+        go.set()
+        thread.join(10)
+        assert [i for _, i, _ in reader.changes(position, 10)[1]] == ["/a"]
+    finally:
+        for s in (a, b, reader):
+            s.close()
