@@ -1,6 +1,7 @@
 """Several ``damas serve`` behind nginx: what the proxy costs, what a second instance buys.
 
-Two ``damas serve`` processes on one SQLite store, and Debian's nginx on loopback with
+Two ``damas serve`` processes on one store (the tests' PostgreSQL server when there is
+one, then a SQLite file), and Debian's nginx on loopback with
 the configuration of docs/deploy.md (:func:`tests.deploy.cluster.nginx_conf`); the
 load generator of :mod:`tests.benchmarks.bench_http` (a separate process, keep-alive
 client connections) sends ``GET /api/read/ID`` signed in with a JWT:
@@ -31,10 +32,20 @@ PATH = "/api/read/%2Fbench%2Fa"
 
 
 def figures(scale: str) -> Iterator[dict]:
+    from tests import postgres_server
+
     n = SCALES[scale]
+    stores = {"postgresql": postgres_server.store_url(), "sqlite": None}
+    for kind, url in stores.items():
+        if kind == "postgresql" and url is None:
+            continue  # no PostgreSQL server here
+        yield from _figures(kind, url, n)
+
+
+def _figures(kind: str, url: str | None, n: int) -> Iterator[dict]:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        store = f"sqlite://{tmp}/store.db"
+        store = url or f"sqlite://{tmp}/store.db"
         a, b = Instance(tmp, "a", store), Instance(tmp, "b", store)
         proxies: list[Nginx] = []
         try:
@@ -62,7 +73,7 @@ def figures(scale: str) -> Iterator[dict]:
             direct_s = load(a.port, "GET", PATH, "", n, token)
             yield figure(
                 AREA,
-                "GET read: 2 instances vs 1, behind nginx",
+                f"GET read ({kind}): 2 instances vs 1, behind nginx",
                 n,
                 ours_s=two_s,
                 raw_s=one_s,
@@ -70,7 +81,7 @@ def figures(scale: str) -> Iterator[dict]:
             )
             yield figure(
                 AREA,
-                "GET read: through nginx vs direct",
+                f"GET read ({kind}): through nginx vs direct",
                 n,
                 ours_s=one_s,
                 raw_s=direct_s,
