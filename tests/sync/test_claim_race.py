@@ -1,5 +1,6 @@
-"""Agents racing for one volume, in separate processes on one store: taking the volume
-is a compare-and-set, so exactly one wins and the others stop with EXIT_HELD."""
+"""Agents racing for one volume, in separate processes on one store (LMDB, SQLite,
+PostgreSQL): taking the volume is a compare-and-set, so exactly one wins and the others
+stop with EXIT_HELD."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from damas_core.sync.service import EXIT_HELD, Service, ServiceError
 from damas_core.sync.volumes import create_volume, volume
 
 import damas_core
+from tests import postgres_server
 
 RACERS = 4
 
@@ -34,9 +36,16 @@ def _race(url: str, state_dir: str, start, done, results) -> None:
         tracker.close()
 
 
-@pytest.mark.parametrize("backend", ["lmdb", "sqlite"])
+@pytest.mark.parametrize("backend", ["lmdb", "sqlite", "postgresql"])
 def test_exactly_one_of_racing_agents_takes_the_volume(tmp_path: Path, backend: str):
-    url = {"lmdb": f"lmdb://{tmp_path}/store", "sqlite": f"sqlite://{tmp_path}/store.db"}[backend]
+    if backend == "postgresql":
+        url = postgres_server.store_url()
+        if url is None:
+            pytest.skip(f"no PostgreSQL server here: {postgres_server.why_not()}")
+    else:
+        url = {"lmdb": f"lmdb://{tmp_path}/store", "sqlite": f"sqlite://{tmp_path}/store.db"}[
+            backend
+        ]
     with damas_core.open(url) as tracker:
         create_volume(tracker, {"_id": "vol_paris", "name": "paris", "url": f"file://{tmp_path}/"})
     ctx = multiprocessing.get_context("spawn")
