@@ -17,9 +17,9 @@
   held by a live agent (:func:`holder_problem`) stops a second one with
   :data:`EXIT_HELD`; a holder whose pid is dead on this host, or whose heartbeat is
   older than ``agentTimeout``, is taken over. On an embedded tracker the take is a
-  compare-and-set on the holder keys: of agents racing for a volume, one wins. An agent that finds its volume taken
-  over by another one stops with :data:`EXIT_HELD` too, and leaves the volume's keys
-  to its new holder.
+  compare-and-set on the holder keys: of agents racing for a volume, one wins. An
+  agent that finds its volume taken over by another one stops with :data:`EXIT_HELD`
+  too, and leaves the volume's keys to its new holder.
 - **A voice.** One INFO line per cycle (:func:`summary`), a WARNING per failed file
   with rsync's code and what it means, per refused file and per scan error.
 - **Stopping.** The first SIGTERM or SIGINT lets the running rsync bucket finish, then
