@@ -349,7 +349,10 @@ class Agent:
 
     def _exists(self, file_id: str) -> bool:
         """True when a copy of ``file_id`` is here (an id the guard refuses has none)."""
-        return self.storage.refusal(file_id) is None and self.storage.look(file_id) is not None
+        try:
+            return self.storage.look(file_id) is not None
+        except Refused:
+            return False
 
     # -- scan ----------------------------------------------------------------------------------
 
