@@ -157,7 +157,15 @@ def test_a_sign_out_on_one_instance_is_honoured_by_the_other(cluster):
     assert requests.get(f"{b}/api/verify/", headers=auth).status_code == 401
 
 
+def _shared_limits() -> bool:
+    """True once sign-in limits go through the store (they came with --trusted-proxies)."""
+    from damas_core.cli.serve import serve
+
+    return any("--trusted-proxies" in p.opts for p in serve.params)
+
+
 @pytest.mark.xfail(
+    not _shared_limits(),
     reason="sign-in limits are kept per process until they are shared through the store",
     strict=True,
 )
