@@ -3,10 +3,13 @@
 :class:`SignIn` holds them, so no web layer decides any of them:
 
 - **Limits.** Each ``(username, address)`` may make ``attempts`` sign-in attempts per
-  ``window`` seconds, and each address four times as many whatever the username. An
-  attempt counts from the moment it starts (the check and the count are one atomic
-  step), so parallel requests cannot pass the limit; a successful sign-in forgets its
-  attempt and resets its username's count. Beyond the limit: :class:`TooManyRequests`
+  ``window`` seconds, and each address four times as many whatever the username. The
+  counts live in the store (:mod:`damas_core.ratelimit`), so every process serving it
+  enforces one budget. An attempt counts from the moment it starts (the check and the
+  count are one compare-and-set step), so parallel requests cannot pass the limit; a
+  successful sign-in forgets its attempt and resets its username's count. ``address``
+  is the client's, as the web layer tells it (behind a trusted proxy, from
+  ``X-Forwarded-For``: see :func:`damas_core.http.clients.client_address`). Beyond the limit: :class:`TooManyRequests`
   with ``retry_after`` seconds, and no password is checked.
 - **Passwords.** Every attempt costs one argon2 verification, whether the account
   exists or not, so the time of an answer does not tell. Unknown login, wrong password
@@ -58,7 +61,8 @@ class SignIn:
 
     ``tokens`` issues and checks the tokens (a fresh :class:`~damas_core.tokens.Tokens`
     with the default lifespan when ``None``); ``attempts`` per ``window`` seconds per
-    username and address; ``clock`` (monotonic seconds) exists for tests.
+    username and address; ``clock`` (wall-clock seconds, shared by every process)
+    exists for tests.
     """
 
     def __init__(
@@ -68,14 +72,17 @@ class SignIn:
         *,
         attempts: int = 5,
         window: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.tracker = tracker
         self.tokens = tokens if tokens is not None else Tokens(tracker)
         if self.tokens.lifespan == NEVER:
             raise ValueError("the default token lifespan cannot be 0 (never)")
-        self.per_user = RateLimiter(attempts, window, clock=clock)
-        self.per_address = RateLimiter(attempts * ADDRESS_FACTOR, window, clock=clock)
+        storage = tracker.storage
+        self.per_user = RateLimiter(storage, "signin-user", attempts, window, clock=clock)
+        self.per_address = RateLimiter(
+            storage, "signin-address", attempts * ADDRESS_FACTOR, window, clock=clock
+        )
         # Logins are looked up by username and email (damas-core's accounts): indexed,
         # so a sign-in costs the same on a store of a million files as on an empty one.
         for key in ("username", "email"):

@@ -9,13 +9,15 @@ accepts a token only if all of these hold:
 
 - it is signed with this store's secret, with HS256 (``alg: none`` and every other
   algorithm are refused), and has not expired;
-- its ``jti`` is not in the revocation list (see :meth:`Tokens.revoke`);
+- its ``jti`` was not revoked (see :meth:`Tokens.revoke`);
 - its account still exists under the same username, is not disabled, and has the same
   password fingerprint (so changing a password signs out every session of that user).
 
-The secret and the revocation list live in the store's internal settings
-(``tracker.get_setting``): the secret is generated at first use, shared by every
-process serving the same store, and never returned by the API.
+The secret lives in the store's internal settings (``tracker.get_setting``): it is
+generated at first use, shared by every process serving the same store, and never
+returned by the API. Revocations and accounts are looked up in an
+:class:`~damas_core.authcache.AuthCache`, kept current through the change feed, so a
+sign-out or an account change made by any process serving the store holds at once.
 
 >>> import damas_core
 >>> tracker = damas_core.open("memory://")
@@ -44,13 +46,13 @@ from typing import Any
 
 import jwt
 
+from damas_core.authcache import AuthCache
 from damas_core.errors import BadRequest, Unauthorized
 from damas_core.operations.users import account, is_account, is_disabled, name_of
 from damas_core.passwords import fingerprint
 from damas_core.tracker import Session
 
 SECRET_SETTING = "jwt_secret"
-REVOKED_SETTING = "jwt_revoked"
 ALGORITHM = "HS256"
 DEFAULT_LIFESPAN = 24 * 3600
 MAX_LIFESPAN = 366 * 24 * 3600
@@ -110,8 +112,9 @@ def parse_lifespan(value: Any) -> int:
 class Tokens:
     """Issues, verifies and revokes the sign-in tokens of one tracker.
 
-    ``lifespan`` is the default validity in seconds (one day); ``clock`` returns the
-    current time in seconds and exists for tests.
+    ``lifespan`` is the default validity in seconds (one day); ``cache`` holds the
+    revocations and accounts (a fresh :class:`~damas_core.authcache.AuthCache` when
+    ``None``); ``clock`` returns the current time in seconds and exists for tests.
     """
 
     def __init__(
@@ -119,10 +122,12 @@ class Tokens:
         tracker: Any,
         *,
         lifespan: int = DEFAULT_LIFESPAN,
+        cache: AuthCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.tracker = tracker
         self.lifespan = lifespan
+        self.cache = cache if cache is not None else AuthCache(tracker.storage)
         self.clock = clock
         self._secret: str | None = None
         self._lock = threading.Lock()
@@ -182,8 +187,7 @@ class Tokens:
         claims = dict(cached) if cached is not None else self._check_signature(token)
         if "exp" in claims and claims["exp"] <= self.clock():
             raise Unauthorized("token error: this token has expired (sign in again)")
-        revoked = self.tracker.get_setting(REVOKED_SETTING) or {}
-        if claims["jti"] in revoked:
+        if self.cache.is_revoked(claims["jti"]):
             raise Unauthorized("token error: this token was revoked (sign in again)")
         return claims
 
@@ -218,19 +222,27 @@ class Tokens:
 
     def session(self, token: str) -> Any:
         """The session of the user a valid token was issued to; :class:`Unauthorized` if
-        the token is invalid, or its user was deleted, disabled or changed password."""
+        the token is invalid, or its user was deleted, disabled or changed password.
+
+        The session's :meth:`~damas_core.tracker.Session.renewed` checks the token
+        again and follows the account's class (what a stream does at each step)."""
         claims = self.decode(token)
         name = claims["sub"]
-        # One read of the account answers existence, "disabled" and the password
-        # fingerprint (tracker.as_user and password_fingerprint would read it twice).
-        user = self.tracker.storage.get(claims.get("uid") or f"@{name}")
+        # One look-up of the account answers existence, "disabled" and the password
+        # fingerprint; decode has just brought the cache up to date.
+        user = self.cache.account(claims.get("uid") or f"@{name}", refresh=False)
         if not is_account(user) or name_of(user) != name:
             raise Unauthorized("token error: the user of this token no longer exists")
         if is_disabled(user):
             raise Unauthorized("token error: the user of this token is disabled")
         if claims.get("pwd") != fingerprint(user.get("password")):
             raise Unauthorized("token error: the password changed since this token was issued")
-        return Session(self.tracker, user)
+        return Session(self.tracker, user, renew=lambda: self._renewed(token))
+
+    def _renewed(self, token: str) -> Any:
+        # A stream asks at its own pace: read the store's position whatever max_age says.
+        self.cache.refresh(force=True)
+        return self.session(token)
 
     def verify(self, token: str) -> str:
         """The username a valid token was issued to; :class:`Unauthorized` otherwise."""
@@ -243,15 +255,8 @@ class Tokens:
         are kept until the token would have expired anyway, then dropped.
         """
         claims = self.decode(token)
-        now = self.clock()
-
-        def add(old: dict[str, int | None] | None) -> dict[str, int | None]:
-            # A token that never expires stays listed (None) for good.
-            kept = {jti: exp for jti, exp in (old or {}).items() if exp is None or exp > now}
-            kept[claims["jti"]] = int(claims["exp"]) if "exp" in claims else None
-            return kept
-
-        self.tracker.update_setting(REVOKED_SETTING, add)
+        # A token that never expires stays revoked (None) for good.
+        self.cache.revoke(claims["jti"], int(claims["exp"]) if "exp" in claims else None)
 
 
 __all__ = ["DEFAULT_LIFESPAN", "NEVER", "Tokens", "parse_lifespan"]

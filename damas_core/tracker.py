@@ -19,7 +19,7 @@ from typing import Any
 
 from damas_core.backends.base import Patch, Storage
 from damas_core.elements import RESERVED_PREFIX, SETTINGS_ID, Element
-from damas_core.errors import BadRequest, Forbidden, NotFound
+from damas_core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from damas_core.events import Events
 from damas_core.feed import DEFAULT_RETENTION, Feed, retention_seconds
 from damas_core.operations import changes as _changes
@@ -47,8 +47,16 @@ class Session:
     :class:`~damas_core.errors.Forbidden` and change nothing.
     """
 
-    def __init__(self, tracker: Tracker, user: Element, *, admin: bool | None = None) -> None:
+    def __init__(
+        self,
+        tracker: Tracker,
+        user: Element,
+        *,
+        admin: bool | None = None,
+        renew: Callable[[], Session] | None = None,
+    ) -> None:
         self.tracker = tracker
+        self._renew = renew
         self.events: Events = tracker.events
         self.username: str = _users.name_of(user)
         self.user_class: str = class_of(user)
@@ -64,6 +72,35 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} @{self.username} ({self.user_class}) on {self.storage.url}>"
+
+    def renewed(self) -> Session:
+        """This session as its account stands now: itself while nothing changed, a new
+        session when the account's class did. Raises ``Unauthorized`` when the account
+        was deleted or disabled since (or, for a session made from a token, when the
+        token no longer holds: see :meth:`damas_core.tokens.Tokens.session`). What a
+        stream or a long-poll calls before each delivery.
+
+        >>> import damas_core
+        >>> t = damas_core.open("memory://")
+        >>> _ = t.create({"_id": "@ann", "class": "admin"})
+        >>> ann = t.as_user("ann")
+        >>> _ = t.update({"_id": "@ann", "class": "guest"})
+        >>> ann.renewed().user_class
+        'guest'
+        """
+        if self._renew is not None:
+            fresh = self._renew()
+        else:
+            uid = self.user.get("_id", f"@{self.username}")
+            element = self.tracker.storage.get(uid)
+            if not _users.is_account(element) or _users.name_of(element) != self.username:
+                raise Unauthorized(f"user {uid!r} no longer exists", id=uid)
+            if _users.is_disabled(element):
+                raise Unauthorized(f"user {uid!r} is disabled", id=uid)
+            if class_of(element) == self.user_class:
+                return self
+            fresh = Session(self.tracker, element)
+        return self if fresh.user_class == self.user_class else fresh
 
     @staticmethod
     def hidden(element_id: str) -> bool:
@@ -199,7 +236,9 @@ class Tracker(Session):
         #: The change feed's live side: waits, ``on("change")``, tombstone compaction.
         self.feed = Feed(storage, retention=retention_seconds(tombstone_retention))
         self.author_mode = bool(author_mode)
-        super().__init__(self, {"_id": f"@{system_user}", "class": "admin"}, admin=True)
+        super().__init__(
+            self, {"_id": f"@{system_user}", "class": "admin"}, admin=True, renew=lambda: self
+        )
 
     def __enter__(self) -> Tracker:
         return self
@@ -262,18 +301,37 @@ class Tracker(Session):
         self.update_setting(key, lambda _old: value)
 
     def update_setting(self, key: str, fn: Callable[[Any], Any]) -> Any:
-        """Atomically replace a setting with ``fn(old value or None)``; returns the new value."""
+        """Replace a setting with ``fn(old value or None)``; returns the new value.
+
+        Compare-and-set: the new value is written only if the setting still holds the
+        value ``fn`` was given, else ``fn`` runs again on the newer one, so writers in
+        several processes (on any backend, transactions or not) never lose an update.
+        ``fn`` may thus run more than once and must have no other effect. Raises
+        ``Conflict`` after :data:`SETTING_RETRIES` lost races in a row.
+
+        >>> import damas_core
+        >>> t = damas_core.open("memory://")
+        >>> t.update_setting("n", lambda old: (old or 0) + 1), t.update_setting("n", lambda old: old + 1)
+        (1, 2)
+        """
         if not isinstance(key, str) or not key or key == "_id":
             raise BadRequest(f"a setting key is a non-empty string, not {key!r}")
-        with self.storage.transaction():
+        for _ in range(SETTING_RETRIES):
             current = self.storage.get(SETTINGS_ID)
             if current is None:
+                # whoever inserts first wins; everyone then sets the key below
                 self.storage.insert_many([{"_id": SETTINGS_ID}])
-                current = {}
-            new = fn(current.get(key))
+                continue
             old = current.get(key, MISSING)
-            self.storage.patch_many([Patch(SETTINGS_ID, set={key: new}, expect={key: old})])
-        return new
+            new = fn(None if old is MISSING else old)
+            patch = Patch(SETTINGS_ID, set={key: new}, expect={key: old})
+            if self.storage.patch_many([patch])[0]:
+                return new
+        raise Conflict(f"setting {key!r}: {SETTING_RETRIES} concurrent writers won; try again")
+
+
+#: How many lost compare-and-set races :meth:`Tracker.update_setting` retries.
+SETTING_RETRIES = 100
 
 
 def open(url: str = "lmdb://./damas-data", **options: Any) -> Tracker:

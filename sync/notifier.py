@@ -296,7 +296,7 @@ class Notifier:
             if got["last_seq"] != memory["seq"]:
                 memory["seq"] = got["last_seq"]
                 self._dirty = True
-            if len(got["changes"]) < _BATCH:
+            if len(got["changes"]) < _BATCH and not got.get("more"):
                 return
 
     def _apply(

@@ -290,8 +290,10 @@ class TrackerView:
             # A page may hold fewer entries than asked while the feed goes on (internal
             # ids and elements deleted meanwhile are left out). A first read goes on
             # until the feed stops; later, a short page ends the refresh (what is left
-            # comes with the next one), so that an idle cycle costs one request.
-            if not advanced or (len(page["changes"]) < PAGE and not done.full):
+            # comes with the next one), so that an idle cycle costs one request. A page
+            # the feed cut for its size says "more": it never ends the refresh.
+            short = len(page["changes"]) < PAGE and not page.get("more")
+            if not advanced or (short and not done.full):
                 break
         self.last_seq = since
         self._save()

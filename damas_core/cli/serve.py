@@ -14,9 +14,12 @@ from typing import Any
 
 import click
 
+from damas_core.backends.base import Patch
+from damas_core.elements import now_ms
 from damas_core.http import MAX_BODY_SIZE, make_app
 from damas_core.http.streams import MAX_STREAMS
 from damas_core.operations.changes import DEFAULT_MAX_BYTES
+from damas_core.ordering import MISSING
 from damas_core.passwords import hash_password
 
 log = logging.getLogger("damas_core.serve")
@@ -29,17 +32,29 @@ def admin_users(tracker: Any) -> list[str]:
 
 def ensure_admin(tracker: Any, password: str | None = None) -> str | None:
     """Create ``@admin`` if the store has no admin user; returns the password it set
-    (random unless given), or ``None`` when an admin already existed."""
+    (random unless given), or ``None`` when an admin already existed or another process
+    made one first.
+
+    Safe when several servers start together on one store: the account is created by
+    one atomic insert (or, for an ``@admin`` that is not an admin, one guarded patch),
+    so exactly one of them sets a password and prints it.
+    """
     if admin_users(tracker):
         return None
     password = password or secrets.token_urlsafe(15)
     # Hashed here: the tracker keeps an admin's write of a hash, so a password that
     # looks like a damas-core hex digest is not mistaken for one.
     user = {"_id": "@admin", "class": "admin", "password": hash_password(password)}
-    if tracker.create(user) is None:
-        # An "@admin" that is not an admin: make it one, with the new password.
-        tracker.update(user)
-    return password
+    storage = tracker.storage
+    if storage.insert_many([{**user, "author": tracker.username, "time": now_ms()}])[0]:
+        return password
+    existing = storage.get("@admin")
+    if existing is None or existing.get("class") == "admin":
+        return None  # another process made it (or removed it) meanwhile
+    # An "@admin" that is not an admin: make it one, unless someone changed it first.
+    expect = {k: existing.get(k, MISSING) for k in ("class", "password")}
+    changed = storage.patch_many([Patch("@admin", set=user, expect=expect)])[0]
+    return password if changed else None
 
 
 @click.command(
@@ -48,7 +63,10 @@ Examples:
   damas serve                                     ./damas-data on 127.0.0.1:8090
   damas serve --store lmdb:///srv/damas --host 0.0.0.0 --port 80
   damas serve --store memory:// --auth none       local experiments only
-  damas serve --admin-password-file /run/secrets/damas-admin"""
+  damas serve --admin-password-file /run/secrets/damas-admin
+  damas serve --trusted-proxies 127.0.0.1,10.0.0.0/8   behind nginx
+
+GET /healthz answers 200 while the store answers (for load balancers)."""
 )
 @click.option(
     "--store",
@@ -119,6 +137,14 @@ Examples:
     show_default=True,
     help="Default token validity: seconds or a duration like 12h, 7d.",
 )
+@click.option(
+    "--trusted-proxies",
+    default="",
+    metavar="CIDR,...",
+    help="Proxies (addresses or CIDRs) whose X-Forwarded-For names the client that "
+    "sign-in limits count against; the right-most address no trusted proxy wrote is "
+    "taken. Without it, the direct peer is the client.",
+)
 def serve(
     store: str,
     host: str,
@@ -132,6 +158,7 @@ def serve(
     changes_max_bytes: int,
     token_lifespan: str,
     metrics_token_file: Path | None,
+    trusted_proxies: str,
 ) -> None:
     """Serve the tracker's HTTP API (damas-core 2.x routes) with waitress."""
     import damas_core
@@ -141,6 +168,12 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from damas_core.http.clients import proxies
+
+    try:
+        proxies(trusted_proxies)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--trusted-proxies") from None
     try:
         tracker = damas_core.open(store, changes_max_bytes=changes_max_bytes)
     except DamasError as e:
@@ -167,6 +200,7 @@ def serve(
             token_lifespan=token_lifespan,
             max_streams=max_streams,
             metrics_token=_metrics_token(metrics_token_file),
+            trusted_proxies=trusted_proxies,
         )
         # waitress refuses bodies over the limit before reading them, in JSON as the API.
         server = create_server(

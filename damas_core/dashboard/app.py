@@ -87,6 +87,8 @@ class Services(Protocol):
 
     def authenticate(self, call: Call) -> Any: ...
 
+    def client_address(self, environ: dict[str, Any]) -> str: ...
+
 
 def _duration(ms: Any) -> str:
     if isinstance(ms, bool) or not isinstance(ms, int | float):
@@ -204,17 +206,31 @@ class Dashboard:
 
     # -- answers --------------------------------------------------------------------------
 
+    def csrf_binding(self, call: Call) -> str | None:
+        """What the request's forms are bound to (see :mod:`damas_core.dashboard.csrf`):
+        its sign-in token's ``jti``, else its ``csrf`` nonce cookie, else nothing."""
+        if self.app.auth == "jwt":
+            token, _ = call.token()
+            if token is not None:
+                try:
+                    return csrf.session_binding(self.app.tokens.decode(token)["jti"])
+                except Unauthorized:
+                    pass  # an expired or revoked token: the page is an anonymous one
+        nonce = call.request.cookies.get(csrf.COOKIE)
+        return csrf.nonce_binding(nonce) if nonce else None
+
     def render(self, call: Call, template: str, status: int = 200, **values: Any) -> Answer:
-        cookie = call.request.cookies.get(csrf.COOKIE)
+        binding = self.csrf_binding(call)
         fresh = None
-        if not cookie:
-            cookie = fresh = csrf.new_cookie()
+        if binding is None:
+            fresh = csrf.new_cookie()
+            binding = csrf.nonce_binding(fresh)
         session = values.pop("session", None)
         rank = _CLASS_RANK.get(getattr(session, "user_class", ""), -1) if session else -1
         since = call.environ.get("damas.since")
         html = _env.get_template(template).render(
             base=call.base,
-            csrf=csrf.expected(self.app.tokens.secret, cookie),
+            csrf=csrf.expected(self.app.tokens.secret, binding),
             user=getattr(session, "username", None) if session is not None else None,
             user_class=getattr(session, "user_class", None) if session is not None else None,
             can_write=rank >= 1,
@@ -245,10 +261,16 @@ class Dashboard:
         return answer
 
     def check_csrf(self, call: Call) -> None:
+        """Refuse a form whose ``csrf`` field is not the one of the request's own
+        binding, or a request carrying two cookies of one name."""
+        if not csrf.single_cookies(call.environ):
+            raise Forbidden(
+                "dashboard error: this browser sends two cookies of the same name for this "
+                "site (one may have been planted); clear this site's cookies and sign in again",
+                op="dashboard",
+            )
         if not csrf.valid(
-            self.app.tokens.secret,
-            call.request.cookies.get(csrf.COOKIE),
-            call.request.form.get("csrf"),
+            self.app.tokens.secret, self.csrf_binding(call), call.request.form.get("csrf")
         ):
             raise Forbidden(
                 "dashboard error: this form expired or came from another site; reload the page",
@@ -275,7 +297,7 @@ class Dashboard:
             answer = self.app.signin.sign_in(
                 form.get("username", ""),
                 form.get("password", ""),
-                address=call.environ.get("REMOTE_ADDR", ""),
+                address=self.app.client_address(call.environ),
             )
         except TooManyRequests as e:
             wait = max(1, math.ceil(e.retry_after or 1))
@@ -289,6 +311,10 @@ class Dashboard:
         max_age = int(expires - time.time()) if isinstance(expires, int | float) else None
         out = self.redirect(_safe_next(form.get("next"), call.base))
         out.headers.append(("Set-Cookie", _cookie(call, "token", answer["token"], max_age=max_age)))
+        # a new nonce too: the one the sign-in form used (perhaps planted) dies here
+        out.headers.append(
+            ("Set-Cookie", _cookie(call, csrf.COOKIE, csrf.new_cookie(), max_age=None))
+        )
         return out
 
     def sign_out(self, call: Call) -> Answer:
@@ -301,6 +327,9 @@ class Dashboard:
                 pass  # already invalid: signing out is done anyway
         out = self.redirect(call.base + "/signin")
         out.headers.append(("Set-Cookie", _cookie(call, "token", "", max_age=0)))
+        out.headers.append(
+            ("Set-Cookie", _cookie(call, csrf.COOKIE, csrf.new_cookie(), max_age=None))
+        )
         return out
 
     # -- pages ----------------------------------------------------------------------------
@@ -517,18 +546,25 @@ def _here(call: Call) -> str:
 
 
 def _safe_next(value: str | None, base: str) -> str:
-    """Where to go after signing in: a path on this server only, never another site
-    (``//host``, ``/\\host`` and ``/<tab>/host`` all name one: browsers drop tabs and
-    newlines from a URL and read a backslash as a slash)."""
+    r"""Where to go after signing in: a path on this server only, never another site
+    (``//host``, ``/\host`` and ``/<tab>/host`` all name one: browsers drop tabs and
+    newlines from a URL and read a backslash as a slash), else the dashboard's root.
+    Characters beyond ASCII are percent-encoded, so the answer always fits in a header.
+
+    >>> _safe_next("/file?id=/\u00e9t\u00e9.exr", ""), _safe_next("/\u3000/evil.com", "")
+    ('/file?id=/%C3%A9t%C3%A9.exr', '/%E3%80%80/evil.com')
+    >>> [_safe_next(v, "/d") for v in ("//evil", "/d//evil", "/d/\\evil", "https://evil", "/d/\x00")]
+    ['/d/', '/d/', '/d/', '/d/', '/d/']
+    """
     base = base or ""
     if (
-        value
+        isinstance(value, str)
         and value.startswith(base + "/")
         and not value[len(base) :].startswith("//")
         and "\\" not in value
         and all(ch > " " and ch != "\x7f" for ch in value)
     ):
-        return value
+        return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F)))
     return base + "/"
 
 

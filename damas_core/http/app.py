@@ -33,11 +33,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
 
+from damas_core.authcache import AuthCache
 from damas_core.dashboard.app import Dashboard
 from damas_core.errors import (
     DamasError,
@@ -49,8 +50,9 @@ from damas_core.errors import (
     Unauthorized,
 )
 from damas_core.http import openapi, routes
+from damas_core.http.clients import client_address, proxies
 from damas_core.http.messages import Answer, Call
-from damas_core.http.streams import MAX_STREAMS, Streams
+from damas_core.http.streams import HEARTBEAT, MAX_STREAMS, Streams
 from damas_core.signin import SignIn
 from damas_core.tokens import Tokens, parse_lifespan
 
@@ -81,11 +83,21 @@ def make_app(
     sign_in_window: float = 60.0,
     max_streams: int = MAX_STREAMS,
     metrics_token: str | None = None,
+    stream_check: float = HEARTBEAT,
+    trusted_proxies: str | Sequence[str] | None = None,
 ) -> DamasApp:
     """A WSGI application serving ``tracker``'s HTTP API.
 
     ``max_streams`` bounds the event streams (``GET /api/events/``) and waiting
-    long-polls open at once (503 beyond; see :mod:`damas_core.http.streams`).
+    long-polls open at once (503 beyond; see :mod:`damas_core.http.streams`);
+    ``stream_check`` is the most seconds an idle event stream goes without a heartbeat
+    and a check of its token (a change of its account is seen at the next write).
+    ``trusted_proxies`` (CIDRs, comma-separated or a list) are the proxies whose
+    ``X-Forwarded-For`` names the client the sign-in limits count against (see
+    :mod:`damas_core.http.clients`).
+
+    ``GET /healthz`` (under any mount prefix, no sign-in) answers 200
+    ``{"status": "ok"}`` when the store answers one small read, 503 otherwise.
 
     ``auth`` is ``"jwt"``, ``"none"`` or a callable ``(environ) -> username | None``.
     ``max_body_size`` (bytes) bounds request bodies (413 beyond); ``token_lifespan`` is
@@ -104,6 +116,8 @@ def make_app(
         sign_in_window=sign_in_window,
         max_streams=max_streams,
         metrics_token=metrics_token,
+        stream_check=stream_check,
+        trusted_proxies=trusted_proxies,
     )
 
 
@@ -121,6 +135,8 @@ class DamasApp:
         sign_in_window: float,
         max_streams: int = MAX_STREAMS,
         metrics_token: str | None = None,
+        stream_check: float = HEARTBEAT,
+        trusted_proxies: str | Sequence[str] | None = None,
     ) -> None:
         if auth not in ("jwt", "none") and not callable(auth):
             raise ValueError(
@@ -133,10 +149,13 @@ class DamasApp:
         self.tracker = tracker
         self.auth = auth
         self.max_body_size = max_body_size
-        self.tokens = Tokens(tracker, lifespan=token_lifespan)
+        self.trusted_proxies = proxies(trusted_proxies)
+        #: Revocations and accounts, current through the change feed (one per app).
+        self.auth_cache = AuthCache(tracker.storage)
+        self.tokens = Tokens(tracker, lifespan=token_lifespan, cache=self.auth_cache)
         self.signin = SignIn(tracker, self.tokens, attempts=sign_in_attempts, window=sign_in_window)
         self._openapi: dict[str, bytes] = {}
-        self.streams = Streams(tracker.feed, limit=max_streams)
+        self.streams = Streams(tracker.feed, limit=max_streams, heartbeat=stream_check)
         self.dashboard = Dashboard(self, Answer)
         self._cache_lock = threading.Lock()
         self.metrics: Any = None
@@ -181,6 +200,8 @@ class DamasApp:
             )
         if call.path == "/metrics":
             return self.serve_metrics(call)
+        if call.path == "/healthz":
+            return self.health(call)
         found = routes.match(call.path)
         if not found and not call.path.startswith("/api/"):
             return self.dashboard(call)  # every other path is a page of the dashboard
@@ -257,6 +278,24 @@ class DamasApp:
 
         return Answer(200, raw=self.metrics.exposition(), content_type=CONTENT_TYPE)
 
+    def health(self, call: Call) -> Answer:
+        """``GET /healthz``: 200 when the store answers one small read (its feed
+        position), 503 otherwise; for load balancers, so no sign-in and nothing more."""
+        if call.method not in ("GET", "HEAD"):
+            answer = Answer(405, {"error": "healthz error: use GET", "status": 405})
+            answer.headers.append(("Allow", "GET, HEAD"))
+            return answer
+        try:
+            self.tracker.storage.last_seq()
+        except Exception as e:  # whatever the store raised, the answer is "not now"
+            log.warning("healthz: the store does not answer: %s", e)
+            return Answer(503, {"status": "unavailable", "error": f"healthz error: {e}"})
+        return Answer(200, {"status": "ok"})
+
+    def client_address(self, environ: dict[str, Any]) -> str:
+        """The client's address (``X-Forwarded-For`` only from a trusted proxy)."""
+        return client_address(environ, self.trusted_proxies)
+
     # -- authentication ---------------------------------------------------------------------
 
     def authenticate(self, call: Call) -> Any:
@@ -302,7 +341,7 @@ class DamasApp:
         answer = self.signin.sign_in(
             form.get("username"),  # type: ignore[arg-type]
             form.get("password"),  # type: ignore[arg-type]
-            address=call.environ.get("REMOTE_ADDR", ""),
+            address=self.client_address(call.environ),
             expires_in=form.get("expiresIn"),
         )
         return Answer(200, answer)

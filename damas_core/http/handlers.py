@@ -419,7 +419,6 @@ def events(call: Call) -> Answer:
         call.environ,
         since,
         elements=flag(call.args.get("elements"), "elements", "events"),
-        still_allowed=lambda: call.app.authenticate(call),
     )
     return Answer(
         200,

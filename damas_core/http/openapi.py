@@ -139,7 +139,14 @@ RESULTS: dict[str, dict[str, Any]] = {
     "ids": {
         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "null"]}}]
     },
-    "graph": {"type": "array", "items": _ELEMENT, "description": "Nodes, then the links walked."},
+    "graph": {
+        "type": "array",
+        "items": _NULLABLE_ELEMENT,
+        "description": (
+            "Nodes, then the links walked. For a list of ids, each distinct id asked has "
+            "its place first, in order, `null` where it does not exist (207)."
+        ),
+    },
     "id_list": {"type": "array", "items": {"type": "string"}},
     "element_list": {"type": "array", "items": _ELEMENT},
     "element_or_null": _NULLABLE_ELEMENT,
@@ -171,12 +178,15 @@ RESULTS: dict[str, dict[str, Any]] = {
         "type": "object",
         "description": (
             "The latest change of each id after `since`, in seq order; read on from "
-            "`last_seq`. `reset: true`: read every element again, then go on from `last_seq`."
+            "`last_seq`. `reset: true`: read every element again, then go on from `last_seq`. "
+            "`more: true`: the answer stopped early at its size bound (8 MB by default): "
+            "read on from `last_seq` at once."
         ),
         "required": ["last_seq", "changes"],
         "properties": {
             "last_seq": {"type": "integer", "minimum": 0},
             "reset": {"type": "boolean"},
+            "more": {"type": "boolean"},
             "changes": {"type": "array", "items": {"$ref": "#/components/schemas/Change"}},
         },
     },

@@ -152,6 +152,9 @@ def create_server(
     with :func:`stop_server`."""
     if not idle_timeout > 0:
         raise ValueError(f"idle_timeout must be a number of seconds > 0, not {idle_timeout!r}")
+    # The application decides whom to believe about X-Forwarded-For (make_app's
+    # trusted_proxies): waitress must pass the header on, not clear it.
+    options.setdefault("clear_untrusted_proxy_headers", False)
     # waitress refuses a body of max_request_body_size bytes or more.
     server = waitress.create_server(app, max_request_body_size=max_body_size + 1, **options)
     servers = [server] if hasattr(server, "channel_class") else list(server.map.values())

@@ -3,7 +3,12 @@
 
 A :class:`Stream` is a WSGI response body made in steps: :meth:`Stream.step` reads
 what the feed holds past the stream's position (never blocking) and says what to write
-and whether the answer is complete. Iterated as a plain WSGI body it blocks between
+and whether the answer is complete. Every step re-checks the account the stream acts
+for (:meth:`Stream.read`): what a stream delivers is filtered with the account's class
+as it stands after the feed was read, and a stream whose token no longer holds, or
+whose account was deleted or disabled, ends. A step runs whenever the store's position
+moves (an account change is a write, so it wakes every stream) and at least every
+``check`` seconds (a heartbeat: token expiry needs no write). Iterated as a plain WSGI body it blocks between
 steps on :meth:`damas_core.feed.Feed.wait`, so under any WSGI server an open stream
 holds one of its threads; ``damas serve`` instead hands every stream over to one hub
 thread (:mod:`damas_core.http.hub`) and frees the worker at once.
@@ -24,12 +29,13 @@ from typing import Any
 
 import orjson
 
-from damas_core.errors import DamasError, TooManyStreams
+from damas_core.errors import TooManyStreams, Unauthorized
 
 log = logging.getLogger(__name__)
 
 #: Seconds between two heartbeats (SSE comment lines) on an idle event stream, so
-#: proxies and the server's idle-connection timeout keep it open.
+#: proxies and the server's idle-connection timeout keep it open; also the longest an
+#: idle stream goes without re-checking its token.
 HEARTBEAT = 15.0
 #: Open streams (event streams and waiting long-polls) one application allows by default.
 MAX_STREAMS = 1000
@@ -93,13 +99,10 @@ class Streams:
         position: int,
         *,
         elements: bool = False,
-        still_allowed: Callable[[], Any] | None = None,
     ) -> EventStream:
         """A new :class:`EventStream` from ``position``, in a slot of its own."""
         self.take("events")
-        return EventStream(
-            self, session, environ, position, elements=elements, still_allowed=still_allowed
-        )
+        return EventStream(self, session, environ, position, elements=elements)
 
     def poll(
         self,
@@ -144,6 +147,20 @@ class Stream:
         """The ``time.monotonic()`` at which :meth:`step` must run even if nothing changed."""
         raise NotImplementedError
 
+    def read(self, limit: int, elements: bool) -> dict[str, Any] | None:
+        """The feed past :attr:`position` as the account sees it now, or ``None`` when
+        the account may no longer read (the stream must end).
+
+        :meth:`~damas_core.tracker.Session.changes` filters each page with the session
+        renewed after the page was read; the stream keeps that session for its next
+        step."""
+        try:
+            answer = self.session.changes(self.position, limit, elements=elements)
+            self.session = self.session.renewed()
+        except Unauthorized:
+            return None
+        return answer
+
     def end(self) -> None:
         """Give the stream's slot back (once)."""
         if not self._released:
@@ -187,11 +204,8 @@ class Stream:
 
 class EventStream(Stream):
     """``GET /api/events/``: one ``change`` event per change after ``position``
-    (``reset`` when the reader must read everything again), heartbeats while idle.
-
-    ``still_allowed`` is called at each heartbeat and ends the stream if it raises (a
-    revoked or expired token).
-    """
+    (``reset`` when the reader must read everything again), heartbeats while idle; it
+    ends when its account may no longer read (see :meth:`Stream.read`)."""
 
     content_type = "text/event-stream"
 
@@ -203,11 +217,9 @@ class EventStream(Stream):
         position: int,
         *,
         elements: bool = False,
-        still_allowed: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(streams, session, environ, position)
         self.elements = elements
-        self.still_allowed = still_allowed
         self.started = False
         self.next_beat = time.monotonic() + streams.heartbeat
 
@@ -219,7 +231,9 @@ class EventStream(Stream):
         if not self.started:
             self.started = True
             out.append(b"retry: %d\n: damas change feed from %d\n\n" % (RETRY_MS, self.position))
-        answer = self.session.changes(self.position, PAGE, elements=self.elements)
+        answer = self.read(PAGE, self.elements)
+        if answer is None:
+            return b"".join(out), True  # the account lost its right to read: the end
         last = answer["last_seq"]
         if answer.get("reset"):
             out.append(event("reset", last, {"last_seq": last, "reset": True}))
@@ -227,11 +241,6 @@ class EventStream(Stream):
             out.append(event("change", change["seq"], change))
         self.position = last
         if now >= self.next_beat:
-            if self.still_allowed is not None:
-                try:
-                    self.still_allowed()
-                except DamasError:
-                    return b"".join(out), True  # the token no longer holds: the stream ends
             self.next_beat = now + self.streams.heartbeat
             out.append(b": keep-alive\n\n")
         return b"".join(out), False
@@ -264,7 +273,9 @@ class PollStream(Stream):
         return self.deadline
 
     def step(self, now: float) -> tuple[bytes, bool]:
-        answer = self.session.changes(self.position, self.limit, elements=self.elements)
+        answer = self.read(self.limit, self.elements)
+        if answer is None:  # the account may no longer read: an empty answer, at once
+            return orjson.dumps({"last_seq": self.position, "changes": []}), True
         if answer["changes"] or answer.get("reset") or now >= self.deadline:
             return orjson.dumps(answer), True
         self.position = answer["last_seq"]  # past changes this reader may not see

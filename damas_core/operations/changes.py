@@ -134,6 +134,10 @@ def changes(
       ``"more": True``, and its ``last_seq`` is that entry's seq: read on from there.
       An entry larger than the bound comes alone.
     - ``wait`` > 0 blocks until a visible change arrives or ``wait`` seconds pass.
+    - Each page is filtered with the session renewed after it was read
+      (:meth:`~damas_core.tracker.Session.renewed`): the account's class as it stands
+      then, also after a wait; a deleted or disabled account (or a token that no longer
+      holds) raises ``Unauthorized``.
     - ``{"last_seq": N, "changes": [], "reset": True}`` when ``since`` is below the
       feed's horizon (tombstones were dropped after it) or above the store's position
       (another store, or one restored from an older copy): the reader must forget what
@@ -141,13 +145,17 @@ def changes(
     """
     require(session.user_class, "read", session.username)
     since, limit, elements, wait = check_arguments(since, limit, elements, wait)
-    storage = session.storage
     deadline = time.monotonic() + wait
     while True:
+        storage = session.storage
         last, entries = storage.changes(since, limit)
         # The horizon is read after the page: a compaction before the read shows here.
         if since < storage.horizon() or since > last:
             return {"last_seq": storage.last_seq(), "changes": [], "reset": True}
+        # The account may have changed since the session was made (or while this
+        # waited): filter with the session as it stands now, renewed after the page was
+        # read (Unauthorized when the account may no longer read).
+        session = session.renewed()
         visible = visible_entries(session, entries)
         remaining = deadline - time.monotonic()
         if visible or remaining <= 0:

@@ -3,23 +3,26 @@ as MongoDB dicts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from damas_core.elements import RESERVED_PREFIX, SETTINGS_ID, Element
 from damas_core.errors import BadRequest
 from damas_core.operations.common import check_queryable, public, public_all
 from damas_core.permissions import require
-from damas_core.query.ast import Node, Sort
+from damas_core.query.ast import And, Node, Regex, Sort
 from damas_core.query.mongo_query import from_mongo
 from damas_core.query.parser import parse
-from damas_core.query.predicate import to_predicate
 from damas_core.query.sort import normalize_sort
 
 if TYPE_CHECKING:
     from damas_core.tracker import Session
 
-#: Internal elements every search leaves out.
+#: Internal elements every store has (every search leaves out every internal element,
+#: ids starting with RESERVED_PREFIX: also token revocations and sign-in limits).
 HIDDEN_IDS = (SETTINGS_ID,)
+#: Every internal element, as a query: an ``_id`` prefix.
+_INTERNAL = Regex(("_id",), r"^\~", "")
 
 
 def _as_query(query: str | Node) -> Node:
@@ -42,9 +45,27 @@ def _page(skip: Any, limit: Any) -> tuple[int, int | None]:
 
 
 def _wanted(skip: int, limit: int | None) -> int | None:
-    """How many matches to ask the storage for: ``len(HIDDEN_IDS)`` more than the page
-    needs, so dropping internal ids never leaves the page short."""
+    """How many matches to ask the storage for first: ``len(HIDDEN_IDS)`` more than
+    the page needs, which is enough unless other internal elements (revocations,
+    sign-in limits) match too: then :func:`_visible` asks again for more."""
     return None if limit is None else skip + limit + len(HIDDEN_IDS)
+
+
+def _visible(
+    find: Callable[[int | None], list[Any]],
+    key: Callable[[Any], str],
+    skip: int,
+    limit: int | None,
+) -> list[Any]:
+    """The page of what ``find(n)`` (the first ``n`` matches, ``None``: all) holds
+    without internal elements, asking for more while internal ones left it short."""
+    wanted = _wanted(skip, limit)
+    while True:
+        found = find(wanted)
+        visible = [x for x in found if not key(x).startswith(RESERVED_PREFIX)]
+        if wanted is None or len(found) < wanted or len(visible) >= skip + (limit or 0):
+            return _page_of(visible, skip, limit)
+        wanted *= 2
 
 
 def _page_of(items: list[Any], skip: int, limit: int | None) -> list[Any]:
@@ -62,8 +83,7 @@ def visible_ids(
     session: Session, node: Node, sort: Sort, skip: int, limit: int | None
 ) -> list[str]:
     """Matching ids without the internal elements, then paged."""
-    ids = session.storage.find(node, sort, 0, _wanted(skip, limit))
-    return _page_of([i for i in ids if not i.startswith(RESERVED_PREFIX)], skip, limit)
+    return _visible(lambda n: session.storage.find(node, sort, 0, n), str, skip, limit)
 
 
 def search(
@@ -87,9 +107,13 @@ def search_elements(
     skip, limit = _page(skip, limit)
     node = _as_query(query)
     order = _checked(session, node, sort, "search_elements")
-    found = session.storage.find_elements(node, order, 0, _wanted(skip, limit))
-    visible = [e for e in found if not e["_id"].startswith(RESERVED_PREFIX)]
-    return public_all(_page_of(visible, skip, limit), session)
+    visible = _visible(
+        lambda n: session.storage.find_elements(node, order, 0, n),
+        lambda e: e["_id"],
+        skip,
+        limit,
+    )
+    return public_all(visible, session)
 
 
 def search_one(session: Session, query: str | Node) -> Element | None:
@@ -111,9 +135,7 @@ def search_mongo(
     skip, limit = _page(skip, limit)
     node = from_mongo(query if query is not None else {})
     ids = visible_ids(session, node, _checked(session, node, sort, "search_mongo"), skip, limit)
-    count = session.storage.count(node)
-    hidden = [e for e in session.storage.get_many(list(HIDDEN_IDS)) if e is not None]
-    if hidden:
-        match = to_predicate(node)
-        count -= sum(1 for e in hidden if match(e))
+    # internal elements matched too are not counted (an _id prefix: a key range where
+    # the store orders ids)
+    count = session.storage.count(node) - session.storage.count(And((node, _INTERNAL)))
     return {"count": count, "ids": ids}

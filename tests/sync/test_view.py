@@ -149,3 +149,20 @@ def test_the_view_keeps_volumes_and_parameters_current(tracker):
     tracker.delete("v1")
     view.refresh()
     assert view.volumes() == [] and view.volume("v1") is None
+
+
+def test_a_refresh_reads_on_past_pages_the_feed_cut_for_their_size(tmp_path):
+    # pages cut by the feed's byte bound are short but say "more": a later refresh still
+    # takes every change, not only the first page's
+    tracker = damas_core.open(f"lmdb://{tmp_path}/store", changes_max_bytes=4096)
+    view = TrackerView(tracker, str(tmp_path / "view"))
+    view.refresh()
+    tracker.publish(
+        [{"_id": f"/f{i}", "origin": "paris", "comment": "c", "pad": "x" * 1000} for i in range(20)]
+    )
+    assert tracker.changes(view.last_seq, 1000, elements=True).get("more")
+    done = view.refresh()
+    assert sorted(view.files) == sorted(f"/f{i}" for i in range(20))
+    assert done.requests > 1
+    view.close()
+    tracker.close()
