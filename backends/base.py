@@ -658,16 +658,7 @@ def prefix_range(query: Node) -> Node:
         prefix = id_prefix(query)
         if not prefix:
             return query
-        terms: list[Node] = [Cmp(("_id",), ">=", prefix)]
-        chars = list(prefix)
-        while chars:
-            c = ord(chars.pop()) + 1
-            if c == 0xD800:
-                c = 0xE000  # no string holds a lone surrogate
-            if c <= 0x10FFFF:
-                terms.append(Cmp(("_id",), "<", "".join(chars) + chr(c)))
-                break
-        return And(tuple(terms))
+        return prefix_span(("_id",), prefix)
     if t is Not:
         inner = prefix_range(query.node)
         return query if inner is query.node else Not(inner)
@@ -675,6 +666,25 @@ def prefix_range(query: Node) -> Node:
         nodes = tuple(map(prefix_range, query.nodes))
         return query if nodes == query.nodes else t(nodes)
     return query
+
+
+def prefix_span(path: tuple[str, ...], prefix: str) -> And:
+    """The strings at ``path`` that start with ``prefix``, as a range: ``>= prefix`` and,
+    when there is one, ``<`` the least string above every string starting with it.
+
+    >>> prefix_span(("name",), "a\U0010ffff")
+    And(nodes=(Cmp(path=('name',), op='>=', value='a\U0010ffff'), Cmp(path=('name',), op='<', value='b')))
+    """
+    terms: list[Node] = [Cmp(path, ">=", prefix)]
+    chars = list(prefix)
+    while chars:
+        c = ord(chars.pop()) + 1
+        if c == 0xD800:
+            c = 0xE000  # no string holds a lone surrogate
+        if c <= 0x10FFFF:
+            terms.append(Cmp(path, "<", "".join(chars) + chr(c)))
+            break
+    return And(tuple(terms))
 
 
 def id_lower_bound(query: Node) -> str | None:
@@ -718,8 +728,19 @@ def _literal_prefix(pattern: str) -> str | None:
     pattern is anything else."""
     if not pattern.startswith("^"):
         return None
+    text, end = literal_head(pattern, 1)
+    return text if end == len(pattern) else None
+
+
+def literal_head(pattern: str, start: int = 0) -> tuple[str, int]:
+    r"""The literal text ``pattern`` spells from ``start`` (any character but regex
+    syntax, a backslash before punctuation, ``\xHH``), and the index where that stops.
+
+    >>> literal_head(r"^\/a\x2fb.*", 1)
+    ('/a/b', 9)
+    """
     out: list[str] = []
-    i, n = 1, len(pattern)
+    i, n = start, len(pattern)
     while i < n:
         c = pattern[i]
         if c == "\\":
@@ -737,12 +758,12 @@ def _literal_prefix(pattern: str) -> str | None:
                 out.append(chr(int(hex_digits, 16)))
                 i += 4
                 continue
-            return None
+            break
         if c in _REGEX_SYNTAX:
-            return None
+            break
         out.append(c)
         i += 1
-    return "".join(out)
+    return "".join(out), i
 
 
 def index_values(element: Mapping[str, Any], key: str) -> list[Any]:
@@ -772,9 +793,11 @@ __all__ = [
     "index_lookup",
     "index_values",
     "insert_encoded",
+    "literal_head",
     "now_ms",
     "patch_encoded",
     "prefix_range",
+    "prefix_span",
     "resolve_first",
     "select",
 ]

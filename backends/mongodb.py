@@ -1,4 +1,4 @@
-"""``mongodb://`` and ``mongomock://``: elements as documents of one MongoDB collection.
+r"""``mongodb://`` and ``mongomock://``: elements as documents of one MongoDB collection.
 
 URLs:
 
@@ -16,16 +16,24 @@ URLs:
 
 Elements keep their string ``_id`` as MongoDB's ``_id`` (never an ObjectId). The
 search AST runs natively (:func:`damas_core.query.mongo.to_mongo`), sorted, skipped
-and limited by the server, except regexes: the server selects the candidates the rest
-of the query allows and RE2 decides, so no pattern can take more than linear time
-(option ``native_regex=True`` lets a trusted deployment run them on the server). Indexes on ``#parent``, ``src_id``, ``tgt_id`` and the
-``indexes`` option are created at open.
+and limited by the server. A regex goes to the server only where its engine answers
+as RE2 does, in linear time (a literal, perhaps anchored: :func:`server_query`); an
+anchored literal prefix (``_id:/^\/shots\//``) becomes a range on the key, served by
+its index; any other regex is decided by RE2 in this process over the candidates the
+rest of the query allows, so no pattern can take more than linear time (option
+``native_regex=True`` lets a trusted deployment run them all on the server). Indexes
+on ``#parent``, ``src_id``, ``tgt_id`` and the ``indexes`` option are created at open.
+
+Every list of ids sent in one command (``$in``) is cut in batches of at most
+``batch_bytes`` (option, default 8 MiB; :func:`id_batches`): MongoDB refuses a command
+over 16 MiB, which 300 000 ids of 60 characters would be.
 
 Atomicity: on a replica set or sharded cluster (detected at open with ``hello``), a
 transaction block is a MongoDB multi-document transaction. On a standalone server and
 on mongomock there are no transactions: the block keeps an undo log (the prior state
-of every element it touched) and restores it if the block raises; other threads of the
-process wait, but other processes may see the block's writes before it ends, and a
+of every element it touched) and, if the block raises, restores each element that is
+still as the block left it, key by key (a key another writer changed since keeps
+their value; an element another writer changed or re-created since stays theirs); other threads of the process wait, but other processes may see the block's writes before it ends, and a
 process killed mid-block leaves them behind (``atomic`` is then ``False``). A guarded
 patch (``Patch.expect``) is one atomic compare-and-set on every server.
 
@@ -64,7 +72,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import pymongo.errors
-from damas_core.backends.base import Change, Element, Patch, Storage, now_ms, select
+from damas_core.backends.base import (
+    Change,
+    Element,
+    Patch,
+    Storage,
+    literal_head,
+    now_ms,
+    prefix_span,
+    select,
+)
 from pymongo import ReturnDocument
 
 from damas_core.elements import encode
@@ -77,6 +94,8 @@ DEFAULT_DATABASE = "damas"
 DEFAULT_COLLECTION = "node"
 DEFAULT_TIMEOUT_MS = 3000
 DEFAULT_FEED_GRACE_MS = 30_000
+#: Bytes of ids one command may carry (MongoDB refuses a command over 16 MiB).
+DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 T = TypeVar("T")
 _TRANSIENT = "TransientTransactionError"
 _RETRIES = 20  # runs of a primitive that meets transient write conflicts
@@ -123,23 +142,100 @@ def _expect_filter(expect: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return clauses
 
 
-def regex_superset(node: Node, positive: bool = True) -> Node:
-    """``node`` with every regex relaxed so that it matches at least what ``node`` does.
+def id_batches(ids: Sequence[str], limit_bytes: int) -> Iterator[list[str]]:
+    """``ids`` in order, cut into lists whose BSON array (as in ``{"$in": [...]}``) takes
+    at most ``limit_bytes`` bytes; an id longer than that alone goes in a list of its own.
 
-    A regex where it counts for a match becomes ``All()``, one under an odd number of
-    ``Not`` becomes ``Not(All())``; the exact answer then comes from RE2 over those
-    candidates, so no pattern runs on the server's backtracking engine.
+    MongoDB refuses a command over 16 MiB: one ``$in`` of 300 000 ids of 60 characters
+    is 20.8 MiB.
 
-    >>> regex_superset(And((Eq(("a",), 1), Not(Regex(("b",), "x")))))
-    And(nodes=(Eq(path=('a',), value=1), Not(node=Not(node=All()))))
+    >>> [len(b) for b in id_batches(["/a" * 10] * 5, 70)]
+    [2, 2, 1]
     """
-    if isinstance(node, Regex):
-        return All() if positive else Not(All())
-    if isinstance(node, Not):
-        return Not(regex_superset(node.node, not positive))
-    if isinstance(node, And | Or):
-        return type(node)(tuple(regex_superset(n, positive) for n in node.nodes))
-    return node
+    batch: list[str] = []
+    size = 5  # the array's length prefix and terminator
+    for id_ in ids:
+        # an element: type byte, its index as a C string, length prefix, UTF-8, NUL
+        cost = 7 + len(str(len(batch))) + len(id_.encode("utf-8", "surrogatepass"))
+        if batch and size + cost > limit_bytes:
+            yield batch
+            batch, size = [], 5
+            cost = 8 + len(id_.encode("utf-8", "surrogatepass"))
+        batch.append(id_)
+        size += cost
+    if batch:
+        yield batch
+
+
+def _exact_on_server(node: Regex) -> bool:
+    """True when a server's regex engine answers ``node`` as RE2 does, in linear time:
+    a literal (``\\/``, ``\\xHH`` escapes), perhaps anchored by ``^`` and ``$``, without
+    the ``i`` or ``m`` flag (case folding and line anchors differ between engines)."""
+    if {"i", "m"} & set(node.flags):
+        return False
+    start = 1 if node.pattern.startswith("^") else 0
+    text, end = literal_head(node.pattern, start)
+    return node.pattern[end:] in ("", "$") and "\x00" not in text
+
+
+def _prefix_range(node: Regex) -> Node | None:
+    """A range on ``node``'s key holding every string ``node`` matches, from the literal
+    its pattern is anchored to; ``None`` when it is anchored to none."""
+    pattern = node.pattern
+    if not pattern.startswith("^") or {"i", "m"} & set(node.flags) or "|" in pattern:
+        return None
+    text, end = literal_head(pattern, 1)
+    if pattern[end : end + 1] in ("?", "*", "{"):  # the last character is optional
+        text = text[:-1]
+    if not text:
+        return None
+    return prefix_span(node.path, text)
+
+
+def server_query(node: Node) -> tuple[Node, bool]:
+    """The query to send the server for ``node``, and whether its answer is exact.
+
+    A regex the server answers as RE2 does stays (:func:`_exact_on_server`), an
+    anchored literal prefix on ``_id`` becomes its range (``_id`` is always a string).
+    Any other regex is relaxed so that the server's answer holds every match: where it
+    counts for a match it becomes the range of its anchored prefix, or ``All()``;
+    under an odd number of ``Not`` it becomes ``Not(All())``. The answer is then not
+    exact, and RE2 decides over those candidates.
+
+    >>> server_query(And((Eq(("a",), 1), Not(Regex(("b",), "x+")))))
+    (And(nodes=(Eq(path=('a',), value=1), Not(node=Not(node=All())))), False)
+    >>> server_query(Regex(("_id",), "^/s/"))
+    (And(nodes=(Cmp(path=('_id',), op='>=', value='/s/'), Cmp(path=('_id',), op='<', value='/s0'))), True)
+    """
+    exact = True
+
+    def relax(n: Node, positive: bool) -> Node:
+        nonlocal exact
+        if isinstance(n, Regex):
+            prefix = _prefix_range(n)
+            if _exact_on_server(n):
+                if n.path == ("_id",) and prefix is not None and not n.pattern.endswith("$"):
+                    return prefix
+                return n
+            exact = False
+            if positive:
+                return All() if prefix is None else prefix
+            return Not(All())
+        if isinstance(n, Not):
+            return Not(relax(n.node, not positive))
+        if isinstance(n, And | Or):
+            return type(n)(tuple(relax(m, positive) for m in n.nodes))
+        return n
+
+    out = relax(node, True)
+    return out, exact
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any], key: str) -> bool:
+    """True when ``key`` holds the same JSON in ``a`` and ``b`` (``true`` is not ``1``)."""
+    if (key in a) != (key in b):
+        return False
+    return key not in a or orjson.dumps(a[key]) == orjson.dumps(b[key])
 
 
 def _mongomock_deviates(query: Node) -> bool:
@@ -173,9 +269,11 @@ class MongoStorage(Storage):
         self.feed_grace_ms = int(
             options.get("feed_grace_ms") or params.pop("feed_grace_ms", DEFAULT_FEED_GRACE_MS)
         )
-        params.pop("collection", None)
-        params.pop("timeout_ms", None)
-        params.pop("feed_grace_ms", None)
+        self.batch_bytes = int(
+            options.get("batch_bytes") or params.pop("batch_bytes", DEFAULT_BATCH_BYTES)
+        )
+        for name in ("collection", "timeout_ms", "feed_grace_ms", "batch_bytes"):
+            params.pop(name, None)
         self.address = parts.netloc.rpartition("@")[2] or "(in-memory)"
         self._local = threading.local()
         self._lock = threading.RLock()
@@ -242,20 +340,28 @@ class MongoStorage(Storage):
         """The client session of this thread's native transaction, or ``None``."""
         return getattr(self._local, "session", None)
 
-    def _remember(self, id: str, prior: Element | None) -> None:
-        """Record an element's state before this block first touched it (undo log)."""
-        undo = getattr(self._local, "undo", None)
-        if undo is not None and id not in undo:
-            undo[id] = prior
+    def _undoing(self) -> bool:
+        """True inside a block that keeps an undo log (no server transactions)."""
+        return getattr(self._local, "undo", None) is not None
+
+    def _remember(self, id: str, prior: Element | None, written: Element | None) -> None:
+        """Undo log: an element's state before this block first touched it, and the
+        state the block left it in (``None``: absent)."""
+        local = self._local
+        if getattr(local, "undo", None) is not None:
+            local.undo.setdefault(id, prior)
+            local.written[id] = written
+
+    def _find_ids(self, ids: Sequence[str], fields: Any = None) -> Iterator[dict[str, Any]]:
+        """The stored documents with these ids, one ``$in`` per :func:`id_batches`."""
+        for batch in id_batches(ids, self.batch_bytes):
+            yield from self._collection.find({"_id": {"$in": batch}}, fields, session=self._session)
 
     # -- primitives ---------------------------------------------------------------------
 
     def _get_many(self, ids: list[str]) -> list[Element | None]:
         unique = list(dict.fromkeys(ids))
-        found = {
-            d["_id"]: d
-            for d in self._collection.find({"_id": {"$in": unique}}, session=self._session)
-        }
+        found = {d["_id"]: d for d in self._find_ids(unique)}
         out: list[Element | None] = []
         given: set[str] = set()
         for i in ids:
@@ -299,12 +405,7 @@ class MongoStorage(Storage):
         with self._transaction():
             session = self._session
             # Skip ids already stored: a duplicate-key error would abort a transaction.
-            present = {
-                d["_id"]
-                for d in self._collection.find(
-                    {"_id": {"$in": list(todo)}}, {"_id": 1}, session=session
-                )
-            }
+            present = {d["_id"] for d in self._find_ids(list(todo), {"_id": 1})}
             batch = [(i, doc) for id_, (i, doc) in todo.items() if id_ not in present]
             if not batch:
                 return out
@@ -323,7 +424,7 @@ class MongoStorage(Storage):
                 for k, (i, doc) in enumerate(batch):
                     if k not in failed:
                         out[i] = True
-                        self._remember(doc["_id"], None)
+                        self._remember(doc["_id"], None, doc)
                         changed.append((doc["_id"], False))
             if error is not None:
                 raise error
@@ -355,7 +456,9 @@ class MongoStorage(Storage):
                     filt, update, return_document=ReturnDocument.BEFORE, session=session
                 )
                 if prior is not None:
-                    self._remember(p.id, prior)
+                    if self._undoing():
+                        after = {k: v for k, v in prior.items() if k not in unset}
+                        self._remember(p.id, prior, {**after, **update.get("$set", {})})
                     changed.append((p.id, False))
                 out.append(prior is not None)
         return out
@@ -366,7 +469,7 @@ class MongoStorage(Storage):
             for i in ids:
                 prior = self._collection.find_one_and_delete({"_id": i}, session=self._session)
                 if prior is not None:
-                    self._remember(i, prior)
+                    self._remember(i, prior, None)
                     changed.append((i, True))
                 out.append(prior is not None)
         return out
@@ -389,10 +492,10 @@ class MongoStorage(Storage):
         if self._mock and _mongomock_deviates(query):
             return select(self._scan(), query, sort, skip, limit)
         session = self._session
-        if not self._native_regex and any(isinstance(n, Regex) for n in walk(query)):
-            candidates = self._collection.find(to_mongo(regex_superset(query)), session=session)
+        filt, exact = self._filter(query)
+        if not exact:
+            candidates = self._collection.find(filt, session=session)
             return select(candidates, query, sort, skip, limit)
-        filt = to_mongo(query)
         if sort and self._sort_needs_python(filt, sort):
             keys = {key.split(".")[0]: 1 for key, _ in sort} if ids_only else None
             docs = self._collection.find(filt, keys, session=session)
@@ -420,12 +523,22 @@ class MongoStorage(Storage):
         probe = {"$and": [filt, {"$or": clauses}]}
         return self._collection.find_one(probe, {"_id": 1}, session=self._session) is not None
 
+    def _filter(self, query: Node) -> tuple[dict[str, Any], bool]:
+        """The filter to send for ``query``, and whether the server's answer is exact
+        (else RE2 decides over it: :func:`server_query`)."""
+        if self._native_regex or not any(isinstance(n, Regex) for n in walk(query)):
+            return to_mongo(query), True
+        relaxed, exact = server_query(query)
+        return to_mongo(relaxed), exact
+
     def _count(self, query: Node) -> int:
-        if (self._mock and _mongomock_deviates(query)) or (
-            not self._native_regex and any(isinstance(n, Regex) for n in walk(query))
-        ):
+        if self._mock and _mongomock_deviates(query):
             return len(select(self._scan(), query, (), 0, None))
-        return self._collection.count_documents(to_mongo(query), session=self._session)
+        filt, exact = self._filter(query)
+        if not exact:
+            candidates = self._collection.find(filt, session=self._session)
+            return len(select(candidates, query, (), 0, None))
+        return self._collection.count_documents(filt, session=self._session)
 
     def _ensure_index(self, key: str) -> None:
         self._collection.create_index(field_name((key,)))
@@ -451,28 +564,56 @@ class MongoStorage(Storage):
                         if local.changes:  # numbered last: the counter is held briefly
                             self._write_feed(local.changes, self._take(len(local.changes)))
                 else:
-                    local.undo = {}
+                    local.undo, local.written = {}, {}
                     try:
                         yield
                     except BaseException:
-                        self._rollback(local.undo)
+                        self._rollback(local.undo, local.written)
                         raise
             finally:
                 local.depth = 0
                 local.session = None
-                local.undo = None
+                local.undo = local.written = None
                 local.changes = None
 
-    def _rollback(self, undo: dict[str, Element | None]) -> None:
-        """Put every element the failed block touched back as it was, newest first.
+    def _rollback(
+        self, undo: dict[str, Element | None], written: dict[str, Element | None]
+    ) -> None:
+        """Put every element the failed block touched back as it was, newest first, each
+        only where it is still as the block left it: this is a compare-and-set on what
+        the block wrote, so a write another process made meanwhile is never undone.
         Others may have seen the block's writes: undoing them are changes too."""
+        collection = self._collection
         with self._numbering(len(undo)) as changed:
             for id_, prior in reversed(list(undo.items())):
-                if prior is None:
-                    self._collection.delete_one({"_id": id_})
-                else:
-                    self._collection.replace_one({"_id": id_}, prior, upsert=True)
-                changed.append((id_, prior is None))
+                mine = written[id_]
+                if mine is None:
+                    if prior is not None:
+                        try:  # unless another writer made the id again meanwhile
+                            collection.insert_one(prior)
+                        except pymongo.errors.DuplicateKeyError:
+                            continue
+                        changed.append((id_, False))
+                    continue
+                if prior is None:  # only if exactly as written: same keys, same values
+                    guard = _expect_filter({k: v for k, v in mine.items() if k != "_id"})
+                    size = {"$size": {"$objectToArray": "$$ROOT"}}
+                    guard.append({"$expr": {"$eq": [size, len(mine)]}})
+                    done = collection.delete_one({"$and": [{"_id": id_}, *guard]}).deleted_count
+                    if done:
+                        changed.append((id_, True))
+                    continue
+                # key by key, each only if it still holds what the block wrote
+                undone = 0
+                for key in (k for k in {**prior, **mine} if not _same(prior, mine, k)):
+                    if key in prior:
+                        update: dict[str, Any] = {"$set": {key: prior[key]}}
+                    else:
+                        update = {"$unset": {key: ""}}
+                    guard = [{"_id": id_}, *_expect_filter({key: mine.get(key, MISSING)})]
+                    undone += collection.update_one({"$and": guard}, update).modified_count
+                if undone:  # one change per id: the reservation holds one seq each
+                    changed.append((id_, False))
 
     # -- the change feed ----------------------------------------------------------------
 
@@ -551,7 +692,8 @@ class MongoStorage(Storage):
         ]
         session, feed = self._session, self._changes_coll
         # Replace each id's entry in two bulk steps (no upserts in bulk on every driver).
-        feed.delete_many({"_id": {"$in": list(latest)}}, session=session)
+        for batch in id_batches(list(latest), self.batch_bytes):
+            feed.delete_many({"_id": {"$in": batch}}, session=session)
         try:
             feed.insert_many(docs, ordered=False, session=session)
         except pymongo.errors.BulkWriteError as e:
@@ -627,4 +769,51 @@ class MongoStorage(Storage):
         self._client.close()
 
 
-__all__ = ["DEFAULT_COLLECTION", "DEFAULT_DATABASE", "MongoStorage"]
+def drop_database(url: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+    """Remove the database ``url`` names from its server, with every store in it; a
+    named ``mongomock://`` server is forgotten once it holds no database. There is no
+    undo: this is for test suites and tear-downs.
+
+    >>> store = MongoStorage("mongomock://doc/gone")
+    >>> store.insert_many([{"_id": "/a"}])
+    [True]
+    >>> drop_database("mongomock://doc/gone")
+    >>> MongoStorage("mongomock://doc/gone").get("/a") is None
+    True
+    """
+    parts = urlsplit(url)
+    db_name = parts.path.strip("/") or DEFAULT_DATABASE
+    if parts.scheme.lower() == "mongomock":
+        import mongomock
+
+        with _MOCK_SERVERS_LOCK:
+            server = _MOCK_SERVERS.get(parts.netloc)
+            if server is None:
+                return
+            client = mongomock.MongoClient(_store=server)
+            client.drop_database(db_name)
+            if not server.list_created_database_names():
+                del _MOCK_SERVERS[parts.netloc]
+        return
+    import pymongo
+
+    ours = ("collection", "timeout_ms", "feed_grace_ms", "batch_bytes")
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ours])
+    client = pymongo.MongoClient(
+        urlunsplit(parts._replace(query=query)), serverSelectionTimeoutMS=timeout_ms
+    )
+    try:
+        client.drop_database(db_name)
+    finally:
+        client.close()
+
+
+__all__ = [
+    "DEFAULT_BATCH_BYTES",
+    "DEFAULT_COLLECTION",
+    "DEFAULT_DATABASE",
+    "MongoStorage",
+    "drop_database",
+    "id_batches",
+    "server_query",
+]

@@ -4,6 +4,7 @@
 #   openssh-server   sshd on a loopback port, for the ssh:// volume tests
 #   openssh-client   ssh and ssh-keygen, for the same tests
 #   chromium         the dashboard's browser tests (Debian's: nothing is downloaded)
+#   nginx            the proxy in front of two `damas serve` (tests/deploy)
 #   postgresql       initdb and postgres, for the postgresql:// backend's tests
 # As root with apt-get it runs `apt-get update` once, then installs what is missing,
 # non-interactively. Otherwise it stops at once and prints the command to run.
@@ -15,6 +16,7 @@ command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 test -x /usr/sbin/sshd || missing+=(openssh-server)
 { command -v ssh && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=(openssh-client)
 test -x /usr/bin/chromium || missing+=(chromium)
+{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || missing+=(nginx)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 
 if [ "${#missing[@]}" -eq 0 ]; then

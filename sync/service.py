@@ -16,9 +16,10 @@
   and every ``agentTimeout / 3`` seconds (at most 30) while a cycle runs. A volume
   held by a live agent (:func:`holder_problem`) stops a second one with
   :data:`EXIT_HELD`; a holder whose pid is dead on this host, or whose heartbeat is
-  older than ``agentTimeout``, is taken over. An agent that finds its volume taken
-  over by another one stops with :data:`EXIT_HELD` too, and leaves the volume's keys
-  to its new holder.
+  older than ``agentTimeout``, is taken over. On an embedded tracker the take is a
+  compare-and-set on the holder keys: of agents racing for a volume, one wins. An
+  agent that finds its volume taken over by another one stops with :data:`EXIT_HELD`
+  too, and leaves the volume's keys to its new holder.
 - **A voice.** One INFO line per cycle (:func:`summary`), a WARNING per failed file
   with rsync's code and what it means, per refused file and per scan error.
 - **Stopping.** The first SIGTERM or SIGINT lets the running rsync bucket finish, then
@@ -47,6 +48,8 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
+from damas_core.backends.base import Patch
+
 from damas_core.errors import (
     BadRequest,
     DamasError,
@@ -55,6 +58,8 @@ from damas_core.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from damas_core.ordering import MISSING
+from damas_core.tracker import Session
 
 from . import activity
 from .agent import AGENT_VERSION, Agent
@@ -258,9 +263,19 @@ class Service:
     # -- the holder ------------------------------------------------------------------------------
 
     def _claim(self, vol: Mapping[str, Any]) -> None:
-        """Take the volume (first cycle), or check it is still ours (later ones)."""
-        now = int(time.time() * 1000)
-        if not self._claimed:
+        """Take the volume (first cycle), or check it is still ours (later ones).
+
+        On an embedded tracker the take is a compare-and-set: the holder keys are
+        written only if the holder keys read (host, pid, heartbeat, status) are still
+        there, so of agents racing for one volume exactly one wins; the others read
+        again and find it held. Through a server's client (which has no guarded
+        update) it is read, check, write: the loser finds out at its next check."""
+        if self._claimed:
+            self._check_ours(vol)
+            return
+        held = ("lastConnectionHost", "lastConnectionPid", "lastConnection", "agentStatus")
+        for _attempt in range(10):
+            now = int(time.time() * 1000)
             problem = holder_problem(
                 vol, host=self.host, pid=self.pid, now_ms=now, timeout_s=self._timeout_s
             )
@@ -274,10 +289,25 @@ class Service:
                     vol.get("lastConnectionPid"),
                     vol.get("lastConnectionHost"),
                 )
-            self._mark("starting", agentStartTime=now, agentVersion=AGENT_VERSION)
-            self._claimed = True
-            return
-        self._check_ours(vol)
+            mine = {"agentStartTime": now, "agentVersion": AGENT_VERSION}
+            if not isinstance(self.tracker, Session):
+                self._mark("starting", **mine)
+                self._claimed = True
+                return
+            keys = {
+                "lastConnection": now,
+                "lastConnectionHost": self.host,
+                "lastConnectionPid": self.pid,
+                "agentStatus": "starting",
+                **mine,
+            }
+            guard = {k: vol.get(k, MISSING) for k in held}
+            taken = Patch(self.volume_id, set=keys, unset=("transferring",), expect=guard)
+            if self.tracker.storage.patch_many([taken], op="update")[0]:
+                self._claimed = True
+                return
+            vol = volume(self.tracker, self.volume_id)  # someone wrote first: look again
+        raise ServiceError(f"volume {self.volume_id!r} keeps changing: not taken", EXIT_HELD)
 
     def _check_ours(self, vol: Mapping[str, Any]) -> None:
         if (vol.get("lastConnectionHost"), vol.get("lastConnectionPid")) == (self.host, self.pid):

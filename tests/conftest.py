@@ -2,9 +2,10 @@
 unchanged on every backend.
 
 Set ``DAMAS_TEST_MONGODB_URL=mongodb://host:port`` to add a real MongoDB server to
-the list (each test gets its own database). ``postgresql`` runs on a server the tests
-start (:mod:`tests.postgres_server`), or on ``DAMAS_TEST_POSTGRES_URL`` when set (each
-test gets its own schema).
+the list (each test gets its own database, dropped after the test, as is every
+database a test makes on mongomock). ``postgresql`` runs on a server the tests start
+(:mod:`tests.postgres_server`), or on ``DAMAS_TEST_POSTGRES_URL`` when set (each test
+gets its own schema).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from damas_core.backends import lmdb as lmdb_backend
+from damas_core.backends import mongodb as mongodb_backend
 
 import damas_core
 from damas_core.errors import NotImplementedByBackend
@@ -46,8 +48,29 @@ def backend_url(name: str, tmp_path) -> str:
         return url
     if name == "mongodb":
         parts = urlsplit(os.environ["DAMAS_TEST_MONGODB_URL"])
-        return urlunsplit((parts.scheme, parts.netloc, f"/damas_test_{unique}", parts.query, ""))
+        url = urlunsplit((parts.scheme, parts.netloc, f"/damas_test_{unique}", parts.query, ""))
+        _MONGODB_URLS.append(url)
+        return url
     raise ValueError(name)
+
+
+#: Databases made on the real server by the running test (dropped after it).
+_MONGODB_URLS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _drop_mongo_databases() -> Iterator[None]:
+    """Drop every MongoDB database the test made: those of :func:`backend_url` on a
+    real server, and every new one on mongomock's named servers (which otherwise live
+    as long as the process)."""
+    servers = mongodb_backend._MOCK_SERVERS
+    before = {n: set(s.list_created_database_names()) for n, s in list(servers.items())}
+    yield
+    while _MONGODB_URLS:
+        mongodb_backend.drop_database(_MONGODB_URLS.pop())
+    for name, server in list(servers.items()):
+        for db in set(server.list_created_database_names()) - before.get(name, set()):
+            mongodb_backend.drop_database(f"mongomock://{name}/{db}")
 
 
 def open_tracker(name: str, tmp_path, **options) -> damas_core.Tracker:
