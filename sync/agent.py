@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,10 +67,11 @@ from .scanner import (
     now_ms,
     same_mtime,
 )
+from .site import LocalSite, Refused, Site, id_refusal
 from .state import changed_here, site_keys
 from .tracker_api import TrackerAPI
 from .transferring import bucket_record
-from .tree import Look, look_at
+from .tree import Look
 from .view import TrackerView
 from .volumes import (
     DEFAULTS,
@@ -195,16 +196,17 @@ class Agent:
         self.volume_id = volume_id
         vol = volume(tracker, volume_id)
         self.site: str = vol["name"]
-        self.root = os.path.join(os.path.abspath(root or local_root(vol)), "")
+        #: this site's files: every look and effect on them goes through it
+        self.storage: Site = LocalSite(root or local_root(vol), walker=walker)
+        self.root = self.storage.root
         settle = settle if settle is not None else vol.get("settleTime", 2.0)
         self.state_dir = state_dir
         self.view = TrackerView(tracker, os.path.join(state_dir, "view") if state_dir else None)
         self.scanner = Scanner(
             self.site,
-            self.root,
+            self.storage,
             settle=float(settle),
             full_every=float(full_scan_every),
-            walker=walker,
             untracked=self.view.gone,
             last_scan=LastScan(os.path.join(state_dir, "scan") if state_dir else None),
         )
@@ -272,7 +274,7 @@ class Agent:
         vol = checked_volume(self.view.volume(self.volume_id), self.volume_id)
         report = Report(site=self.site)
         report.files_read = sum(1 for i in refreshed.ids if i[:1] == "/")
-        problem, pending = self._unmounted(vol)
+        problem, pending = self.storage.presence(vol)
         if problem is not None:
             log.error("%s: %s", self.site, problem)
             report.scan_errors = [problem]
@@ -310,14 +312,16 @@ class Agent:
         settings = self._settings()
         files = self.view.files
         now = now_ms()
-        deletions.purge(
-            self.root,
-            float(settings["trashRetention"]),
-            datetime.fromtimestamp(now / 1000, UTC).date(),
+        storage = self.storage
+        storage.purge(
+            float(settings["trashRetention"]), datetime.fromtimestamp(now / 1000, UTC).date()
         )
         deleted = sorted(self.view.deleted)
         moves = deletions.to_move(files, self.site, settings, deleted)
-        moved = [deletions.move(self.root, a, b, files, self.site, now) for a, b in moves]
+        moved = self._guarded(
+            ((a, partial(deletions.move, storage, a, b, files, self.site, now)) for a, b in moves),
+            report,
+        )
         moved = [o for o in moved if o.status == MOVED]
         report.moved.extend((o.file_id, str(o.incoming)) for o in moved)
         self._apply(record(moved, files))
@@ -328,11 +332,31 @@ class Agent:
             log.error("%s: %s", self.site, refused)
             report.scan_errors.append(refused)
             return {"exit_delete": 1, "stderr_delete": refused}
-        outcomes = [deletions.move_to_trash(self.root, i, files[i], self.site, now) for i in ids]
+        outcomes = self._guarded(
+            (
+                (i, partial(deletions.move_to_trash, storage, i, files[i], self.site, now))
+                for i in ids
+            ),
+            report,
+        )
         trashed = [o for o in outcomes if o.status == TRASHED]
         report.trashed.extend(o.file_id for o in trashed)
         self._apply(record(trashed, files))
         return {"exit_delete": 0, "stderr_delete": ""} if ids else {}
+
+    def _guarded(
+        self, steps: Iterable[tuple[str, Callable[[], Outcome]]], report: Report
+    ) -> list[Outcome]:
+        """The outcome of each step, ``(file id, step)``; a step the site's guard refuses
+        (:class:`.site.Refused`: nothing was touched) is reported, not recorded."""
+        out = []
+        for file_id, step in steps:
+            try:
+                out.append(step())
+            except Refused as e:
+                log.error("%s: %s", self.site, e)
+                report.refused[file_id] = str(e)
+        return out
 
     def _candidates(self, vol: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         """The files the plan may give work (:func:`.planner.may_have_work`), kept from
@@ -371,46 +395,15 @@ class Agent:
             now=now,
             alive=self._alive(vols, params, now),
             lock_sites=self._lock_sites(files),
-            exists=lambda i: look_at(self.root, i) is not None,
+            exists=self._exists,
             volume=vol,
         )
         self._record_waiting(the_plan, files, report)
         return the_plan
 
-    # -- is the volume there ---------------------------------------------------------------
-
-    def _unmounted(self, vol: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
-        """Why this site's volume looks absent (``None`` when it is there), and the
-        volume keys to write with the next status (``rootDevice``, when it is new).
-
-        An unmounted share leaves an empty folder (its mount point), or none: scanning it
-        would take every file for deleted, and receiving into it would fill the disk
-        under it. A mount point is on another device than the share mounted on it, so
-        the agent records the device of the root it works in (``rootDevice`` on the
-        volume). The volume is taken for absent when its root cannot be read, or is
-        empty and on another device than the one recorded: the cycle then does nothing
-        and the volume's ``agentStatus`` is ``unmounted``. An empty root on the same
-        device is a volume whose files were deleted; a root holding files on a new
-        device is the share mounted again (remounts may change the device number).
-        """
-        root = self.root
-        try:
-            device = os.stat(root).st_dev
-            with os.scandir(root) as it:
-                empty = next(it, None) is None
-        except OSError as e:
-            return f"the volume root {root} cannot be read ({e.strerror or e}): not mounted?", {}
-        known = vol.get("rootDevice")
-        if known == device:
-            return None, {}
-        if empty and known is not None:
-            return (
-                f"the volume root {root} is empty and on another device ({device}) than at "
-                f"the last cycle ({known}): not mounted? If it really is empty now, set "
-                f"rootDevice to null on {self.volume_id!r}: the next cycle records the files "
-                f"as deleted"
-            ), {}
-        return None, {"rootDevice": device}
+    def _exists(self, file_id: str) -> bool:
+        """True when a copy of ``file_id`` is here (an id the guard refuses has none)."""
+        return self.storage.refusal(file_id) is None and self.storage.look(file_id) is not None
 
     # -- scan ----------------------------------------------------------------------------------
 
@@ -518,19 +511,30 @@ class Agent:
     ) -> dict[str, Any]:
         return transfer_options(params, own, other, rsync=self.rsync, ssh_program=self.ssh_command)
 
-    def _safe(self, file_id: str, guards: Sequence[rs.RootGuard], report: Report) -> str | None:
-        """The relpath of ``file_id``, or ``None`` (and a reason in ``report.refused``)."""
-        try:
-            rel = rs.relpath_of(file_id)
-        except BadRequest as e:
-            report.refused[file_id] = str(e)
-            return None
-        for guard in guards:
-            refusal = guard.refusal(file_id, rel)
-            if refusal is not None:
-                report.refused[file_id] = refusal
-                return None
-        return rel
+    def _side(self, name: str, vol: Mapping[str, Any]) -> tuple[rs.Endpoint, Site | None]:
+        """The rsync side of the site ``name`` and, when its files are on this machine,
+        its :class:`.site.Site` (whose guard then checks each path there)."""
+        if name == self.site:
+            return self.storage.endpoint(), self.storage
+        endpoint = endpoint_of(vol)
+        return endpoint, LocalSite(endpoint.root) if endpoint.is_local else None
+
+    def _safe(self, ids: list[str], sites: Sequence[Site | None], report: Report) -> dict[str, str]:
+        """The relpaths of those of ``ids`` every side's guard accepts (an ssh side:
+        the id rule alone), by id; the others go to ``report.refused``."""
+        kept: dict[str, str] = {}
+        for file_id in ids:
+            reason = id_refusal(file_id)
+            if reason is None:
+                kept[file_id] = file_id[1:]
+            else:
+                report.refused[file_id] = reason
+        for site in sites:
+            if site is not None and kept:
+                accepted, refused = site.files_from(list(kept))
+                report.refused.update(refused)
+                kept = dict(accepted)
+        return kept
 
     def _transfer(
         self,
@@ -557,10 +561,10 @@ class Agent:
                     break
                 first = bucket[0]
                 src_vol, dst_vol = by_name[first.source], by_name[first.target]
-                src = rs.Endpoint(self.root) if first.source == self.site else endpoint_of(src_vol)
-                dst = rs.Endpoint(self.root) if first.target == self.site else endpoint_of(dst_vol)
                 other = dst_vol if first.source == self.site else src_vol
                 try:
+                    src = self._side(first.source, src_vol)
+                    dst = self._side(first.target, dst_vol)
                     options = self._rsync_options(own, other, params)
                 except BadRequest as e:
                     # a volume asks rsync or ssh for what the engine refuses: that
@@ -587,8 +591,8 @@ class Agent:
     def _run_bucket(
         self,
         bucket: list[Task],
-        src: rs.Endpoint,
-        dst: rs.Endpoint,
+        src_side: tuple[rs.Endpoint, Site | None],
+        dst_side: tuple[rs.Endpoint, Site | None],
         options: Mapping[str, Any],
         report: Report,
     ) -> tuple[int, str, list[Outcome]]:
@@ -598,26 +602,24 @@ class Agent:
         fetched beside it (:meth:`_keep_both`). The volume records the bucket as running
         (``transferring``, :mod:`.transferring`) before rsync starts: one write per
         bucket, removed by the next status."""
+        (src, src_site), (dst, dst_site) = src_side, dst_side
         source, target = bucket[0].source, bucket[0].target
         files = self.view.files
         normal: list[tuple[str, str]] = []
         conflicts: list[tuple[str, str, Look]] = []
-        guards = [rs.RootGuard(ep.root) for ep in (src, dst) if ep.is_local]
-        for task in bucket:
-            rel = self._safe(task.file_id, guards, report)
-            if rel is None:
-                continue
+        safe = self._safe([t.file_id for t in bucket], (src_site, dst_site), report)
+        for file_id, rel in safe.items():
             if target == self.site:
-                local = look_at(self.root, task.file_id)
-                el = files[task.file_id]
+                local = self.storage.look(file_id)
+                el = files[file_id]
                 if (
                     local is not None
                     and not look_matches(local, el)
                     and changed_here(local[1], el, target)
                 ):
-                    conflicts.append((task.file_id, rel, local))
+                    conflicts.append((file_id, rel, local))
                     continue
-            normal.append((task.file_id, rel))
+            normal.append((file_id, rel))
         if normal or conflicts:
             ids = [i for i, _ in normal] + [i for i, _, _ in conflicts]
             self._update_volume(transferring=bucket_record(target, ids, now_ms()))
@@ -634,22 +636,26 @@ class Agent:
             report.rsync_calls += 1
             rc, err = result.returncode, result.stderr
             remote_diff: set[str] | None = set()
-            if not dst.is_local:
+            if dst_site is None:
                 # without --ignore-existing: a different copy left there is one that differs
                 remote_diff = rs.differing(src, dst, rels, **{**options, "extra_args": checked})
             now = now_ms()
             for file_id, rel in normal:
-                if dst.is_local:
-                    copy = look_at(dst.root, file_id)
-                elif remote_diff is not None and rel.rstrip("/") not in remote_diff:
-                    copy = look_at(src.root, file_id)  # rsync found the copy there the same
+                if dst_site is not None:
+                    copy = dst_site.look(file_id)
+                elif (
+                    src_site is not None
+                    and remote_diff is not None
+                    and (rel.rstrip("/") not in remote_diff)
+                ):
+                    copy = src_site.look(file_id)  # rsync found the copy there the same
                 else:
                     copy = None
                 name = rel.rstrip("/")
                 learned = delivered(
                     copy,
                     files[file_id],
-                    partial(look_at, src.root, file_id) if src.is_local else None,
+                    partial(src_site.look, file_id) if src_site is not None else None,
                     reported=name in result.missing or name in result.vanished,
                 )
                 if learned is not None:
@@ -663,14 +669,13 @@ class Agent:
                 else:
                     outcome = Outcome(file_id, source, target, STALE, now)
                 outcomes.append(outcome)
-        for file_id, rel, local in conflicts:
-            outcomes.append(self._keep_both(file_id, rel, local, source, src, options, report))
+        for file_id, _rel, local in conflicts:
+            outcomes.append(self._keep_both(file_id, local, source, src, options, report))
         return rc, err, outcomes
 
     def _keep_both(
         self,
         file_id: str,
-        rel: str,
         local: Look,
         source: str,
         src: rs.Endpoint,
@@ -678,22 +683,22 @@ class Agent:
         report: Report,
     ) -> Outcome:
         """Fetch the incoming copy under a conflict name next to ours (with the same
-        rsync options as any copy); its outcome is the conflict."""
+        rsync options as any copy), through the site (:meth:`.site.Site.keep_both`); its
+        outcome is the conflict."""
         now = now_ms()
         incoming: str | None = conflict_name(file_id, source, now)
-        staging = os.path.join(self.root, rs.PARTIAL_DIR, f"conflict-{now}", "")
-        os.makedirs(staging, exist_ok=True)
-        try:
-            result = rs.transfer(src, rs.Endpoint(staging), [rel], **options)
+        assert incoming is not None
+
+        def fetch(staging: rs.Endpoint, rel: str) -> bool:
             report.rsync_calls += 1
-            fetched = os.path.join(staging, rel.rstrip("/"))
-            if result.returncode == 0 and os.path.lexists(fetched):
-                assert incoming is not None
-                os.replace(fetched, os.path.join(self.root, incoming.lstrip("/").rstrip("/")))
-            else:
+            return rs.transfer(src, staging, [rel], **options).returncode == 0
+
+        try:
+            if not self.storage.keep_both(file_id, incoming, fetch):
                 incoming = None
-        finally:
-            _remove_tree(staging)
+        except Refused as e:
+            report.refused[file_id] = str(e)
+            incoming = None
         log.warning("conflict on %s at %s: both copies kept (%s)", file_id, self.site, incoming)
         return Outcome(file_id, source, self.site, CONFLICT, now, incoming=incoming, local=local)
 
@@ -915,12 +920,6 @@ class _ScanWrites:
                 # after the versions they describe: a child never names a version that
                 # was not written
                 self.tracker.comment(history)
-
-
-def _remove_tree(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class _Progress:

@@ -14,14 +14,11 @@ publishes it as a new version. :func:`resolve` ends it, on the site's machine.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from typing import Any, Literal
 
 from damas_core.errors import BadRequest, NotFound
 
-from .rsync import PARTIAL_DIR, inside_root
+from .site import LocalSite, Refused
 from .state import site_keys
 from .tracker_api import TrackerAPI
 from .volumes import local_root, tracked_files, volumes
@@ -64,16 +61,17 @@ def resolve(
     vol = next((v for v in volumes(tracker) if v["name"] == site), None)
     if vol is None:
         raise NotFound(f"sync error: no volume named {site!r}")
-    root = root or local_root(vol)
+    storage = LocalSite(root or local_root(vol))
     info = el[keys.conflict]
     incoming = info.get("incoming")
-    target = os.path.join(root, file_id.lstrip("/").rstrip("/"))
-    if incoming and not inside_root(root, incoming):
-        raise BadRequest(f"sync error: unsafe incoming path {incoming!r}")
-    source = os.path.join(root, incoming.lstrip("/").rstrip("/")) if incoming else None
+    # the site's guard on both ids, before anything is written or touched
+    for named in (file_id, incoming) if incoming else (file_id,):
+        reason = storage.refusal(named)
+        if reason is not None:
+            raise Refused(reason, id=named)
     patch: dict[str, Any] = {"_id": file_id, keys.conflict: None}
     if keep == "incoming":
-        if not source or not os.path.lexists(source):
+        if not incoming or not storage.exists(incoming):
             raise NotFound(f"sync error: the incoming copy of {file_id!r} is not at {site!r} yet")
         patch[keys.synced] = None  # the next scan sees the copy matches and marks it
     else:
@@ -84,43 +82,15 @@ def resolve(
     updated = tracker.update(patch)
     try:
         if keep == "incoming":
-            assert source is not None
-            _replace(source, target, root)
-        elif source and os.path.lexists(source):
-            if os.path.isdir(source) and not os.path.islink(source):
-                shutil.rmtree(source)
-            else:
-                os.unlink(source)
+            assert incoming is not None
+            storage.replace(incoming, file_id)
+        elif incoming:
+            storage.remove(incoming)
     except OSError:
         # the element points at the copies again, as they are on disk
         tracker.update({"_id": file_id, **{k: el.get(k) for k in patch if k != "_id"}})
         raise
     return updated
-
-
-def _replace(source: str, target: str, root: str) -> None:
-    """Move ``source`` over ``target``; a folder (package) there is moved aside first
-    and back if the move fails, so that a failure leaves the local copy in place."""
-    if not (os.path.isdir(target) and not os.path.islink(target)):
-        os.replace(source, target)
-        return
-    aside = tempfile.mkdtemp(prefix="resolve-", dir=_partial_dir(root))
-    kept = os.path.join(aside, "local")
-    os.replace(target, kept)
-    try:
-        os.replace(source, target)
-    except OSError:
-        os.replace(kept, target)
-        os.rmdir(aside)
-        raise
-    shutil.rmtree(aside)
-
-
-def _partial_dir(root: str) -> str:
-    # the engine's reserved folder: walks never list it
-    path = os.path.join(root, PARTIAL_DIR)
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 __all__ = ["conflicts", "resolve"]

@@ -26,16 +26,14 @@ this far (the agent's cycle stops first).
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from .record import MOVED, STALE, TRASHED, Outcome
 from .scanner import look_matches
+from .site import Site
 from .state import site_keys
-from .tree import TRASH_DIR, look_at
 from .volumes import DEFAULTS
 
 
@@ -99,27 +97,25 @@ def to_move(
 
 
 def move(
-    root: str, old_id: str, new_id: str, files: Mapping[str, Mapping[str, Any]], site: str, now: int
+    site: Site,
+    old_id: str,
+    new_id: str,
+    files: Mapping[str, Mapping[str, Any]],
+    name: str,
+    now: int,
 ) -> Outcome:
-    """Apply a rename here: move the copy of ``old_id`` to ``new_id`` when it is the
-    old element's version, the new element records that same version (size, mtime) and
-    nothing is at the new path. The outcome is ``MOVED`` (recorded on the old element;
-    the new one is recorded as any copy, by the cycle's transfer or the next scan) or
-    ``STALE``: nothing moved, the file is then copied and the old copy trashed."""
+    """Apply a rename at the site named ``name``: move the copy of ``old_id`` to
+    ``new_id`` when it is the old element's version, the new element records that same
+    version (size, mtime) and nothing is at the new path. The outcome is ``MOVED``
+    (recorded on the old element; the new one is recorded as any copy, by the cycle's
+    transfer or the next scan) or ``STALE``: nothing moved, the file is then copied and
+    the old copy trashed. Both ids pass the site's guard (:class:`.site.Refused`)."""
     old, new = files[old_id], files[new_id]
     origin = str(old.get("origin"))
-    look = look_at(root, old_id)
-    if (
-        look is None
-        or not look_matches(look, old)
-        or not look_matches(look, new)
-        or os.path.lexists(os.path.join(root, new_id.strip("/")))
-    ):
-        return Outcome(old_id, origin, site, STALE, now)
-    target = os.path.join(root, new_id.strip("/"))
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.replace(os.path.join(root, old_id.strip("/")), target)
-    return Outcome(old_id, origin, site, MOVED, now, incoming=new_id)
+    look = site.look(old_id)
+    if not look_matches(look, old) or not look_matches(look, new) or not site.move(old_id, new_id):
+        return Outcome(old_id, origin, name, STALE, now)
+    return Outcome(old_id, origin, name, MOVED, now, incoming=new_id)
 
 
 def brake(
@@ -149,55 +145,23 @@ def brake(
     )
 
 
-def trash_path(file_id: str, day: date) -> str:
-    """Where the copy of ``file_id`` goes in the quarantine, relative to the root.
-
-    >>> trash_path("/shots/a.exr", date(2026, 12, 1)), trash_path("/seq/", date(2026, 12, 1))
-    ('.damas-trash/2026-12-01/shots/a.exr', '.damas-trash/2026-12-01/seq')
-    """
-    return f"{TRASH_DIR}/{day.isoformat()}/{file_id.strip('/')}"
-
-
 def move_to_trash(
-    root: str, file_id: str, element: Mapping[str, Any], site: str, now: int
+    site: Site, file_id: str, element: Mapping[str, Any], name: str, now: int
 ) -> Outcome:
-    """Move this site's copy of ``file_id`` into the quarantine when it is the
-    element's version; the outcome says what happened (``TRASHED`` with where, or
-    ``STALE`` when the copy is gone or changed: nothing is moved)."""
-    look = look_at(root, file_id)
+    """Move the copy of ``file_id`` at the site named ``name`` into its quarantine when
+    it is the element's version; the outcome says what happened (``TRASHED`` with
+    where, relative to the root, or ``STALE`` when the copy is gone or changed: nothing
+    is moved). The id passes the site's guard (:class:`.site.Refused`)."""
+    look = site.look(file_id)
     origin = str(element.get("origin"))
-    if look is None or not look_matches(look, element):
-        return Outcome(file_id, origin, site, STALE, now)
+    if not look_matches(look, element):
+        return Outcome(file_id, origin, name, STALE, now)
     day = datetime.fromtimestamp(now / 1000, UTC).date()
-    rel = trash_path(file_id, day)
-    target = os.path.join(root, rel)
-    if os.path.lexists(target):  # the same path trashed twice in a day: keep both
-        rel = f"{rel}.{now}"
-        target = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.replace(os.path.join(root, file_id.strip("/")), target)
-    return Outcome(file_id, origin, site, TRASHED, now, incoming=rel)
-
-
-def purge(root: str, retention_days: float, today: date) -> list[str]:
-    """Remove the quarantine's day folders older than ``retention_days``; returns
-    their names. Names that are not dates are left alone."""
-    trash = os.path.join(root, TRASH_DIR)
     try:
-        names = sorted(os.listdir(trash))
-    except OSError:
-        return []
-    oldest = today - timedelta(days=retention_days)
-    gone = []
-    for name in names:
-        try:
-            day = date.fromisoformat(name)
-        except ValueError:
-            continue
-        if day < oldest:
-            shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
-            gone.append(name)
-    return gone
+        kept = site.quarantine(file_id, day, now)
+    except FileNotFoundError:
+        return Outcome(file_id, origin, name, STALE, now)
+    return Outcome(file_id, origin, name, TRASHED, now, incoming=kept.lstrip("/"))
 
 
-__all__ = ["brake", "move", "move_to_trash", "purge", "to_move", "to_remove", "trash_path"]
+__all__ = ["brake", "move", "move_to_trash", "to_move", "to_remove"]

@@ -42,7 +42,6 @@ from damas_core.errors import BadRequest
 from . import activity
 from . import rsync as rs
 from .agent import Agent, Report, _summarize
-from .find import Listing
 from .planner import Plan, Task, _retry_state, holders, wanted
 from .record import COPIED, FAILED, Outcome, record
 from .rsync_options import transfer_options
@@ -51,13 +50,13 @@ from .scanner import (
     Scanner,
     _Comparison,
     _scan_keys,
-    look_matches,
     now_ms,
 )
+from .site import LocalSite
 from .ssh_site import OK, SSH_FAILED, STDERR_MAX, Connection, SshSite
-from .state import changed_here, site_keys, writer_of
-from .tree import Rules, Seen, _find_parts, look_at, parent_of
-from .volumes import checked_volume, endpoint_of, local_root
+from .state import changed_here, look_matches, site_keys, writer_of
+from .tree import Look, Rules, Seen
+from .volumes import checked_volume, local_root
 
 log = logging.getLogger(__name__)
 
@@ -81,35 +80,32 @@ def storage_rules(volume: Mapping[str, Any]) -> Rules:
 
 
 class RemoteScanner(Scanner):
-    """A :class:`.Scanner` whose tree comes from a listing made elsewhere
-    (``listing_of()``: a started :class:`.find.Listing`, e.g. over ssh). Nothing is
-    read on this machine: a file still moving is looked at again at the next scan
-    (the settle gate of :meth:`.Scanner.compare` without a second look), with the
-    listing's precision added to ``settle``."""
+    """A :class:`.Scanner` of a storage reached over ssh (``storage``: its
+    :class:`.ssh_site.SshSite`). Nothing is read on this machine: a file still moving
+    is looked at again at the next scan (the settle gate of :meth:`.Scanner.compare`,
+    without a second look over ssh), with the listing's precision added to ``settle``;
+    a look whose mtime is the element's at the listing's precision takes the
+    element's (:meth:`_snap`)."""
 
-    def __init__(
-        self, site: str, listing_of: Callable[[], Listing], *, settle: float, **options: Any
-    ) -> None:
-        super().__init__(site, "/", settle=settle, walker="scandir", **options)
-        self.listing_of = listing_of
+    def __init__(self, site: str, storage: SshSite, *, settle: float, **options: Any) -> None:
+        super().__init__(site, storage, settle=settle, **options)
+        self.remote = storage
         self.base_settle = settle
-        self.precision_ns = 1
 
-    def _listing(self) -> Listing:
-        listing = self.listing_of()
-        self.precision_ns = int(getattr(listing, "precision_ns", 1))
+    @property
+    def precision_ns(self) -> int:
+        return self.remote.precision_ns
+
+    def _listing(self) -> Any:
         # a time to the second is up to a second older than the file's
-        self.settle = (
-            self.base_settle + self.precision_ns / 1e9
-            if self.precision_ns > 1
-            else (self.base_settle)
-        )
-        return listing
+        extra = self.precision_ns / 1e9 if self.precision_ns > 1_000_000 else 0.0
+        self.settle = self.base_settle + extra
+        return self.remote.listing()
 
     def _snap(
         self,
-        looks: dict[str, tuple[int, int]],
-        reference: Callable[[str], tuple[int, int] | None],
+        looks: dict[str, Look],
+        reference: Callable[[str], Look | None],
     ) -> None:
         """Give each look the mtime of its ``reference`` (what the element records, or
         the last scan saw) when the two are the same at the listing's precision: a
@@ -141,7 +137,7 @@ class RemoteScanner(Scanner):
                 known = known()
             rules = storage_rules(volume)
             comparison = _Comparison(self, volume, rules, known, started)
-            for part in _find_parts(listing, rules, comparison.seen):
+            for part in self.remote.walk_parts(rules, comparison.seen, started=listing):
                 self._snap(part, _recorded(known))
                 comparison.tree.update(part)
                 comparison.files(part)
@@ -166,9 +162,9 @@ class RemoteScanner(Scanner):
             return None
         rules = storage_rules(volume)
         started, seen = time.time(), Seen()
-        tree: dict[str, tuple[int, int]] = {}
+        tree: dict[str, Look] = {}
         before = state.looks
-        for part in _find_parts(self._listing(), rules, seen):
+        for part in self.remote.walk_parts(rules, seen, started=self._listing()):
             self._snap(part, before.get)
             tree.update(part)
         moved: set[str] = set()
@@ -250,13 +246,14 @@ class StorageAgent(Agent):
             state_dir=state_dir,
         )
         self.hub_volume_id = hub_volume_id
-        self.root = ""  # nothing of the storage is on this machine
         vol = self.tracker.read(volume_id)
         self.remote = SshSite(vol, ssh_command=ssh_command, rsync=rsync)
+        self.storage = self.remote  # nothing of the storage is on this machine
+        self.root = ""
         old = self.scanner
         self.scanner = RemoteScanner(
             self.site,
-            self.remote.listing,
+            self.remote,
             settle=old.settle,
             full_every=old.full_every,
             untracked=old.untracked,
@@ -466,34 +463,29 @@ class StorageAgent(Agent):
         """One rsync call between the storage and the hub's volume, then each copy
         checked: the hub's copy by a look here, the storage's by rsync itself."""
         files = self.view.files
-        guard = rs.RootGuard(hub_root)
         hub_site = bucket[0].target if upward else bucket[0].source
+        hub_files = LocalSite(hub_root)  # the one guard, at the hub's side
+        kept = self._safe([t.file_id for t in bucket], [hub_files], report)
         todo: list[tuple[str, str]] = []
-        for task in bucket:
-            rel = self._safe(task.file_id, [guard], report)
-            if rel is None:
-                continue
+        for file_id, rel in kept.items():
             if upward:
-                here = look_at(hub_root, task.file_id)
-                el = files[task.file_id]
+                here = hub_files.look(file_id)
+                el = files[file_id]
                 if (
                     here is not None
                     and not look_matches(here, el)
                     and changed_here(here[1], el, hub_site)
                 ):
                     # the hub's copy changed there: the hub's scan records it first
-                    report.waiting[task.file_id] = f"the copy at {hub_site} changed"
+                    report.waiting[file_id] = f"the copy at {hub_site} changed"
                     continue
-            todo.append((task.file_id, rel))
+            todo.append((file_id, rel))
         if not todo:
             return 0, "", []
-        remote = endpoint_of(self.remote.volume)
-        local = rs.Endpoint(hub_root)
+        remote = self.remote.endpoint()
+        local = hub_files.endpoint()
         src, dst = (remote, local) if upward else (local, remote)
         rels = [r for _, r in todo]
-        if upward:
-            for _, rel in todo:  # the folders the copies go in
-                os.makedirs(os.path.join(hub_root, parent_of("/" + rel)[1:]), exist_ok=True)
         options = {**options, "exact_mtimes": self.remote.kind != "rsync"}
         result = rs.transfer(src, dst, rels, **options)
         report.rsync_calls += 1
@@ -506,14 +498,14 @@ class StorageAgent(Agent):
         outcomes = []
         for file_id, rel in todo:
             el = files[file_id]
-            copy = look_at(hub_root, file_id)
+            copy = hub_files.look(file_id)
             if upward:
                 good = same_at(copy, el, precision)
                 if good and copy is not None and not look_matches(copy, el):
                     # the storage's time is to the second: the hub's copy takes the
                     # element's, so that no precision difference is ever a change
                     mtime = int(el["file_mtime"]) * 1_000_000
-                    os.utime(os.path.join(hub_root, rel), ns=(mtime, mtime))
+                    os.utime(hub_files.path_of(file_id), ns=(mtime, mtime), follow_symlinks=False)
             else:
                 good = (
                     differ is not None

@@ -232,6 +232,10 @@ def _paths_in(pattern: re.Pattern[bytes], stderr: bytes, root: str) -> set[str]:
     return out
 
 
+def _listed_prefix(relpath: str) -> bytes:
+    return b"./" if relpath[:1] in ("#", ";") else b""
+
+
 def build_args(
     src: Endpoint,
     dst: Endpoint,
@@ -314,9 +318,9 @@ def transfer(
     paths = list(relpaths)
     with tempfile.NamedTemporaryFile("wb", prefix="damas-files-", suffix=".lst", delete=False) as f:
         for p in paths:
-            # rsync reads a line of --files-from starting with '#' or ';' as a comment
-            listed = "./" + p if p[:1] in ("#", ";") else p
-            f.write(listed.encode("utf-8", "surrogateescape") + b"\x00")
+            # rsync reads a --files-from line starting with "#" or ";" as a comment,
+            # even with --from0: "./" before it names the same path
+            f.write(_listed_prefix(p) + p.encode("utf-8", "surrogateescape") + b"\x00")
         list_path = f.name
     try:
         args = build_args(

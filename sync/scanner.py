@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from .last_scan import LastScan
+from .site import LocalSite, Site
 from .state import (
     changed_here,
     changed_since,
     conflict_record,
     deleted_here,
     holds_current,
+    look_matches,
+    mtime_ms,
     recorded_exactly,
+    same_mtime,
     settled,
     site_keys,
     writer_of,
@@ -40,70 +43,9 @@ from .tree import (
     Look,
     Rules,
     Seen,
-    check_walker,
-    look_at,
     parent_of,
     same_look,
-    start_walk,
-    walk,
-    walk_parts,
 )
-
-#: ``file_mtime`` values below this are seconds, as earlier versions wrote them (a
-#: float); 10^11 ms is in 1973, 10^11 s in the year 5138
-SECONDS_BELOW = 10**11
-
-
-def mtime_ms(mtime: int) -> int:
-    """The ``file_mtime`` of a look's mtime (ns): the millisecond it falls in.
-
-    >>> mtime_ms(1_567_529_676_123_999_999)
-    1567529676123
-    """
-    return mtime // 1_000_000
-
-
-def same_mtime(mtime: int, recorded: Any) -> bool:
-    """True when a copy's mtime (ns) is the ``file_mtime`` ``recorded``: the same
-    millisecond, or, for a value below :data:`SECONDS_BELOW` that is not that
-    millisecond, the same time in seconds to the microsecond (what earlier versions
-    wrote, and the precision they compared at).
-
-    >>> ns = 1_567_529_676_123_456_789
-    >>> same_mtime(ns, 1_567_529_676_123), same_mtime(ns, 1_567_529_676_124)
-    (True, False)
-    >>> same_mtime(ns, 1567529676.1234567), same_mtime(ns, 1567529676.1244567)
-    (True, False)
-    """
-    kind = recorded.__class__
-    if kind is int:
-        if recorded == mtime // 1_000_000:
-            return True
-    elif kind is not float or recorded != recorded:  # not a number (or NaN)
-        return False
-    elif recorded >= SECONDS_BELOW:
-        return recorded == mtime // 1_000_000
-    return recorded < SECONDS_BELOW and abs(mtime - recorded * 1e9) <= 1000
-
-
-def look_matches(look: Look | None, element: Mapping[str, Any]) -> bool:
-    """True when ``look`` (a copy's size and mtime) is the version ``element``
-    records (``file_size`` and ``file_mtime``, see :func:`same_mtime`); false when
-    there is no copy or the element records no size or no mtime.
-
-    >>> el = {"file_size": 3, "file_mtime": 1_567_529_676_123}
-    >>> look_matches((3, 1_567_529_676_123_456_789), el), look_matches(None, el)
-    (True, False)
-    >>> look_matches((3, 1_567_529_676_123_456_789), {"file_size": 3})
-    False
-    """
-    if look is None:
-        return False
-    size = element.get("file_size")
-    return (
-        size.__class__ is int and size == look[0] and same_mtime(look[1], element.get("file_mtime"))
-    )
-
 
 #: the volume keys a scan reads: when one of them changes, the next scan compares everything
 SCAN_KEYS = (
@@ -236,7 +178,7 @@ class Scanner:
     def __init__(
         self,
         site: str,
-        root: str,
+        root: str | Site,
         *,
         settle: float = 2.0,
         full_every: float = 600.0,
@@ -247,9 +189,8 @@ class Scanner:
         self.site = site
         self.last_scan = last_scan if last_scan is not None else LastScan()
         self.untracked: Mapping[str, Mapping[str, Any]] = {} if untracked is None else untracked
-        check_walker(walker)
-        self.walker = walker
-        self.root = root
+        #: where the files are: every look goes through it (a root: a local site)
+        self.storage = root if isinstance(root, Site) else LocalSite(root, walker=walker)
         self.settle = settle
         self.full_every = full_every
         self.previous: dict[str, Look] = {}
@@ -272,15 +213,13 @@ class Scanner:
         (the lists of ``changes`` only grow; the returned changes are the same object).
         """
         started = time.time()  # before any look
-        with start_walk(self.root, self.walker) or nullcontext() as listing:
+        with self.storage.start_listing() as listing:
             if callable(known):
                 known = known()
             rules = Rules.from_volume(volume, [i for i in known if i.endswith("/")])
             comparison = _Comparison(self, volume, rules, known, started)
             tree = comparison.tree
-            parts = walk_parts(
-                self.root, rules, comparison.seen, walker=self.walker, listing=listing
-            )
+            parts = self.storage.walk_parts(rules, comparison.seen, started=listing)
             for part in parts:
                 tree.update(part)
                 comparison.files(part)
@@ -314,7 +253,7 @@ class Scanner:
             return None
         rules = Rules.from_volume(volume, state.packages)
         started, seen = time.time(), Seen()
-        tree = walk(self.root, rules, seen, walker=self.walker)
+        tree = self.storage.walk(rules, seen)
         before = state.looks
         moved: set[str] = set()
         if tree != before:
@@ -553,7 +492,7 @@ class _Comparison:
             now = now_ms()  # the second look comes after these files' mtimes
             still = {}
             for file_id, (looked, el) in unstable.items():
-                again = look_at(scanner.root, file_id)
+                again = scanner.storage.look(file_id)
                 if same_look(again, looked):
                     if el is None:
                         self._publish([file_id], {file_id: looked}, now)
@@ -674,13 +613,11 @@ __all__ = [
     "changed_since",
     "history_of",
     "holds_current",
-    "look_at",
     "look_matches",
     "mtime_ms",
     "recorded_exactly",
     "same_look",
     "same_mtime",
     "settled",
-    "walk",
     "writer_of",
 ]

@@ -27,20 +27,23 @@ shell as anything but one word.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import os
 import re
 import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
-from .find import FORMAT, Listing, Part
-from .rsync import _name
+from .find import FORMAT, Listing, Part, find_ns
+from .rsync import Endpoint, _name
 from .rsync_options import ssh_args
-from .tree import RESERVED_NAMES
+from .site import SECOND, Refused, Site, checked_id, id_refusal, trash_id
+from .tree import RESERVED_NAMES, TRASH_DIR, Look, Rules, Seen, _find_parts
 from .volumes import endpoint_of
 
 #: the longest ``stderr_connection`` kept on a volume
@@ -104,10 +107,42 @@ class Connection:
     kind: str | None = None
 
 
-class SshSite:
+#: the remote guard: resolves the folders on the way of each path (symlinks included)
+#: and refuses one that leaves the root or ends with a symlink, then runs the effect.
+#: Every name reaches it as a positional argument ("$1"...), never as shell text.
+_GUARD = r"""
+root=$(realpath -e -- "$1") || exit 90
+inside() {
+    r=$(realpath -m -- "$(dirname -- "$1")") || return 1
+    case "$r/" in "$root"/*) ;; *) return 1 ;; esac
+    [ ! -L "$1" ]
+}
+op=$2; shift 2
+for p in "$@"; do inside "$p" || { echo "refused: $p" >&2; exit 91; }; done
+case $op in
+move) [ -e "$1" ] || exit 92; [ -e "$2" ] && exit 93
+      mkdir -p -- "$(dirname -- "$2")" && inside "$2" && mv -- "$1" "$2" ;;
+remove) [ -e "$1" ] || exit 92; rm -rf -- "$1" ;;
+exists) [ -e "$1" ] ;;
+esac
+"""
+#: the guard's own exit codes
+_GONE, _TAKEN, _REFUSED_CODE = 92, 93, 91
+
+
+class SshSite(Site):
     """The storage of ``volume`` (an ``ssh://`` url), reached with ``ssh_command``
     (the operator's ssh program and options, default ``ssh``) then the options of the
-    volume's ``ssh_*`` keys. ``rsync``: the local rsync program."""
+    volume's ``ssh_*`` keys. ``rsync``: the local rsync program.
+
+    The seam's guard holds remotely: ids are checked as every site checks them
+    (:func:`.site.id_refusal`), and each effect (move, quarantine, remove) runs one
+    remote script that resolves the folders on the way under the root with
+    ``realpath`` and refuses a symlink at the end, all names passed as quoted
+    arguments. A storage that allows only rsync (``rrsync``) has no such effects: they
+    raise :class:`.site.Refused` saying so (deletions, renames and conflicts are
+    applied at such a storage by its own users, not by the engine).
+    """
 
     def __init__(
         self,
@@ -117,14 +152,160 @@ class SshSite:
         rsync: str = "rsync",
     ) -> None:
         self.volume = dict(volume)
-        self.endpoint = endpoint_of(volume)
-        if self.endpoint.is_local:
+        if endpoint_of(volume).is_local:
             raise ValueError(f"sync error: volume {volume.get('_id')!r} has no ssh:// url")
         program, *options = ssh_command or ["ssh"]
         self.ssh_program: list[str] = [program, *options, *ssh_args(volume)]
-        self.root = self.endpoint.root
+        self.root = endpoint_of(volume).root
         self.rsync = rsync
         self.kind: str | None = volume.get("ssh_listing")
+
+    @property
+    def precision_ns(self) -> int:  # type: ignore[override]
+        """1 with GNU find (nanoseconds), a second with ``rsync --list-only``."""
+        return 1 if self.kind == "find" else SECOND
+
+    # -- the guard ------------------------------------------------------------------------------
+
+    def refusal(self, file_id: str) -> str | None:
+        """The id rule here; the folders on the way are resolved remotely by each effect."""
+        return id_refusal(file_id)
+
+    def endpoint(self) -> Endpoint:
+        return self.endpoint_
+
+    @property
+    def endpoint_(self) -> Endpoint:
+        return endpoint_of(self.volume)
+
+    def _path(self, file_id: str) -> str:
+        return self.root + checked_id(file_id)[1:].rstrip("/")
+
+    def _effect(self, op: str, *ids: str) -> int:
+        """Run the remote guard and ``op`` on ``ids``; its exit code (:class:`Refused`
+        for a path it refused, on a storage without a shell)."""
+        if self.kind != "find":
+            raise Refused(
+                f"sync error: {op} is off on {self.volume.get('_id')!r}: the storage allows "
+                "only rsync (rrsync)",
+                id=ids[0] if ids else None,
+            )
+        paths = [self._path(i) for i in ids]
+        result = self.run(["sh", "-c", _GUARD, "guard", self.root, op, *paths])
+        if result.returncode == _REFUSED_CODE:
+            raise Refused(
+                f"sync error: {ids!r} leave the volume root {self.root!r} at "
+                f"{self.volume.get('_id')!r}",
+                id=ids[0],
+            )
+        if result.returncode == SSH_FAILED:
+            raise OSError(f"ssh to {self.endpoint_.host} failed: {result.stderr.decode()[-300:]}")
+        return result.returncode
+
+    # -- is it there ----------------------------------------------------------------------------
+
+    def presence(self, volume: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        self.volume = dict(volume)
+        conn = self.probe()
+        if conn.status != OK:
+            return f"{self.volume.get('_id')}: {conn.status} (exit {conn.code}): {conn.stderr}", {}
+        self.kind = self.volume.get("ssh_listing") or conn.kind
+        return None, {}
+
+    # -- listing and looks ----------------------------------------------------------------------
+
+    def walk_parts(
+        self, rules: Rules | None = None, seen: Seen | None = None, *, started: Any = None
+    ) -> Iterator[dict[str, Look]]:
+        """The listing's parts with the rules, packages left out: a package's look
+        needs its files, read one by one (not over ssh)."""
+        rules = dataclasses.replace(
+            rules or Rules(), packages=frozenset(), discover_packages=False, package_rules=[]
+        )
+        seen = seen if seen is not None else Seen()
+        return _find_parts(started or self.listing(), rules, seen)
+
+    def look(self, file_id: str) -> Look | None:
+        checked_id(file_id)
+        if file_id.endswith("/"):
+            return None
+        if self.kind == "find":
+            result = self.run(
+                ["find", self._path(file_id), "-maxdepth", "0", "-type", "f", "-printf", "%s %T@"]
+            )
+            if result.returncode or not result.stdout:
+                return None
+            size, mtime = result.stdout.split()
+            return int(size), find_ns(mtime)
+        args = [self.rsync, "--list-only", "--no-h", self.rsh()]
+        args += ["--", f"{self.endpoint_.host}:{self._path(file_id)}"]
+        out = subprocess.run(
+            args, capture_output=True, stdin=subprocess.DEVNULL, env={**os.environ, **_LIST_ENV}
+        )
+        for line in out.stdout.splitlines():
+            entry = parse_list_line(line)
+            if entry is not None and entry[0] == b"f":
+                return entry[1], entry[2] * 1_000_000_000
+        return None
+
+    def exists(self, file_id: str) -> bool:
+        if self.kind != "find":
+            return self.look(file_id) is not None
+        return self._effect("exists", file_id) == 0
+
+    # -- effects -----------------------------------------------------------------------------------
+
+    def move(self, old_id: str, new_id: str) -> bool:
+        return self._effect("move", old_id, new_id) == 0
+
+    def quarantine(self, file_id: str, day: date, now: int) -> str:
+        kept = trash_id(file_id, day)
+        code = self._effect("move", file_id, kept)
+        if code == _TAKEN:
+            kept = f"{kept}.{now}"
+            code = self._effect("move", file_id, kept)
+        if code == _GONE:
+            raise FileNotFoundError(self._path(file_id))
+        if code:
+            raise OSError(f"quarantine of {file_id!r} at {self.volume.get('_id')!r}: exit {code}")
+        return kept
+
+    def remove(self, file_id: str) -> bool:
+        return self._effect("remove", file_id) == 0
+
+    def purge(self, retention_days: float, today: date) -> list[str]:
+        if self.kind != "find":
+            return []
+        trash = self.root + TRASH_DIR
+        result = self.run(
+            ["find", trash, "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-printf", "%f\\0"]
+        )
+        oldest = today - timedelta(days=retention_days)
+        gone = []
+        for raw in result.stdout.split(b"\0"):
+            try:
+                day = date.fromisoformat(raw.decode())
+            except (UnicodeDecodeError, ValueError):
+                continue
+            if day < oldest and self._effect("remove", f"/{TRASH_DIR}/{day.isoformat()}") == 0:
+                gone.append(day.isoformat())
+        return gone
+
+    def keep_both(
+        self, file_id: str, incoming_id: str, fetch: Callable[[Endpoint, str], bool]
+    ) -> bool:
+        raise Refused(
+            f"sync error: keeping both copies of {file_id!r} happens at the hub, not on "
+            f"the storage {self.volume.get('_id')!r}",
+            id=file_id,
+        )
+
+    def replace(self, source_id: str, target_id: str) -> None:
+        raise Refused(
+            f"sync error: a conflict is resolved at the hub, not on the storage "
+            f"{self.volume.get('_id')!r}",
+            id=target_id,
+        )
 
     # -- the ssh command lines ----------------------------------------------------------------
 
@@ -132,14 +313,15 @@ class SshSite:
         """ssh and its options, ``BatchMode`` first (never a password prompt), the port."""
         program, *options = self.ssh_program
         out = [program, "-o", "BatchMode=yes", *options]
-        if self.endpoint.port:
-            out += ["-p", str(self.endpoint.port)]
+        if self.endpoint_.port:
+            out += ["-p", str(self.endpoint_.port)]
         return out
 
     def ssh(self, args: Sequence[str]) -> list[str]:
         """The argument list running ``args`` on the storage (quoted: :func:`remote_command`)."""
-        assert self.endpoint.host is not None
-        return [*self.ssh_base(), self.endpoint.host, remote_command(args)]
+        host = self.endpoint_.host
+        assert host is not None
+        return [*self.ssh_base(), host, remote_command(args)]
 
     def rsh(self) -> str:
         """rsync's ``--rsh`` for this storage."""
@@ -178,7 +360,7 @@ class SshSite:
     def _rsync_probe(self) -> subprocess.CompletedProcess[bytes]:
         # the root alone ("."): rsync answers through rrsync as well
         args = [self.rsync, "--list-only", "-d", "--exclude=*", self.rsh()]
-        args += ["--", f"{self.endpoint.host}:{self.root}"]
+        args += ["--", f"{self.endpoint_.host}:{self.root}"]
         try:
             return subprocess.run(
                 args, capture_output=True, stdin=subprocess.DEVNULL, timeout=CONNECT_TIMEOUT * 3
@@ -255,6 +437,9 @@ class FindOverSsh(Listing):
             raise
 
 
+#: the times rsync prints are this side's local time: UTC; the C locale makes it escape
+#: every byte that is not printable ASCII
+_LIST_ENV = {"TZ": "UTC", "LC_ALL": "C"}
 #: one entry of ``rsync --list-only``: type and permissions, size, date, time, name
 _LIST_LINE = re.compile(
     rb"^(?P<type>[-dlcbps])[-rwxsStT]{9}[+.@]? +(?P<size>[\d,]+) "
@@ -306,16 +491,14 @@ class RsyncListing(Listing):
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         args = [site.rsync, "--list-only", "-r", "--no-h", site.rsh()]
         args += [f"--exclude={name}" for name in RESERVED_NAMES]
-        args += ["--", f"{site.endpoint.host}:{site.root}"]
+        args += ["--", f"{site.endpoint_.host}:{site.root}"]
         try:
             self._proc = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._err,
-                # the times rsync prints are this side's local time: make it UTC; the C
-                # locale makes it escape every byte that is not printable ASCII
-                env={**os.environ, "TZ": "UTC", "LC_ALL": "C"},
+                env={**os.environ, **_LIST_ENV},
             )
         except BaseException:
             self._err.close()

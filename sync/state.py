@@ -138,6 +138,62 @@ def deleted_here(element: Mapping[str, Any], site: str) -> bool:
     return bool(element.get("deleted")) and element.get("deleted_at", element.get("origin")) == site
 
 
+#: ``file_mtime`` values below this are seconds, as earlier versions wrote them (a
+#: float); 10^11 ms is in 1973, 10^11 s in the year 5138
+SECONDS_BELOW = 10**11
+
+
+def mtime_ms(mtime: int) -> int:
+    """The ``file_mtime`` of a look's mtime (ns): the millisecond it falls in.
+
+    >>> mtime_ms(1_567_529_676_123_999_999)
+    1567529676123
+    """
+    return mtime // 1_000_000
+
+
+def same_mtime(mtime: int, recorded: Any) -> bool:
+    """True when a copy's mtime (ns) is the ``file_mtime`` ``recorded``: the same
+    millisecond, or, for a value below :data:`SECONDS_BELOW` that is not that
+    millisecond, the same time in seconds to the microsecond (what earlier versions
+    wrote, and the precision they compared at).
+
+    >>> ns = 1_567_529_676_123_456_789
+    >>> same_mtime(ns, 1_567_529_676_123), same_mtime(ns, 1_567_529_676_124)
+    (True, False)
+    >>> same_mtime(ns, 1567529676.1234567), same_mtime(ns, 1567529676.1244567)
+    (True, False)
+    """
+    kind = recorded.__class__
+    if kind is int:
+        if recorded == mtime // 1_000_000:
+            return True
+    elif kind is not float or recorded != recorded:  # not a number (or NaN)
+        return False
+    elif recorded >= SECONDS_BELOW:
+        return recorded == mtime // 1_000_000
+    return recorded < SECONDS_BELOW and abs(mtime - recorded * 1e9) <= 1000
+
+
+def look_matches(look: tuple[int, int] | None, element: Mapping[str, Any]) -> bool:
+    """True when ``look`` (a copy's size and mtime) is the version ``element``
+    records (``file_size`` and ``file_mtime``, see :func:`same_mtime`); false when
+    there is no copy or the element records no size or no mtime.
+
+    >>> el = {"file_size": 3, "file_mtime": 1_567_529_676_123}
+    >>> look_matches((3, 1_567_529_676_123_456_789), el), look_matches(None, el)
+    (True, False)
+    >>> look_matches((3, 1_567_529_676_123_456_789), {"file_size": 3})
+    False
+    """
+    if look is None:
+        return False
+    size = element.get("file_size")
+    return (
+        size.__class__ is int and size == look[0] and same_mtime(look[1], element.get("file_mtime"))
+    )
+
+
 def changed_since(mtime: int, synced: Any) -> bool:
     """True when a copy whose mtime is ``mtime`` (ns) was written after the site's
     sync baseline ``synced`` (ms since epoch; ``None``: the site never synced).
@@ -226,13 +282,17 @@ def conflict_record(
 
 __all__ = [
     "PREFIXES",
+    "SECONDS_BELOW",
     "SiteKeys",
     "changed_here",
     "changed_since",
     "conflict_record",
     "deleted_here",
     "holds_current",
+    "look_matches",
+    "mtime_ms",
     "recorded_exactly",
+    "same_mtime",
     "settled",
     "site_keys",
     "site_of_key",

@@ -4,7 +4,7 @@
 tree: GNU find in another process (:mod:`.find`), or ``os.scandir`` through a
 descriptor per folder (one ``stat`` per file, looked up by name); no symlink is
 followed. The volume's rules are applied to what they list; :func:`walk` is the
-whole walk at once and :func:`look_at` looks at one file again. :mod:`.scanner`
+whole walk at once; :class:`.site.LocalSite` looks at one file again. :mod:`.scanner`
 compares what they see with the tracker.
 
 Rules (all optional, from the volume element):
@@ -36,7 +36,6 @@ import functools
 import logging
 import os
 import re
-import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
@@ -147,10 +146,17 @@ TRASH_DIR = ".damas-trash"
 RESERVED_NAMES = (PARTIAL_DIR, TRASH_DIR)
 
 
+#: a control character: a name holding one is not a canonical file id (never tracked)
+_CONTROL = re.compile("[\x01-\x1f\x7f]")
+
+
 def _skipped_name(name: str) -> bool:
     if name in RESERVED_NAMES or CONFLICT_MARK.search(name):
         return True
     if name[0] == "." and _RSYNC_TEMP.match(name):
+        return True
+    if _CONTROL.search(name):
+        log.warning("skipping a name holding a control character: %r", name)
         return True
     if not name.isascii():
         try:
@@ -311,7 +317,10 @@ def _scandir_parts(root: str, rules: Rules, seen: Seen) -> Iterator[dict[str, Lo
                     name = entry.name
                     # most names need none of _skipped_name's tests: only those that may match
                     if (
-                        name[0] == "." or "conflict-" in name or not name.isascii()
+                        name[0] == "."
+                        or "conflict-" in name
+                        or not name.isascii()
+                        or not name.isprintable()
                     ) and _skipped_name(name):
                         continue
                     try:
@@ -366,7 +375,13 @@ def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str
     try:
         for types, sizes, mtimes, devices, inodes, text in listing:
             ids = text.split("\0")
-            if not (plain and text.isascii() and "/." not in text and "conflict-" not in text):
+            if not (
+                plain
+                and text.isascii()
+                and "/." not in text
+                and "conflict-" not in text
+                and not _CONTROL.search(text)
+            ):
                 yield _filtered(
                     types, sizes, mtimes, devices, inodes, ids, root, rules, seen, state
                 )
@@ -449,21 +464,6 @@ def _filtered(
     return out
 
 
-def look_at(root: str, file_id: str) -> Look | None:
-    """The current (size, mtime ns) of one file or package under ``root``, or ``None``."""
-    path = (root if root.endswith("/") else root + "/") + file_id.lstrip("/")
-    if file_id.endswith("/"):
-        looked = package_look(path)
-        return None if looked is None else looked[0]
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return (st.st_size, st.st_mtime_ns)
-
-
 def parent_of(file_id: str) -> str:
     """The folder id holding a file or package id.
 
@@ -483,7 +483,6 @@ __all__ = [
     "Rules",
     "Seen",
     "check_walker",
-    "look_at",
     "package_look",
     "parent_of",
     "same_look",

@@ -7,7 +7,7 @@ import os
 import time
 from datetime import date, timedelta
 
-from damas_core.sync import deletions
+from damas_core.sync.site import LocalSite
 from damas_core.sync.volumes import set_global_parameters
 
 from .conftest import needs_rsync
@@ -99,13 +99,13 @@ def test_an_unmounted_volume_never_deletes(sites, tmp_path):
 
 
 def test_the_quarantine_is_purged_after_trash_retention(tmp_path):
-    root = str(tmp_path)
+    site = LocalSite(str(tmp_path))
     today = date(2026, 12, 1)
     for day in (today, today - timedelta(days=3), today - timedelta(days=40)):
         (tmp_path / ".damas-trash" / day.isoformat()).mkdir(parents=True)
     (tmp_path / ".damas-trash" / "notes").mkdir()
-    assert deletions.purge(root, 30, today) == [(today - timedelta(days=40)).isoformat()]
-    assert deletions.purge(root, 2, today) == [(today - timedelta(days=3)).isoformat()]
+    assert site.purge(30, today) == [(today - timedelta(days=40)).isoformat()]
+    assert site.purge(2, today) == [(today - timedelta(days=3)).isoformat()]
     left = sorted(os.listdir(tmp_path / ".damas-trash"))
     assert left == [today.isoformat(), "notes"]
 

@@ -16,7 +16,9 @@ from .conftest import needs_rsync
 
 NAMES = [
     "/with space/a b.txt",
-    "/new\nline.txt",
+    "/#notes.txt",
+    "/;x",
+    "/dir/#hash;semi",
     "/-rf",
     "/--delete",
     "/dir/-e x",
@@ -35,6 +37,15 @@ def test_hostile_names_travel_intact(sites):
     for i, name in enumerate(NAMES):
         assert sites.path("tokyo", name).read_text() == f"content {i}", name
     assert not r[1].failed
+
+
+def test_names_holding_a_control_character_are_never_tracked(sites):
+    # not canonical file ids: the tracker would refuse them, agents never act on them
+    for name in ("/new\nline.txt", "/tab\tx", "/dir\x1b/a.txt"):
+        sites.write("paris", name, "x")
+    sites.write("paris", "/ok.txt", "ok")
+    r = sites.run("paris")[0]
+    assert r.published == ["/ok.txt"]
 
 
 @needs_rsync

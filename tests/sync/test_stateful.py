@@ -15,9 +15,9 @@ from damas_core.sync.scanner import (
     Scanner,
     changed_since,
     holds_current,
-    look_at,
     look_matches,
 )
+from damas_core.sync.site import LocalSite
 from damas_core.sync.volumes import tracked_files
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -66,7 +66,7 @@ class SyncMachine(RuleBasedStateMachine):
                 if synced is not None and synced >= (el.get("time") or 0) and not el.get("deleted"):
                     if el.get(f"modified_{site}") == el.get("time") or el.get("origin") == site:
                         continue  # the writer's own copy may change again before its next scan
-                    here = look_at(str(self.sites.roots[site]), file_id)
+                    here = LocalSite(str(self.sites.roots[site])).look(file_id)
                     assert (
                         here is None
                         or look_matches(here, el)
@@ -89,7 +89,7 @@ def quiet_rounds_converge(machine: SyncMachine) -> None:
             continue
         for site in SITES:
             assert holds_current(el, site), (file_id, site, el)
-            assert look_matches(look_at(str(machine.sites.roots[site]), file_id), el), (
+            assert look_matches(LocalSite(str(machine.sites.roots[site])).look(file_id), el), (
                 file_id,
                 site,
             )

@@ -172,7 +172,11 @@ def test_a_folder_that_cannot_be_read_is_reported(walker):
     if walker == "find" and find_module.gnu_find() is None:
         pytest.skip("GNU find is not installed")
     tmp = Path(tempfile.mkdtemp(prefix="damas-locked-"))
-    locked = ["locked", "new\nline", "ünï 🎬", "quo'te", "back\\slash", "a': b"]
+    locked = ["locked", "ünï 🎬", "quo'te", "back\\slash", "a': b"]
+    if walker == "find":
+        # find's messages quote a newline; the scandir walk never enters such a folder
+        # (a name holding a control character is never tracked)
+        locked.append("new\nline")
     try:
         tmp.chmod(0o755)
         (tmp / "open").mkdir()
