@@ -8,7 +8,13 @@ The tests of this module run in order on the same storages and tracker.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +46,8 @@ SKIPPED = {b"latin\xe9.txt": b"skipped", b"new\nline.txt": b"skipped"}
 class Env:
     def __init__(self, storages, tmp: Path) -> None:
         self.storages = storages
-        self.tracker = damas_core.open(f"lmdb://{tmp}/store")
+        self.store_path = tmp / "store"
+        self.tracker = damas_core.open(f"lmdb://{self.store_path}")
         self.hub_root = tmp / "hub"
         self.hub_root.mkdir()
         t = self.tracker
@@ -159,3 +166,130 @@ def test_a_storage_going_offline_does_not_stop_the_other(env):
     assert env.tracker.read("vol_st2")["connectionStatus"] == "ok", r["vol_st2"]
     assert st2.read()[b"while st2 was down.txt"] == b"d"
     assert [e["event"] for e in activity.log(env.tracker, ["vol_st2"])][-1] == "reachable"
+
+
+def test_the_hub_key_is_a_controlling_key():
+    """``hub`` decides where data goes: a non-admin may not set it (403), and a volume
+    with a hub must be reached over ssh."""
+    from damas_core.errors import BadRequest, Forbidden
+    from damas_core.sync.volumes import update_volume
+
+    t = damas_core.open("memory://")
+    t.create({"_id": "@ed", "class": "editor", "password": "secret-ed-1"})
+    create_volume(t, {"_id": "vol_hub", "name": "hub", "url": "file:///srv/hub/"})
+    create_volume(t, {"_id": "vol_far", "name": "far", "url": "ssh://u@far/p/"})
+    editor = t.as_user("ed")
+    with pytest.raises(Forbidden) as refused:
+        editor.update({"_id": "vol_far", "hub": "vol_hub"})
+    assert refused.value.key == "hub" and "'hub'" in str(refused.value)
+    with pytest.raises(Forbidden):
+        editor.create({"_id": "vol_x", "name": "xxx", "url": "ssh://u@x/p/", "hub": "vol_hub"})
+    assert "hub" not in t.read("vol_far")
+    with pytest.raises(BadRequest, match="ssh://"):
+        update_volume(t, {"_id": "vol_hub", "hub": "vol_far"})
+    assert update_volume(t, {"_id": "vol_far", "hub": "vol_hub"})["hub"] == "vol_hub"
+
+
+def test_damas_hub_key_makes_the_pair_once_and_publishes_it(tmp_path):
+    from click.testing import CliRunner
+    from damas_core.cli import main
+
+    store = f"lmdb://{tmp_path}/store"
+    damas_core.open(store).close()
+    args = ["hub", "key", "--store", store, "--state-dir", str(tmp_path / "h"), "--folder", "/p"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    private = tmp_path / "h" / "hub_key"
+    assert oct(private.stat().st_mode & 0o777) == "0o600"
+    public = (tmp_path / "h" / "hub_key.pub").read_text().strip()
+    assert f'command="rrsync /p",restrict {public}' in first.output
+    assert f"\n{public}\n" in first.output
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and (tmp_path / "h" / "hub_key.pub").read_text().strip() == public
+    t = damas_core.open(store)
+    assert t.read("rsyncGlobalParameters")["rsaPublicKey"] == public
+    t.close()
+
+
+def _damas(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from damas_core.cli import main; main()", *args]
+
+
+def _wait(predicate, what: str, timeout: float = 60.0):
+    """Wait until ``predicate()`` is true (a deadline, not a timing claim)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_damas_hub_run_serves_the_storages_until_sigterm(env, tmp_path):
+    """The command as a service: the hub's agents in one process, a new file travels
+    from st2 (rrsync) to st1 without a restart, a storage added to the hub while it
+    runs is picked up from the change feed, and SIGTERM stops it with exit 0 and every
+    volume recorded stopped."""
+    st1, st2 = env.storages["st1"], env.storages["st2"]
+    set_global_parameters(env.tracker, {"sleepBetweenScans": 1})
+    store = f"lmdb://{env.store_path}"
+    proc = subprocess.Popen(
+        _damas(
+            "hub", "run", "vol_hub", "--store", store, "--settle", "0",
+            "--state-dir", str(tmp_path / "hubstate"), "--ssh", shlex.join(env.storages.ssh),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for vid in ("vol_hub", "vol_st1", "vol_st2"):
+            _wait(
+                lambda vid=vid: (env.tracker.read(vid) or {}).get("lastConnectionPid") == proc.pid,
+                f"{vid} served by the hub's process",
+            )
+        st2.write({"served/by the service.txt": b"svc"})
+        _wait(lambda: b"served/by the service.txt" in st1.read(), "the file reached st1")
+        # a third storage pointed at the hub while it runs: picked up without a restart
+        create_volume(
+            env.tracker,
+            {"_id": "vol_st3", "name": "st3", "url": st1.url.replace("/project/", "/other/"),
+             "hub": "vol_hub"},
+        )  # fmt: skip
+        _wait(
+            lambda: (env.tracker.read("vol_st3") or {}).get("lastConnectionPid") == proc.pid,
+            "vol_st3 picked up",
+        )
+        env.tracker.update({"_id": "vol_st3", "hub": None})  # pointed away: its agent stops
+        _wait(lambda: env.tracker.read("vol_st3").get("agentStatus") == "stopped", "st3 stopped")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    for vid in ("vol_hub", "vol_st1", "vol_st2"):
+        assert env.tracker.read(vid)["agentStatus"] == "stopped"
+    env.tracker.delete("vol_st3")
+    set_global_parameters(env.tracker, {"sleepBetweenScans": 60})
+
+
+def test_damas_hub_run_once_prints_each_report(env, tmp_path):
+    proc = subprocess.run(
+        _damas(
+            "hub", "run", "vol_hub", "--store", f"lmdb://{env.store_path}", "--once",
+            "--settle", "0", "--state-dir", str(tmp_path / "s"),
+            "--ssh", shlex.join(env.storages.ssh),
+        ),
+        capture_output=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    reports = json.loads(proc.stdout)
+    assert sorted(reports) == ["vol_hub", "vol_st1", "vol_st2"]
+    assert all(not r["failed"] and not r["published"] for r in reports.values()), reports
+
+
+def test_damas_hub_run_refuses_what_it_cannot_serve(env, tmp_path):
+    args = ["--store", f"lmdb://{env.store_path}", "--state-dir", str(tmp_path / "s")]
+    missing = subprocess.run(_damas("hub", "run", "vol_nope", *args, "--once"), capture_output=True)
+    assert missing.returncode == 78 and b"no hub volume 'vol_nope'" in missing.stderr
+    storage = subprocess.run(_damas("hub", "run", "vol_st1", *args, "--once"), capture_output=True)
+    assert storage.returncode == 78 and b"is itself a storage" in storage.stderr
