@@ -92,7 +92,9 @@ unusable or refused, 78 no such hub volume or an unusable state directory."""
 
 @hub.command("run", epilog=_RUN_EPILOG)
 @click.argument("hub_volume_id")
-@click.option("--once", is_flag=True, help="Run one cycle of each agent; print the reports as JSON.")
+@click.option(
+    "--once", is_flag=True, help="Run one cycle of each agent; print the reports as JSON."
+)
 @click.option("--settle", type=float, default=None, help="Seconds a new file must stay still.")
 @click.option("--ssh", "ssh_command", default=None, help="ssh command reaching the storages.")
 @click.option(

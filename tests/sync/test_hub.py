@@ -18,11 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from damas_core.sync import activity
 from damas_core.sync.hub_run import Hub, Opened
-from damas_core.sync.volumes import create_volume, set_global_parameters
+from damas_core.sync.volumes import create_volume, set_global_parameters, update_volume
 
 import damas_core
+from damas_core.cli import main
+from damas_core.errors import BadRequest, Forbidden
 
 from .storages import storages_fixture
 
@@ -171,9 +174,6 @@ def test_a_storage_going_offline_does_not_stop_the_other(env):
 def test_the_hub_key_is_a_controlling_key():
     """``hub`` decides where data goes: a non-admin may not set it (403), and a volume
     with a hub must be reached over ssh."""
-    from damas_core.errors import BadRequest, Forbidden
-    from damas_core.sync.volumes import update_volume
-
     t = damas_core.open("memory://")
     t.create({"_id": "@ed", "class": "editor", "password": "secret-ed-1"})
     create_volume(t, {"_id": "vol_hub", "name": "hub", "url": "file:///srv/hub/"})
@@ -191,9 +191,6 @@ def test_the_hub_key_is_a_controlling_key():
 
 
 def test_damas_hub_key_makes_the_pair_once_and_publishes_it(tmp_path):
-    from click.testing import CliRunner
-    from damas_core.cli import main
-
     store = f"lmdb://{tmp_path}/store"
     damas_core.open(store).close()
     args = ["hub", "key", "--store", store, "--state-dir", str(tmp_path / "h"), "--folder", "/p"]
@@ -264,7 +261,7 @@ def test_damas_hub_run_serves_the_storages_until_sigterm(env, tmp_path):
         _wait(lambda: env.tracker.read("vol_st3").get("agentStatus") == "stopped", "st3 stopped")
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
     for vid in ("vol_hub", "vol_st1", "vol_st2"):
         assert env.tracker.read(vid)["agentStatus"] == "stopped"
