@@ -34,7 +34,7 @@ import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -112,20 +112,40 @@ class Connection:
 #: Every name reaches it as a positional argument ("$1"...), never as shell text.
 _GUARD = r"""
 root=$(realpath -e -- "$1") || exit 90
-inside() {
+parent_inside() {
     r=$(realpath -m -- "$(dirname -- "$1")") || return 1
     case "$r/" in "$root"/*) ;; *) return 1 ;; esac
-    [ ! -L "$1" ]
 }
+inside() { parent_inside "$1" && [ ! -L "$1" ]; }
 op=$2; shift 2
+case $op in
+exists) parent_inside "$1" || exit 91; [ -e "$1" ] || [ -L "$1" ]; exit ;;
+look) parent_inside "$1" || exit 91; find "$1" -maxdepth 0 -type f -printf '%s %T@'; exit ;;
+esac
+if [ "$op" = check ]; then
+    for p in "$@"; do inside "$p" || printf '%s\0' "$p"; done
+    exit 0
+fi
+if [ "$op" = purge ]; then
+    for p in "$@"; do
+        r=$(realpath -m -- "$(dirname -- "$p")")
+        case "$r/" in "$root"/*) rm -rf -- "$p" ;; *) exit 91 ;; esac
+    done
+    exit 0
+fi
 for p in "$@"; do inside "$p" || { echo "refused: $p" >&2; exit 91; }; done
 case $op in
 move) [ -e "$1" ] || exit 92; [ -e "$2" ] && exit 93
       mkdir -p -- "$(dirname -- "$2")" && inside "$2" && mv -- "$1" "$2" ;;
 remove) [ -e "$1" ] || exit 92; rm -rf -- "$1" ;;
-exists) [ -e "$1" ] ;;
 esac
 """
+#: the probe: GNU find's version where the root is there (90 where it is not)
+_PROBE = r"""
+if [ -d "$1" ]; then find --version; else echo "the volume root $1 is missing" >&2; exit 90; fi
+"""
+#: the guard's exit code for a root that is missing
+_NO_ROOT = 90
 #: the guard's own exit codes
 _GONE, _TAKEN, _REFUSED_CODE = 92, 93, 91
 
@@ -168,8 +188,33 @@ class SshSite(Site):
     # -- the guard ------------------------------------------------------------------------------
 
     def refusal(self, file_id: str) -> str | None:
-        """The id rule here; the folders on the way are resolved remotely by each effect."""
-        return id_refusal(file_id)
+        """The id rule, then (with a shell) the folders on the way resolved remotely."""
+        return self.files_from([file_id])[1].get(file_id)
+
+    def files_from(self, ids: Iterable[str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+        """The id rule, then one remote check of the whole batch: a folder on the way
+        that resolves outside the root, or a symlink at the end, is refused. A storage
+        allowing only rsync gets the id rule alone (rsync itself never writes through a
+        symlinked folder it did not make: it is not given ``--keep-dirlinks``)."""
+        kept: list[tuple[str, str]] = []
+        refused: dict[str, str] = {}
+        for file_id in ids:
+            reason = id_refusal(file_id)
+            if reason is None:
+                kept.append((file_id, file_id[1:]))
+            else:
+                refused[file_id] = reason
+        if self.kind != "find" or not kept:
+            return kept, refused
+        paths = {self._path(i): i for i, _ in kept}
+        result = self.run(["sh", "-c", _GUARD, "guard", self.root, "check", *paths])
+        if result.returncode:
+            reason = f"sync error: the storage {self.volume.get('_id')!r} could not check paths"
+            return [], {**refused, **dict.fromkeys(paths.values(), reason)}
+        bad = {paths[os.fsdecode(p)] for p in result.stdout.split(b"\0") if p}
+        for file_id in bad:
+            refused[file_id] = f"sync error: {file_id!r} leaves the volume root {self.root!r}"
+        return [(i, rel) for i, rel in kept if i not in bad], refused
 
     def endpoint(self) -> Endpoint:
         return self.endpoint_
@@ -205,7 +250,7 @@ class SshSite(Site):
     # -- is it there ----------------------------------------------------------------------------
 
     def presence(self, volume: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
-        self.volume = dict(volume)
+        self.volume = {**self.volume, **volume}
         conn = self.probe()
         if conn.status != OK:
             return f"{self.volume.get('_id')}: {conn.status} (exit {conn.code}): {conn.stderr}", {}
@@ -230,9 +275,9 @@ class SshSite(Site):
         if file_id.endswith("/"):
             return None
         if self.kind == "find":
-            result = self.run(
-                ["find", self._path(file_id), "-maxdepth", "0", "-type", "f", "-printf", "%s %T@"]
-            )
+            result = self.run(["sh", "-c", _GUARD, "guard", self.root, "look", self._path(file_id)])
+            if result.returncode == _REFUSED_CODE:
+                raise Refused(f"sync error: {file_id!r} leaves the volume root {self.root!r}")
             if result.returncode or not result.stdout:
                 return None
             size, mtime = result.stdout.split()
@@ -277,9 +322,7 @@ class SshSite(Site):
         if self.kind != "find":
             return []
         trash = self.root + TRASH_DIR
-        result = self.run(
-            ["find", trash, "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-printf", "%f\\0"]
-        )
+        result = self.run(["find", trash, "-mindepth", "1", "-maxdepth", "1", "-printf", "%f\\0"])
         oldest = today - timedelta(days=retention_days)
         gone = []
         for raw in result.stdout.split(b"\0"):
@@ -287,7 +330,7 @@ class SshSite(Site):
                 day = date.fromisoformat(raw.decode())
             except (UnicodeDecodeError, ValueError):
                 continue
-            if day < oldest and self._effect("remove", f"/{TRASH_DIR}/{day.isoformat()}") == 0:
+            if day < oldest and self._effect("purge", f"/{TRASH_DIR}/{day.isoformat()}") == 0:
                 gone.append(day.isoformat())
         return gone
 
@@ -347,12 +390,18 @@ class SshSite(Site):
         if self.kind == "rsync":
             result = self._rsync_probe()
         else:
-            result = self.run(["find", "--version"], timeout=CONNECT_TIMEOUT * 3)
+            result = self.run(["sh", "-c", _PROBE, "probe", self.root], timeout=CONNECT_TIMEOUT * 3)
         stderr = result.stderr.decode("utf-8", "replace")[-STDERR_MAX:]
         if result.returncode == SSH_FAILED or _REFUSED.search(stderr):
             return Connection(connection_status(SSH_FAILED, stderr), SSH_FAILED, stderr)
+        if result.returncode == _NO_ROOT:
+            return Connection(ERROR, _NO_ROOT, f"{stderr.strip()}: not mounted?", "find")
         if self.kind == "rsync":
             status = connection_status(result.returncode, stderr)
+            if status != OK:
+                stderr = (
+                    f"{stderr.strip()}: the volume root {self.root} cannot be read: not mounted?"
+                )
             return Connection(status, result.returncode, stderr, "rsync" if status == OK else None)
         kind = "find" if b"GNU findutils" in result.stdout else "rsync"
         return Connection(OK, 0, "", self.kind or kind)

@@ -357,6 +357,71 @@ def stop_storages(storages: Storages) -> None:
         _run("ip", "netns", "del", storages.hub_netns, check=False)
 
 
+_LOOPBACK: dict[str, object] = {}
+
+
+def loopback_ssh() -> tuple[str, list[str]] | None:
+    """``(user@127.0.0.1:port, ssh command)`` of an sshd on loopback serving this
+    machine's own files to the current user, started once per process and stopped at
+    its exit; ``None`` where sshd cannot run here. For the site contract: an ssh site
+    whose files the test can also write directly."""
+    if "ssh" in _LOOPBACK:
+        return _LOOPBACK["ssh"]  # type: ignore[return-value]
+    _LOOPBACK["ssh"] = None
+    if not os.access(SSHD, os.X_OK) or shutil.which("ssh") is None:
+        return None
+    import atexit
+    import getpass
+    import socket
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="damas-sshd-"))
+    for name in ("host", "user"):
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name))
+    (d / "authorized_keys").write_text((d / "user.pub").read_text())
+    os.chmod(d / "authorized_keys", 0o600)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile none\nMaxStartups 100\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nPermitRootLogin yes\n"
+        "KbdInteractiveAuthentication no\n"
+    )
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def stop() -> None:
+        subprocess.run(
+            [*ssh, "-p", str(port), "-O", "exit", f"{getpass.getuser()}@127.0.0.1"],
+            capture_output=True,
+        )
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(d, ignore_errors=True)
+
+    atexit.register(stop)
+    ssh = ["ssh", "-i", str(d / "user"), "-o", "StrictHostKeyChecking=no"]
+    ssh += ["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    # one connection for the many short commands of the contract tests
+    ssh += ["-o", "ControlMaster=auto", "-o", f"ControlPath={d}/cm-%C", "-o", "ControlPersist=60"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            _LOOPBACK["ssh"] = (f"{getpass.getuser()}@127.0.0.1:{port}", ssh)
+            break
+        except OSError:
+            time.sleep(0.05)
+    return _LOOPBACK["ssh"]  # type: ignore[return-value]
+
+
 def storages_fixture(kinds: dict[str, str], scope: str = "module"):
     """A pytest fixture of :class:`Storages` (``kinds``: name -> kind), skipped with the
     reason when sshd or rsync is missing."""
