@@ -43,7 +43,7 @@ from . import activity
 from . import rsync as rs
 from .agent import Agent, Report, _summarize
 from .planner import Plan, Task, _retry_state, holders, wanted
-from .record import COPIED, FAILED, Outcome, record
+from .record import CONFLICT, COPIED, FAILED, Outcome, record
 from .rsync_options import transfer_options
 from .scanner import (
     ScanChanges,
@@ -69,6 +69,8 @@ CONNECTION_KEYS = (
     "error",
     "stderr_connection",
 )
+#: what is off on a storage that allows only rsync (rrsync): no shell, no find, no df
+RSYNC_ONLY_OFF = ("deletions", "renames", "quarantine", "capacity")
 #: the capacity keys (``df -P`` over ssh, ``statvfs`` locally)
 CAPACITY_KEYS = ("bytesTotal", "bytesUsed", "bytesRemaining")
 
@@ -290,6 +292,9 @@ class StorageAgent(Agent):
             self._status("scanning", **pending)
             pending = self._scan(vol, report, refreshed.ids, transfers=transfers)
             pending["mtimePrecision"] = self.scanner.precision_ns
+        if self.remote.kind == "find" and not self._stop.is_set():
+            # deletions and renames at other origins, through the remote guard
+            pending.update(self._apply_deletions(report))
         if transfers and not self._stop.is_set():
             pending.update(self._relay(vol, hub, report))
         self._status("idle", **pending)
@@ -314,6 +319,8 @@ class StorageAgent(Agent):
         if conn.status == OK:
             keys["lastConnectionSuccess"] = now
             keys["storageKind"] = conn.kind
+            # what the engine cannot do on a storage that allows only rsync
+            keys["featuresOff"] = [] if conn.kind == "find" else list(RSYNC_ONLY_OFF)
             self.remote.kind = vol.get("ssh_listing") or conn.kind
             self._probe_failures = 0
             capacity = self.remote.capacity()
@@ -467,10 +474,27 @@ class StorageAgent(Agent):
         hub_files = LocalSite(hub_root)  # the one guard, at the hub's side
         kept = self._safe([t.file_id for t in bucket], [hub_files], report)
         todo: list[tuple[str, str]] = []
+        conflicts: list[Outcome] = []
+        state = self.scanner.state
+        seen = state.looks if state is not None else {}
         for file_id, rel in kept.items():
+            there = seen.get(file_id)
+            el = files[file_id]
+            if (
+                not upward
+                and there is not None
+                and not same_at(there, el, self.scanner.precision_ns)
+                and changed_here(there[1], el, self.site)
+            ):
+                # the storage's copy changed there since its last sync: never overwritten;
+                # the other copy stays at the hub (both kept), the conflict is recorded
+                log.warning("conflict on %s at %s: both copies kept", file_id, self.site)
+                conflicts.append(
+                    Outcome(file_id, hub_site, self.site, CONFLICT, now_ms(), local=there)
+                )
+                continue
             if upward:
                 here = hub_files.look(file_id)
-                el = files[file_id]
                 if (
                     here is not None
                     and not look_matches(here, el)
@@ -481,7 +505,7 @@ class StorageAgent(Agent):
                     continue
             todo.append((file_id, rel))
         if not todo:
-            return 0, "", []
+            return 0, "", conflicts
         remote = self.remote.endpoint()
         local = hub_files.endpoint()
         src, dst = (remote, local) if upward else (local, remote)
@@ -495,7 +519,7 @@ class StorageAgent(Agent):
         if not upward:
             differ = rs.differing(src, dst, rels, **options)
             report.rsync_calls += 1
-        outcomes = []
+        outcomes = conflicts
         for file_id, rel in todo:
             el = files[file_id]
             copy = hub_files.look(file_id)

@@ -113,9 +113,10 @@ class Storage:
         }
         self._inside("write", root=self.root, files=enc, mtime=mtime)
 
-    def read(self) -> dict[bytes, bytes]:
-        """Every regular file under the project folder: relpath (bytes) -> content."""
-        out = self._inside("read", root=self.root)
+    def read(self, reserved: bool = False) -> dict[bytes, bytes]:
+        """Every regular file under the project folder: relpath (bytes) -> content
+        (those in the engine's reserved folders too with ``reserved``)."""
+        out = self._inside("read", root=self.root, reserved=reserved)
         return {base64.b64decode(k): base64.b64decode(v) for k, v in out.items()}
 
     def remove(self, rel: bytes | str) -> None:
@@ -165,11 +166,11 @@ def write(root, files, mtime):
             f.write(base64.b64decode(data))
         if mtime is not None:
             os.utime(path, (mtime, mtime))
-def read(root):
+def read(root, reserved):
     out = {}
     top = os.fsencode(root)
     for d, dirs, names in os.walk(top):
-        dirs[:] = [x for x in dirs if not x.startswith(b".damas-")]
+        dirs[:] = [x for x in dirs if reserved or not x.startswith(b".damas-")]
         for n in names:
             path = os.path.join(d, n)
             if os.path.isfile(path) and not os.path.islink(path):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from damas_core.sync import activity
-from damas_core.sync.hub_run import Hub, Opened
+from damas_core.sync.hub_run import Hub, Opened, _Worker
 from damas_core.sync.volumes import create_volume, set_global_parameters, update_volume
 
 import damas_core
@@ -68,6 +68,10 @@ class Env:
             ssh_command=storages.ssh,
             settle=0,
         )
+
+    def cycle_of(self, volume_id: str) -> dict:
+        """One cycle of one agent of the hub."""
+        return _Worker(self.hub, volume_id).once()
 
     def cycle(self, rounds: int = 1) -> dict:
         for _ in range(rounds):
@@ -143,6 +147,76 @@ def test_a_modification_travels(env):
     assert st2.read()[b"a b.txt"] == b"changed at st1", r["vol_st2"]
     el = env.tracker.read("/a b.txt")
     assert el["modified_st1"] and el["synced_st2"] == el["time"]
+
+
+def test_a_conflict_keeps_both_copies(env):
+    """The same file changed at both storages before either was synced: each keeps
+    its own copy, the conflict is recorded, nothing is overwritten."""
+    st1, st2 = env.storages["st1"], env.storages["st2"]
+    st1.write({"both.txt": b"v1"}, mtime=1_700_000_300)
+    env.cycle(2)
+    assert st2.read()[b"both.txt"] == b"v1"
+    time.sleep(1.1)  # after the second of the first sync: st2's times are in seconds
+    st1.write({"both.txt": b"changed at st1"})
+    st2.write({"both.txt": b"changed at st2!"})
+    env.cycle_of("vol_st1")  # st1's version first, then st2 finds its own changed too
+    report = env.cycle_of("vol_st2")
+    assert report["conflicts"] == ["/both.txt"], report
+    env.cycle()
+    assert st1.read()[b"both.txt"] == b"changed at st1"
+    assert st2.read()[b"both.txt"] == b"changed at st2!"
+    el = env.tracker.read("/both.txt")
+    assert any(k.startswith("conflict_") for k in el), json.dumps(el)
+
+
+def test_a_rename_at_the_rrsync_storage_travels(env):
+    """With propagateDeletions, a rename at st2 (rsync only: recognised by size and
+    mtime) is applied at st1 through the remote guard, and at the hub."""
+    st1, st2 = env.storages["st1"], env.storages["st2"]
+    set_global_parameters(env.tracker, {"propagateDeletions": True})
+    try:
+        st2.write({"r/old name.txt": b"renamed"}, mtime=1_700_000_500)
+        env.cycle(2)
+        assert st1.read()[b"r/old name.txt"] == b"renamed"
+        st2.rename("r/old name.txt", "r/new name.txt")
+        env.cycle(2)
+        got = st1.read()
+        assert got[b"r/new name.txt"] == b"renamed" and b"r/old name.txt" not in got
+        assert (env.hub_root / "r/new name.txt").read_bytes() == b"renamed"
+        assert env.tracker.read("/r/old name.txt")["renamed_to"] == "/r/new name.txt"
+    finally:
+        set_global_parameters(env.tracker, {"propagateDeletions": False})
+
+
+def test_deletions_travel_with_their_brakes(env):
+    """A file deleted at its origin (st2, rsync only) is quarantined at st1 through the
+    remote guard, and at the hub; more than maxDelete % at once removes none."""
+    st1, st2 = env.storages["st1"], env.storages["st2"]
+    st2.write({f"del/f{i:02d}.txt": f"{i}".encode() for i in range(12)})
+    env.cycle(2)
+    assert b"del/f00.txt" in st1.read()
+    set_global_parameters(env.tracker, {"propagateDeletions": True})
+    try:
+        st2.remove("del/f00.txt")
+        env.cycle(2)
+        got = st1.read()
+        assert b"del/f00.txt" not in got
+        trashed = env.tracker.read("/del/f00.txt")["trashed_st1"]
+        assert st1.read(reserved=True)[trashed.lstrip("/").encode()] == b"0"  # quarantined
+        assert not (env.hub_root / "del/f00.txt").exists()
+        # the brake: more than maxDelete % of st1's files at once removes none
+        set_global_parameters(env.tracker, {"maxDelete": 1})
+        for i in range(1, 11):
+            st2.remove(f"del/f{i:02d}.txt")
+        env.cycle(2)
+        got = st1.read()
+        assert all(f"del/f{i:02d}.txt".encode() in got for i in range(1, 11))
+        assert env.tracker.read("vol_st1")["exit_delete"] == 1
+        assert env.tracker.read("vol_st2")["featuresOff"] == [
+            "deletions", "renames", "quarantine", "capacity"
+        ]  # fmt: skip
+    finally:
+        set_global_parameters(env.tracker, {"propagateDeletions": False, "maxDelete": 50})
 
 
 def test_a_storage_going_offline_does_not_stop_the_other(env):
