@@ -364,3 +364,20 @@ def test_damas_hub_run_refuses_what_it_cannot_serve(env, tmp_path):
     assert missing.returncode == 78 and b"no hub volume 'vol_nope'" in missing.stderr
     storage = subprocess.run(_damas("hub", "run", "vol_st1", *args, "--once"), capture_output=True)
     assert storage.returncode == 78 and b"is itself a storage" in storage.stderr
+
+
+def test_status_shows_each_storage_with_its_hub_connection_and_capacity(env):
+    from damas_core.sync.status import sites
+
+    by_name = {h["name"]: h for h in sites(env.tracker)}
+    st1 = by_name["st1"]
+    assert st1["hub"] == "vol_hub" and st1["connectionStatus"] == "ok"
+    assert st1["bytesTotal"] >= st1["bytesUsed"] > 0 and st1["state"] != "down"
+    result = subprocess.run(
+        _damas("sync", "status", "--store", f"lmdb://{env.store_path}", "--limit", "0"),
+        capture_output=True,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert "(hub vol_hub)" in out and "ok, last ok" in out
