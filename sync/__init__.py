@@ -1,12 +1,16 @@
 """The sync engine: agents that scan volumes, publish files and copy them between sites.
 
 - :mod:`.volumes`: volume elements, the global parameters, the tracked files;
+- :mod:`.site`: the one place that touches a volume's files, and its one guard;
 - :mod:`.tree`: walking a volume with its rules (:mod:`.find`: the listing by GNU find);
-- :mod:`.scanner`: comparing the tree with the tracker;
+- :mod:`.scanner`: comparing the tree with the tracker (:mod:`.scan_writes`: its writes);
 - :mod:`.planner`: what a site receives and emits next;
-- :mod:`.rsync`: the rsync transport;
-- :mod:`.agent`: :class:`Agent`, one per site;
-- :mod:`.service`: an agent run for months (back-off, credentials, one agent per volume);
+- :mod:`.copies`: a bucket's transfer and each copy's outcome (:mod:`.rsync`: the
+  rsync transport); :mod:`.record`: what an outcome writes; :mod:`.state`: the per-site
+  keys and the rules on them;
+- :mod:`.agent`: :class:`Agent`, one per site (:mod:`.report`: what a cycle did);
+- :mod:`.service`: an agent run for months (:mod:`.backoff`, :mod:`.credentials`,
+  :mod:`.state_dir`, :mod:`.holder`, :mod:`.cycle_log`, :mod:`.exits`);
 - :mod:`.status`: the files x sites matrix (:func:`status`); :mod:`.row_cache`: its rows
   kept between pages;
 - :mod:`.conflicts`: listing and resolving conflicts.

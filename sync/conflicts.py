@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from damas_core.errors import BadRequest, NotFound
 
-from .site import LocalSite, Refused
+from .site import LocalSite, Refused, Site
 from .state import site_keys
 from .tracker_api import TrackerAPI
 from .volumes import local_root, tracked_files, volumes
@@ -41,13 +41,17 @@ def resolve(
     keep: Literal["local", "incoming"],
     *,
     root: str | None = None,
+    storage: Site | None = None,
 ) -> dict[str, Any]:
     """End the conflict of ``file_id`` at ``site``, keeping one copy; returns the element.
 
     ``keep="incoming"`` moves the incoming copy over the local one (the site then
     holds the current version); ``keep="local"`` removes the incoming copy and makes
     the local copy the next version (the site's next scan publishes it).
-    ``root`` is the site's directory (default: its volume url's path). ``tracker`` may
+    ``root`` is the site's directory (default: its volume url's path); ``storage``
+    the :class:`.site.Site` of its files, for a caller that reaches them its own way.
+    Both copies' ids pass the site's guard first (:class:`.site.Refused`, nothing
+    written, nothing touched). ``tracker`` may
     be a user's session: the element is written first, so a write the session may not
     make (``Forbidden``) leaves both copies as they were; a file operation that fails
     after it puts the element back as it was and raises the ``OSError``.
@@ -61,7 +65,7 @@ def resolve(
     vol = next((v for v in volumes(tracker) if v["name"] == site), None)
     if vol is None:
         raise NotFound(f"sync error: no volume named {site!r}")
-    storage = LocalSite(root or local_root(vol))
+    storage = storage or LocalSite(root or local_root(vol))
     info = el[keys.conflict]
     incoming = info.get("incoming")
     # the site's guard on both ids, before anything is written or touched

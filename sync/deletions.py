@@ -31,9 +31,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .record import MOVED, STALE, TRASHED, Outcome
-from .scanner import look_matches
 from .site import Site
-from .state import site_keys
+from .state import look_matches, site_keys
 from .volumes import DEFAULTS
 
 
@@ -113,7 +112,12 @@ def move(
     old, new = files[old_id], files[new_id]
     origin = str(old.get("origin"))
     look = site.look(old_id)
-    if not look_matches(look, old) or not look_matches(look, new) or not site.move(old_id, new_id):
+    precision = site.precision_ns
+    if (
+        not look_matches(look, old, precision)
+        or not look_matches(look, new, precision)
+        or not site.move(old_id, new_id)
+    ):
         return Outcome(old_id, origin, name, STALE, now)
     return Outcome(old_id, origin, name, MOVED, now, incoming=new_id)
 
@@ -154,7 +158,7 @@ def move_to_trash(
     is moved). The id passes the site's guard (:class:`.site.Refused`)."""
     look = site.look(file_id)
     origin = str(element.get("origin"))
-    if not look_matches(look, element):
+    if not look_matches(look, element, site.precision_ns):
         return Outcome(file_id, origin, name, STALE, now)
     day = datetime.fromtimestamp(now / 1000, UTC).date()
     try:

@@ -41,9 +41,10 @@ from damas_core.errors import BadRequest
 
 from . import activity
 from . import rsync as rs
-from .agent import Agent, Report, _summarize
+from .agent import Agent
 from .planner import Plan, Task, _retry_state, holders, wanted
 from .record import CONFLICT, COPIED, FAILED, Outcome, record
+from .report import Report, summarize
 from .rsync_options import transfer_options
 from .scanner import (
     ScanChanges,
@@ -236,9 +237,12 @@ class StorageAgent(Agent):
         probe_base: float = 1.0,
         probe_cap: float = 300.0,
     ) -> None:
+        vol = tracker.read(volume_id)
+        remote = SshSite(vol or {}, ssh_command=ssh_command, rsync=rsync)
         super().__init__(
             tracker,
             volume_id,
+            site=remote,  # nothing of the storage is on this machine
             settle=settle,
             ssh_command=ssh_command,
             rsync=rsync,
@@ -248,10 +252,7 @@ class StorageAgent(Agent):
             state_dir=state_dir,
         )
         self.hub_volume_id = hub_volume_id
-        vol = self.tracker.read(volume_id)
-        self.remote = SshSite(vol, ssh_command=ssh_command, rsync=rsync)
-        self.storage = self.remote  # nothing of the storage is on this machine
-        self.root = ""
+        self.remote = remote
         old = self.scanner
         self.scanner = RemoteScanner(
             self.site,
@@ -444,7 +445,7 @@ class StorageAgent(Agent):
                     stderr.append(str(e))
                     break
                 rc, err, outcomes = self._relay_bucket(bucket, hub_root, upward, options, report)
-                _summarize(outcomes, kind, report)
+                summarize(outcomes, kind, report)
                 self._apply(record(outcomes, self.view.files))
                 if rc:
                     last_rc = rc
@@ -472,7 +473,9 @@ class StorageAgent(Agent):
         files = self.view.files
         hub_site = bucket[0].target if upward else bucket[0].source
         hub_files = LocalSite(hub_root)  # the one guard, at the hub's side
-        kept = self._safe([t.file_id for t in bucket], [hub_files], report)
+        accepted, refused = hub_files.files_from([t.file_id for t in bucket])
+        report.refused.update(refused)
+        kept = dict(accepted)
         todo: list[tuple[str, str]] = []
         conflicts: list[Outcome] = []
         state = self.scanner.state

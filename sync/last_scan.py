@@ -50,10 +50,10 @@ class LastScan:
         if path is not None:
             import lmdb
 
-            os.makedirs(path, exist_ok=True)
+            os.makedirs(path, mode=0o700, exist_ok=True)
             # not synced at each commit: a system crash may lose the last scans'
             # entries, which only costs the renames they would have told
-            self._env = lmdb.open(path, map_size=1 << 36, sync=False, metasync=False)
+            self._env = lmdb.open(path, map_size=1 << 36, sync=False, metasync=False, mode=0o600)
             self._db = self._env.open_db()  # the main database: the entries by file id
 
     def get(self, ids: Iterable[str]) -> dict[str, tuple[Look, Inode]]:

@@ -1,22 +1,19 @@
 """The rsync transport: one subprocess call moves a batch of tracked paths between two sites.
 
 rsync runs with an argument list, never through a shell. The paths travel in a
-NUL-separated ``--files-from`` list (``--from0``), so a name with spaces, newlines or a
-leading ``-`` is never parsed as an option, and every path is checked by
-:func:`relpath_of` before it is listed: nothing that could leave the volume root
-(``..``, empty or ``.`` components, NUL) is ever handed to rsync.
+NUL-separated ``--files-from`` list (``--from0``), so a name with spaces or a leading
+``-`` is never parsed as an option, and a name starting with ``#`` or ``;`` (which rsync
+reads as a comment there) is listed as ``./name``. Every path has passed the site
+seam's guard before it is listed (:meth:`.site.Site.files_from`): nothing that could
+leave the volume root is ever handed to rsync.
 
 A site is an :class:`Endpoint`: a local directory (``file://`` volumes) or
 ``user@host:path`` reached through ssh (``ssh://`` volumes). rsync handles one remote
 side per call, so a transfer between two ``ssh://`` volumes is refused here; the
 agent of one of the two sites does it instead (see ``docs/sync.md``).
 
->>> relpath_of("/shots/a b.exr")
-'shots/a b.exr'
->>> relpath_of("/shots/../etc/passwd")
-Traceback (most recent call last):
-...
-damas_core.errors.BadRequest: sync error: unsafe path '/shots/../etc/passwd' ('..' component)
+>>> Endpoint("/srv/p/", host="me@h").spec()
+'me@h:/srv/p/'
 """
 
 from __future__ import annotations
@@ -69,91 +66,6 @@ def protect_args(rsync: str = "rsync") -> list[str]:
     if m is None:
         return ["-s"]
     return [] if tuple(int(x) for x in m.groups()) >= _QUOTES_ITSELF else ["-s"]
-
-
-def relpath_of(file_id: str) -> str:
-    """The path of ``file_id`` relative to a volume root, or :class:`BadRequest`.
-
-    A package id (ending in ``/``) keeps its trailing slash so that rsync copies the
-    folder with the files directly inside it.
-
-    >>> relpath_of("/shots/seq/")
-    'shots/seq/'
-    >>> relpath_of("/-rf")
-    '-rf'
-    """
-    if not isinstance(file_id, str) or not file_id.startswith("/") or file_id == "/":
-        raise BadRequest(f"sync error: unsafe path {file_id!r} (a file id starts with '/')")
-    if "\x00" in file_id:
-        raise BadRequest(f"sync error: unsafe path {file_id!r} (NUL character)")
-    body = file_id[1:-1] if file_id.endswith("/") else file_id[1:]
-    for part in body.split("/"):
-        if part in ("", "."):
-            raise BadRequest(f"sync error: unsafe path {file_id!r} (empty or '.' component)")
-        if part == "..":
-            raise BadRequest(f"sync error: unsafe path {file_id!r} ('..' component)")
-    return file_id[1:]
-
-
-def inside_root(root: str, file_id: str) -> bool:
-    """True when ``root`` + ``file_id`` resolves inside ``root`` on this machine.
-
-    A symlink on the way that points out of the volume makes it False; a path that
-    does not exist yet is judged by its existing parents.
-
-    >>> inside_root("/tmp", "/x/y")
-    True
-    """
-    try:
-        rel = relpath_of(file_id)
-    except BadRequest:
-        return False
-    real_root = os.path.realpath(root)
-    target = os.path.realpath(os.path.join(real_root, rel))
-    return target == real_root or target.startswith(real_root.rstrip("/") + "/")
-
-
-class RootGuard:
-    """Which ids may be copied to or from the local directory ``root``.
-
-    :meth:`refusal` says why an id may not: it leaves the root (``..`` components,
-    a symlinked folder on the way) or it is a symlink. Each folder is resolved once,
-    so a batch of files in a few folders costs a few ``realpath`` calls, not one per
-    file.
-
-    >>> RootGuard("/tmp").refusal("/x/y") is None
-    True
-    >>> RootGuard("/tmp").refusal("/x/../../etc")
-    "sync error: unsafe path '/x/../../etc' ('..' component)"
-    """
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self._prefix = os.path.join(root, "")
-        self._real_root = os.path.realpath(root)
-        self._folders: dict[str, bool] = {}  # folder relpath -> resolves inside the root
-
-    def refusal(self, file_id: str, rel: str | None = None) -> str | None:
-        """Why ``file_id`` may not be copied here, or ``None`` when it may (``rel``: its
-        :func:`relpath_of`, when the caller has it)."""
-        try:
-            rel = (rel if rel is not None else relpath_of(file_id)).rstrip("/")
-        except BadRequest as e:
-            return str(e)
-        if os.path.islink(self._prefix + rel):
-            if inside_root(self.root, file_id):
-                return f"sync error: {file_id!r} is a symlink"
-            return self._leaves(file_id)
-        folder = rel.rpartition("/")[0]
-        inside = self._folders.get(folder)
-        if inside is None:
-            real = os.path.realpath(os.path.join(self._real_root, folder))
-            inside = real == self._real_root or real.startswith(self._real_root.rstrip("/") + "/")
-            self._folders[folder] = inside
-        return None if inside else self._leaves(file_id)
-
-    def _leaves(self, file_id: str) -> str:
-        return f"sync error: {file_id!r} leaves the volume root {self.root!r}"
 
 
 @dataclass(frozen=True)
@@ -298,7 +210,8 @@ def transfer(
     dry_run: bool = False,
     exact_mtimes: bool = True,
 ) -> TransferResult:
-    """Run one rsync call copying ``relpaths`` (from :func:`relpath_of`) from ``src`` to ``dst``.
+    """Run one rsync call copying ``relpaths`` (paths from the roots, as
+    :meth:`.site.Site.files_from` gives them) from ``src`` to ``dst``.
 
     Returns the exit code, stderr and the paths rsync reported missing or vanished;
     it does not raise on a failed transfer (the caller records per-file errors after
@@ -402,11 +315,8 @@ __all__ = [
     "RC_MISSING",
     "RC_VANISHED",
     "Endpoint",
-    "RootGuard",
     "TransferResult",
     "build_args",
     "differing",
-    "inside_root",
-    "relpath_of",
     "transfer",
 ]

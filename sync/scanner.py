@@ -56,6 +56,7 @@ SCAN_KEYS = (
     "enableDiscoveryPackages",
     "ignoreExistingFiles",
     "enableDiscoveryDeletedFiles",
+    "enableDiscoveryUpdatedFiles",
 )
 
 
@@ -283,6 +284,7 @@ class Scanner:
         maps each id it updated to the element the tracker returned (``None`` where
         the element was gone)."""
         tree, site = changes.tree, self.site
+        precision = self.storage.precision_ns
         unsettled = changes.unsettled
         # a published element holds what the scan wrote: the version this site has
         published = list(published)
@@ -293,7 +295,7 @@ class Scanner:
             look = tree.get(file_id)
             if look is None:
                 continue
-            if settled(look, el, site):
+            if settled(look, el, site, precision):
                 unsettled.discard(file_id)
             else:
                 unsettled.add(file_id)
@@ -326,6 +328,9 @@ class _Comparison:
         files are compared); else the walk's parts are added to :attr:`tree`."""
         self.scanner = scanner
         self.site = scanner.site
+        #: the precision of the listing's mtimes (ns): every comparison with an element
+        #: is made at the coarser of it and the element's (:func:`.state.same_mtime`)
+        self.precision = scanner.storage.precision_ns
         self.rules = rules
         self.known = known
         self.seen = seen if seen is not None else Seen()
@@ -337,6 +342,9 @@ class _Comparison:
         self.changes.volume = _scan_keys(volume)
         self.ignore_existing = bool(volume.get("ignoreExistingFiles"))
         self.record_deleted = bool(volume.get("enableDiscoveryDeletedFiles", True))
+        # false: new files only; a tracked file changed here is neither a new version
+        # nor a conflict (a transfer still never overwrites it: it keeps both)
+        self.record_updated = bool(volume.get("enableDiscoveryUpdatedFiles", True))
         self.started = started  # when the walk started (time.time())
         # the time of the versions written, and the baseline of the copies recorded here:
         # a copy written before the walk started has an mtime before it
@@ -376,9 +384,9 @@ class _Comparison:
                 and el.get(error_key) is None
             ):
                 continue
-            if look_matches(looked, el):
+            if look_matches(looked, el, self.precision):
                 patch: dict[str, Any] = {}
-                if not recorded_exactly(looked, el):
+                if not recorded_exactly(looked, el, self.precision):
                     # in seconds, as earlier versions wrote it: the same version, in ms
                     patch["file_mtime"] = mtime_ms(looked[1])
                 holds = holds_current(el, site)
@@ -399,10 +407,12 @@ class _Comparison:
             unsettled.add(file_id)
             if self.ignore_existing:
                 continue
+            if not self.record_updated and not deleted_here(el, site):
+                continue
             if deleted_here(el, site) or holds_current(el, site):
                 self._candidate(file_id, looked, el)  # back, or modified here
                 continue
-            if changed_here(looked[1], el, site) and not el.get(conflict_key):
+            if changed_here(looked[1], el, site, self.precision) and not el.get(conflict_key):
                 changes.conflicts.append(file_id)
                 record = conflict_record(self.now, site, None, looked[0], mtime_ms(looked[1]))
                 changes.update.append({"_id": file_id, conflict_key: record})
@@ -416,7 +426,12 @@ class _Comparison:
         scan publishes the whole tree), unless untracked as they are."""
         untracked = self.scanner.untracked
         if untracked:
-            ids = [i for i in ids if i not in untracked or not look_matches(looks[i], untracked[i])]
+            precision = self.precision
+            ids = [
+                i
+                for i in ids
+                if i not in untracked or not look_matches(looks[i], untracked[i], precision)
+            ]
         self.changes.unsettled.update(ids)
         quiet = self.quiet_since
         recent = [i for i in ids if looks[i][1] >= quiet]  # usually none

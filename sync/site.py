@@ -38,6 +38,7 @@ from __future__ import annotations
 import abc
 import os
 import shutil
+import socket
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,6 +49,7 @@ from typing import Any
 from damas_core.errors import BadRequest
 
 from .rsync import PARTIAL_DIR, Endpoint
+from .state import look_matches
 from .tree import (
     TRASH_DIR,
     Look,
@@ -58,6 +60,7 @@ from .tree import (
     start_walk,
     walk_parts,
 )
+from .volumes import endpoint_of
 
 #: the longest name and path the guard lets through (bytes, as most filesystems allow)
 NAME_MAX = 255
@@ -221,9 +224,7 @@ class Site(abc.ABC):
     def check(self, file_id: str, element: Mapping[str, Any]) -> bool:
         """True when the copy of ``file_id`` here is the version ``element`` records
         (size, and mtime at the coarser of this site's and the element's precisions)."""
-        from .scanner import look_matches
-
-        return look_matches(self.look(file_id), element)
+        return look_matches(self.look(file_id), element, self.precision_ns)
 
     # -- effects ---------------------------------------------------------------------------
 
@@ -277,7 +278,9 @@ class LocalSite(Site):
 
     ``walker``: how it is listed (``"find"``: GNU find in another process, so that the
     tracker's writes overlap the listing; ``"scandir"``; ``"auto"``: find when GNU find
-    is installed; see :func:`.tree.walk_parts`).
+    is installed; see :func:`.tree.walk_parts`). ``precision_ns``: the precision of the
+    mtimes the filesystem keeps, when coarser than what ``stat`` shows (a FAT or
+    sshfs mount keeps whole seconds or two).
 
     >>> import tempfile
     >>> LocalSite(tempfile.mkdtemp()).capacity()["bytesTotal"] > 0
@@ -286,10 +289,11 @@ class LocalSite(Site):
 
     precision_ns = NANOSECOND
 
-    def __init__(self, root: str, *, walker: str = "auto") -> None:
+    def __init__(self, root: str, *, walker: str = "auto", precision_ns: int = NANOSECOND) -> None:
         self.root = os.path.join(os.path.abspath(root), "")
         check_walker(walker)
         self.walker = walker
+        self.precision_ns = precision_ns
 
     # -- the guard -------------------------------------------------------------------------
 
@@ -526,6 +530,66 @@ class LocalSite(Site):
         shutil.rmtree(aside)
 
 
+#: host names an ``ssh://`` url may give for this machine
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def this_machine(host: str) -> bool:
+    """True when ``host`` (an ``ssh://`` url's host) names this machine: a loopback
+    address, ``localhost``, or this machine's host name (short or fully qualified).
+    No name is looked up: a name this machine does not call itself is another one.
+
+    >>> this_machine("localhost"), this_machine(socket.gethostname()), this_machine("nas.example")
+    (True, True, False)
+    """
+    host = host.lower()
+    if host in _LOOPBACK or host.startswith("127."):
+        return True
+    names = {socket.gethostname().lower(), socket.getfqdn().lower()}
+    names.update(n.split(".", 1)[0] for n in list(names))
+    return host in names
+
+
+def local_site(
+    volume: Mapping[str, Any], *, root: str | None = None, walker: str = "auto"
+) -> LocalSite:
+    """The site of ``volume`` for an agent on this machine: its url's path, or ``root``
+    (the folder where its files are mounted here). Refused (:class:`BadRequest`
+    naming the volume and what to do): a storage driven by a hub (its ``hub`` key: the
+    hub's agent reaches it over ssh), and, without ``root``, an ``ssh://`` volume whose
+    host is not this machine (its files are not here).
+
+    >>> local_site({"_id": "v", "url": "ssh://me@nas.example/p/"}, root="/mnt/p").root
+    '/mnt/p/'
+    >>> local_site({"_id": "v", "url": "ssh://me@nas.example/p/"})
+    Traceback (most recent call last):
+    ...
+    damas_core.errors.BadRequest: sync error: volume 'v' is ssh://me@nas.example/p/: its files are on nas.example, not on this machine; run its agent there, give the folder where they are mounted here (--root DIR), or let a hub drive it (a 'hub' key and damas hub run)
+    """
+    vid = volume.get("_id")
+    if volume.get("hub"):
+        raise BadRequest(
+            f"sync error: volume {vid!r} is a storage driven by the hub {volume['hub']!r}: "
+            f"its agent runs at the hub (damas hub run {volume['hub']}), not here",
+            id=vid,
+            key="hub",
+        )
+    if root is None:
+        endpoint = endpoint_of(volume)
+        host = (endpoint.host or "").rpartition("@")[2]
+        if endpoint.host is not None and not this_machine(host):
+            raise BadRequest(
+                f"sync error: volume {vid!r} is {volume.get('url')}: its files are on "
+                f"{host}, not on this machine; run its agent there, give the folder where "
+                f"they are mounted here (--root DIR), or let a hub drive it (a 'hub' key "
+                f"and damas hub run)",
+                id=vid,
+                key="url",
+            )
+        root = endpoint.root
+    return LocalSite(root, walker=walker)
+
+
 __all__ = [
     "MILLISECOND",
     "NANOSECOND",
@@ -535,5 +599,7 @@ __all__ = [
     "Site",
     "checked_id",
     "id_refusal",
+    "local_site",
+    "this_machine",
     "trash_id",
 ]

@@ -152,33 +152,58 @@ def mtime_ms(mtime: int) -> int:
     return mtime // 1_000_000
 
 
-def same_mtime(mtime: int, recorded: Any) -> bool:
-    """True when a copy's mtime (ns) is the ``file_mtime`` ``recorded``: the same
-    millisecond, or, for a value below :data:`SECONDS_BELOW` that is not that
-    millisecond, the same time in seconds to the microsecond (what earlier versions
-    wrote, and the precision they compared at).
+#: nanoseconds in a millisecond: the precision of ``file_mtime`` (an integer of ms)
+MILLISECOND = 1_000_000
+
+
+def same_mtime(mtime: int, recorded: Any, precision: int = 1) -> bool:
+    """True when a copy's mtime (ns) is the ``file_mtime`` ``recorded``. The one place
+    an mtime a site lists is compared with an element's: at the coarser of the
+    listing's ``precision`` (ns; 1 for nanoseconds, 10**9 for a listing in whole
+    seconds) and the element's (a millisecond), so that no precision difference makes
+    a new version, a conflict or a transfer.
+
+    At a millisecond or finer: the same millisecond, or, for a value below
+    :data:`SECONDS_BELOW` that is not that millisecond, the same time in seconds to the
+    microsecond (what earlier versions wrote, and the precision they compared at).
+    At a coarser precision: the same step of it (mtimes are listed truncated).
 
     >>> ns = 1_567_529_676_123_456_789
     >>> same_mtime(ns, 1_567_529_676_123), same_mtime(ns, 1_567_529_676_124)
     (True, False)
     >>> same_mtime(ns, 1567529676.1234567), same_mtime(ns, 1567529676.1244567)
     (True, False)
+    >>> same_mtime(1_567_529_676_000_000_000, 1_567_529_676_123, 10**9)  # whole seconds
+    True
+    >>> same_mtime(1_567_529_677_000_000_000, 1_567_529_676_123, 10**9)
+    False
     """
     kind = recorded.__class__
+    if precision > MILLISECOND:
+        if kind is int:
+            recorded_ns = recorded * MILLISECOND
+        elif kind is float and recorded == recorded:
+            recorded_ns = int(recorded * (1e9 if recorded < SECONDS_BELOW else 1e6))
+        else:
+            return False
+        return mtime // precision == recorded_ns // precision
     if kind is int:
-        if recorded == mtime // 1_000_000:
+        if recorded == mtime // MILLISECOND:
             return True
     elif kind is not float or recorded != recorded:  # not a number (or NaN)
         return False
     elif recorded >= SECONDS_BELOW:
-        return recorded == mtime // 1_000_000
+        return recorded == mtime // MILLISECOND
     return recorded < SECONDS_BELOW and abs(mtime - recorded * 1e9) <= 1000
 
 
-def look_matches(look: tuple[int, int] | None, element: Mapping[str, Any]) -> bool:
-    """True when ``look`` (a copy's size and mtime) is the version ``element``
-    records (``file_size`` and ``file_mtime``, see :func:`same_mtime`); false when
-    there is no copy or the element records no size or no mtime.
+def look_matches(
+    look: tuple[int, int] | None, element: Mapping[str, Any], precision: int = 1
+) -> bool:
+    """True when ``look`` (a copy's size and mtime, listed at ``precision`` ns) is the
+    version ``element`` records (``file_size`` and ``file_mtime``, see
+    :func:`same_mtime`); false when there is no copy or the element records no size or
+    no mtime.
 
     >>> el = {"file_size": 3, "file_mtime": 1_567_529_676_123}
     >>> look_matches((3, 1_567_529_676_123_456_789), el), look_matches(None, el)
@@ -190,27 +215,35 @@ def look_matches(look: tuple[int, int] | None, element: Mapping[str, Any]) -> bo
         return False
     size = element.get("file_size")
     return (
-        size.__class__ is int and size == look[0] and same_mtime(look[1], element.get("file_mtime"))
+        size.__class__ is int
+        and size == look[0]
+        and same_mtime(look[1], element.get("file_mtime"), precision)
     )
 
 
-def changed_since(mtime: int, synced: Any) -> bool:
-    """True when a copy whose mtime is ``mtime`` (ns) was written after the site's
-    sync baseline ``synced`` (ms since epoch; ``None``: the site never synced).
+def changed_since(mtime: int, synced: Any, precision: int = 1) -> bool:
+    """True when a copy whose mtime is ``mtime`` (ns, listed at ``precision`` ns) was
+    written after the site's sync baseline ``synced`` (ms since epoch; ``None``: the
+    site never synced).
 
-    Compared at the millisecond: a baseline is a whole millisecond taken when the
-    scan that recorded the copy started, so a copy written earlier in that same
-    millisecond is not a later change.
+    Compared at the millisecond, or the listing's coarser precision: a baseline is a
+    whole millisecond taken when the scan that recorded the copy started, so a copy
+    written earlier in that same millisecond (that same second, for a listing in
+    seconds) is not a later change.
 
     >>> changed_since(1_000_400_000, 1000), changed_since(1_001_400_000, 1000)
     (False, True)
     >>> changed_since(1_000_000_000, None)
     True
     """
-    return synced is None or mtime // 1_000_000 > synced
+    if synced is None:
+        return True
+    if precision > MILLISECOND:
+        return mtime // precision > int(synced) * MILLISECOND // precision
+    return mtime // MILLISECOND > synced
 
 
-def changed_here(mtime: int, element: Mapping[str, Any], site: str) -> bool:
+def changed_here(mtime: int, element: Mapping[str, Any], site: str, precision: int = 1) -> bool:
     """True when the copy at ``site`` (its mtime ``mtime``, ns), which is not the
     version ``element`` records, is a change made there: written after the site's
     baseline, and not the origin's own first copy waiting for its first sync. Such a
@@ -221,26 +254,32 @@ def changed_here(mtime: int, element: Mapping[str, Any], site: str) -> bool:
     (True, False)
     """
     synced = element.get(site_keys(site).synced)
-    return changed_since(mtime, synced) and (element.get("origin") != site or synced is not None)
+    return changed_since(mtime, synced, precision) and (
+        element.get("origin") != site or synced is not None
+    )
 
 
-def recorded_exactly(look: tuple[int, int], element: Mapping[str, Any]) -> bool:
-    """True when ``element`` records ``look`` (size, mtime in ns) as a scan writes it:
-    the same size and ``file_mtime`` the integer millisecond of its mtime (not seconds,
-    as earlier versions wrote it: a scan rewrites those).
+def recorded_exactly(look: tuple[int, int], element: Mapping[str, Any], precision: int = 1) -> bool:
+    """True when ``element`` records ``look`` (size, mtime in ns, listed at
+    ``precision`` ns) as a scan writes it: the same size and ``file_mtime`` the integer
+    millisecond of its mtime (not seconds, as earlier versions wrote it: a scan
+    rewrites those); for a listing coarser than a millisecond, an integer in the same
+    step (the element may know the mtime better than the listing).
 
     >>> recorded_exactly((3, 1_567_529_676_123_456_789), {"file_size": 3, "file_mtime": 1567529676.1234567})
     False
     """
     mtime = element.get("file_mtime")
-    return (
-        element.get("file_size") == look[0]
-        and mtime.__class__ is int
-        and mtime == look[1] // 1_000_000
-    )
+    if element.get("file_size") != look[0] or mtime.__class__ is not int:
+        return False
+    if precision > MILLISECOND:
+        return same_mtime(look[1], mtime, precision)
+    return mtime == look[1] // MILLISECOND
 
 
-def settled(look: tuple[int, int], element: Mapping[str, Any] | None, site: str) -> bool:
+def settled(
+    look: tuple[int, int], element: Mapping[str, Any] | None, site: str, precision: int = 1
+) -> bool:
     """True when ``element`` records ``look`` as the version ``site`` holds, with no
     deletion, conflict or error pending there: while neither changes, a scan has
     nothing to write for that file.
@@ -253,7 +292,7 @@ def settled(look: tuple[int, int], element: Mapping[str, Any] | None, site: str)
     keys = site_keys(site)
     return (
         element is not None
-        and recorded_exactly(look, element)
+        and recorded_exactly(look, element, precision)
         and holds_current(element, site)
         and not element.get("deleted")
         and not element.get(keys.conflict)
@@ -281,6 +320,7 @@ def conflict_record(
 
 
 __all__ = [
+    "MILLISECOND",
     "PREFIXES",
     "SECONDS_BELOW",
     "SiteKeys",

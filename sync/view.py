@@ -143,6 +143,21 @@ def pack(element: dict[str, Any]) -> bytes:
     return bytes(memoryview(raw))
 
 
+#: keys of a volume or of the global parameters a view never writes to disk: the
+#: variables handed to rsync may hold what only admins may read
+PRIVATE_KEYS = ("rsync_env",)
+
+
+def on_disk(element: dict[str, Any]) -> dict[str, Any]:
+    """A volume or the global parameters as a view keeps them on disk: without
+    :data:`PRIVATE_KEYS` (a restarted view reads those elements again).
+
+    >>> on_disk({"_id": "v", "name": "paris", "rsync_env": "TZ=UTC"})
+    {'_id': 'v', 'name': 'paris'}
+    """
+    return {k: v for k, v in element.items() if k not in PRIVATE_KEYS}
+
+
 def kept(element: dict[str, Any]) -> bool:
     """True when a view keeps ``element``: a file, a volume or the global parameters."""
     i = element["_id"]
@@ -190,6 +205,8 @@ class TrackerView:
         self.last_seq: int | None = None
         self._env: Any = None
         self._dirty: dict[str, bytes | None] = {}  # what _save writes (None: deleted)
+        # volumes and parameters read from disk lack their private keys: read again
+        self._reread = False
         if path is not None:
             self._open(path)
 
@@ -236,6 +253,9 @@ class TrackerView:
             done.full = True
             self._clear()
             since = 0
+        elif self._reread:
+            self._read_others(done)
+        self._reread = False
         while True:
             page = self.tracker.changes(since, PAGE, elements=True)
             done.requests += 1
@@ -289,6 +309,16 @@ class TrackerView:
             self._set(el["_id"], el)
             done.ids.add(el["_id"])
 
+    def _read_others(self, done: Refresh) -> None:
+        """Read the volumes and the global parameters again (a view opened from disk
+        holds them without their private keys)."""
+        from .volumes import volumes
+
+        params = self.tracker.read(GLOBAL_ID)
+        for el in [*volumes(self.tracker), *([params] if params else [])]:
+            self._others[el["_id"]] = el
+        done.requests += 2
+
     def untrack(self, file_id: str, last: dict[str, Any]) -> None:
         """Remember ``file_id`` as untracked, its last version ``last`` (``file_size``,
         ``file_mtime``), for a deletion the view saw without holding the element."""
@@ -314,7 +344,7 @@ class TrackerView:
             else:
                 self._others[i] = el
             if self._env is not None:
-                self._dirty[i] = None if el is None else orjson.dumps(el)
+                self._dirty[i] = None if el is None else orjson.dumps(on_disk(el))
             return
         self._touched.add(i)
         packed = self.files.packed
@@ -347,10 +377,10 @@ class TrackerView:
     def _open(self, path: str) -> None:
         import lmdb
 
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
         # a view is a cache: losing its last transactions in a crash only means reading
         # them again from the feed, so commits are not synced to disk one by one
-        self._env = lmdb.open(path, map_size=1 << 36, sync=False, metasync=False)
+        self._env = lmdb.open(path, map_size=1 << 36, sync=False, metasync=False, mode=0o600)
         with self._env.begin() as txn:
             seq = txn.get(_SEQ)
             packed = self.files.packed
@@ -368,6 +398,7 @@ class TrackerView:
                     self.gone[el["_id"]] = el
                 else:
                     self._others[el["_id"]] = el
+                    self._reread = True
         self.last_seq = int(seq) if seq is not None else None
 
     def _save(self) -> None:
@@ -399,11 +430,13 @@ class TrackerView:
 __all__ = [
     "FILE_KEYS",
     "PAGE",
+    "PRIVATE_KEYS",
     "PackedFiles",
     "Refresh",
     "TrackerView",
     "is_file",
     "kept",
+    "on_disk",
     "pack",
     "trimmed",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from damas_core.errors import DamasError
+from damas_core.errors import BadRequest, DamasError
 
 
 def _open(ctx: click.Context, store: str | None, server: str | None) -> Any:
@@ -93,6 +93,13 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
     "--ssh", "ssh_command", default=None, help="ssh command for ssh:// volumes, e.g. 'ssh -i key'."
 )
 @click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The folder where the volume's files are on this machine (default: its url's "
+    "path; needed for an ssh:// volume of another host mounted here).",
+)
+@click.option(
     "--walker",
     type=click.Choice(["auto", "find", "scandir"]),
     default="auto",
@@ -137,6 +144,7 @@ def agent(
     once: bool,
     settle: float | None,
     ssh_command: str | None,
+    root: Path | None,
     walker: str,
     credentials: Path | None,
     state_dir: Path | None,
@@ -152,6 +160,7 @@ def agent(
 
     from damas_core.sync import Agent
     from damas_core.sync.service import (
+        EXIT_CONFIG,
         EXIT_CREDENTIALS,
         Backoff,
         Connection,
@@ -162,6 +171,8 @@ def agent(
         default_state_dir,
         log_failures,
     )
+    from damas_core.sync.site import local_site
+    from damas_core.sync.volumes import volume
 
     _setup_logging(log_level, log_file)
     log = logging.getLogger("damas_core.sync.agent")
@@ -207,6 +218,25 @@ def agent(
         return
 
     state = state_dir or default_state_dir(volume_id)
+    # before anything is locked or written: a volume this agent may not run here (a
+    # tracker that does not answer yet is the service's to wait for; it checks again)
+    try:
+        if connection is not None:
+            connection.ensure()
+        vol = volume(tracker, volume_id)
+    except ServiceError as e:  # credentials refused: nothing to wait for
+        tracker.close()
+        fail(e)
+        return
+    except Exception:
+        vol = None
+    try:
+        if vol is not None:
+            local_site(vol, root=str(root) if root else None, walker=walker)
+    except BadRequest as e:
+        tracker.close()
+        fail(ServiceError(str(e), EXIT_CONFIG))
+        return
 
     def make_agent(t: Any) -> Agent:
         return Agent(
@@ -214,6 +244,7 @@ def agent(
             volume_id,
             settle=settle,
             ssh_command=shlex.split(ssh_command) if ssh_command else None,
+            root=str(root) if root is not None else None,
             walker=walker,
             state_dir=str(state),
         )

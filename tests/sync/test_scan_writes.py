@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from damas_core.sync import Agent
-from damas_core.sync import agent as agent_module
+from damas_core.sync import scan_writes as agent_module
 from damas_core.sync.volumes import create_volume, volume
 
 import damas_core
@@ -17,8 +17,8 @@ from tests.sync.conftest import write_tree
 @pytest.fixture
 def site(tmp_path, monkeypatch):
     """``(tracker, root)``: 1000 files at paris, written 100 a call."""
-    monkeypatch.setattr(agent_module, "_WRITE_BATCH", 100)
-    monkeypatch.setattr(agent_module, "_FIRST_BATCH", 100)
+    monkeypatch.setattr(agent_module, "WRITE_BATCH", 100)
+    monkeypatch.setattr(agent_module, "FIRST_BATCH", 100)
     root = tmp_path / "paris"
     write_tree(root, 1000)
     tracker = damas_core.open(f"lmdb://{tmp_path}/store")
@@ -109,7 +109,7 @@ def test_a_scan_that_fails_waits_for_the_calls_on_their_way(site, monkeypatch):
         finished.set()
         return result
 
-    real_some = agent_module._ScanWrites.some
+    real_some = agent_module.ScanWrites.some
 
     def some(writes, changes):
         real_some(writes, changes)
@@ -117,7 +117,7 @@ def test_a_scan_that_fails_waits_for_the_calls_on_their_way(site, monkeypatch):
             raise OSError("the walk broke")
 
     monkeypatch.setattr(tracker, "publish", publish)
-    monkeypatch.setattr(agent_module._ScanWrites, "some", some)
+    monkeypatch.setattr(agent_module.ScanWrites, "some", some)
     with pytest.raises(OSError, match="the walk broke"):
         Agent(tracker, "v_paris", settle=0, progress=False).run_once()
     assert finished.is_set() and _publishers() == []

@@ -9,6 +9,7 @@ files keep their bytes and their mtimes, and nothing appears there.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 from collections.abc import Callable
@@ -380,3 +381,47 @@ def test_shell_metacharacters_are_names_for_every_effect(vol, monkeypatch, tmp_p
     assert (vol.root / "canary").read_text() == "alive"
     assert not (tmp_path / "canary").exists() and not Path("/canary").exists()
     assert sorted(vol.site.walk()) == ["/canary"] and vol.untouched()
+
+
+# -- nothing else touches a volume's files -------------------------------------------------
+
+#: the engine's modules: they reach a volume's files through a site only
+ENGINE = (
+    "agent", "conflicts", "copies", "deletions", "planner", "record", "report",
+    "scan_writes", "scanner", "state",
+)  # fmt: skip
+#: what the engine may use of ``os`` (nothing that names a path)
+OS_ALLOWED = {"getpid"}
+#: the listing's and the filesystem's modules, the site's own tools
+SITE_TOOLS = {"tree": {"Look", "Inode", "Rules", "Seen", "CONFLICT_MARK", "parent_of", "same_look"}}
+
+
+def _engine_source(name: str) -> ast.Module:
+    import damas_core.sync
+
+    path = Path(damas_core.sync.__path__[0]) / f"{name}.py"
+    return ast.parse(path.read_text())
+
+
+@pytest.mark.parametrize("name", ENGINE)
+def test_the_engine_touches_no_path_itself(name):
+    tree = _engine_source(name)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        ):
+            assert node.attr in OS_ALLOWED, f"{name}.py uses os.{node.attr}"
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                assert alias.name not in ("shutil", "pathlib", "tempfile"), (name, alias.name)
+        if isinstance(node, ast.ImportFrom):
+            assert node.module not in ("os", "os.path", "shutil", "pathlib", "tempfile"), name
+            if node.level == 1 and node.module == "find":
+                raise AssertionError(f"{name}.py lists a volume itself (find)")
+            if node.level == 1 and node.module in SITE_TOOLS:
+                extra = {a.name for a in node.names} - SITE_TOOLS[node.module]
+                assert not extra, f"{name}.py takes {extra} from {node.module}: ask the site"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            assert node.func.id != "open", f"{name}.py opens a file itself"

@@ -224,12 +224,12 @@ def test_an_abandoned_listing_stops_find(tmp_path, monkeypatch):
 
 @needs_find
 def test_a_scan_writes_while_the_listing_goes_on(tmp_path, monkeypatch):
-    from damas_core.sync import agent as agent_module
+    from damas_core.sync import scan_writes as agent_module
 
     import damas_core
 
     monkeypatch.setattr(find_module, "CHUNK", 4096)
-    monkeypatch.setattr(agent_module, "_WRITE_BATCH", 100)
+    monkeypatch.setattr(agent_module, "WRITE_BATCH", 100)
     root = tmp_path / "site"
     write_tree(root, 1000)
     tracker = damas_core.open(f"lmdb://{tmp_path}/store")
@@ -238,14 +238,14 @@ def test_a_scan_writes_while_the_listing_goes_on(tmp_path, monkeypatch):
     scanner = Scanner("paris", str(root), settle=0, walker="find")
     changes = scanner.compare({}, {}, on_part=lambda c: sizes.append(len(c.publish)))
     assert len(sizes) > 5 and sizes == sorted(sizes) and sizes[-1] == 1000
-    monkeypatch.setattr(agent_module, "_FIRST_BATCH", 100)
+    monkeypatch.setattr(agent_module, "FIRST_BATCH", 100)
     events: list[str] = []
-    real_publish, real_some = tracker.publish, agent_module._ScanWrites.some
+    real_publish, real_some = tracker.publish, agent_module.ScanWrites.some
     monkeypatch.setattr(
         tracker, "publish", lambda b: events.append(f"publish {len(b)}") or real_publish(b)
     )
     monkeypatch.setattr(
-        agent_module._ScanWrites, "some", lambda w, c: events.append("part") or real_some(w, c)
+        agent_module.ScanWrites, "some", lambda w, c: events.append("part") or real_some(w, c)
     )
     report = Agent(tracker, "v_paris", settle=0, walker="find", progress=True).run_once()
     assert sorted(report.published) == sorted(e["_id"] for e in changes.publish)
