@@ -142,8 +142,10 @@ esac
 """
 #: the probe: GNU find's version where the root is there (90 where it is not)
 _PROBE = r"""
-if [ -d "$1" ]; then find --version; else echo "the volume root $1 is missing" >&2; exit 90; fi
+if [ ! -d "$1" ]; then echo "the volume root $1 is missing" >&2; exit 90; fi
+find --version && echo "--df--" && df -P -k -- "$1"
 """
+_DF_MARK = b"--df--\n"
 #: the guard's exit code for a root that is missing
 _NO_ROOT = 90
 #: the guard's own exit codes
@@ -179,6 +181,7 @@ class SshSite(Site):
         self.root = endpoint_of(volume).root
         self.rsync = rsync
         self.kind: str | None = volume.get("ssh_listing")
+        self._capacity: dict[str, int] | None = None
 
     @property
     def precision_ns(self) -> int:  # type: ignore[override]
@@ -404,6 +407,9 @@ class SshSite(Site):
                 )
             return Connection(status, result.returncode, stderr, "rsync" if status == OK else None)
         kind = "find" if b"GNU findutils" in result.stdout else "rsync"
+        # the capacity comes with the probe: one connection less per cycle
+        _, mark, df = result.stdout.partition(_DF_MARK)
+        self._capacity = parse_df(df) if mark and kind == "find" else None
         return Connection(OK, 0, "", self.kind or kind)
 
     def _rsync_probe(self) -> subprocess.CompletedProcess[bytes]:
@@ -431,9 +437,12 @@ class SshSite(Site):
 
     def capacity(self) -> dict[str, int] | None:
         """``bytesTotal``, ``bytesUsed``, ``bytesRemaining`` of the storage's filesystem
-        (``df -P``), ``None`` when the storage allows no command (rsync only) or df fails."""
+        (``df -P``; read by the last :meth:`probe` when there was one), ``None`` when the
+        storage allows no command (rsync only) or df fails."""
         if self.kind != "find":
             return None
+        if self._capacity is not None:
+            return self._capacity
         result = self.run(["df", "-P", "-k", "--", self.root])
         if result.returncode:
             return None
