@@ -82,6 +82,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(storages, tmp_path_factory):
     e = Env(storages, tmp_path_factory.mktemp("hubenv"))
+    e.cycle()  # connected, listed: each test may run alone (or on another xdist worker)
     yield e
     e.tracker.close()
 
@@ -142,10 +143,12 @@ def test_a_file_written_at_the_rrsync_storage_travels(env):
 
 def test_a_modification_travels(env):
     st1, st2 = env.storages["st1"], env.storages["st2"]
-    st1.write({"a b.txt": b"changed at st1"}, mtime=1_700_000_200.5)
+    st1.write({"mod/a b.txt": b"first"}, mtime=1_700_000_100.5)
+    env.cycle(2)
+    st1.write({"mod/a b.txt": b"changed at st1"}, mtime=1_700_000_200.5)
     r = env.cycle(2)
-    assert st2.read()[b"a b.txt"] == b"changed at st1", r["vol_st2"]
-    el = env.tracker.read("/a b.txt")
+    assert st2.read()[b"mod/a b.txt"] == b"changed at st1", r["vol_st2"]
+    el = env.tracker.read("/mod/a b.txt")
     assert el["modified_st1"] and el["synced_st2"] == el["time"]
 
 
