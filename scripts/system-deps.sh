@@ -4,6 +4,8 @@
 #   openssh-server   sshd on a loopback port, for the ssh:// volume tests
 #   openssh-client   ssh and ssh-keygen, for the same tests
 #   chromium         the dashboard's browser tests (Debian's: nothing is downloaded)
+#   iproute2         ip netns: the hub's storages each in a network namespace of its own
+#   util-linux       unshare and nsenter: the storages' private mount namespaces
 # As root with apt-get it runs `apt-get update` once, then installs what is missing,
 # non-interactively. Otherwise it stops at once and prints the command to run.
 # Used by `make test` and by .ci/run; `scripts/system-deps.sh --check` only reports.
@@ -14,6 +16,8 @@ command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 test -x /usr/sbin/sshd || missing+=(openssh-server)
 { command -v ssh && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=(openssh-client)
 test -x /usr/bin/chromium || missing+=(chromium)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+{ command -v unshare && command -v nsenter; } >/dev/null 2>&1 || missing+=(util-linux)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0

@@ -53,6 +53,14 @@ def _clean_stale() -> None:
             _run("ip", "netns", "del", m[1], check=False)
 
 
+def _free_port(address: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
 def netns_problem() -> str | None:
     """Why network namespaces cannot be made here, or ``None``."""
     if os.geteuid() != 0:
@@ -81,11 +89,12 @@ class Storage:
     config: Path
     holder: subprocess.Popen | None = None
     sshd: subprocess.Popen | None = None
+    port: int = 22
     log: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"ssh://root@{self.address}:22{self.root}"
+        return f"ssh://root@{self.address}:{self.port}{self.root}"
 
     # -- its files, seen from inside its mount namespace ----------------------------------------
 
@@ -235,7 +244,7 @@ class Storages:
             if storage.sshd.poll() is not None:
                 raise RuntimeError(f"sshd of {storage.name} died: {storage.sshd.stderr.read()}")
             r = subprocess.run(
-                [*self.ssh, f"root@{storage.address}", "true"],
+                [*self.ssh, "-p", str(storage.port), f"root@{storage.address}", "true"],
                 capture_output=True,
                 stdin=subprocess.DEVNULL,
             )
@@ -313,6 +322,7 @@ def _make_storage(storages: Storages, tag: str, k: int, name: str, kind: str) ->
         address = f"10.250.{k}.2"
     else:
         address = f"127.0.{k}.2"
+    port = 22 if netns else _free_port(address)
     _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(config / "host"))
     public = (storages.key.with_suffix(".pub")).read_text().strip()
     # rrsync: nothing but rsync, inside the project folder
@@ -321,7 +331,7 @@ def _make_storage(storages: Storages, tag: str, k: int, name: str, kind: str) ->
     (config / "authorized_keys").write_text(line)
     os.chmod(config / "authorized_keys", 0o600)
     (config / "sshd_config").write_text(
-        f"Port 22\nListenAddress {address}\nHostKey {config / 'host'}\n"
+        f"Port {port}\nListenAddress {address}\nHostKey {config / 'host'}\n"
         f"AuthorizedKeysFile {config / 'authorized_keys'}\nPidFile none\n"
         "StrictModes no\nUsePAM no\nPasswordAuthentication no\nPermitRootLogin yes\n"
         "KbdInteractiveAuthentication no\nMaxStartups 100\n"
@@ -334,7 +344,7 @@ def _make_storage(storages: Storages, tag: str, k: int, name: str, kind: str) ->
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    storage = Storage(name, kind, address, f"{root}/", netns, config, holder=holder)
+    storage = Storage(name, kind, address, f"{root}/", netns, config, holder=holder, port=port)
     deadline = time.monotonic() + 10
     while str(area) not in Path(f"/proc/{holder.pid}/mountinfo").read_text():
         if holder.poll() is not None or time.monotonic() > deadline:
@@ -436,6 +446,8 @@ def storages_fixture(kinds: dict[str, str], scope: str = "module"):
             pytest.skip("sshd is not installed (scripts/system-deps.sh: openssh-server)")
         if os.geteuid() != 0:
             pytest.skip("the storages' private mount namespaces need root")
+        if "rrsync" in kinds.values() and not os.access(RRSYNC, os.X_OK):
+            pytest.skip("rrsync is not installed (Debian's rsync 3.2.4 or later ships it)")
         storages = make_storages(tmp_path_factory.mktemp("hub"), kinds)
         try:
             yield storages

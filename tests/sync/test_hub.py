@@ -58,7 +58,7 @@ class Env:
         st1, st2 = storages["st1"], storages["st2"]
         create_volume(t, {"_id": "vol_st1", "name": "st1", "url": st1.url, "hub": "vol_hub"})
         # rrsync: the url's path is below the folder the key is restricted to
-        url2 = f"ssh://root@{st2.address}:22/"
+        url2 = f"ssh://root@{st2.address}:{st2.port}/"
         create_volume(t, {"_id": "vol_st2", "name": "st2", "url": url2, "hub": "vol_hub"})
         set_global_parameters(t, {"syncEverywhere": True, "retryDelay": 0})
         self.hub = Hub(
