@@ -25,7 +25,6 @@ from pathlib import Path
 
 from damas_core.sync.find import FORMAT
 from damas_core.sync.hub import StorageAgent
-from damas_core.sync.hub_run import Hub, Opened
 from damas_core.sync.ssh_site import SshSite, remote_command
 from damas_core.sync.tree import Rules, Seen
 from damas_core.sync.volumes import create_volume, set_global_parameters
@@ -122,21 +121,21 @@ def figures(scale: str) -> Iterator[dict]:
         for ag in agents:
             ag.close()
 
-        # the relay: A -> hub -> B through the hub's agents, vs two rsync -a
-        a.write({f"r/f{i:05d}.txt": b"x" * 100 for i in range(n_relay)})
+        # the relay: A -> hub -> B by their agents, running already (their views current)
         tracker.update([{"_id": f"vol_s{k}", "enableScans": False} for k in range(1, 5)])
         set_global_parameters(tracker, {"syncEverywhere": True})
-        hub = Hub(lambda: Opened(tracker), "vol_hub", state_dir=base / "state", ssh_command=ssh,
-                  settle=0)  # fmt: skip
-        from damas_core.sync.hub_run import _Worker
-
+        agent_a = StorageAgent(tracker, "vol_a", "vol_hub", ssh_command=ssh, settle=0)
+        agent_b = StorageAgent(tracker, "vol_b", "vol_hub", ssh_command=ssh, settle=0)
+        agent_a.run_once()
+        agent_b.run_once()
+        a.write({f"r/f{i:05d}.txt": b"x" * 100 for i in range(n_relay)})
         t = time.perf_counter()
-        _Worker(hub, "vol_a").once()  # scan + up
-        scan_up = time.perf_counter() - t
-        t = time.perf_counter()
-        _Worker(hub, "vol_b").once()  # down
-        ours = time.perf_counter() - t + scan_up
+        agent_a.run_once()  # scan, publish, up to the hub
+        agent_b.run_once()  # down to b
+        ours = time.perf_counter() - t
         assert len([k for k in b.read() if k.startswith(b"r/")]) == n_relay
+        agent_a.close()
+        agent_b.close()
         rsh = shlex.join(ssh)
         mid = base / "mid"
 

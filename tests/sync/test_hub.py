@@ -73,6 +73,14 @@ class Env:
         """One cycle of one agent of the hub."""
         return _Worker(self.hub, volume_id).once()
 
+    def relay(self, source: str, *targets: str) -> dict:
+        """A file written at ``source`` on its way: one cycle of its agent (scan and
+        up to the hub), then one of each target's (down), the hub's own last."""
+        out = {source: self.cycle_of(source)}
+        for target in targets:
+            out[target] = self.cycle_of(target)
+        return out
+
     def cycle(self, rounds: int = 1) -> dict:
         for _ in range(rounds):
             out = self.hub.run_once()
@@ -135,7 +143,7 @@ def test_connection_state_is_recorded(env):
 def test_a_file_written_at_the_rrsync_storage_travels(env):
     st1, st2 = env.storages["st1"], env.storages["st2"]
     st2.write({"from st2/x.txt": b"written at st2"}, mtime=1_700_000_100.987654)
-    env.cycle(2)
+    env.relay("vol_st2", "vol_st1")  # the cycle after its scan, no second scan
     assert st1.read()[b"from st2/x.txt"] == b"written at st2"
     el = env.tracker.read("/from st2/x.txt")
     assert el["origin"] == "st2" and el["synced_st1"] == el["time"]
@@ -144,9 +152,9 @@ def test_a_file_written_at_the_rrsync_storage_travels(env):
 def test_a_modification_travels(env):
     st1, st2 = env.storages["st1"], env.storages["st2"]
     st1.write({"mod/a b.txt": b"first"}, mtime=1_700_000_100.5)
-    env.cycle(2)
+    env.relay("vol_st1", "vol_st2")
     st1.write({"mod/a b.txt": b"changed at st1"}, mtime=1_700_000_200.5)
-    r = env.cycle(2)
+    r = env.relay("vol_st1", "vol_st2")
     assert st2.read()[b"mod/a b.txt"] == b"changed at st1", r["vol_st2"]
     el = env.tracker.read("/mod/a b.txt")
     assert el["modified_st1"] and el["synced_st2"] == el["time"]
@@ -157,7 +165,7 @@ def test_a_conflict_keeps_both_copies(env):
     its own copy, the conflict is recorded, nothing is overwritten."""
     st1, st2 = env.storages["st1"], env.storages["st2"]
     st1.write({"both.txt": b"v1"}, mtime=1_700_000_300)
-    env.cycle(2)
+    env.relay("vol_st1", "vol_st2")
     assert st2.read()[b"both.txt"] == b"v1"
     time.sleep(1.1)  # after the second of the first sync: st2's times are in seconds
     st1.write({"both.txt": b"changed at st1"})
@@ -179,10 +187,10 @@ def test_a_rename_at_the_rrsync_storage_travels(env):
     set_global_parameters(env.tracker, {"propagateDeletions": True})
     try:
         st2.write({"r/old name.txt": b"renamed"}, mtime=1_700_000_500)
-        env.cycle(2)
+        env.relay("vol_st2", "vol_st1", "vol_hub")
         assert st1.read()[b"r/old name.txt"] == b"renamed"
         st2.rename("r/old name.txt", "r/new name.txt")
-        env.cycle(2)
+        env.relay("vol_st2", "vol_st1", "vol_hub")
         got = st1.read()
         assert got[b"r/new name.txt"] == b"renamed" and b"r/old name.txt" not in got
         assert (env.hub_root / "r/new name.txt").read_bytes() == b"renamed"
@@ -196,12 +204,12 @@ def test_deletions_travel_with_their_brakes(env):
     remote guard, and at the hub; more than maxDelete % at once removes none."""
     st1, st2 = env.storages["st1"], env.storages["st2"]
     st2.write({f"del/f{i:02d}.txt": f"{i}".encode() for i in range(12)})
-    env.cycle(2)
+    env.relay("vol_st2", "vol_st1")
     assert b"del/f00.txt" in st1.read()
     set_global_parameters(env.tracker, {"propagateDeletions": True})
     try:
         st2.remove("del/f00.txt")
-        env.cycle(2)
+        env.relay("vol_st2", "vol_st1", "vol_hub")
         got = st1.read()
         assert b"del/f00.txt" not in got
         trashed = env.tracker.read("/del/f00.txt")["trashed_st1"]
@@ -211,7 +219,7 @@ def test_deletions_travel_with_their_brakes(env):
         set_global_parameters(env.tracker, {"maxDelete": 1})
         for i in range(1, 11):
             st2.remove(f"del/f{i:02d}.txt")
-        env.cycle(2)
+        env.relay("vol_st2", "vol_st1")
         got = st1.read()
         assert all(f"del/f{i:02d}.txt".encode() in got for i in range(1, 11))
         assert env.tracker.read("vol_st1")["exit_delete"] == 1
