@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from damas_core.sync import activity
+from damas_core.sync.hub import StorageAgent
 from damas_core.sync.hub_run import Hub, Opened, _Worker
 from damas_core.sync.volumes import create_volume, set_global_parameters, update_volume
 
@@ -392,3 +393,25 @@ def test_status_shows_each_storage_with_its_hub_connection_and_capacity(env):
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()
     assert "(hub vol_hub)" in out and "ok, last ok" in out
+
+
+def test_a_growing_file_is_not_published_early(env, tmp_path):
+    """A file still being written at a storage waits (the settle gate over ssh): it is
+    published once two listings see it unchanged, not before."""
+    st1 = env.storages["st1"]
+    agent = StorageAgent(
+        env.tracker, "vol_st1", "vol_hub", ssh_command=env.storages.ssh, settle=30,
+        state_dir=str(tmp_path / "st1"),
+    )  # fmt: skip
+    try:
+        st1.write({"growing.bin": b"x" * 10})
+        r = agent.run_once()
+        assert "/growing.bin" in r.pending and "/growing.bin" not in r.published
+        st1.write({"growing.bin": b"x" * 20})  # it grew
+        r = agent.run_once()
+        assert "/growing.bin" in r.pending and env.tracker.read("/growing.bin") is None
+        r = agent.run_once()  # unchanged since the last look: stable now
+        assert r.published == ["/growing.bin"]
+        assert env.tracker.read("/growing.bin")["file_size"] == 20
+    finally:
+        agent.close()
