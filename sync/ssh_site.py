@@ -70,8 +70,8 @@ _REFUSED = re.compile(
 def remote_command(args: Sequence[str]) -> str:
     """The one remote shell command running ``args``, each argument quoted.
 
-    >>> remote_command(["rm", "--", "-x\n$(reboot)`id`;'q'"])
-    'rm -- \'-x\n$(reboot)`id`;\'"\'"\'q\'"\'"\'\''
+    >>> print(remote_command(["rm", "--", "-x $(reboot)`id`;'q'"]))
+    rm -- '-x $(reboot)`id`;'"'"'q'"'"''
     """
     return " ".join(shlex.quote(a) for a in args)
 
