@@ -331,6 +331,15 @@ def test_damas_hub_run_serves_the_storages_until_sigterm(env, tmp_path):
                 lambda vid=vid: (env.tracker.read(vid) or {}).get("lastConnectionPid") == proc.pid,
                 f"{vid} served by the hub's process",
             )
+        # one process per hub: a second one on the same state directory stops at once
+        second = subprocess.run(
+            _damas(
+                "hub", "run", "vol_hub", "--store", store, "--once",
+                "--state-dir", str(tmp_path / "hubstate"),
+            ),
+            capture_output=True,
+        )  # fmt: skip
+        assert second.returncode == 75, second.stderr.decode()[-500:]
         st2.write({"served/by the service.txt": b"svc"})
         _wait(lambda: b"served/by the service.txt" in st1.read(), "the file reached st1")
         # a third storage pointed at the hub while it runs: picked up without a restart
