@@ -247,10 +247,19 @@ def test_a_storage_going_offline_does_not_stop_the_other(env):
         assert "syncError_st2" not in el  # nothing attempted: no per-file 255
         events = [e["event"] for e in activity.log(env.tracker, ["vol_st2"])]
         assert events[-1] == "unreachable"
+        # a copy that failed for the connection (255) waits its back-off (an hour here)
+        set_global_parameters(env.tracker, {"retryDelay": 3600})
+        env.tracker.update(
+            {"_id": "/while st2 was down.txt", "syncError_st2": 255, "syncFailures_st2": 1,
+             "syncLastAttempt_st2": int(time.time() * 1000)}
+        )  # fmt: skip
     finally:
         env.storages.restart("st2")
     env.hub._stop.clear()
-    r = env.cycle()
+    try:
+        r = env.cycle()  # back: the 255's back-off is cleared, the copy goes at once
+    finally:
+        set_global_parameters(env.tracker, {"retryDelay": 0})
     # the probe's back-off is per agent: a fresh cycle probes at once
     assert env.tracker.read("vol_st2")["connectionStatus"] == "ok", r["vol_st2"]
     assert st2.read()[b"while st2 was down.txt"] == b"d"
