@@ -36,8 +36,9 @@ from damas_core.query.ast import Node, Sort
 #: The sync engine's global settings element.
 GLOBAL_PARAMETERS_ID = "rsyncGlobalParameters"
 #: Keys that decide where a volume's data goes and how rsync runs (``name`` is the site
-#: name the per-site keys use: it controls only on a volume).
-VOLUME_CONTROL_KEYS: tuple[str, ...] = ("url", "name", "rsync_args", "rsync_env")
+#: name the per-site keys use: it controls only on a volume; ``hub``: the hub volume that
+#: drives a storage, see docs/sync.md "Hub and storages").
+VOLUME_CONTROL_KEYS: tuple[str, ...] = ("url", "name", "rsync_args", "rsync_env", "hub")
 #: Every key starting with one of these controls, on any element: rsync and ssh settings.
 CONTROL_PREFIXES: tuple[str, ...] = ("rsync_", "ssh_")
 #: The url schemes the sync engine moves data with.

@@ -6,6 +6,8 @@
 #   chromium         the dashboard's browser tests (Debian's: nothing is downloaded)
 #   nginx            the proxy in front of two `damas serve` (tests/deploy)
 #   postgresql       initdb and postgres, for the postgresql:// backend's tests
+#   iproute2         ip netns: the hub's storages each in a network namespace of its own
+#   util-linux       unshare and nsenter: the storages' private mount namespaces
 # As root with apt-get it runs `apt-get update` once, then installs what is missing,
 # non-interactively. Otherwise it stops at once and prints the command to run.
 # Used by `make test` and by .ci/run; `scripts/system-deps.sh --check` only reports.
@@ -18,6 +20,8 @@ test -x /usr/sbin/sshd || missing+=(openssh-server)
 test -x /usr/bin/chromium || missing+=(chromium)
 { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || missing+=(nginx)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+{ command -v unshare && command -v nsenter; } >/dev/null 2>&1 || missing+=(util-linux)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0

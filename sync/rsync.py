@@ -18,6 +18,7 @@ agent of one of the two sites does it instead (see ``docs/sync.md``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -39,9 +40,32 @@ RC_MISSING = 23  # some files not transferred (e.g. the source does not exist)
 RC_VANISHED = 24  # a source file vanished while being sent
 
 # -d: directories named with a trailing slash (packages) copy their direct files;
-# -t: keep mtimes (the copy is checked by size and mtime); -s: no remote word splitting
+# -t: keep mtimes (the copy is checked by size and mtime);
 # --modify-window=-1: compare mtimes to the nanosecond (two edits in one second differ)
-_BASE_ARGS = ("-d", "-t", "--from0", "-s", "--modify-window=-1")
+_BASE_ARGS = ("-d", "-t", "--from0")
+#: compare mtimes to the nanosecond; rrsync refuses it (a storage allowing only rsync
+#: is compared to the second, as its listing is)
+EXACT_MTIMES = "--modify-window=-1"
+#: rsync 3.2.4 and later quote the remote path themselves; older ones need -s (no remote
+#: word splitting), which rrsync refuses (exit 12): it is passed only to those
+_QUOTES_ITSELF = (3, 2, 4)
+
+
+@functools.cache
+def protect_args(rsync: str = "rsync") -> list[str]:
+    """``["-s"]`` when ``rsync`` is older than 3.2.4 (it would split a remote path
+    with spaces), else nothing: newer ones escape the remote path themselves, and
+    ``rrsync`` refuses ``-s``."""
+    try:
+        out = subprocess.run(
+            [rsync, "--version"], capture_output=True, stdin=subprocess.DEVNULL, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ["-s"]
+    m = re.search(rb"version\s+v?(\d+)\.(\d+)\.(\d+)", out)
+    if m is None:
+        return ["-s"]
+    return [] if tuple(int(x) for x in m.groups()) >= _QUOTES_ITSELF else ["-s"]
 
 
 @dataclass(frozen=True)
@@ -134,6 +158,7 @@ def build_args(
     ssh_command: Sequence[str] | None = None,
     extra_args: Sequence[str] = (),
     dry_run: bool = False,
+    exact_mtimes: bool = True,
 ) -> list[str]:
     """The rsync argument list for one batch; both sides may not be remote.
 
@@ -150,7 +175,10 @@ def build_args(
             "sync error: rsync cannot copy between two remote (ssh://) volumes in one call; "
             "let the agent of one of them do it"
         )
-    args = [rsync, *_BASE_ARGS, f"--files-from={list_path}", f"--partial-dir={PARTIAL_DIR}"]
+    args = [rsync, *_BASE_ARGS, *protect_args(rsync), f"--files-from={list_path}"]
+    if exact_mtimes:
+        args.append(EXACT_MTIMES)
+    args.append(f"--partial-dir={PARTIAL_DIR}")
     args.append(f"--timeout={int(timeout)}")
     remote = src if not src.is_local else dst if not dst.is_local else None
     if remote is not None:
@@ -180,6 +208,7 @@ def transfer(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     dry_run: bool = False,
+    exact_mtimes: bool = True,
 ) -> TransferResult:
     """Run one rsync call copying ``relpaths`` (paths from the roots, as
     :meth:`.site.Site.files_from` gives them) from ``src`` to ``dst``.
@@ -188,7 +217,8 @@ def transfer(
     it does not raise on a failed transfer (the caller records per-file errors after
     checking each copy). ``extra_args`` must already be checked with
     :func:`.rsync_options.check_user_args`. With ``dry_run`` rsync changes nothing and its
-    itemized list is kept in ``stdout``.
+    itemized list is kept in ``stdout``. ``exact_mtimes=False`` leaves out
+    ``--modify-window=-1`` (for a storage restricted by rrsync, which refuses it).
 
     >>> import tempfile, pathlib
     >>> a, b = tempfile.mkdtemp(), tempfile.mkdtemp()
@@ -215,6 +245,7 @@ def transfer(
             ssh_command=ssh_command,
             extra_args=extra_args,
             dry_run=dry_run,
+            exact_mtimes=exact_mtimes,
         )
         full_env = None
         if env:

@@ -564,8 +564,11 @@ HEALTH_KEYS = (
     "last_emission", "emission_duration", "exit_emission", "stderr_emission",
     "enableScans", "enableReception", "enableEmission", "syncAmountReception",
     "syncAmountEmission",
-    "connectionStatus", "lastConnectionAttempt", "lastConnectionSuccess",
-    "lastConnectionStatusChange", "error", "bytesTotal", "bytesUsed", "bytesRemaining",
+    # a storage driven by a hub: its hub, connection, what it allows; every volume's
+    # capacity and transfer rates
+    "hub", "connectionStatus", "lastConnectionAttempt", "lastConnectionSuccess",
+    "lastConnectionStatusChange", "error", "stderr_connection", "storageKind",
+    "featuresOff", "bytesTotal", "bytesUsed", "bytesRemaining",
     "rate_reception", "rate_emission", "bytes_reception_total", "bytes_emission_total",
 )  # fmt: skip
 
@@ -759,15 +762,35 @@ def render(data: dict[str, Any], *, limit: int | None = None) -> Any:
         )
     parts.append(done)
     panel = Table(title="sites")
-    for col in ("site", "agent", "last scan", "reception", "emission", "stderr"):
+    for col in ("site", "agent", "connection", "capacity", "last scan", "reception"):
+        panel.add_column(col, overflow="fold")
+    for col in ("emission", "stderr"):
         panel.add_column(col, overflow="fold")
     for v in data.get("volumes", []):
         stderr = " ".join(
-            str(v.get(k) or "") for k in ("stderr_scan", "stderr_reception", "stderr_emission")
+            str(v.get(k) or "")
+            for k in ("stderr_connection", "stderr_scan", "stderr_reception", "stderr_emission")
         ).strip()
+        # a storage driven by a hub: the hub runs its agent and records its connection
+        agent = f"{v['state']} (hub {v['hub']})" if v.get("hub") else str(v["state"])
+        connection = "—"
+        if v.get("hub"):
+            connection = (
+                f"{v.get('connectionStatus') or 'not tried'}, last ok "
+                f"{_when(v.get('lastConnectionSuccess'))}"
+            )
+        capacity = "—"
+        if isinstance(v.get("bytesTotal"), int) and v["bytesTotal"]:
+            used = v.get("bytesUsed") or 0
+            capacity = (
+                f"{human_size(used)}/{human_size(v['bytesTotal'])} "
+                f"({percent(used, v['bytesTotal']):.0f}%)"
+            )
         panel.add_row(
             Text(str(v["name"])),
-            Text(str(v["state"])),
+            Text(agent),
+            Text(connection),
+            Text(capacity),
             _when(v.get("last_scan")),
             # the exit codes are volume keys: text, whatever they hold
             Text(f"{_when(v.get('last_reception'))} exit {v.get('exit_reception', '—')}"),

@@ -166,6 +166,17 @@ def check_volume(element: Mapping[str, Any], *, partial: bool = False) -> None:
     where = f"volume {element.get('_id')!r}"
     if element.get("url") is not None:
         endpoint_of(element)
+    hub = element.get("hub")
+    if hub is not None and not partial:
+        if hub == element.get("_id"):
+            raise BadRequest(f"sync error: {where} names itself as its hub", key="hub")
+        if not str(element.get("url", "")).startswith("ssh://"):
+            raise BadRequest(
+                f"sync error: {where} has a hub ({hub!r}): its url must be ssh://user@host/path/ "
+                "(a storage driven by a hub is reached only over ssh)",
+                id=element.get("_id"),
+                key="hub",
+            )
     check_user_args(element.get("rsync_args"), where=where)
     check_env(element.get("rsync_env"), where=where)
     ssh_args(element)

@@ -8,6 +8,7 @@ Commands live in modules of this package and are imported only when used, so
   and ``untrack`` (stop tracking files, keeping them)
 - ``serve``: ``serve`` (the HTTP server)
 - ``sync``: ``sync`` (agents and the status matrix)
+- ``hub``: ``hub run``, ``hub key`` (a hub driving storages over ssh)
 - ``changes``: ``changes`` (the change feed, one JSON line per change)
 - ``admin``: ``volume``, ``params``, ``user``, ``conflicts`` (the administrator's commands)
 """
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("data", "import_"),
     "serve": ("serve", "serve"),
     "sync": ("sync", "sync"),
+    "hub": ("hub", "hub"),
     "create": ("ops", "create"),
     "read": ("ops", "read"),
     "update": ("ops", "update"),

@@ -483,3 +483,24 @@ def test_a_state_page_and_the_sites_page_follow_each_write(browser, tracker):
     assert errors() == ["/w/1.exr"] and lyon() == ["1", "0", "2", "0"]
     tracker.update({"_id": "/w/1.exr", "syncError_lyon": None})
     assert errors() == [] and lyon() == ["0", "0", "3", "0"]
+
+
+def test_the_sites_page_shows_a_storage_s_hub_connection_and_capacity(tracker, browser):
+    """A storage driven by a hub is never 'never ran': the page names its hub, its
+    connection state and last success, and its capacity."""
+    tracker.create({"_id": "vol_hub", "name": "hub", "url": "file:///srv/hub/"})
+    tracker.create(
+        {"_id": "vol_nas", "name": "nas", "url": "ssh://u@nas/p/", "hub": "vol_hub",
+         "connectionStatus": "unreachable", "error": 255, "lastConnectionSuccess": 1000,
+         "bytesTotal": 4096, "bytesUsed": 1024, "bytesRemaining": 3072,
+         "stderr_connection": "ssh: connect to host nas port 22: No route to host"}
+    )  # fmt: skip
+    b = browser()
+    b.sign_in("ula")
+    page = b.get("/sites").get_data(as_text=True)
+    start = page.index('data-site="nas"', page.index("<h2>Agents</h2>"))
+    nas = page[start : page.index("</section>", start)]
+    assert "run by the hub <bdi>vol_hub</bdi>" in nas
+    assert 'data-connection="unreachable"' in nas and "(exit 255)" in nas
+    assert "No route to host" in nas and "free" in nas
+    assert "never ran" not in nas

@@ -19,14 +19,44 @@ from pathlib import Path
 import pytest
 from damas_core.sync.rsync import Endpoint, transfer
 from damas_core.sync.site import LocalSite, Refused, Site, id_refusal
+from damas_core.sync.ssh_site import SshSite
 
 from .conftest import needs_rsync
+from .storages import loopback_ssh
+
+
+def _ssh_site(root: Path) -> Site:
+    """The folder ``root`` as a storage reached over ssh (an sshd on loopback that sees
+    this machine's files, so that the tests write and check them directly)."""
+    reached = loopback_ssh()
+    if reached is None:
+        pytest.skip("sshd is not installed (scripts/system-deps.sh: openssh-server)")
+    where, ssh = reached
+    site = SshSite({"_id": "v", "url": f"ssh://{where}{root}/"}, ssh_command=ssh)
+    site.kind = "find"
+    return site
+
 
 #: the kinds of site under test: a name and a factory (root folder -> site)
 KINDS: dict[str, Callable[[Path], Site]] = {
     "local-find": lambda root: LocalSite(str(root), walker="find"),
     "local-scandir": lambda root: LocalSite(str(root), walker="scandir"),
+    "ssh-find": _ssh_site,
 }
+#: what a storage reached over ssh leaves to the hub, each with the reason
+NOT_OVER_SSH = {
+    "keep both": "a conflict's two copies are kept at the hub, never on a storage",
+    "replace": "a conflict is resolved at the hub, never on a storage",
+    "package": "a package's look needs its files one by one: packages are not discovered "
+    "on storages reached over ssh",
+    "endpoint": "an ssh endpoint is reached with the hub's ssh options: "
+    "tests/sync/test_hub.py copies through it",
+}
+
+
+def skip_over_ssh(vol: Volume, what: str) -> None:
+    if isinstance(vol.site, SshSite):
+        pytest.skip(NOT_OVER_SSH[what])
 
 
 class Volume:
@@ -139,6 +169,8 @@ EFFECTS: dict[str, Callable[[Volume, str], object]] = {
 @pytest.mark.parametrize("effect", list(EFFECTS))
 @pytest.mark.parametrize("key", list(HOSTILE))
 def test_a_hostile_id_is_refused_by_every_effect(vol, effect, key):
+    if effect.startswith(("keep both", "replace")):
+        skip_over_ssh(vol, effect.split(" (")[0])
     vol.write("/ok.txt", "ok")
     hostile = _hostile(vol, key)
     if key == "absolute-looking":
@@ -177,7 +209,7 @@ def test_the_quarantine_and_the_staging_folder_never_follow_a_symlink_out(vol):
     with pytest.raises(Refused):
         vol.site.quarantine("/ok.txt", date.today(), 1)
     (vol.root / ".damas-partial").symlink_to(vol.outside)
-    with pytest.raises(Refused):
+    with pytest.raises(Refused):  # (a storage reached over ssh refuses it in any case)
         vol.site.keep_both("/ok.txt", "/ok.conflict.txt", _fetch(vol))
     assert vol.untouched() and (vol.root / "ok.txt").read_text() == "ok"
 
@@ -231,6 +263,7 @@ def test_look_and_check(vol):
 
 
 def test_a_package_looks_like_the_sum_of_its_direct_files(vol):
+    skip_over_ssh(vol, "package")
     vol.write("/seq/1.exr", "aa", mtime_ns=1_000_000_000_000_000_000)
     vol.write("/seq/2.exr", "bbb", mtime_ns=1_000_000_002_000_000_000)
     vol.write("/seq/sub/3.exr", "cccc")
@@ -274,6 +307,7 @@ def test_remove(vol):
 
 
 def test_keep_both_and_replace(vol):
+    skip_over_ssh(vol, "keep both")
     vol.write("/a.txt", "mine")
     assert vol.site.keep_both("/a.txt", "/a.conflict.txt", _fetch(vol))
     assert (vol.root / "a.conflict.txt").read_text() == "incoming"
@@ -299,6 +333,7 @@ def test_files_from_names_paths_from_the_root(vol):
 
 @needs_rsync
 def test_the_endpoint_is_what_rsync_copies_from(vol, tmp_path):
+    skip_over_ssh(vol, "endpoint")
     vol.write("/#notes.txt", "hash")
     vol.write("/;x", "semicolon")
     vol.write("/d/a b.txt", "space")
@@ -321,6 +356,31 @@ def test_presence_and_capacity(vol):
     vol.root.rename(vol.base / "gone")
     problem, _ = vol.site.presence({"_id": "v", **keys})
     assert problem is not None and "not mounted" in problem
+
+
+#: names the remote shell would read as code, were they not quoted word by word
+SHELL_NAMES = ["/$(touch canary)", "/`touch canary`", "/a;touch canary", "/q'u\"o", "/-rf", "/#x"]
+
+
+def test_shell_metacharacters_are_names_for_every_effect(vol, monkeypatch, tmp_path):
+    """Every effect takes each name as a name: nothing runs, the canary beside the
+    files neither appears nor disappears, and an id with a newline is refused."""
+    monkeypatch.chdir(tmp_path)
+    vol.write("/canary", "alive")
+    for i, name in enumerate(SHELL_NAMES):
+        vol.write(name, name)
+        assert vol.site.look(name) is not None and vol.site.exists(name)
+        moved = f"{name}.moved {i}"
+        assert vol.site.move(name, moved)
+        kept = vol.site.quarantine(moved, date(2026, 1, 1), i)
+        assert (vol.root / kept.lstrip("/")).read_text() == name
+        vol.write(name, name)
+        assert vol.site.remove(name) and not vol.site.exists(name)
+    with pytest.raises(Refused):
+        vol.site.remove("/new\nline")
+    assert (vol.root / "canary").read_text() == "alive"
+    assert not (tmp_path / "canary").exists() and not Path("/canary").exists()
+    assert sorted(vol.site.walk()) == ["/canary"] and vol.untouched()
 
 
 # -- nothing else touches a volume's files -------------------------------------------------

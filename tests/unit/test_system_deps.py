@@ -69,5 +69,5 @@ def test_without_apt_get_it_names_the_packages():
 def test_nothing_to_do_when_everything_is_there():
     if not (os.access("/usr/sbin/sshd", os.X_OK) and os.access("/usr/bin/chromium", os.X_OK)):
         pytest.skip("sshd or chromium is not installed here")
-    run = _run(commands=("id", "rsync", "ssh", "ssh-keygen"))
+    run = _run(commands=("id", "rsync", "ssh", "ssh-keygen", "ip", "unshare", "nsenter"))
     assert (run.returncode, run.stdout, run.stderr) == (0, "", "")

@@ -1,0 +1,335 @@
+"""``damas hub run``: the hub volume's agent and one agent per storage, in parallel.
+
+:class:`Hub` runs, in one process at the hub, the agent of the hub's own volume
+(:class:`.hub.HubAgent`) and one :class:`.hub.StorageAgent` per storage whose ``hub``
+names that volume, each in a thread of its own with its own tracker connection,
+state directory (``<state_dir>/<volume id>``), back-off and log prefix (the thread's
+name, ``hub:<site>``). A slow or offline storage delays nobody else. Storages added,
+removed, disabled (scans, reception and emission all off) or pointed at another hub
+are picked up from the change feed without a restart.
+
+:meth:`Hub.run_once` runs one cycle of each agent (storages first, in parallel, then
+the hub's own) and returns their reports. :meth:`Hub.run` runs until :meth:`Hub.stop`
+(SIGTERM/SIGINT in the command); a cycle failing for the tracker's sake is retried
+with back-off as :class:`.service.Service` does, and a refusal of the credentials
+stops the whole hub (:attr:`Hub.fatal`).
+
+>>> import damas_core
+>>> t = damas_core.open("memory://")
+>>> _ = t.create({"_id": "vol_hub", "name": "hub", "url": "file:///srv/hub/"})
+>>> _ = t.create({"_id": "vol_s1", "name": "s1", "url": "ssh://u@s1/p/", "hub": "vol_hub"})
+>>> sorted(storages_of(t, "vol_hub"))
+['vol_s1']
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from damas_core.errors import Forbidden, Unauthorized
+
+from .agent import AGENT_VERSION, Agent
+from .hub import HubAgent, StorageAgent
+from .service import EXIT_CREDENTIALS, Backoff, Connection, ServiceError
+from .tracker_api import TrackerAPI
+from .volumes import global_parameters, volumes
+
+log = logging.getLogger(__name__)
+
+#: how long the hub waits on the change feed between looks at its storages (seconds)
+FEED_WAIT = 5.0
+
+
+def disabled(volume: dict[str, Any]) -> bool:
+    """True when a storage's scans, reception and emission are all off."""
+    return all(
+        volume.get(k, True) is False for k in ("enableScans", "enableReception", "enableEmission")
+    )
+
+
+def storages_of(tracker: TrackerAPI, hub_volume_id: str) -> dict[str, dict[str, Any]]:
+    """The storage volumes whose ``hub`` is ``hub_volume_id`` and that are not
+    :func:`disabled`, by id."""
+    return {
+        v["_id"]: v for v in volumes(tracker) if v.get("hub") == hub_volume_id and not disabled(v)
+    }
+
+
+@dataclass
+class Opened:
+    """A tracker a thread works with, and the :class:`.service.Connection` it came from
+    (``None`` for an embedded store)."""
+
+    tracker: TrackerAPI
+    connection: Connection | None = None
+
+
+class Hub:
+    """The agents of the hub ``hub_volume_id`` (see the module).
+
+    ``open_tracker()`` gives each thread its own :class:`Opened` tracker;
+    ``state_dir``: the hub's directory (each agent's state below it);
+    ``ssh_command``: the ssh program and options reaching the storages; ``key``: the
+    hub's private key, used for storages without ``ssh_identity_file``.
+    """
+
+    def __init__(
+        self,
+        open_tracker: Callable[[], Opened],
+        hub_volume_id: str,
+        *,
+        state_dir: str | os.PathLike[str],
+        ssh_command: Sequence[str] | None = None,
+        key: str | None = None,
+        rsync: str = "rsync",
+        settle: float | None = None,
+        backoff_max: float = 300.0,
+    ) -> None:
+        self.open_tracker = open_tracker
+        self.hub_volume_id = hub_volume_id
+        self.state_dir = str(state_dir)
+        self.ssh_command = list(ssh_command) if ssh_command else ["ssh"]
+        self.key = key
+        self.rsync = rsync
+        self.settle = settle
+        self.backoff_max = backoff_max
+        self.fatal: ServiceError | None = None
+        self._stop = threading.Event()
+        self._workers: dict[str, _Worker] = {}
+
+    # -- agents ------------------------------------------------------------------------------
+
+    def ssh_for(self, volume: dict[str, Any]) -> list[str]:
+        """The ssh command reaching ``volume``: the hub's, with the hub's key unless
+        the volume names its own identity file."""
+        out = list(self.ssh_command)
+        if self.key and not volume.get("ssh_identity_file"):
+            out += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
+        return out
+
+    def make_agent(self, tracker: TrackerAPI, volume_id: str) -> Agent:
+        state = os.path.join(self.state_dir, volume_id.replace("/", "_"))
+        os.makedirs(state, mode=0o700, exist_ok=True)
+        if volume_id == self.hub_volume_id:
+            return HubAgent(
+                tracker,
+                volume_id,
+                settle=self.settle,
+                ssh_command=self.ssh_command,
+                rsync=self.rsync,
+                progress=False,
+                state_dir=state,
+            )
+        vol = tracker.read(volume_id) or {}
+        return StorageAgent(
+            tracker,
+            volume_id,
+            self.hub_volume_id,
+            ssh_command=self.ssh_for(vol),
+            rsync=self.rsync,
+            settle=self.settle,
+            state_dir=state,
+        )
+
+    # -- one cycle of each ---------------------------------------------------------------------
+
+    def run_once(self) -> dict[str, Any]:
+        """One cycle of every storage's agent (in parallel), then of the hub's own;
+        ``{volume id: report as a dict}`` (``{"error": ...}`` for an agent that failed)."""
+        opened = self.open_tracker()
+        ids = sorted(storages_of(opened.tracker, self.hub_volume_id))
+        out: dict[str, Any] = {}
+
+        def one(volume_id: str) -> dict[str, Any]:
+            worker = _Worker(self, volume_id)
+            return worker.once()
+
+        with ThreadPoolExecutor(max(1, len(ids)), thread_name_prefix="hub") as pool:
+            for volume_id, report in zip(ids, pool.map(one, ids)):
+                out[volume_id] = report
+        out[self.hub_volume_id] = one(self.hub_volume_id)
+        return out
+
+    # -- the service -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every agent after its running step."""
+        self._stop.set()
+        for w in list(self._workers.values()):
+            w.stop()
+
+    def run(self) -> None:
+        """Run the agents until :meth:`stop`, following the storages through the feed;
+        raises :attr:`fatal` when a worker met credentials it cannot use."""
+        opened = self.open_tracker()
+        since = opened.tracker.changes(0, 1)["last_seq"]
+        try:
+            self._follow(opened.tracker)
+            while not self._stop.is_set():
+                try:
+                    page = opened.tracker.changes(since, 1000, wait=FEED_WAIT)
+                except Exception as e:
+                    log.warning("hub: reading the change feed failed: %s", e)
+                    self._stop.wait(FEED_WAIT)
+                    continue
+                since = page.get("last_seq", since)
+                if page.get("reset") or any(c["_id"][:1] != "/" for c in page["changes"]):
+                    self._follow(opened.tracker)
+                for w in list(self._workers.values()):
+                    if w.fatal is not None:
+                        self.fatal = w.fatal
+                        self.stop()
+        finally:
+            self.stop()
+            for w in list(self._workers.values()):
+                w.join()
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _follow(self, tracker: TrackerAPI) -> None:
+        """Start the agents of new storages, stop those of storages gone, disabled or
+        pointed at another hub."""
+        wanted = set(storages_of(tracker, self.hub_volume_id)) | {self.hub_volume_id}
+        for volume_id in list(self._workers):
+            if volume_id not in wanted:
+                log.info("hub: %s is no longer served here: stopping its agent", volume_id)
+                self._workers.pop(volume_id).stop(wait=True)
+        for volume_id in sorted(wanted - set(self._workers)):
+            log.info("hub: starting the agent of %s", volume_id)
+            w = _Worker(self, volume_id)
+            self._workers[volume_id] = w
+            w.start()
+
+
+class _Worker(threading.Thread):
+    """The loop of one agent of a hub, in a thread of its own."""
+
+    def __init__(self, hub: Hub, volume_id: str) -> None:
+        super().__init__(name=f"hub:{volume_id}", daemon=True)
+        self.hub = hub
+        self.volume_id = volume_id
+        self.agent: Agent | None = None
+        self.fatal: ServiceError | None = None
+        self._stop_event = threading.Event()
+        self.backoff = Backoff(cap=hub.backoff_max)
+
+    def stop(self, wait: bool = False) -> None:
+        self._stop_event.set()
+        if self.agent is not None:
+            self.agent.stop()
+        if wait and self.is_alive():
+            self.join()
+
+    def _agent(self, opened: Opened) -> Agent:
+        if self.agent is None:
+            self.agent = self.hub.make_agent(opened.tracker, self.volume_id)
+            self.name = f"hub:{self.agent.site}"
+            self.agent._status(
+                "starting", agentStartTime=self.agent.start_time, agentVersion=AGENT_VERSION
+            )
+        return self.agent
+
+    def once(self) -> dict[str, Any]:
+        """One cycle, its report as a dict."""
+        opened = self.hub.open_tracker()
+        try:
+            agent = self._agent(opened)
+            try:
+                return agent.run_once().as_dict()
+            finally:
+                agent.close()
+        except Exception as e:
+            log.exception("%s: the cycle failed", self.volume_id)
+            return {"error": f"{type(e).__name__}: {e}"}
+
+    def run(self) -> None:
+        opened: Opened | None = None
+        try:
+            while not self._stop_event.is_set():
+                wait = self._cycle(opened)
+                if isinstance(wait, Opened):
+                    opened, wait = wait, self._sleep(wait)
+                self._stop_event.wait(wait)
+        finally:
+            if self.agent is not None:
+                try:
+                    self.agent._status("stopped")
+                except Exception as e:
+                    log.warning("%s: cannot record the stop (%s)", self.volume_id, e)
+                self.agent.close()
+
+    def _cycle(self, opened: Opened | None) -> Opened | float:
+        """One cycle; the tracker it used, or how long to wait before trying again."""
+        try:
+            if opened is None:
+                opened = self.hub.open_tracker()
+            if opened.connection is not None:
+                opened.connection.ensure()
+            agent = self._agent(opened)
+            started = time.monotonic()
+            report = agent.run_once()
+            log.info(
+                "%s: cycle in %.2f s: scanned %d, published %d, received %d, emitted %d, failed %d",
+                agent.site,
+                time.monotonic() - started,
+                report.scanned,
+                len(report.published),
+                len(report.received),
+                len(report.emitted),
+                len(report.failed),
+            )
+            self.backoff.reset()
+            return opened
+        except ServiceError as e:
+            self._give_up(e)
+        except Unauthorized as e:
+            if opened is None or opened.connection is None:
+                self._give_up(ServiceError(str(e), EXIT_CREDENTIALS))
+            else:
+                try:
+                    opened.connection.renew(e)
+                except ServiceError as again:
+                    self._give_up(again)
+                except Exception:
+                    pass
+        except Forbidden as e:
+            self._give_up(
+                ServiceError(
+                    f"{e}: an agent writes the control keys of its files and volume, which "
+                    "only admins may",
+                    EXIT_CREDENTIALS,
+                )
+            )
+        except Exception as e:
+            log.warning(
+                "%s: the cycle failed (%s: %s): trying again", self.volume_id, type(e).__name__, e
+            )
+            log.debug("the failure", exc_info=True)
+        return self.backoff.next()
+
+    def _give_up(self, error: ServiceError) -> None:
+        log.error("%s: %s", self.volume_id, error)
+        self.fatal = error
+        self._stop_event.set()
+
+    def _sleep(self, opened: Opened) -> float:
+        """sleepBetweenScans of the volume (or the global one); sooner when a storage
+        waits to be probed again."""
+        agent = self.agent
+        vol = agent.view.volume(self.volume_id) if agent is not None else None
+        params = agent.view.parameters() if agent is not None else global_parameters(opened.tracker)
+        sleep = float((vol or {}).get("sleepBetweenScans", params.get("sleepBetweenScans", 60)))
+        conn = agent.connection if isinstance(agent, StorageAgent) else None
+        if conn is not None and conn.status != "ok":
+            sleep = min(sleep, max(0.1, agent._next_probe - time.monotonic()))
+        return sleep
+
+
+__all__ = ["FEED_WAIT", "Hub", "Opened", "disabled", "storages_of"]
