@@ -153,6 +153,7 @@ class Agent:
         self._stop = threading.Event()
         self._candidate_ids: set[str] = set()
         self._candidates_key: tuple[Any, ...] | None = None
+        self._announced = False  # the holder keys written (_update_volume)
 
     def close(self) -> None:
         """Save the view and close what the state directory holds (the view, the last
@@ -559,14 +560,14 @@ class Agent:
             self.view.put(self.tracker.update(batch))
 
     def _update_volume(self, **keys: Any) -> None:
-        now = now_ms()
-        keys.update(
-            _id=self.volume_id,
-            lastConnection=now,
-            lastConnectionHost=socket.gethostname(),
-            lastConnectionPid=os.getpid(),
-        )
+        keys.update(_id=self.volume_id, lastConnection=now_ms())
+        if not self._announced:
+            # Who holds the volume is written once: a later status write naming this
+            # process again would undo a takeover written meanwhile, and the agent
+            # taken over would never see it (sync.service checks the holder keys).
+            keys.update(lastConnectionHost=socket.gethostname(), lastConnectionPid=os.getpid())
         self.view.put([self.tracker.update(keys)])
+        self._announced = True
 
     def _status(self, status: str, **keys: Any) -> None:
         # a new status ends the bucket the volume recorded as running, if any

@@ -320,13 +320,10 @@ class Service:
         self.stop()
 
     def _mark(self, status: str | None, **keys: Any) -> None:
-        patch: dict[str, Any] = {
-            "_id": self.volume_id,
-            "lastConnection": int(time.time() * 1000),
-            "lastConnectionHost": self.host,
-            "lastConnectionPid": self.pid,
-            **keys,
-        }
+        patch: dict[str, Any] = {"_id": self.volume_id, "lastConnection": int(time.time() * 1000)}
+        if not self._claimed:  # the take: later writes leave the holder keys alone
+            patch.update(lastConnectionHost=self.host, lastConnectionPid=self.pid)
+        patch.update(keys)
         if status is not None:  # (a heartbeat alone leaves the running bucket's record)
             patch["agentStatus"] = status
             patch["transferring"] = None

@@ -204,3 +204,20 @@ def test_transfers_record_their_durations_and_the_sites_page_shows_them(sites):
         title = kind.capitalize()
         row = section[section.index(f"<dt>{title}</dt>") :].split("</dd>")[0]
         assert f"{volumes[name][f'{kind}_duration'] / 1000:.1f} s" in row, row
+
+
+def test_an_agent_names_itself_holder_once_so_a_takeover_stays_written(sites):
+    # the holder keys are written when the agent starts; its later status writes leave
+    # them alone, else a takeover written between two of them would be undone and the
+    # agent taken over would never find out
+    sites.run("paris")
+    vol = sites.tracker.read("vol_paris")
+    assert vol["lastConnectionPid"] == os.getpid()
+    sites.tracker.update(
+        {"_id": "vol_paris", "lastConnectionHost": "elsewhere", "lastConnectionPid": 9}
+    )
+    sites.write("paris", "/new.txt", "x")
+    sites.run("paris")
+    vol = sites.tracker.read("vol_paris")
+    assert (vol["lastConnectionHost"], vol["lastConnectionPid"]) == ("elsewhere", 9)
+    assert vol["agentStatus"] == "idle"
