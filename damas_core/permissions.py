@@ -1,4 +1,4 @@
-"""Who may do what (DESIGN.md §7): user classes, the class each operation needs, the
+"""Who may do what (docs/guide.md, "Users and permissions"): user classes, the class each operation needs, the
 keys only admins may write through generic writes, and who may write user accounts.
 What the sync agents obey (volumes, ``rsyncGlobalParameters``) is :mod:`damas_core.trust`.
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 @runtime_checkable
 class TrackerAPI(Protocol):
-    """The tracker operations the sync engine uses (see DESIGN.md §4 for each rule)."""
+    """The tracker operations the sync engine uses (see docs/guide.md, "Operations", for each rule)."""
 
     def read(self, ids: Any) -> Any: ...
 

@@ -1,6 +1,6 @@
 """Random operation sequences on every backend, compared with a plain-dict model.
 
-The model is the specification of DESIGN.md §3-4 in a few lines: a dict of elements.
+The model is the specification of elements and operations (docs/guide.md) in a few lines: a dict of elements.
 Each rule runs one operation on the tracker and on the model and compares the results
 (``time`` is only checked for presence: the clock is not the model's).
 """
