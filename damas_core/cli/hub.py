@@ -32,7 +32,15 @@ def default_hub_dir() -> Path:
     return Path(base) / "damas" / "hub"
 
 
-@click.group("hub")
+_EPILOG = """\b
+Examples:
+  damas hub key --server https://hub:8090 --credentials /etc/damas/hub.json
+  damas hub run vol_hub --server https://hub:8090 --credentials /etc/damas/hub.json
+  damas hub run vol_hub --store lmdb:///srv/damas/store --once
+"""
+
+
+@click.group("hub", epilog=_EPILOG)
 def hub() -> None:
     """A hub: storages that run nothing but sshd and rsync, driven from here."""
 
