@@ -3,7 +3,8 @@
 :class:`Hub` runs, in one process at the hub, the agent of the hub's own volume
 (:class:`.hub.HubAgent`) and one :class:`.hub.StorageAgent` per storage whose ``hub``
 names that volume, each in a thread of its own with its own tracker connection,
-state directory (``<state_dir>/<volume id>``), back-off and log prefix (the thread's
+state directory (``<state_dir>/agents/<volume id>``: beside the hub's key and the
+notifier's ``notify/``, which no volume id can then name), back-off and log prefix (the thread's
 name, ``hub:<site>``). A slow or offline storage delays nobody else. Storages added,
 removed, disabled (scans, reception and emission all off) or pointed at another hub
 are picked up from the change feed without a restart.
@@ -115,7 +116,7 @@ class Hub:
         return out
 
     def make_agent(self, tracker: TrackerAPI, volume_id: str) -> Agent:
-        state = os.path.join(self.state_dir, volume_id.replace("/", "_"))
+        state = os.path.join(self.state_dir, "agents", volume_id.replace("/", "_"))
         os.makedirs(state, mode=0o700, exist_ok=True)
         if volume_id == self.hub_volume_id:
             return HubAgent(

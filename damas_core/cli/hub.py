@@ -12,12 +12,20 @@ import json
 import logging
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
 import click
 
-from damas_core.cli.sync import _setup_logging
+from damas_core.cli.notify import make_notifier, smtp_options, smtp_settings
+from damas_core.cli.service import (
+    fail,
+    open_tracker,
+    service_options,
+    setup_logging,
+    state_home,
+)
 from damas_core.errors import DamasError
 
 #: the hub's private key in its state directory (the public key beside it, ``.pub``)
@@ -26,10 +34,7 @@ KEY_NAME = "hub_key"
 
 def default_hub_dir() -> Path:
     """``$XDG_STATE_HOME/damas/hub``, else ``~/.local/state/damas/hub``."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "damas" / "hub"
+    return state_home("hub")
 
 
 _EPILOG = """\b
@@ -49,47 +54,27 @@ def _connect(ctx: click.Context, store: str | None, server: str | None, credenti
     """``(open_tracker, first tracker)``: each call of ``open_tracker()`` gives a thread
     its own connection (a server) or the one store (embedded)."""
     from damas_core.sync.hub_run import Opened
-    from damas_core.sync.service import EXIT_CREDENTIALS, Connection, Credentials, ServiceError
+    from damas_core.sync.service import Connection
 
-    parent = ctx.find_root().obj or {}
-    store = store or (None if server else parent.get("store"))
-    server = server or parent.get("server")
-    if store and credentials:
-        raise click.UsageError("--credentials is for --server; a store needs none")
-    if store:
-        import damas_core
-
-        tracker = damas_core.open(store)
+    tracker, connection = open_tracker(ctx, store, server, credentials)
+    if connection is None:
         return (lambda: Opened(tracker)), tracker
-    if not server:
-        raise click.UsageError("give --store URL (a store) or --server URL (a damas server)")
-    from damas_core.cli.ops import load_token
+    connection.ensure()
 
-    if credentials is not None:
-        creds = Credentials.load(credentials)
-    else:
-        token = parent.get("token") or load_token(server)
-        if not token:
-            raise ServiceError(
-                f"no credentials for {server}: give --credentials FILE, or sign in first "
-                "(damas signin)",
-                EXIT_CREDENTIALS,
-            )
-        creds = Credentials(token=token)
+    def open_tracker_() -> Opened:
+        other = Connection(connection.where, connection.credentials)
+        other.ensure()
+        return Opened(other.client, other)
 
-    def open_tracker() -> Opened:
-        connection = Connection(server, creds)
-        connection.ensure()
-        return Opened(connection.client, connection)
-
-    first = open_tracker()
-    return open_tracker, first.tracker
+    return open_tracker_, tracker
 
 
 _RUN_EPILOG = """\b
 Examples:
   damas hub run vol_hub --server https://tracker:8090 --credentials /etc/damas/hub.json
   damas hub run vol_hub --store lmdb:///srv/damas/store --once     one cycle of each, as JSON
+  damas hub run vol_hub --server https://tracker:8090 --credentials /etc/damas/hub.json \\
+      --smtp smtp://alerts@mail.example.org:587 --smtp-password-file /etc/damas/smtp-pw
 
 \b
 Storages without ssh_identity_file are reached with the hub's key (damas hub key).
@@ -105,26 +90,11 @@ unusable or refused, 78 no such hub volume or an unusable state directory."""
 )
 @click.option("--settle", type=float, default=None, help="Seconds a new file must stay still.")
 @click.option("--ssh", "ssh_command", default=None, help="ssh command reaching the storages.")
-@click.option(
-    "--credentials",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON file (mode 0600) with a token, or a username and password (with --server).",
+@service_options(
+    "The hub's own directory: its key, each agent's state, the notifier's (default "
+    "$XDG_STATE_HOME/damas/hub)."
 )
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The hub's own directory: its key, and each agent's state (default "
-    "$XDG_STATE_HOME/damas/hub).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
-    show_default=True,
-)
-@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--server", metavar="URL", help="A damas server (an admin's credentials).")
-@click.option("--store", metavar="URL", help="A store, e.g. lmdb:///srv/damas/store.")
+@smtp_options
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -138,9 +108,15 @@ def run(
     log_file: Path | None,
     server: str | None,
     store: str | None,
+    smtp_url: str | None,
+    smtp_tls: str,
+    smtp_password_file: Path | None,
+    sender: str | None,
+    smtp_retry: float,
 ) -> None:
     """Run the hub HUB_VOLUME_ID: its own agent and one agent per storage whose hub
-    it is, in parallel, until SIGTERM or Ctrl-C (one cycle of each with --once)."""
+    it is, in parallel, until SIGTERM or Ctrl-C (one cycle of each with --once); with
+    --smtp, the notifier too (as damas notify does)."""
     import shlex
     import signal
 
@@ -148,26 +124,20 @@ def run(
     from damas_core.errors import NotFound
     from damas_core.sync.hub_run import Hub
     from damas_core.sync.service import EXIT_CONFIG, ServiceError, StateLock
+    from damas_core.sync.statefile import StateDirError
 
-    # the thread's name is the log prefix: hub:<site>
-    _setup_logging(log_level, log_file)
-    root = logging.getLogger()
-    for handler in root.handlers:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s")
-        )
+    setup_logging(log_level, log_file, threads=True)  # the thread's name: hub:<site>
     log = logging.getLogger("damas_core.sync.hub_run")
-
-    def fail(e: ServiceError) -> None:
-        log.error("%s", e)
-        click.echo(f"damas: {e}", err=True)
-        ctx.exit(e.exit_code)
+    try:
+        smtp_settings(smtp_url, smtp_tls, smtp_password_file)  # checked before connecting
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
 
     state = state_dir or default_hub_dir()
     tracker: Any = None
     try:
         try:
-            open_tracker, tracker = _connect(ctx, store, server, credentials)
+            open_tracker_, tracker = _connect(ctx, store, server, credentials)
         except Unreachable as e:
             click.echo(f"damas: {e}", err=True)
             ctx.exit(3)
@@ -183,7 +153,7 @@ def run(
             )
         key = state / KEY_NAME
         the_hub = Hub(
-            open_tracker,
+            open_tracker_,
             hub_volume_id,
             state_dir=state,
             ssh_command=shlex.split(ssh_command) if ssh_command else None,
@@ -191,29 +161,81 @@ def run(
             settle=settle,
         )
         with StateLock(state / hub_volume_id.replace("/", "_")):
+            notifier = None
+            if smtp_url is not None:
+                # its own tracker: its long-poll holds a client for seconds at a time
+                opened = open_tracker_()
+                try:
+                    notifier = make_notifier(
+                        opened.tracker, state / "notify", smtp_url=smtp_url, smtp_tls=smtp_tls,
+                        smtp_password_file=smtp_password_file, sender=sender,
+                        smtp_retry=smtp_retry,
+                    )  # fmt: skip
+                except StateDirError as e:
+                    raise ServiceError(str(e), EXIT_CONFIG) from None
             if once:
                 reports = the_hub.run_once()
+                if notifier is not None:
+                    log.info("notify: %s", json.dumps(notifier.run_once()))
                 click.echo(json.dumps(reports, indent=2, ensure_ascii=False))
                 if any(r.get("failed") or r.get("error") for r in reports.values()):
                     ctx.exit(7)
                 return
+            notifying = _NotifierThread(notifier, opened, the_hub) if notifier else None
             previous = {
                 sig: signal.signal(sig, lambda *_: the_hub.stop())
                 for sig in (signal.SIGTERM, signal.SIGINT)
             }
             try:
+                if notifying is not None:
+                    notifying.start()
                 the_hub.run()
             finally:
+                if notifying is not None:
+                    notifying.stop()
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+            if notifying is not None and isinstance(notifying.error, ServiceError):
+                raise notifying.error
             ctx.exit(0)
     except ServiceError as e:
-        fail(e)
+        fail(ctx, e, log)
     except (NotFound, DamasError) as e:
         raise click.ClickException(str(e)) from e
     finally:
         if tracker is not None:
             tracker.close()
+
+
+class _NotifierThread(threading.Thread):
+    """The notifier of ``damas hub run --smtp``, in a thread of its own with its own
+    tracker; credentials it cannot use stop the hub too (the error is :attr:`error`)."""
+
+    def __init__(self, notifier: Any, opened: Any, the_hub: Any) -> None:
+        super().__init__(name="notify", daemon=True)
+        self.notifier = notifier
+        self.opened = opened
+        self.the_hub = the_hub
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        connection = self.opened.connection
+        try:
+            self.notifier.run(
+                self.stopping, renew=connection.renew if connection is not None else None
+            )
+        except Exception as e:
+            logging.getLogger("damas_core.sync.notifier").error("notify: stopped: %s", e)
+            self.error = e
+            self.the_hub.stop()
+
+    def stop(self) -> None:
+        """Stop after the running round (its long-poll ends within a few seconds)."""
+        self.stopping.set()
+        self.join()
+        if self.opened.connection is not None:
+            self.opened.tracker.close()
 
 
 _KEY_EPILOG = """\b

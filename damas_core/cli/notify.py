@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
 from typing import Any
 
 import click
+
+from damas_core.cli.service import fail, open_tracker, service_options, setup_logging, state_home
 
 _EPILOG = """\b
 Examples:
@@ -31,10 +32,7 @@ Exit codes: 0 stopped by SIGTERM/SIGINT, 1 usage, 77 credentials unusable or ref
 
 def default_state_dir() -> Path:
     """``$XDG_STATE_HOME/damas/notify``, else ``~/.local/state/damas/notify``."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base) / "damas" / "notify"
+    return state_home("notify")
 
 
 def smtp_options(fn: Any) -> Any:
@@ -71,19 +69,10 @@ def smtp_options(fn: Any) -> Any:
 
 
 @click.command("notify", epilog=_EPILOG)
-@click.option("--server", metavar="URL", help="A damas server (an admin's credentials).")
-@click.option("--store", metavar="URL", help="A store, e.g. lmdb:///srv/damas/store.")
-@click.option(
-    "--credentials",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON file (mode 0600) with a token, or an admin's username and password.",
+@service_options(
+    "Where the notifier keeps its state, made mode 0700 (default $XDG_STATE_HOME/damas/notify)."
 )
 @smtp_options
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the notifier keeps its state (made mode 0700).",
-)
 @click.option(
     "--every",
     type=click.FloatRange(min=0.1, max=60),
@@ -92,13 +81,6 @@ def smtp_options(fn: Any) -> Any:
     help="Seconds a round waits on the feed: how late a dead agent is noticed at most.",
 )
 @click.option("--once", is_flag=True, help="One round, its counts as JSON.")
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
-    show_default=True,
-)
-@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 def notify(
     ctx: click.Context,
@@ -120,17 +102,22 @@ def notify(
     events to its notifiedEmails."""
     import json
 
-    from damas_core.cli.sync import _setup_logging
     from damas_core.sync.service import EXIT_CONFIG, ServiceError
     from damas_core.sync.statefile import StateDirError
 
-    _setup_logging(log_level, log_file)
+    setup_logging(log_level, log_file)
     log = logging.getLogger("damas_core.sync.notifier")
     try:
         smtp_settings(smtp_url, smtp_tls, smtp_password_file)  # checked before connecting
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    tracker, connection = open_tracker(ctx, store, server, credentials)
+    try:
+        tracker, connection = open_tracker(ctx, store, server, credentials)
+        if connection is not None:
+            connection.ensure()
+    except ServiceError as e:
+        fail(ctx, e)
+        return
     notifier = make_notifier(
         tracker, state_dir or default_state_dir(), smtp_url=smtp_url, smtp_tls=smtp_tls,
         smtp_password_file=smtp_password_file, sender=sender, smtp_retry=smtp_retry,
@@ -149,8 +136,7 @@ def notify(
         click.echo(f"damas: {e}", err=True)
         ctx.exit(EXIT_CONFIG)
     except ServiceError as e:
-        click.echo(f"damas: {e}", err=True)
-        ctx.exit(e.exit_code)
+        fail(ctx, e)
     finally:
         tracker.close()
 
@@ -198,39 +184,3 @@ def smtp_settings(url: str | None, tls: str, password_file: Path | None) -> Any:
         except OSError as e:
             raise ValueError(f"--smtp-password-file {password_file}: {e.strerror}") from None
     return Smtp.parse(url, tls=tls, password=password)
-
-
-def open_tracker(
-    ctx: click.Context, store: str | None, server: str | None, credentials: Path | None
-) -> tuple[Any, Any]:
-    """The tracker (a store, or a server's client signed in with ``credentials``) and
-    the service :class:`~damas_core.sync.service.Connection` renewing its token."""
-    from damas_core.sync.service import Connection, Credentials, ServiceError
-
-    parent = ctx.find_root().obj or {}
-    store = store or (None if server else parent.get("store"))
-    server = server or parent.get("server")
-    if store:
-        if credentials:
-            raise click.UsageError("--credentials is for --server; a store needs none")
-        import damas_core
-
-        return damas_core.open(store), None
-    if not server:
-        raise click.UsageError("give --store URL (a store) or --server URL (a damas server)")
-    try:
-        if credentials is not None:
-            creds = Credentials.load(credentials)
-        else:
-            from damas_core.cli.ops import load_token
-
-            token = parent.get("token") or load_token(server)
-            if not token:
-                raise click.UsageError(f"no credentials for {server}: give --credentials FILE")
-            creds = Credentials(token=token)
-        connection = Connection(server, creds)
-        connection.ensure()
-    except ServiceError as e:
-        click.echo(f"damas: {e}", err=True)
-        ctx.exit(e.exit_code)
-    return connection.client, connection

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from damas_core.cli.service import fail, open_tracker, service_options, setup_logging
 from damas_core.errors import BadRequest, DamasError
 
 
@@ -71,20 +71,6 @@ The tracker unreachable, a 5xx or a timeout never stop a running agent: it waits
 (doubling up to --backoff-max seconds) and tries again."""
 
 
-def _setup_logging(level: str, log_file: Path | None) -> None:
-    handler: logging.Handler
-    if log_file is not None:
-        from logging.handlers import WatchedFileHandler
-
-        handler = WatchedFileHandler(log_file)  # reopened after logrotate moves it
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    # a process of its own: the root logger has no handler yet (a host that set up
-    # logging, such as a test runner calling the command in-process, keeps its own)
-    logging.basicConfig(level=level.upper(), handlers=[handler])
-
-
 @sync.command("agent", epilog=_AGENT_EPILOG)
 @click.argument("volume_id")
 @click.option("--once", is_flag=True, help="Run one cycle and print its report as JSON.")
@@ -106,28 +92,9 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
     show_default=True,
     help="How the volume is listed: GNU find beside the agent, or os.scandir.",
 )
-@click.option(
-    "--credentials",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON file (mode 0600) with a token, or a username and password (with --server).",
-)
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The agent's own directory, locked while it runs (default "
-    "$XDG_STATE_HOME/damas/agents/VOLUME_ID, else ~/.local/state/damas/agents/VOLUME_ID).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
-    show_default=True,
-    help="INFO: one line per cycle; WARNING: failures only.",
-)
-@click.option(
-    "--log-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Log to this file instead of standard error.",
+@service_options(
+    "The agent's own directory, locked while it runs (default "
+    "$XDG_STATE_HOME/damas/agents/VOLUME_ID, else ~/.local/state/damas/agents/VOLUME_ID)."
 )
 @click.option(
     "--backoff-max",
@@ -136,7 +103,6 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
     show_default=True,
     help="Longest wait, in seconds, between attempts while the tracker fails.",
 )
-@_connection_options
 @click.pass_context
 def agent(
     ctx: click.Context,
@@ -161,10 +127,7 @@ def agent(
     from damas_core.sync import Agent
     from damas_core.sync.service import (
         EXIT_CONFIG,
-        EXIT_CREDENTIALS,
         Backoff,
-        Connection,
-        Credentials,
         Service,
         ServiceError,
         StateLock,
@@ -174,47 +137,13 @@ def agent(
     from damas_core.sync.site import local_site
     from damas_core.sync.volumes import volume
 
-    _setup_logging(log_level, log_file)
+    setup_logging(log_level, log_file)
     log = logging.getLogger("damas_core.sync.agent")
-    parent = ctx.find_root().obj or {}
-    store = store or (None if server else parent.get("store"))
-    server = server or parent.get("server")
-    if store and credentials:
-        raise click.UsageError("--credentials is for --server; a store needs none")
 
-    def fail(e: ServiceError) -> None:
-        log.error("%s", e)
-        click.echo(f"damas: {e}", err=True)
-        ctx.exit(e.exit_code)
-
-    connection = None
     try:
-        if store:
-            import damas_core
-
-            tracker: Any = damas_core.open(store)
-        else:
-            if not server:
-                raise click.UsageError(
-                    "give --store URL (a store) or --server URL (a damas server)"
-                )
-            from damas_core.cli.ops import load_token
-
-            if credentials is not None:
-                creds = Credentials.load(credentials)
-            else:
-                token = parent.get("token") or load_token(server)
-                if not token:
-                    raise ServiceError(
-                        f"no credentials for {server}: give --credentials FILE, or sign in "
-                        "first (damas signin)",
-                        EXIT_CREDENTIALS,
-                    )
-                creds = Credentials(token=token)
-            connection = Connection(server, creds)
-            tracker = connection.client
+        tracker, connection = open_tracker(ctx, store, server, credentials)
     except ServiceError as e:
-        fail(e)
+        fail(ctx, e, log)
         return
 
     state = state_dir or default_state_dir(volume_id)
@@ -226,7 +155,7 @@ def agent(
         vol = volume(tracker, volume_id)
     except ServiceError as e:  # credentials refused: nothing to wait for
         tracker.close()
-        fail(e)
+        fail(ctx, e, log)
         return
     except Exception:
         vol = None
@@ -235,7 +164,7 @@ def agent(
             local_site(vol, root=str(root) if root else None, walker=walker)
     except BadRequest as e:
         tracker.close()
-        fail(ServiceError(str(e), EXIT_CONFIG))
+        fail(ctx, ServiceError(str(e), EXIT_CONFIG), log)
         return
 
     def make_agent(t: Any) -> Agent:
@@ -280,7 +209,7 @@ def agent(
             )
             ctx.exit(service.run())
     except ServiceError as e:
-        fail(e)
+        fail(ctx, e, log)
     finally:
         tracker.close()
 
