@@ -35,6 +35,20 @@ from .exits import EXIT_CONFIG, EXIT_CREDENTIALS, EXIT_HELD, ServiceError
 STORE_FILES = ("data.mdb", "lock.mdb")
 
 
+def state_home(*parts: str) -> Path:
+    """``$XDG_STATE_HOME/damas/<parts>``, else ``~/.local/state/damas/<parts>``.
+
+    >>> os.environ["XDG_STATE_HOME"] = "/var/lib/x"
+    >>> str(state_home("hub"))
+    '/var/lib/x/damas/hub'
+    >>> del os.environ["XDG_STATE_HOME"]
+    """
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base, "damas", *parts)
+
+
 def default_state_dir(volume_id: str) -> Path:
     """``$XDG_STATE_HOME/damas/agents/<volume_id>``, else ``~/.local/state/damas/agents/…``.
 
@@ -43,11 +57,7 @@ def default_state_dir(volume_id: str) -> Path:
     '/var/lib/damas-agent/damas/agents/vol_paris'
     >>> del os.environ["XDG_STATE_HOME"]
     """
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    safe = volume_id.replace("/", "_")
-    return Path(base) / "damas" / "agents" / safe
+    return state_home("agents", volume_id.replace("/", "_"))
 
 
 def unsafe(path: str | os.PathLike[str], info: os.stat_result) -> str | None:
@@ -179,4 +189,12 @@ class StateLock:
         self.release()
 
 
-__all__ = ["STORE_FILES", "StateLock", "default_state_dir", "private_dir", "store_dir", "unsafe"]
+__all__ = [
+    "STORE_FILES",
+    "StateLock",
+    "default_state_dir",
+    "private_dir",
+    "state_home",
+    "store_dir",
+    "unsafe",
+]

@@ -24,9 +24,9 @@ from damas_core.cli.service import (
     open_tracker,
     service_options,
     setup_logging,
-    state_home,
 )
 from damas_core.errors import DamasError
+from damas_core.sync.state_dir import state_home
 
 #: the hub's private key in its state directory (the public key beside it, ``.pub``)
 KEY_NAME = "hub_key"

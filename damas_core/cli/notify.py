@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from damas_core.cli.service import fail, open_tracker, service_options, setup_logging, state_home
+from damas_core.cli.service import fail, open_tracker, service_options, setup_logging
+from damas_core.sync.state_dir import state_home
 
 _EPILOG = """\b
 Examples:

@@ -10,7 +10,6 @@ the server connection they work with, after the same checks.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,20 +20,6 @@ import click
 #: the log format of a service; with ``threads``, the thread's name follows the level
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 THREAD_LOG_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s"
-
-
-def state_home(*parts: str) -> Path:
-    """``$XDG_STATE_HOME/damas/<parts>``, else ``~/.local/state/damas/<parts>``.
-
-    >>> os.environ["XDG_STATE_HOME"] = "/var/lib/x"
-    >>> str(state_home("hub"))
-    '/var/lib/x/damas/hub'
-    >>> del os.environ["XDG_STATE_HOME"]
-    """
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(base, "damas", *parts)
 
 
 def service_options(state_dir_help: str) -> Callable[[Any], Any]:
@@ -149,4 +134,4 @@ def open_tracker(
     return connection.client, connection
 
 
-__all__ = ["fail", "open_tracker", "service_options", "setup_logging", "state_home"]
+__all__ = ["fail", "open_tracker", "service_options", "setup_logging"]
