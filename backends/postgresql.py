@@ -3,8 +3,8 @@
 URLs: ``postgresql://user:password@host:port/dbname`` (``postgres://`` too), with
 options in the query string or as keywords: ``schema`` (the schema holding the
 store's tables, ``public`` by default: one database can hold several stores),
-``indexes`` (accepted as on the other backends; the GIN index below already serves
-equality on every key) and ``connect_timeout`` (seconds, 10 by default). Any other
+``indexes`` (top-level keys whose ranges come from B-tree expression indexes; the GIN
+index below already serves equality on every key) and ``connect_timeout`` (seconds, 10 by default). Any other
 query parameter goes to libpq (``sslmode=require``, ...). The driver is psycopg 3
 (``pip install 'damas-core[postgresql]'``).
 
@@ -21,6 +21,14 @@ Layout (in the store's schema):
   comparison and an ``_id`` prefix (a range) come from the primary key.
 - a GIN ``jsonb_path_ops`` index on ``doc``: equality on any key or dotted path, array
   members included, is an index lookup.
+- for each key declared in ``indexes`` (or by :meth:`ensure_index`), besides the
+  default ones (``#parent``, ``src_id``, ``tgt_id``, only ever compared for equality),
+  expression indexes on the key's number, on its string (``COLLATE "C"``) and on its
+  ascending common order, and a partial index on the rows holding an object or an
+  array there: a comparison on the key (``n>2``, ``name<b``) is a B-tree range and an
+  ascending sort on it walks an index (see
+  :func:`~damas_core.query.postgres.index_statements`). PostgreSQL maintains them on
+  every write, whichever process writes.
 - ``changes(seq bigint PRIMARY KEY, id text UNIQUE, deleted, time)``: the change feed,
   one row per id at its latest seq; ``feed_state`` holds the counter (``seq``) and
   the horizon.
@@ -68,6 +76,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 import psycopg
 from damas_core.backends.base import (
+    DEFAULT_INDEXES,
     Change,
     Element,
     Patch,
@@ -80,7 +89,14 @@ from damas_core.backends.base import (
 from damas_core.elements import encode_all, id_of
 from damas_core.errors import BadRequest
 from damas_core.query.ast import Node, Sort
-from damas_core.query.postgres import sort_terms, sort_value, to_where
+from damas_core.query.postgres import (
+    composite,
+    index_statements,
+    key_column,
+    sort_terms,
+    sort_value,
+    to_where,
+)
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _OWN_OPTIONS = ("schema", "indexes", "connect_timeout")
@@ -154,37 +170,55 @@ def json_rows(elements: Sequence[Element], op: str) -> tuple[list[str], list[str
     return list(map(id_of, elements)), raws, docs
 
 
-def statement(query: Node, sort: Sort, columns: str) -> tuple[str, str, tuple, bool]:
+def statement(
+    query: Node, sort: Sort, columns: str, indexed: tuple[str, ...] = ()
+) -> tuple[str, str, tuple, bool, str]:
     """``SELECT columns … WHERE …`` for ``query``, its ``ORDER BY``, its parameters,
-    and whether SQL alone gives the answer (else the Python predicate and sort must
-    go over the rows). Kept per query (the AST is immutable): compiling costs about a
-    third of a page read under an ``_id`` prefix."""
+    whether SQL alone gives the answer (else the Python predicate and sort must go
+    over the rows), and the check for objects or arrays among the values sorted on
+    (true when the rows must be sorted in Python). Kept per query (the AST is
+    immutable): compiling costs about a third of a page read under an ``_id`` prefix."""
     # The repr is part of the key: Eq(k, 1) == Eq(k, True) in Python, not in JSON.
-    return _statement(repr(query), query, sort, columns)
+    return _statement(repr(query), query, sort, columns, indexed)
 
 
 @lru_cache(maxsize=512)
-def _statement(_key: str, query: Node, sort: Sort, columns: str) -> tuple[str, str, tuple, bool]:
-    where = to_where(query)
+def _statement(
+    _key: str, query: Node, sort: Sort, columns: str, indexed: tuple[str, ...]
+) -> tuple[str, str, tuple, bool, str]:
+    where = to_where(query, indexed)
     params: list[Any] = []
-    values, order = [], []
+    values, order, seen, checks = [], [], [], []
     exact = not where.recheck
     for n, (key, direction) in enumerate(sort):
         path = tuple(key.split("."))
         if any("\x00" in k for k in path):
             exact = False
             continue
-        expr, p = sort_value(path)
-        values.append(f"{expr} AS s{n}")
-        params += p
+        if len(path) == 1 and key in indexed:
+            # Written as the declared key's index holds it: an ascending sort walks
+            # that index. Whether an object or an array is there anywhere comes from
+            # its partial index (over every row, not just the matches: a superset).
+            values.append(f"{key_column(key)} AS s{n}")
+            checks.append(f"EXISTS (SELECT 1 FROM elements WHERE {composite(key)})")
+        else:
+            expr, p = sort_value(path)
+            values.append(f"{expr} AS s{n}")
+            params += p
+            seen.append(f"jsonb_typeof(s{n}) IN ('object', 'array')")
         order += sort_terms(f"s{n}", direction)
+    if seen:
+        # A window, so over every match, before the LIMIT.
+        checks.append(f"bool_or({' OR '.join(seen)}) OVER ()")
+    check = " OR ".join(checks) or "false"
     params += where.params
     where = where.sql
     if not values:
-        return f"SELECT {columns} FROM elements WHERE {where}", " ORDER BY id", tuple(params), exact
+        sql = f"SELECT {columns} FROM elements WHERE {where}"
+        return sql, " ORDER BY id", tuple(params), exact, check
     inner = ", ".join(dict.fromkeys(["id", columns, *values]))
     sql = f"SELECT {columns} FROM (SELECT {inner} FROM elements WHERE {where}) AS q"
-    return sql, " ORDER BY " + ", ".join([*order, "id"]), tuple(params), exact
+    return sql, " ORDER BY " + ", ".join([*order, "id"]), tuple(params), exact, check
 
 
 class PostgreSQLStorage(Storage):
@@ -230,6 +264,8 @@ class PostgreSQLStorage(Storage):
     def _open(self) -> psycopg.Connection:
         conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=self.connect_timeout)
         conn.execute(f'SET search_path TO "{self.schema}"')
+        # Declared keys are written into statements as '…' literals (index_statements).
+        conn.execute("SET standard_conforming_strings TO on")
         _OWN_PIDS.add(conn.info.backend_pid)
         return conn
 
@@ -240,8 +276,11 @@ class PostgreSQLStorage(Storage):
                 # One creator at a time, whichever process opens the store first.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.channel,))
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                for statement in _SCHEMA:
-                    conn.execute(statement)
+                for sql in _SCHEMA:
+                    conn.execute(sql)
+                for key in self._indexed:
+                    for sql in index_statements(key):
+                        conn.execute(sql)
         except BaseException:
             conn.close()
             raise
@@ -470,12 +509,27 @@ class PostgreSQLStorage(Storage):
 
     # -- queries -------------------------------------------------------------------------
 
-    def _statement(self, query: Node, sort: Sort, columns: str) -> tuple[str, str, list, bool]:
-        """``SELECT columns … WHERE …`` for ``query``, its ``ORDER BY``, its parameters,
-        and whether SQL alone gives the answer (else the Python predicate and sort must
-        go over the rows)."""
-        sql, order, params, exact = statement(query, tuple(sort), columns)
-        return sql, order, list(params), exact
+    def _statement(self, query: Node, sort: Sort, columns: str) -> tuple[str, str, list, bool, str]:
+        """:func:`statement` with this store's declared keys."""
+        sql, order, params, exact, check = statement(query, tuple(sort), columns, self._indexed)
+        return sql, order, list(params), exact, check
+
+    @property
+    def _indexed(self) -> tuple[str, ...]:
+        """The declared keys that have expression indexes (a key holding NUL, which an
+        SQL string cannot, is searched as an undeclared one)."""
+        return tuple(
+            k for k in self.indexes if k not in (*DEFAULT_INDEXES, "_id") and "\x00" not in k
+        )
+
+    def _ensure_index(self, key: str) -> None:
+        if key not in self._indexed:
+            return
+        with self._transaction():
+            conn = self._connection()
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.channel,))
+            for sql in index_statements(key):
+                conn.execute(sql)
 
     def _select(
         self, query: Node, sort: Sort, skip: int, limit: int | None, columns: str
@@ -483,17 +537,14 @@ class PostgreSQLStorage(Storage):
         """Rows of ``(columns, …)`` when SQL gives the answer, else the elements
         themselves, checked and sorted in Python."""
         conn = self._connection()
-        sql, order, params, exact = self._statement(query, sort, columns)
+        sql, order, params, exact, check = self._statement(query, sort, columns)
         if exact:
             # One statement answers, and says whether its answer holds: whether
             # any row is lossy, whether objects or arrays are among the values
-            # sorted on (a window, so over every match, before the LIMIT).
+            # sorted on.
             checks = f", {_HAS_LOSSY.removeprefix('SELECT ')}"
             if sort:
-                kinds = " OR ".join(
-                    f"jsonb_typeof(s{n}) IN ('object', 'array')" for n in range(len(sort))
-                )
-                checks += f", bool_or({kinds}) OVER ()"
+                checks += f", {check}"
             sql = sql.replace(f"SELECT {columns} ", f"SELECT {columns}{checks} ", 1)
             if limit or skip:
                 # Written out, not bound: a prepared statement's generic plan for an
@@ -508,7 +559,7 @@ class PostgreSQLStorage(Storage):
                 exact = not conn.execute(_HAS_LOSSY).fetchone()[0]
             if exact:
                 return rows
-        sql, _, params, _ = self._statement(query, (), "raw")
+        sql, _, params, _, _ = self._statement(query, (), "raw")
         rows = conn.execute(sql.replace(" WHERE ", " WHERE (", 1) + ") OR lossy", params).fetchall()
         return select([orjson.loads(r[0]) for r in rows], query, sort, skip, limit)
 
@@ -529,14 +580,14 @@ class PostgreSQLStorage(Storage):
     def query_plan(self, query: Node, sort: Sort = (), limit: int | None = None) -> list[str]:
         """PostgreSQL's ``EXPLAIN`` lines for the statement ``find`` sends for ``query``
         (when SQL alone answers it): which indexes it uses."""
-        sql, order, params, _ = self._statement(query, tuple(sort), "id")
+        sql, order, params, _, _ = self._statement(query, tuple(sort), "id")
         if limit:
             order += f" LIMIT {int(limit)}"  # as find writes it
         rows = self._connection().execute("EXPLAIN " + sql + order, params).fetchall()
         return [r[0] for r in rows]
 
     def _count(self, query: Node) -> int:
-        where = to_where(query)
+        where = to_where(query, self._indexed)
         conn = self._connection()
         if not where.recheck and not conn.execute(_HAS_LOSSY).fetchone()[0]:
             return conn.execute(

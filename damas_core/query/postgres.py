@@ -23,6 +23,12 @@ reference, and a Hypothesis test holds this compiler to it):
   point (PostgreSQL's jsonpath compares strings by code point in a UTF-8 database);
 - **missing**: ``Eq(path, None)`` also matches when an object on the way lacks the
   next key: ``$."a" ? (@.type() == "object" && !exists(@."b"))``;
+- **declared keys** (``indexes``): a comparison on one of them with a number or a
+  string compiles to the value the key's expression indexes hold
+  (:func:`index_statements`: the number, or the string ``COLLATE "C"``, ``NULL`` for
+  any other type), or an object or an array at the key and the path test, which a
+  partial index finds; so a range on a declared key is a range of a B-tree. Under a ``NOT`` the path
+  test stays (``NULL`` would not negate to true);
 - ``_id`` is the ``id`` column (text ``COLLATE "C"``, the primary key): equalities,
   comparisons and, from :func:`~damas_core.backends.base.id_prefix`, a prefix are key
   ranges;
@@ -45,6 +51,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -113,8 +120,45 @@ def _unsafe(path: Path, values: tuple[Any, ...] = ()) -> bool:
     return any("\x00" in k for k in path) or any(isinstance(v, str) and "\x00" in v for v in values)
 
 
+def _key_literal(key: str) -> str:
+    """``key`` as an SQL string literal (a constant, so an index expression can match)."""
+    return "'" + key.replace("'", "''") + "'"
+
+
+def key_value(key: str, kind: str) -> str:
+    """The expression an index on the top-level ``key`` holds for ``kind`` (``number``
+    or ``string``): its value when it has that JSON type, else ``NULL``.
+
+    >>> key_value("n", "number")
+    "(CASE WHEN jsonb_typeof(doc->'n') = 'number' THEN (doc->'n')::numeric END)"
+    """
+    k = _key_literal(key)
+    if kind == "number":
+        return f"(CASE WHEN jsonb_typeof(doc->{k}) = 'number' THEN (doc->{k})::numeric END)"
+    return f"(CASE WHEN jsonb_typeof(doc->{k}) = 'string' THEN doc->>{k} END) COLLATE \"C\""
+
+
+def index_statements(key: str) -> list[str]:
+    """``CREATE INDEX`` statements for the declared top-level ``key``: its numbers, its
+    strings (by code point), as a partial index the rows holding an object or an array
+    there, and the ascending common order (:func:`sort_terms`, then ``id``).
+
+    >>> len(index_statements("shot"))
+    4
+    """
+    name = "elements_k" + hashlib.sha1(key.encode()).hexdigest()[:16]
+    order = ", ".join(f"({e}) ASC NULLS FIRST" for e in _sort_exprs(key_column(key)))
+    return [
+        f"CREATE INDEX IF NOT EXISTS {name}n ON elements ({key_value(key, 'number')})",
+        f"CREATE INDEX IF NOT EXISTS {name}s ON elements (({key_value(key, 'string')}))",
+        f"CREATE INDEX IF NOT EXISTS {name}c ON elements (id) WHERE {composite(key)}",
+        f"CREATE INDEX IF NOT EXISTS {name}o ON elements ({order}, id)",
+    ]
+
+
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, indexed: tuple[str, ...] = ()) -> None:
+        self.indexed = indexed
         self.params: list[Any] = []
         self.recheck = False
         self.visit: dict[type, Callable[[Any, bool], str]] = {
@@ -206,12 +250,27 @@ class _Compiler:
             if not isinstance(node.value, str):
                 return "FALSE"
             return f"id {node.op} {self.param(node.value)}"
-        return self.has_path(f"{json_path(node.path)} ? {_test(node.value, node.op)}")
+        test = f"{json_path(node.path)} ? {_test(node.value, node.op)}"
+        kind = _TYPE_OF.get(type(node.value))
+        key = node.path[0]
+        if not positive or node.path != (key,) or key not in self.indexed or kind == "boolean":
+            return self.has_path(test)
+        value = self.param(orjson.dumps(node.value).decode() if kind == "number" else node.value)
+        cast = "::numeric" if kind == "number" else ""
+        found = self.has_path(test)
+        # An object at the key never passes the test: written so, the clause is the
+        # partial index's condition.
+        return f"({key_value(key, kind)} {node.op} {value}{cast} OR ({composite(key)} AND {found}))"
 
 
-def to_where(node: Node) -> Where:
-    """The condition selecting what ``node`` matches (a superset when ``recheck``)."""
-    c = _Compiler()
+def to_where(node: Node, indexed: tuple[str, ...] = ()) -> Where:
+    """The condition selecting what ``node`` matches (a superset when ``recheck``);
+    ``indexed``: the declared keys, which have the indexes of :func:`index_statements`.
+
+    >>> print(to_where(parse_query("n>2"), indexed=("n",)).sql)  # doctest: +ELLIPSIS
+    ((CASE WHEN jsonb_typeof(doc->'n') = 'number' ...) > %s::numeric OR (... IN ('object', 'array') AND doc @? %s::jsonpath))
+    """
+    c = _Compiler(indexed)
     sql = c.compile(node)
     return Where(sql, c.params, c.recheck)
 
@@ -228,6 +287,19 @@ def sort_value(path: Path) -> tuple[str, list[Any]]:
     return "jsonb_path_query_first(doc, %s::jsonpath, '{}', true)", [json_path(path, "strict")]
 
 
+def _sort_exprs(column: str) -> list[str]:
+    kind = f"jsonb_typeof({column})"
+    bracket = (
+        f"CASE {kind} " + " ".join(f"WHEN '{n}' THEN {b}" for n, b in _BRACKETS) + " ELSE 0 END"
+    )
+    return [
+        bracket,
+        f"CASE WHEN {kind} = 'number' THEN ({column})::numeric END",
+        f"CASE WHEN {kind} = 'string' THEN {column} #>> '{{}}' END COLLATE \"C\"",
+        f"CASE WHEN {kind} = 'boolean' THEN ({column})::boolean END",
+    ]
+
+
 def sort_terms(column: str, direction: int) -> list[str]:
     """``ORDER BY`` terms giving :func:`damas_core.ordering.sort_key`'s order for the
     scalars in the jsonb ``column``: the type bracket, then the number, the string
@@ -237,18 +309,35 @@ def sort_terms(column: str, direction: int) -> list[str]:
     >>> print(sort_terms("s0", 1)[2])
     CASE WHEN jsonb_typeof(s0) = 'string' THEN s0 #>> '{}' END COLLATE "C" ASC NULLS FIRST
     """
-    kind = f"jsonb_typeof({column})"
-    bracket = (
-        f"CASE {kind} " + " ".join(f"WHEN '{n}' THEN {b}" for n, b in _BRACKETS) + " ELSE 0 END"
-    )
-    terms = [
-        bracket,
-        f"CASE WHEN {kind} = 'number' THEN ({column})::numeric END",
-        f"CASE WHEN {kind} = 'string' THEN {column} #>> '{{}}' END COLLATE \"C\"",
-        f"CASE WHEN {kind} = 'boolean' THEN ({column})::boolean END",
-    ]
     order = "DESC NULLS LAST" if direction < 0 else "ASC NULLS FIRST"
-    return [f"{t} {order}" for t in terms]
+    return [f"{t} {order}" for t in _sort_exprs(column)]
 
 
-__all__ = ["Where", "json_path", "json_string", "sort_terms", "sort_value", "to_where"]
+def key_column(key: str) -> str:
+    """The value of the top-level ``key`` as ``sort_value`` gives it, written with the
+    key as a constant, as the indexes of :func:`index_statements` hold it.
+
+    >>> key_column("n")
+    "(doc->'n')"
+    """
+    return f"(doc->{_key_literal(key)})"
+
+
+def composite(key: str) -> str:
+    """True for a row holding an object or an array at the top-level ``key`` (a
+    partial index of :func:`index_statements` finds them)."""
+    return f"jsonb_typeof(doc->{_key_literal(key)}) IN ('object', 'array')"
+
+
+__all__ = [
+    "Where",
+    "composite",
+    "index_statements",
+    "json_path",
+    "json_string",
+    "key_column",
+    "key_value",
+    "sort_terms",
+    "sort_value",
+    "to_where",
+]

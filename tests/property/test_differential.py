@@ -230,7 +230,9 @@ def pg_store():
         pytest.skip(f"no PostgreSQL here: {postgres_server.why_not()}")
     from damas_core.registry import open_storage
 
-    store = open_storage(url)
+    # "a" and "b" declared: their comparisons go through the expression indexes,
+    # "#p"'s through the path test.
+    store = open_storage(url, indexes=["a", "b"])
     yield store
     store.close()
 
@@ -251,7 +253,7 @@ def test_postgresql_selects_what_the_predicate_selects(pg_store, docs, query):
     from damas_core.query.postgres import to_where
 
     docs = with_ids(docs)
-    note(f"postgresql: {to_where(query)}")
+    note(f"postgresql: {to_where(query, ('a', 'b'))}")
     assert by_postgresql(pg_store, docs, query) == by_predicate(docs, query)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import damas_core
 from damas_core.errors import BadRequest, NotImplementedByBackend, StorageError
+from damas_core.query.ast import And, Cmp, Not
 from damas_core.query.parser import parse as parse_query
 from tests import postgres_server
 
@@ -278,4 +279,45 @@ def test_queries_equal_in_python_but_not_in_json_are_not_confused(server):
         assert store.find(parse_query("a:true")) == ["/true"]
         assert store.find(parse_query("a:1")) == ["/one"]
     finally:
+        store.close()
+
+
+def test_ranges_on_declared_keys_are_answered_by_expression_indexes(server):
+    store = PostgreSQLStorage(server.url(), schema="declared", indexes="n,name")
+    try:
+        store.insert_many(
+            [{"_id": f"/e/{k:05d}", "n": k, "name": f"x{k:05d}"} for k in range(3000)]
+            + [{"_id": "/e/list", "n": [1, 2999.5]}, {"_id": "/e/text", "n": "2999.5"}]
+        )
+        store._connection().execute("VACUUM ANALYZE elements")
+        plan = " | ".join(store.query_plan(parse_query("n>2998")))
+        assert "elements_k" in plan and "Seq Scan" not in plan, plan
+        # Typed as the predicate: numbers only, an array's members included.
+        assert store.find(parse_query("n>2998")) == ["/e/02999", "/e/list"]
+        plan = " | ".join(store.query_plan(parse_query("name>=x02998")))
+        assert "elements_k" in plan and "Seq Scan" not in plan, plan
+        assert store.find(parse_query("name>=x02998")) == ["/e/02998", "/e/02999"]
+        # An ascending sort on a declared key walks its index (no sort of every match).
+        plan = " | ".join(store.query_plan(parse_query("_id:*"), [("name", 1)], limit=3))
+        assert "elements_k" in plan and "Sort" not in plan, plan
+        assert store.find(parse_query("_id:*"), [("name", 1)], limit=3) == [
+            "/e/list",  # no name: first
+            "/e/text",
+            "/e/00000",
+        ]
+        assert store.find(parse_query("_id:*"), [("n", -1)], limit=3) == [
+            "/e/list",  # an array: sorted in Python, after the strings
+            "/e/text",
+            "/e/02999",
+        ]
+        # A key declared later, with a quote in it: a literal, not SQL; a negated
+        # range goes through the path test.
+        store.ensure_index("o'k")
+        store.insert_many([{"_id": "/e/m", "o'k": 3}, {"_id": "/e/o", "o'k": "3"}])
+        store._connection().execute("ANALYZE elements")
+        ranges = And((Cmp(("o'k",), ">", 2), Not(Cmp(("o'k",), "<", 1))))
+        assert store.find(ranges) == ["/e/m"]
+        assert "elements_k" in " | ".join(store.query_plan(Cmp(("o'k",), ">", 2)))
+    finally:
+        store._connection().execute("DROP SCHEMA declared CASCADE")
         store.close()
