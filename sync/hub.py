@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -54,7 +56,7 @@ from .scanner import (
     now_ms,
 )
 from .site import LocalSite
-from .ssh_site import OK, SSH_FAILED, STDERR_MAX, Connection, SshSite
+from .ssh_site import OK, SSH_FAILED, STDERR_MAX, Connection, SshSite, shared_connection
 from .state import changed_here, look_matches, site_keys, writer_of
 from .tree import Look, Rules, Seen
 from .volumes import checked_volume, local_root
@@ -238,6 +240,11 @@ class StorageAgent(Agent):
         probe_cap: float = 300.0,
     ) -> None:
         vol = tracker.read(volume_id)
+        # one connection per storage, shared by the listing, the checks and rsync
+        base = state_dir or tempfile.mkdtemp(prefix="damas-hub-")
+        shared, made = shared_connection(base)
+        self._control_dir = made if state_dir else base  # removed by close()
+        ssh_command = [*(ssh_command or ["ssh"]), *shared]
         remote = SshSite(vol or {}, ssh_command=ssh_command, rsync=rsync)
         super().__init__(
             tracker,
@@ -266,6 +273,15 @@ class StorageAgent(Agent):
         self.probe_base, self.probe_cap = probe_base, probe_cap
         self._probe_failures = 0
         self._next_probe = 0.0
+
+    def close(self) -> None:
+        """Close the view and the last scan, and end the shared ssh connection."""
+        try:
+            super().close()
+        finally:
+            self.remote.close()
+            if self._control_dir is not None:
+                shutil.rmtree(self._control_dir, ignore_errors=True)
 
     # -- one cycle ---------------------------------------------------------------------------
 
