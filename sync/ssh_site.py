@@ -300,6 +300,18 @@ class SshSite(Site):
 
     # -- listing and looks ----------------------------------------------------------------------
 
+    #: a look is a round trip: a growing file waits for the next scan
+    looks_again = False
+
+    def scan_rules(self, volume: Mapping[str, Any], packages: Iterable[str]) -> Rules:
+        """The volume's include/exclude rules; no folder packages on a storage (their
+        look needs the folder's files, read one by one)."""
+        return Rules.from_volume({**volume, "enableDiscoveryPackages": False}, [])
+
+    def start_listing(self) -> Listing:
+        """The listing of the whole tree, begun now (handed to :meth:`walk_parts`)."""
+        return self.listing()
+
     def walk_parts(
         self, rules: Rules | None = None, seen: Seen | None = None, *, started: Any = None
     ) -> Iterator[dict[str, Look]]:
