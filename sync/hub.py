@@ -70,24 +70,6 @@ RSYNC_ONLY_OFF = ("deletions", "renames", "quarantine", "capacity")
 CAPACITY_KEYS = ("bytesTotal", "bytesUsed", "bytesRemaining")
 
 
-def same_at(look: tuple[int, int] | None, element: Mapping[str, Any], precision_ns: int) -> bool:
-    """True when a copy's ``look`` is the version ``element`` records, its mtime
-    compared at ``precision_ns`` (the coarser of the two listings).
-
-    >>> el = {"file_size": 2, "file_mtime": 1_000_000}
-    >>> same_at((2, 1_000_456_000_000), el, 1), same_at((2, 1_000_456_000_000), el, 10**9)
-    (False, True)
-    """
-    if look is None:
-        return False
-    if precision_ns <= 1_000_000:
-        return look_matches(look, element)
-    size, mtime = element.get("file_size"), element.get("file_mtime")
-    if size.__class__ is not int or mtime.__class__ is not int or size != look[0]:
-        return False
-    return look[1] // precision_ns == mtime * 1_000_000 // precision_ns
-
-
 class StorageAgent(Agent):
     """The agent of the storage ``volume_id``, run at the hub whose volume is
     ``hub_volume_id`` (see the module). ``ssh_command``: the hub's ssh program and
@@ -361,7 +343,7 @@ class StorageAgent(Agent):
             if (
                 not upward
                 and there is not None
-                and not same_at(there, el, self.remote.precision_ns)
+                and not look_matches(there, el, self.remote.precision_ns)
                 and changed_here(there[1], el, self.site)
             ):
                 # the storage's copy changed there since its last sync: never overwritten;
@@ -402,7 +384,7 @@ class StorageAgent(Agent):
             el = files[file_id]
             copy = hub_files.look(file_id)
             if upward:
-                good = same_at(copy, el, precision)
+                good = look_matches(copy, el, precision)
                 if good and copy is not None and not look_matches(copy, el):
                     # the storage's time is to the second: the hub's copy takes the
                     # element's, so that no precision difference is ever a change
@@ -442,5 +424,4 @@ __all__ = [
     "CONNECTION_KEYS",
     "HubAgent",
     "StorageAgent",
-    "same_at",
 ]
