@@ -10,7 +10,7 @@ names the hub's own volume in ``hub``; at the hub, a :class:`StorageAgent` per s
   ``stderr_connection``; an activity event at each change). While the storage is not
   ``ok`` nothing else is attempted; it is probed again with back-off, and once back
   the per-file back-off of the ssh failures (255) is cleared;
-- it **scans** the storage with one streamed listing (:class:`RemoteScanner`: GNU
+- it **scans** the storage with one streamed listing (the one :class:`.scanner.Scanner`, through the SshSite: GNU
   find over ssh, else ``rsync --list-only``), publishing and updating its files as a
   local scan does (include/exclude rules, the settle gate, deletions and renames
   recorded). The listing's precision is recorded as ``mtimePrecision`` (ns);
@@ -32,9 +32,10 @@ pulls from its storages to their agents.
 from __future__ import annotations
 
 import logging
-import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from damas_core.errors import BadRequest
@@ -46,17 +47,10 @@ from .planner import Plan, Task, _retry_state, holders, wanted
 from .record import CONFLICT, COPIED, FAILED, Outcome, record
 from .report import Report, summarize
 from .rsync_options import transfer_options
-from .scanner import (
-    ScanChanges,
-    Scanner,
-    _Comparison,
-    _scan_keys,
-    now_ms,
-)
+from .scanner import now_ms
 from .site import LocalSite
-from .ssh_site import OK, SSH_FAILED, STDERR_MAX, Connection, SshSite
+from .ssh_site import OK, SSH_FAILED, STDERR_MAX, Connection, SshSite, shared_connection
 from .state import changed_here, look_matches, site_keys, writer_of
-from .tree import Look, Rules, Seen
 from .volumes import checked_volume, local_root
 
 log = logging.getLogger(__name__)
@@ -74,148 +68,6 @@ CONNECTION_KEYS = (
 RSYNC_ONLY_OFF = ("deletions", "renames", "quarantine", "capacity")
 #: the capacity keys (``df -P`` over ssh, ``statvfs`` locally)
 CAPACITY_KEYS = ("bytesTotal", "bytesUsed", "bytesRemaining")
-
-
-def storage_rules(volume: Mapping[str, Any]) -> Rules:
-    """The scan rules of a storage: the volume's include/exclude rules; folder packages
-    are not discovered on storages (their look needs the folder's files, read here)."""
-    return Rules.from_volume({**volume, "enableDiscoveryPackages": False}, [])
-
-
-class RemoteScanner(Scanner):
-    """A :class:`.Scanner` of a storage reached over ssh (``storage``: its
-    :class:`.ssh_site.SshSite`). Nothing is read on this machine: a file still moving
-    is looked at again at the next scan (the settle gate of :meth:`.Scanner.compare`,
-    without a second look over ssh), with the listing's precision added to ``settle``;
-    a look whose mtime is the element's at the listing's precision takes the
-    element's (:meth:`_snap`)."""
-
-    def __init__(self, site: str, storage: SshSite, *, settle: float, **options: Any) -> None:
-        super().__init__(site, storage, settle=settle, **options)
-        self.remote = storage
-        self.base_settle = settle
-
-    @property
-    def precision_ns(self) -> int:
-        return self.remote.precision_ns
-
-    def _listing(self) -> Any:
-        # a time to the second is up to a second older than the file's
-        extra = self.precision_ns / 1e9 if self.precision_ns > 1_000_000 else 0.0
-        self.settle = self.base_settle + extra
-        return self.remote.listing()
-
-    def _snap(
-        self,
-        looks: dict[str, Look],
-        reference: Callable[[str], Look | None],
-    ) -> None:
-        """Give each look the mtime of its ``reference`` (what the element records, or
-        the last scan saw) when the two are the same at the listing's precision: a
-        listing to the second never makes a new version of a file it did not change."""
-        precision = self.precision_ns
-        if precision <= 1_000_000:
-            return
-        for file_id, look in looks.items():
-            ref = reference(file_id)
-            if (
-                ref is not None
-                and ref[0] == look[0]
-                and ref[1] != look[1]
-                and ref[1] // precision == look[1] // precision
-            ):
-                looks[file_id] = ref
-
-    def compare(
-        self,
-        volume: Mapping[str, Any],
-        known: Mapping[str, Mapping[str, Any]] | Callable[[], Mapping[str, Mapping[str, Any]]],
-        *,
-        second_look: bool = False,
-        on_part: Callable[[ScanChanges], None] | None = None,
-    ) -> ScanChanges:
-        started = time.time()
-        with self._listing() as listing:
-            if callable(known):
-                known = known()
-            rules = storage_rules(volume)
-            comparison = _Comparison(self, volume, rules, known, started)
-            for part in self.remote.walk_parts(rules, comparison.seen, started=listing):
-                self._snap(part, _recorded(known))
-                comparison.tree.update(part)
-                comparison.files(part)
-                if on_part is not None:
-                    on_part(comparison.changes)
-        return comparison.finish(second_look=False)
-
-    def rescan(
-        self,
-        volume: Mapping[str, Any],
-        read: Callable[[list[str]], Mapping[str, Mapping[str, Any]]],
-        *,
-        second_look: bool = False,
-        changed: Iterable[str] = (),
-    ) -> ScanChanges | None:
-        state = self.state
-        if (
-            state is None
-            or time.monotonic() - state.full_at >= self.full_every
-            or state.volume != _scan_keys(volume)
-        ):
-            return None
-        rules = storage_rules(volume)
-        started, seen = time.time(), Seen()
-        tree: dict[str, Look] = {}
-        before = state.looks
-        for part in self.remote.walk_parts(rules, seen, started=self._listing()):
-            self._snap(part, before.get)
-            tree.update(part)
-        moved: set[str] = set()
-        if tree != before:
-            moved = {i for i, look in tree.items() if before.get(i) != look}
-            moved.update(i for i in before if i not in tree)
-        ids = moved | state.unsettled | {i for i in changed if i[:1] == "/"}
-        found = read(sorted(ids))
-        known = {i: el for i, el in found.items() if i in ids}
-        self._snap(tree, _recorded(known))
-        comparison = _Comparison(self, volume, rules, known, started, seen=seen, tree=tree)
-        comparison.files({i: tree[i] for i in sorted(ids) if i in tree})
-        return comparison.finish(second_look=False)
-
-
-def _recorded(
-    known: Mapping[str, Mapping[str, Any]],
-) -> Callable[[str], tuple[int, int] | None]:
-    """The look an element records (size, mtime in ns), by id."""
-
-    def get(file_id: str) -> tuple[int, int] | None:
-        el = known.get(file_id)
-        if el is None:
-            return None
-        size, mtime = el.get("file_size"), el.get("file_mtime")
-        if size.__class__ is not int or mtime.__class__ is not int:
-            return None
-        return size, mtime * 1_000_000
-
-    return get
-
-
-def same_at(look: tuple[int, int] | None, element: Mapping[str, Any], precision_ns: int) -> bool:
-    """True when a copy's ``look`` is the version ``element`` records, its mtime
-    compared at ``precision_ns`` (the coarser of the two listings).
-
-    >>> el = {"file_size": 2, "file_mtime": 1_000_000}
-    >>> same_at((2, 1_000_456_000_000), el, 1), same_at((2, 1_000_456_000_000), el, 10**9)
-    (False, True)
-    """
-    if look is None:
-        return False
-    if precision_ns <= 1_000_000:
-        return look_matches(look, element)
-    size, mtime = element.get("file_size"), element.get("file_mtime")
-    if size.__class__ is not int or mtime.__class__ is not int or size != look[0]:
-        return False
-    return look[1] // precision_ns == mtime * 1_000_000 // precision_ns
 
 
 class StorageAgent(Agent):
@@ -238,6 +90,11 @@ class StorageAgent(Agent):
         probe_cap: float = 300.0,
     ) -> None:
         vol = tracker.read(volume_id)
+        # one connection per storage, shared by the listing, the checks and rsync
+        base = state_dir or tempfile.mkdtemp(prefix="damas-hub-")
+        shared, made = shared_connection(base)
+        self._control_dir = made if state_dir else base  # removed by close()
+        ssh_command = [*(ssh_command or ["ssh"]), *shared]
         remote = SshSite(vol or {}, ssh_command=ssh_command, rsync=rsync)
         super().__init__(
             tracker,
@@ -253,19 +110,19 @@ class StorageAgent(Agent):
         )
         self.hub_volume_id = hub_volume_id
         self.remote = remote
-        old = self.scanner
-        self.scanner = RemoteScanner(
-            self.site,
-            self.remote,
-            settle=old.settle,
-            full_every=old.full_every,
-            untracked=old.untracked,
-            last_scan=old.last_scan,
-        )
         self.connection: Connection | None = None
         self.probe_base, self.probe_cap = probe_base, probe_cap
         self._probe_failures = 0
         self._next_probe = 0.0
+
+    def close(self) -> None:
+        """Close the view and the last scan, and end the shared ssh connection."""
+        try:
+            super().close()
+        finally:
+            self.remote.close()
+            if self._control_dir is not None:
+                shutil.rmtree(self._control_dir, ignore_errors=True)
 
     # -- one cycle ---------------------------------------------------------------------------
 
@@ -292,7 +149,7 @@ class StorageAgent(Agent):
         if vol.get("enableScans", True) and vol.get("enableDiscovery", True):
             self._status("scanning", **pending)
             pending = self._scan(vol, report, refreshed.ids, transfers=transfers)
-            pending["mtimePrecision"] = self.scanner.precision_ns
+            pending["mtimePrecision"] = self.remote.precision_ns
         if self.remote.kind == "find" and not self._stop.is_set():
             # deletions and renames at other origins, through the remote guard
             pending.update(self._apply_deletions(report))
@@ -486,7 +343,7 @@ class StorageAgent(Agent):
             if (
                 not upward
                 and there is not None
-                and not same_at(there, el, self.scanner.precision_ns)
+                and not look_matches(there, el, self.remote.precision_ns)
                 and changed_here(there[1], el, self.site)
             ):
                 # the storage's copy changed there since its last sync: never overwritten;
@@ -517,7 +374,7 @@ class StorageAgent(Agent):
         result = rs.transfer(src, dst, rels, **options)
         report.rsync_calls += 1
         now = now_ms()
-        precision = self.scanner.precision_ns
+        precision = self.remote.precision_ns
         differ: set[str] | None = None
         if not upward:
             differ = rs.differing(src, dst, rels, **options)
@@ -527,12 +384,11 @@ class StorageAgent(Agent):
             el = files[file_id]
             copy = hub_files.look(file_id)
             if upward:
-                good = same_at(copy, el, precision)
+                good = look_matches(copy, el, precision)
                 if good and copy is not None and not look_matches(copy, el):
                     # the storage's time is to the second: the hub's copy takes the
                     # element's, so that no precision difference is ever a change
-                    mtime = int(el["file_mtime"]) * 1_000_000
-                    os.utime(hub_files.path_of(file_id), ns=(mtime, mtime), follow_symlinks=False)
+                    hub_files.set_mtime(file_id, int(el["file_mtime"]) * 1_000_000)
             else:
                 good = (
                     differ is not None
@@ -567,8 +423,5 @@ __all__ = [
     "CAPACITY_KEYS",
     "CONNECTION_KEYS",
     "HubAgent",
-    "RemoteScanner",
     "StorageAgent",
-    "same_at",
-    "storage_rules",
 ]

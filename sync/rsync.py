@@ -148,6 +148,23 @@ def _listed_prefix(relpath: str) -> bytes:
     return b"./" if relpath[:1] in ("#", ";") else b""
 
 
+def ssh_line(ssh_command: Sequence[str] | None, port: int | None = None) -> list[str]:
+    """The ssh program line reaching a remote side: the program, ``BatchMode=yes``
+    first (ssh keeps the first value it is given for an option: never a password or a
+    passphrase prompt), the options of ``ssh_command`` (the operator's, then those
+    :func:`.rsync_options.ssh_args` built from a volume's checked keys), the port. The
+    one place building it, for rsync's ``--rsh`` and for every command a site runs.
+
+    >>> ssh_line(["ssh", "-i", "k"], 2222)
+    ['ssh', '-o', 'BatchMode=yes', '-i', 'k', '-p', '2222']
+    """
+    program, *options = ssh_command or ["ssh"]
+    out = [program, "-o", "BatchMode=yes", *options]
+    if port:
+        out += ["-p", str(port)]
+    return out
+
+
 def build_args(
     src: Endpoint,
     dst: Endpoint,
@@ -182,13 +199,7 @@ def build_args(
     args.append(f"--timeout={int(timeout)}")
     remote = src if not src.is_local else dst if not dst.is_local else None
     if remote is not None:
-        program, *options = ssh_command or ["ssh"]
-        # ssh keeps the first value it is given for an option: BatchMode (never ask
-        # for a password or a passphrase) goes before any other
-        ssh = [program, "-o", "BatchMode=yes", *options]
-        if remote.port:
-            ssh += ["-p", str(remote.port)]
-        args.append("--rsh=" + shlex.join(ssh))
+        args.append("--rsh=" + shlex.join(ssh_line(ssh_command, remote.port)))
     if dry_run:
         args += ["--dry-run", "--itemize-changes"]
     args += list(extra_args)
@@ -318,5 +329,6 @@ __all__ = [
     "TransferResult",
     "build_args",
     "differing",
+    "ssh_line",
     "transfer",
 ]

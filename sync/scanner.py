@@ -217,7 +217,7 @@ class Scanner:
         with self.storage.start_listing() as listing:
             if callable(known):
                 known = known()
-            rules = Rules.from_volume(volume, [i for i in known if i.endswith("/")])
+            rules = self.storage.scan_rules(volume, [i for i in known if i.endswith("/")])
             comparison = _Comparison(self, volume, rules, known, started)
             tree = comparison.tree
             parts = self.storage.walk_parts(rules, comparison.seen, started=listing)
@@ -226,7 +226,7 @@ class Scanner:
                 comparison.files(part)
                 if on_part is not None:
                     on_part(comparison.changes)
-        return comparison.finish(second_look=second_look)
+        return comparison.finish(second_look=second_look and self.storage.looks_again)
 
     def rescan(
         self,
@@ -252,7 +252,7 @@ class Scanner:
             or state.volume != _scan_keys(volume)
         ):
             return None
-        rules = Rules.from_volume(volume, state.packages)
+        rules = self.storage.scan_rules(volume, state.packages)
         started, seen = time.time(), Seen()
         tree = self.storage.walk(rules, seen)
         before = state.looks
@@ -271,7 +271,7 @@ class Scanner:
         known = {i: el for i, el in found.items() if i in ids}
         comparison = _Comparison(self, volume, rules, known, started, seen=seen, tree=tree)
         comparison.files({i: tree[i] for i in sorted(ids) if i in tree})
-        return comparison.finish(second_look=second_look)
+        return comparison.finish(second_look=second_look and self.storage.looks_again)
 
     def remember(
         self,
@@ -349,7 +349,10 @@ class _Comparison:
         # the time of the versions written, and the baseline of the copies recorded here:
         # a copy written before the walk started has an mtime before it
         self.now = now_ms()
-        self.quiet_since = int((self.started - scanner.settle) * 1e9)  # ns, as mtimes
+        # a listing coarser than a millisecond truncates: a file's time is up to one
+        # step of it older than the file's
+        extra = self.precision if self.precision > 1_000_000 else 0
+        self.quiet_since = int((self.started - scanner.settle) * 1e9) - extra  # ns, as mtimes
         self.unstable: dict[str, tuple[Look, Mapping[str, Any] | None]] = {}
 
     def files(self, looks: Mapping[str, Look]) -> None:

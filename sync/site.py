@@ -184,6 +184,15 @@ class Site(abc.ABC):
 
     # -- listing and looks -----------------------------------------------------------------
 
+    #: whether a scan looks again at a growing file after ``settle`` (one look per
+    #: file: a site where a look costs a round trip waits for its next scan instead)
+    looks_again: bool = True
+
+    def scan_rules(self, volume: Mapping[str, Any], packages: Iterable[str]) -> Rules:
+        """The rules a scan of this site walks with: the volume's include/exclude rules
+        and the tracked ``packages`` (folders travelling as one)."""
+        return Rules.from_volume(volume, packages)
+
     def start_listing(self) -> AbstractContextManager[Any]:
         """A listing begun before the volume's rules are read (handed to :meth:`walk`
         as ``started``), as a context manager; by default nothing is begun."""
@@ -205,6 +214,12 @@ class Site(abc.ABC):
         for part in self.walk_parts(rules, seen):
             out.update(part)
         return out
+
+    def set_mtime(self, file_id: str, mtime_ns: int) -> None:
+        """Give the regular file ``file_id`` the mtime ``mtime_ns`` (a copy taking the
+        time its element records, so that no precision difference is ever a change);
+        :class:`Refused` for an id the guard refuses or a site that cannot."""
+        raise Refused(f"sync error: {file_id!r}: this site sets no mtimes", id=file_id)
 
     @abc.abstractmethod
     def look(self, file_id: str) -> Look | None:
@@ -292,6 +307,12 @@ class LocalSite(Site):
         self.precision_ns = precision_ns
 
     # -- the guard -------------------------------------------------------------------------
+
+    def set_mtime(self, file_id: str, mtime_ns: int) -> None:
+        path = self.path_of(file_id)
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise Refused(f"sync error: {file_id!r} is not a regular file", id=file_id)
+        os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
     def path_of(self, file_id: str) -> str:
         """The guard: the absolute path of ``file_id`` with every folder on its way

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import logging
 import os
 import re
 import shlex
@@ -40,11 +41,13 @@ from datetime import date, timedelta
 from typing import Any
 
 from .find import FORMAT, Listing, Part, find_ns
-from .rsync import Endpoint, _name
+from .rsync import Endpoint, _name, ssh_line
 from .rsync_options import ssh_args
 from .site import SECOND, Refused, Site, checked_id, id_refusal, trash_id
 from .tree import RESERVED_NAMES, TRASH_DIR, Look, Rules, Seen, _find_parts
 from .volumes import endpoint_of
+
+log = logging.getLogger(__name__)
 
 #: the longest ``stderr_connection`` kept on a volume
 STDERR_MAX = 2000
@@ -65,6 +68,41 @@ _REFUSED = re.compile(
     r"Permission denied|Too many authentication failures|Host key verification failed",
     re.IGNORECASE,
 )
+
+
+#: how long a shared connection outlives its last command (seconds)
+CONTROL_PERSIST = 30
+#: a unix socket's path is at most 104 bytes on some systems (108 on Linux)
+_SOCKET_MAX = 104
+
+
+def shared_connection(state_dir: str) -> tuple[list[str], str | None]:
+    """The ssh options sharing one connection per storage (OpenSSH's ``ControlMaster``)
+    between every command a hub's agent runs and its rsync calls, the socket in
+    ``state_dir``/ssh (mode 0700, named by ssh's ``%C`` hash of host, port and user),
+    and the folder made instead when that path would be too long for a socket
+    (``None`` otherwise: the caller removes it at the end). A master that died (the
+    storage's sshd killed, its machine off) leaves a socket ssh finds stale: the next
+    command unlinks it and connects again; ``ServerAlive*`` ends a master whose storage
+    stopped answering.
+
+    >>> shared_connection("/var/lib/hub/st1")[0][:2]
+    ['-o', 'ControlMaster=auto']
+    """
+    folder, made = os.path.join(state_dir, "ssh"), None
+    # "/" + the 40 hex digits of %C + the ".XXXXXXXXXXXXXXXX" ssh adds while it binds
+    if len(folder.encode()) + 58 > _SOCKET_MAX:
+        folder = made = tempfile.mkdtemp(prefix="damas-ssh-")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    options = [
+        "-o", "ControlMaster=auto",
+        "-o", f"ControlPath={folder}/%C",
+        "-o", f"ControlPersist={CONTROL_PERSIST}",
+        "-o", "ServerAliveInterval=10",
+        "-o", "ServerAliveCountMax=3",
+    ]  # fmt: skip
+    return options, made
 
 
 def remote_command(args: Sequence[str]) -> str:
@@ -262,6 +300,18 @@ class SshSite(Site):
 
     # -- listing and looks ----------------------------------------------------------------------
 
+    #: a look is a round trip: a growing file waits for the next scan
+    looks_again = False
+
+    def scan_rules(self, volume: Mapping[str, Any], packages: Iterable[str]) -> Rules:
+        """The volume's include/exclude rules; no folder packages on a storage (their
+        look needs the folder's files, read one by one)."""
+        return Rules.from_volume({**volume, "enableDiscoveryPackages": False}, [])
+
+    def start_listing(self) -> Listing:
+        """The listing of the whole tree, begun now (handed to :meth:`walk_parts`)."""
+        return self.listing()
+
     def walk_parts(
         self, rules: Rules | None = None, seen: Seen | None = None, *, started: Any = None
     ) -> Iterator[dict[str, Look]]:
@@ -356,12 +406,26 @@ class SshSite(Site):
     # -- the ssh command lines ----------------------------------------------------------------
 
     def ssh_base(self) -> list[str]:
-        """ssh and its options, ``BatchMode`` first (never a password prompt), the port."""
-        program, *options = self.ssh_program
-        out = [program, "-o", "BatchMode=yes", *options]
-        if self.endpoint_.port:
-            out += ["-p", str(self.endpoint_.port)]
-        return out
+        """ssh and its options, ``BatchMode`` first (never a password prompt), the port
+        (:func:`.rsync.ssh_line`, as rsync's ``--rsh``)."""
+        return ssh_line(self.ssh_program, self.endpoint_.port)
+
+    def close(self) -> None:
+        """End the shared connection to the storage, if one runs (``ssh -O exit``: the
+        master, started by the first command with :func:`shared_connection`'s options)."""
+        if not any(o.startswith("ControlPath=") for o in self.ssh_program):
+            return
+        host = self.endpoint_.host
+        assert host is not None
+        try:
+            subprocess.run(
+                [*self.ssh_base(), "-O", "exit", host],
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=CONNECT_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            log.warning("ssh: the shared connection to %s did not close", host)
 
     def ssh(self, args: Sequence[str]) -> list[str]:
         """The argument list running ``args`` on the storage (quoted: :func:`remote_command`)."""
@@ -622,4 +686,5 @@ __all__ = [
     "parse_df",
     "parse_list_line",
     "remote_command",
+    "shared_connection",
 ]

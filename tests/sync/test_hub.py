@@ -433,3 +433,20 @@ def test_a_growing_file_is_not_published_early(env, tmp_path):
         assert env.tracker.read("/growing.bin")["file_size"] == 20
     finally:
         agent.close()
+
+
+def test_a_storage_agent_shares_one_ssh_connection_and_ends_it(env):
+    """Every command of a cycle (probe, listing, rsync) goes through one master
+    connection per storage; closing the agent ends it (no ssh left behind)."""
+    agent = env.hub.make_agent(env.tracker, "vol_st1")
+    try:
+        agent.run_once()
+        host = agent.remote.endpoint().host
+        check = [*agent.remote.ssh_base(), "-O", "check", host]
+        alive = subprocess.run(check, capture_output=True, stdin=subprocess.DEVNULL)
+        assert alive.returncode == 0, alive.stderr
+        assert b"Master running" in alive.stderr
+    finally:
+        agent.close()
+    gone = subprocess.run(check, capture_output=True, stdin=subprocess.DEVNULL)
+    assert gone.returncode != 0
