@@ -204,7 +204,8 @@ def test_deletions_travel_with_their_brakes(env):
     """A file deleted at its origin (st2, rsync only) is quarantined at st1 through the
     remote guard, and at the hub; more than maxDelete % at once removes none."""
     st1, st2 = env.storages["st1"], env.storages["st2"]
-    st2.write({f"del/f{i:02d}.txt": f"{i}".encode() for i in range(12)})
+    # written with a past mtime: settled at once, however slow the machine
+    st2.write({f"del/f{i:02d}.txt": f"{i}".encode() for i in range(12)}, mtime=1_700_000_600)
     env.relay("vol_st2", "vol_st1")
     assert b"del/f00.txt" in st1.read()
     set_global_parameters(env.tracker, {"propagateDeletions": True})
@@ -235,7 +236,7 @@ def test_a_storage_going_offline_does_not_stop_the_other(env):
     st1, st2 = env.storages["st1"], env.storages["st2"]
     st2.stop()
     try:
-        st1.write({"while st2 was down.txt": b"d"})
+        st1.write({"while st2 was down.txt": b"d"}, mtime=1_700_000_700)
         r = env.cycle()
         assert r["vol_st1"]["emitted"] == ["/while st2 was down.txt"]
         assert r["vol_st2"]["scan_errors"], r["vol_st2"]
