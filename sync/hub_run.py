@@ -36,8 +36,10 @@ from typing import Any
 
 from damas_core.errors import Forbidden, Unauthorized
 
+from . import activity
 from .agent import AGENT_VERSION, Agent
 from .hub import HubAgent, StorageAgent
+from .report import Report
 from .service import EXIT_CREDENTIALS, Backoff, Connection, ServiceError
 from .tracker_api import TrackerAPI
 from .volumes import global_parameters, volumes
@@ -243,12 +245,21 @@ class _Worker(threading.Thread):
         try:
             agent = self._agent(opened)
             try:
-                return agent.run_once().as_dict()
+                return self._run_once(agent, opened).as_dict()
             finally:
                 agent.close()
         except Exception as e:
             log.exception("%s: the cycle failed", self.volume_id)
             return {"error": f"{type(e).__name__}: {e}"}
+
+    def _run_once(self, agent: Agent, opened: Opened) -> Report:
+        """One cycle of ``agent``, its errors, brakes and conflicts recorded in the
+        volume's activity log (once: what was recorded is remembered in its state)."""
+        report = agent.run_once()
+        activity.after_cycle(
+            opened.tracker, self.volume_id, report, agent.view.files, agent.state_dir
+        )
+        return report
 
     def run(self) -> None:
         opened: Opened | None = None
@@ -275,7 +286,7 @@ class _Worker(threading.Thread):
                 opened.connection.ensure()
             agent = self._agent(opened)
             started = time.monotonic()
-            report = agent.run_once()
+            report = self._run_once(agent, opened)
             log.info(
                 "%s: cycle in %.2f s: scanned %d, published %d, received %d, emitted %d, failed %d",
                 agent.site,

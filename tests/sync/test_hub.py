@@ -225,6 +225,8 @@ def test_deletions_travel_with_their_brakes(env):
         got = st1.read()
         assert all(f"del/f{i:02d}.txt".encode() in got for i in range(1, 11))
         assert env.tracker.read("vol_st1")["exit_delete"] == 1
+        # the hub records the brake in the storage's activity log
+        assert "brake" in [e["event"] for e in activity.log(env.tracker, ["vol_st1"])]
         assert env.tracker.read("vol_st2")["featuresOff"] == [
             "deletions", "renames", "quarantine", "capacity"
         ]  # fmt: skip
