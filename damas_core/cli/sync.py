@@ -124,7 +124,7 @@ def agent(
     cycles until SIGTERM or Ctrl-C (one cycle with --once)."""
     import shlex
 
-    from damas_core.sync import Agent
+    from damas_core.sync import Agent, activity
     from damas_core.sync.service import (
         EXIT_CONFIG,
         Backoff,
@@ -188,6 +188,8 @@ def agent(
                         connection.ensure()
                     a = make_agent(tracker)
                     report = a.run_once()
+                    # as the long-running agent does: errors, brakes, conflicts logged
+                    activity.after_cycle(tracker, volume_id, report, a.view.files, state)
                 except Unreachable as e:
                     click.echo(f"damas: {e}", err=True)
                     ctx.exit(3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from damas_core.sync import activity
 
 from damas_core.cli import main
 
@@ -125,3 +126,20 @@ def test_status_shows_user_strings_as_they_are(sites, tmp_path):
     assert shown.exit_code == 0, shown.output
     for text in (*MARKUP_NAMES, "[blink]bo[/]", "[/i] cannot read [red]/x", "exit [b]1"):
         assert text in shown.output, (text, shown.output)
+
+
+@needs_rsync
+def test_a_single_cycle_records_its_errors_in_the_activity_log(sites, tmp_path):
+    store = f"lmdb://{tmp_path}/store"
+    sites.tracker.update({"_id": "vol_paris", "enableEmission": False})  # tokyo fetches it
+    sites.write("paris", "/there.txt", "x")
+    assert (
+        _damas("sync", "agent", "vol_paris", "--once", "--settle", "0", "--store", store).exit_code
+        == 0
+    )
+    sites.path("paris", "/there.txt").unlink()  # gone at its origin before tokyo copies it
+    run = _damas("sync", "agent", "vol_tokyo", "--once", "--settle", "0", "--store", store)
+    assert run.exit_code == 7, run.output  # a cycle with failures
+    assert json.loads(run.output)["failed"] == {"/there.txt": 23}
+    events = [e["event"] for e in activity.log(sites.tracker, ["vol_tokyo"])]
+    assert events == ["errors"]
