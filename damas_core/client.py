@@ -223,9 +223,13 @@ class Client:
             return []
         return self._many("POST", "/api/read/", "read", ids, none=404, unfold=False)
 
-    def update(self, elements: Any) -> Any:
-        """Set keys (``None`` removes one) on existing elements; ``None`` where absent."""
-        return self._many("PUT", "/api/update/", "update", elements, none=404, unfold=True)
+    def update(self, elements: Any, *, expect: dict[str, Any] | None = None) -> Any:
+        """Set keys (``None`` removes one) on existing elements; ``None`` where absent.
+        With ``expect``, only if the element holds those values (compare-and-set)."""
+        if expect is None:
+            return self._many("PUT", "/api/update/", "update", elements, none=404, unfold=True)
+        path = "/api/update/?expect=" + quote(orjson.dumps(expect).decode(), safe="")
+        return self._many("PUT", path, "update", elements, none=409, unfold=True)
 
     def upsert(self, elements: Any) -> Any:
         """Create or update; an ``_id`` absent or ``"null"`` creates with a fresh id."""

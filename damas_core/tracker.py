@@ -122,9 +122,12 @@ class Session:
         """Elements by id, ``None`` where absent; password hashes are never returned."""
         return _crud.read(self, ids)
 
-    def update(self, elements: Element | list[Element]) -> Any:
-        """Set keys (``null`` removes one) on existing elements; ``None`` where absent."""
-        return _crud.update(self, elements)
+    def update(
+        self, elements: Element | list[Element], *, expect: dict[str, Any] | None = None
+    ) -> Any:
+        """Set keys (``null`` removes one) on existing elements; ``None`` where absent.
+        With ``expect``, only if the element holds those values (compare-and-set)."""
+        return _crud.update(self, elements, expect)
 
     def upsert(self, elements: Element | list[Element]) -> Any:
         """Create or update; an ``_id`` absent or ``"null"`` creates with a fresh id."""

@@ -48,8 +48,6 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
-from damas_core.backends.base import Patch
-
 from damas_core.errors import (
     BadRequest,
     DamasError,
@@ -58,8 +56,6 @@ from damas_core.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from damas_core.ordering import MISSING
-from damas_core.tracker import Session
 
 from . import activity
 from .agent import AGENT_VERSION, Agent
@@ -265,11 +261,10 @@ class Service:
     def _claim(self, vol: Mapping[str, Any]) -> None:
         """Take the volume (first cycle), or check it is still ours (later ones).
 
-        On an embedded tracker the take is a compare-and-set: the holder keys are
-        written only if the holder keys read (host, pid, heartbeat, status) are still
-        there, so of agents racing for one volume exactly one wins; the others read
-        again and find it held. Through a server's client (which has no guarded
-        update) it is read, check, write: the loser finds out at its next check."""
+        The take is a compare-and-set (``update(..., expect=...)``, embedded or through
+        a server): the holder keys are written only if the holder keys read (host, pid,
+        heartbeat, status) are still there, so of agents racing for one volume exactly
+        one wins; the others read again and find it held."""
         if self._claimed:
             self._check_ours(vol)
             return
@@ -289,21 +284,18 @@ class Service:
                     vol.get("lastConnectionPid"),
                     vol.get("lastConnectionHost"),
                 )
-            mine = {"agentStartTime": now, "agentVersion": AGENT_VERSION}
-            if not isinstance(self.tracker, Session):
-                self._mark("starting", **mine)
-                self._claimed = True
-                return
             keys = {
                 "lastConnection": now,
                 "lastConnectionHost": self.host,
                 "lastConnectionPid": self.pid,
                 "agentStatus": "starting",
-                **mine,
+                "agentStartTime": now,
+                "agentVersion": AGENT_VERSION,
+                "transferring": None,
             }
-            guard = {k: vol.get(k, MISSING) for k in held}
-            taken = Patch(self.volume_id, set=keys, unset=("transferring",), expect=guard)
-            if self.tracker.storage.patch_many([taken], op="update")[0]:
+            # the holder keys as read (null: absent): written only if still there
+            guard = {k: vol.get(k) for k in held}
+            if self.tracker.update({"_id": self.volume_id, **keys}, expect=guard) is not None:
                 self._claimed = True
                 return
             vol = volume(self.tracker, self.volume_id)  # someone wrote first: look again

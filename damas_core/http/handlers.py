@@ -186,7 +186,17 @@ def read_body(call: Call) -> Answer:
 
 
 def update(call: Call) -> Answer:
-    return results("update", call.session.update(call.body()))
+    raw = call.args.get("expect")
+    if raw is None:
+        return results("update", call.session.update(call.body()))
+    try:
+        expect = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest(
+            "update error: expect is a JSON object of keys and values", op="update", key="expect"
+        ) from None
+    # compare-and-set: an element that does not hold what was expected is a conflict
+    return results("update", call.session.update(call.body(), expect=expect), none=409)
 
 
 def upsert(call: Call) -> Answer:

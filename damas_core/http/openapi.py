@@ -210,6 +210,11 @@ _QUERY = {
     "skip": ({"type": "integer", "minimum": 0}, "Results to skip."),
     "limit": ({"type": "integer", "minimum": 0}, "At most this many results."),
     "force": ({"type": "boolean"}, "Unlock whoever holds the lock (admins only)."),
+    "expect": (
+        {"type": "string"},
+        "JSON object of keys and the values the element must hold (`null`: absent) for a "
+        "one-element update to be written (compare-and-set); 409 when it does not.",
+    ),
     "since": (
         {"type": "integer", "minimum": 0},
         "Read the changes after this position: the `last_seq` of the previous answer "

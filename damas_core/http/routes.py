@@ -89,7 +89,7 @@ ROUTES: tuple[Route, ...] = (
           ok=(200, 207), errors=(*_IDS, 404)),
     Route(method="PUT", path="/api/update/", handler=h.update, op="update",
           summary="Set or remove keys of elements", body="elements", result="elements",
-          ok=(200, 207), errors=(*_WRITE, 404)),
+          ok=(200, 207), errors=(*_WRITE, 404, 409), query=("expect",)),
     Route(method="POST", path="/api/upsert/", handler=h.upsert, op="upsert",
           summary="Create or update elements", body="elements", result="elements",
           errors=_WRITE),

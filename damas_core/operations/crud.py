@@ -27,7 +27,14 @@ from damas_core.elements import (
     unfold_new,
 )
 from damas_core.errors import BadRequest
-from damas_core.operations.common import authorize, prepare_values, public, public_all
+from damas_core.operations.common import (
+    authorize,
+    prepare_values,
+    private_keys,
+    public,
+    public_all,
+)
+from damas_core.ordering import MISSING
 from damas_core.permissions import require
 from damas_core.query.ast import In, Or
 
@@ -145,11 +152,27 @@ def _split_changes(element: Element) -> tuple[dict[str, Any], tuple[str, ...]]:
     return to_set, to_unset
 
 
-def update(session: Session, elements: Any) -> Any:
+def update(session: Session, elements: Any, expect: Any = None) -> Any:
     """Set keys on existing elements (``null`` removes a key); ``None`` where absent.
-    Each element needs an ``_id`` and at least one other key. ``time`` is not bumped."""
+    Each element needs an ``_id`` and at least one other key. ``time`` is not bumped.
+
+    ``expect`` (one element only) makes the update a compare-and-set: a JSON object of
+    keys and the values the stored element must hold (``null``: the key is absent),
+    else nothing is written and the answer is ``None``, as for a missing element. Of
+    writers racing on the same expectation, exactly one wins. Keys the session cannot
+    read cannot be expected (400), or the answer would tell what reads hide.
+
+    >>> import damas_core
+    >>> t = damas_core.open("memory://")
+    >>> _ = t.create({"_id": "v", "holder": "a"})
+    >>> t.update({"_id": "v", "holder": "b"}, expect={"holder": "a"})["holder"]
+    'b'
+    >>> t.update({"_id": "v", "holder": "c"}, expect={"holder": "a"}) is None
+    True
+    """
     raw, single = as_list(elements, "update")
     single = single and not has_list_id(raw)
+    guard = _expectation(session, expect, single)
     if not _all_updates(raw):
         for e in raw:
             check_element(e, "update")
@@ -181,7 +204,7 @@ def update(session: Session, elements: Any) -> Any:
                 stored = old if owned else None
                 authorize(session, "update", e["_id"], (k for k in e if k != "_id"), stored)
             to_set, to_unset = _split_changes(prepare_values(e, "update", e["_id"], admin=admin))
-            patches.append(Patch(e["_id"], set=to_set, unset=to_unset))
+            patches.append(Patch(e["_id"], set=to_set, unset=to_unset, expect=guard))
         applied = storage.patch_many([p for p in patches if p is not None], op="update")
         flags = iter(applied)
         ok = [p is not None and next(flags) for p in patches]
@@ -189,6 +212,26 @@ def update(session: Session, elements: Any) -> Any:
     results = [public(f, session) if good else None for f, good in zip(fresh, ok)]
     session.events.after("update", session, results)
     return _single_result(results, single)
+
+
+def _expectation(session: Session, expect: Any, single: bool) -> dict[str, Any] | None:
+    """The ``expect`` of an update as a patch's guard (``null`` → :data:`MISSING`);
+    ``BadRequest`` for anything but a JSON object of readable keys on one element."""
+    if expect is None:
+        return None
+    if not single:
+        raise BadRequest("update error: expect goes with one element, not a list", op="update")
+    if not isinstance(expect, dict) or not expect or not all(isinstance(k, str) for k in expect):
+        raise BadRequest(
+            f"update error: expect is a JSON object of keys and the values they must hold, "
+            f"not {expect!r}",
+            op="update",
+        )
+    hidden = private_keys(session)
+    for key in expect:
+        if key.removeprefix("#") in hidden or key == "_id":
+            raise BadRequest(f"update error: {key!r} cannot be expected", op="update", key=key)
+    return {k: MISSING if v is None else v for k, v in expect.items()}
 
 
 def _all_updates(raw: list[Any]) -> bool:
