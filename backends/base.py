@@ -106,6 +106,9 @@ class Storage(abc.ABC):
     scheme: ClassVar[str] = ""
     #: True when the backend keeps atomicity across processes for transactions.
     atomic: ClassVar[bool] = True
+    #: True when another process opening the same url works on the same elements (a
+    #: hub then runs its storages' agents as processes of their own)
+    shared: ClassVar[bool] = True
 
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url

@@ -35,6 +35,7 @@ class MemoryStorage(Storage):
     roll back."""
 
     scheme = "memory"
+    shared = False  # each process has its own
 
     def __init__(self, url: str = "memory://", **options: object) -> None:
         super().__init__(url, **options)

@@ -278,6 +278,7 @@ class MongoStorage(Storage):
         self._local = threading.local()
         self._lock = threading.RLock()
         self._mock = self.scheme == "mongomock"
+        self.shared = not self._mock  # type: ignore[misc] - a mongomock server is in memory
         # Regexes run on RE2 in this process unless the server may run them: MongoDB's
         # PCRE (and mongomock's re) backtrack, so a hostile pattern could take forever.
         self._native_regex = bool(options.get("native_regex")) and not self._mock

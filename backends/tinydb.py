@@ -114,6 +114,7 @@ class TinyDBStorage(Storage):
     """A TinyDB JSON file with an in-memory map, atomic writes and a process lock."""
 
     scheme = "tinydb"
+    shared = False  # one JSON file, rewritten by the process holding it
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
@@ -154,6 +154,7 @@ class Agent:
         self._candidate_ids: set[str] = set()
         self._candidates_key: tuple[Any, ...] | None = None
         self._announced = False  # the holder keys written (_update_volume)
+        self._purged: date | None = None  # the day the quarantine was last purged
 
     def close(self) -> None:
         """Save the view and close what the state directory holds (the view, the last
@@ -260,9 +261,12 @@ class Agent:
         files = self.view.files
         now = now_ms()
         storage = self.storage
-        storage.purge(
-            float(settings["trashRetention"]), datetime.fromtimestamp(now / 1000, UTC).date()
-        )
+        today = datetime.fromtimestamp(now / 1000, UTC).date()
+        if self._purged != today:
+            # quarantine is kept in day folders: once a day is enough (over ssh, each
+            # purge is a round trip)
+            storage.purge(float(settings["trashRetention"]), today)
+            self._purged = today
         deleted = sorted(self.view.deleted)
         moves = deletions.to_move(files, self.site, settings, deleted)
         moved = self._guarded(

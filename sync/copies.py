@@ -138,10 +138,11 @@ def copy(
         )
     now = now_ms()
     outcomes = []
+    there = dst.site.looks(i for i, _ in normal) if dst.site is not None else {}
     for file_id, rel in normal:
         name = rel.rstrip("/")
         if dst.site is not None:
-            seen = dst.site.look(file_id)
+            seen = there[file_id]
         elif src.site is not None and remote_diff is not None and name not in remote_diff:
             seen = src.site.look(file_id)  # rsync found the copy there the same
         else:

@@ -26,6 +26,7 @@ GNU find (:func:`gnu_find`); :mod:`.tree` falls back to ``os.scandir`` otherwise
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import shutil
@@ -107,11 +108,39 @@ class Listing:
             self._err.close()
             raise
 
+    #: the digest of the whole listing (:meth:`wait_digest`), once known
+    digest: bytes | None = None
+    _read_all = False  # the parts were read to the end
+
     def __iter__(self) -> Iterator[Part]:
         try:
             yield from self._parts()
         finally:
             self.close()
+
+    def wait_digest(self) -> bytes | None:
+        """Wait for find to end: the digest of the whole listing when find listed the
+        whole tree and complained of nothing, else ``None``. Two equal digests are the
+        very same listing (every name, size, mtime and inode), so that a scan whose
+        listing did not change need not read it (:meth:`.scanner.Scanner.rescan`).
+        The parts can still be read after it."""
+        if self._out is None:
+            return None  # read from a pipe as it comes: nothing to go back to
+        self._proc.wait()
+        return self._digest()
+
+    def _digest(self) -> bytes | None:
+        if self.digest is None and self._proc.returncode == 0 and not self._complained():
+            h = hashlib.blake2b(digest_size=16)
+            fd, offset = self._out.fileno(), 0
+            while chunk := os.pread(fd, 4 * CHUNK, offset):
+                h.update(chunk)
+                offset += len(chunk)
+            self.digest = h.digest()
+        return self.digest
+
+    def _complained(self) -> bool:
+        return os.fstat(self._err.fileno()).st_size > 0
 
     def _parts(self) -> Iterator[Part]:
         # find writes through its own descriptor of the same file: read at explicit offsets
@@ -132,6 +161,7 @@ class Listing:
                 size *= 2  # one entry longer than a read (a path deeper than most)
             elif finished:
                 self.truncated = bool(data)  # find died in the middle of an entry
+                self._read_all = not self.truncated
                 return
             else:
                 time.sleep(POLL_S)
@@ -160,6 +190,8 @@ class Listing:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
+        if self._read_all:
+            self._digest()  # the listing the caller read: the next scan may compare with it
         self._out.close()
         self._err.seek(0)
         self.failures.extend(_errors(self._err.read(), self._find, self._top))

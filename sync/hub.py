@@ -337,6 +337,7 @@ class StorageAgent(Agent):
         conflicts: list[Outcome] = []
         state = self.scanner.state
         seen = state.looks if state is not None else {}
+        at_hub = hub_files.looks(kept) if upward else {}
         for file_id, rel in kept.items():
             there = seen.get(file_id)
             el = files[file_id]
@@ -354,7 +355,7 @@ class StorageAgent(Agent):
                 )
                 continue
             if upward:
-                here = hub_files.look(file_id)
+                here = at_hub[file_id]
                 if (
                     here is not None
                     and not look_matches(here, el)
@@ -375,14 +376,17 @@ class StorageAgent(Agent):
         report.rsync_calls += 1
         now = now_ms()
         precision = self.remote.precision_ns
-        differ: set[str] | None = None
-        if not upward:
+        # rsync exiting 0 delivered every file (this agent overwrites: no
+        # --ignore-existing); after a failure, a dry run tells which copies made it
+        differ: set[str] | None = set()
+        if not upward and result.returncode:
             differ = rs.differing(src, dst, rels, **options)
             report.rsync_calls += 1
         outcomes = conflicts
+        copies = hub_files.looks(i for i, _ in todo)
         for file_id, rel in todo:
             el = files[file_id]
-            copy = hub_files.look(file_id)
+            copy = copies[file_id]
             if upward:
                 good = look_matches(copy, el, precision)
                 if good and copy is not None and not look_matches(copy, el):

@@ -83,6 +83,8 @@ class ScanChanges:
     seen: int = 0
     tree: dict[str, Look] = field(default_factory=dict, repr=False)
     inodes: dict[str, Inode] = field(default_factory=dict, repr=False)  # the tree's, by id
+    counts: dict[str, int] = field(default_factory=dict, repr=False)  # files in each package
+    digest: bytes | None = None  # the listing's (:meth:`.find.Listing.wait_digest`)
     unsettled: set[str] = field(default_factory=set, repr=False)  # compared again next scan
     packages: frozenset[str] = frozenset()  # the tracked packages the walk used
     volume: dict[str, Any] = field(default_factory=dict, repr=False)  # its SCAN_KEYS
@@ -125,8 +127,10 @@ class ScanState:
 
     ``looks``: the tree; ``unsettled``: its files that were not :func:`settled`;
     ``packages``: the tracked packages; ``volume``: the volume's :data:`SCAN_KEYS`;
-    ``full_at``: ``time.monotonic()`` when every tracked file was last compared. (The
-    inodes of the tree, for renames, are the scanner's :class:`.last_scan.LastScan`.)
+    ``full_at``: ``time.monotonic()`` when every tracked file was last compared;
+    ``counts``: the files directly in each package; ``digest``: the listing's, when the
+    site gives one (the same digest again: the same tree). (The inodes of the tree, for
+    renames, are the scanner's :class:`.last_scan.LastScan`.)
     """
 
     looks: dict[str, Look]
@@ -134,6 +138,8 @@ class ScanState:
     packages: frozenset[str]
     volume: dict[str, Any]
     full_at: float
+    counts: dict[str, int] = field(default_factory=dict)
+    digest: bytes | None = None
 
 
 def now_ms() -> int:
@@ -226,6 +232,7 @@ class Scanner:
                 comparison.files(part)
                 if on_part is not None:
                     on_part(comparison.changes)
+        comparison.changes.digest = getattr(listing, "digest", None)
         return comparison.finish(second_look=second_look and self.storage.looks_again)
 
     def rescan(
@@ -254,10 +261,20 @@ class Scanner:
             return None
         rules = self.storage.scan_rules(volume, state.packages)
         started, seen = time.time(), Seen()
-        tree = self.storage.walk(rules, seen)
+        with self.storage.start_listing() as listing:
+            digest = listing.wait_digest() if listing is not None else None
+            if digest is not None and digest == state.digest:
+                # the very listing of the last scan, walked with the same rules: the
+                # same tree (nothing read again; what may have changed is compared)
+                tree, seen.counts = state.looks, state.counts
+                seen.inodes = self.last_scan.inodes or {}
+            else:
+                tree = {}
+                for part in self.storage.walk_parts(rules, seen, started=listing):
+                    tree.update(part)
         before = state.looks
         moved: set[str] = set()
-        if tree != before:
+        if tree is not before and tree != before:
             moved = {i for i, look in tree.items() if before.get(i) != look}
             moved.update(i for i in before if i not in tree)
         ids = moved | state.unsettled | {i for i in changed if i[:1] == "/"}
@@ -270,6 +287,7 @@ class Scanner:
                 return None
         known = {i: el for i, el in found.items() if i in ids}
         comparison = _Comparison(self, volume, rules, known, started, seen=seen, tree=tree)
+        comparison.changes.digest = digest
         comparison.files({i: tree[i] for i in sorted(ids) if i in tree})
         return comparison.finish(second_look=second_look and self.storage.looks_again)
 
@@ -302,7 +320,15 @@ class Scanner:
         previous = self.state
         full_at = time.monotonic() if changes.full or previous is None else previous.full_at
         self.last_scan.keep(tree, changes.inodes)
-        self.state = ScanState(tree, unsettled, frozenset(packages), changes.volume, full_at)
+        self.state = ScanState(
+            tree,
+            unsettled,
+            frozenset(packages),
+            changes.volume,
+            full_at,
+            changes.counts,
+            changes.digest,
+        )
 
     def forget(self) -> None:
         """Drop what :meth:`remember` kept: the next :meth:`rescan` returns ``None``."""
@@ -336,7 +362,11 @@ class _Comparison:
         self.seen = seen if seen is not None else Seen()
         self.tree: dict[str, Look] = {} if tree is None else tree
         self.changes = ScanChanges(
-            errors=self.seen.errors, tree=self.tree, inodes=self.seen.inodes, full=tree is None
+            errors=self.seen.errors,
+            tree=self.tree,
+            inodes=self.seen.inodes,
+            counts=self.seen.counts,
+            full=tree is None,
         )
         self.changes.packages = rules.packages
         self.changes.volume = _scan_keys(volume)

@@ -227,6 +227,11 @@ class Site(abc.ABC):
         there is none (or it is a symlink, a device, a folder that is not asked for as
         a package). Raises :class:`Refused` for an id the guard refuses."""
 
+    def looks(self, ids: Iterable[str]) -> dict[str, Look | None]:
+        """:meth:`look` of each of ``ids`` (the copies one rsync call made, checked
+        after it), each folder on the way resolved once."""
+        return {i: self.look(i) for i in ids}
+
     @abc.abstractmethod
     def exists(self, file_id: str) -> bool:
         """True when anything is at ``file_id`` (a file, a folder, a symlink: not
@@ -314,20 +319,25 @@ class LocalSite(Site):
             raise Refused(f"sync error: {file_id!r} is not a regular file", id=file_id)
         os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
-    def path_of(self, file_id: str) -> str:
+    def path_of(self, file_id: str, folders: dict[str, str] | None = None) -> str:
         """The guard: the absolute path of ``file_id`` with every folder on its way
         resolved, or :class:`Refused` (not canonical, or a folder on the way resolves
         outside the root). The last component is not resolved: what is there is acted
-        on as itself. No other function of the engine turns an id into a path."""
+        on as itself. No other function of the engine turns an id into a path.
+        ``folders``: the folders resolved so far in one batch of looks (:meth:`looks`)."""
         checked_id(file_id)
         rel = file_id[1:].rstrip("/")
         folder, _, name = rel.rpartition("/")
-        real_root = os.path.realpath(self.root)
-        real = os.path.realpath(os.path.join(real_root, folder)) if folder else real_root
-        if not _inside(real, real_root):
-            raise Refused(
-                f"sync error: {file_id!r} leaves the volume root {self.root!r}", id=file_id
-            )
+        real = folders.get(folder) if folders is not None else None
+        if real is None:
+            real_root = os.path.realpath(self.root)
+            real = os.path.realpath(os.path.join(real_root, folder)) if folder else real_root
+            if not _inside(real, real_root):
+                raise Refused(
+                    f"sync error: {file_id!r} leaves the volume root {self.root!r}", id=file_id
+                )
+            if folders is not None:
+                folders[folder] = real
         return os.path.join(real, name)
 
     def _target(self, file_id: str) -> str:
@@ -423,7 +433,14 @@ class LocalSite(Site):
         return walk_parts(self.root, rules, seen, walker=self.walker, listing=started)
 
     def look(self, file_id: str) -> Look | None:
-        path = self.path_of(file_id)
+        return self._look(file_id, self.path_of(file_id))
+
+    def looks(self, ids: Iterable[str]) -> dict[str, Look | None]:
+        folders: dict[str, str] = {}
+        return {i: self._look(i, self.path_of(i, folders)) for i in ids}
+
+    @staticmethod
+    def _look(file_id: str, path: str) -> Look | None:
         if file_id.endswith("/"):
             if os.path.islink(path):
                 return None

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,22 +52,18 @@ def hub() -> None:
 
 
 def _connect(ctx: click.Context, store: str | None, server: str | None, credentials: Path | None):
-    """``(open_tracker, first tracker)``: each call of ``open_tracker()`` gives a thread
-    its own connection (a server) or the one store (embedded)."""
-    from damas_core.sync.hub_run import Opened
-    from damas_core.sync.service import Connection
+    """``(open_tracker, first tracker, processes)``: each call of ``open_tracker()``
+    gives an agent its own connection (a server) or this process's store (embedded);
+    ``processes``: whether the storages' agents may run as processes of their own (a
+    server, or a store other processes can open)."""
+    from damas_core.sync.hub_run import ServerOpener, StoreOpener
 
     tracker, connection = open_tracker(ctx, store, server, credentials)
     if connection is None:
-        return (lambda: Opened(tracker)), tracker
+        shared = bool(getattr(getattr(tracker, "storage", None), "shared", False))
+        return StoreOpener(tracker.storage.url, tracker), tracker, shared
     connection.ensure()
-
-    def open_tracker_() -> Opened:
-        other = Connection(connection.where, connection.credentials)
-        other.ensure()
-        return Opened(other.client, other)
-
-    return open_tracker_, tracker
+    return ServerOpener(connection.where, connection.credentials), tracker, True
 
 
 _RUN_EPILOG = """\b
@@ -137,7 +134,7 @@ def run(
     tracker: Any = None
     try:
         try:
-            open_tracker_, tracker = _connect(ctx, store, server, credentials)
+            open_tracker_, tracker, processes = _connect(ctx, store, server, credentials)
         except Unreachable as e:
             click.echo(f"damas: {e}", err=True)
             ctx.exit(3)
@@ -159,6 +156,8 @@ def run(
             ssh_command=shlex.split(ssh_command) if ssh_command else None,
             key=str(key) if key.exists() else None,
             settle=settle,
+            processes=processes,
+            setup=partial(setup_logging, log_level, log_file, threads=True),
         )
         with StateLock(state / hub_volume_id.replace("/", "_")):
             notifier = None
@@ -284,7 +283,7 @@ def key(
 
     state = state_dir or default_hub_dir()
     try:
-        _, tracker = _connect(ctx, store, server, credentials)
+        _, tracker, _ = _connect(ctx, store, server, credentials)
     except ServiceError as e:
         click.echo(f"damas: {e}", err=True)
         ctx.exit(e.exit_code)

@@ -9,7 +9,14 @@ Each storage runs in its own network namespace with its own sshd and a private t
   alone (goal ≤ 2×);
 - the relay of small files A → hub → B vs two ``rsync -a`` over the same ssh paths
   (goal ≤ 1.5×);
-- an idle cycle of a hub with 4 storages vs one storage's (report; goal ≤ 2×).
+- an idle cycle of a hub with 4 storages holding the same project vs one storage's
+  (report; goal ≤ 2×). Each storage's agent runs in a process of its own, as
+  ``damas hub run`` runs them.
+
+The storages' shell profile is empty, as on a NAS (see tests/sync/storages.py): every
+ssh command starts the user's shell, and this machine's root profile takes a tenth of
+a second that no storage spends. The storages run on this machine: their ``find``
+and sshd share its cores with the hub.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from damas_core.sync.find import FORMAT
@@ -31,7 +40,7 @@ from damas_core.sync.volumes import create_volume, set_global_parameters
 
 import damas_core
 from tests.benchmarks.harness import best
-from tests.sync.storages import make_storages, stop_storages
+from tests.sync.storages import Storages, make_storages, stop_storages
 
 
 def _fig(figure: str, n: int, ours: float, raw: float, goal: float | None) -> dict:
@@ -52,6 +61,81 @@ def _files(n: int) -> dict[str, bytes]:
     return {f"d{i // 500}/f{i:06d}.txt": b"%d" % i for i in range(n)}
 
 
+class _AgentInProcess:
+    """A storage's agent in a process of its own, kept between its cycles."""
+
+    def __init__(self, store: str, volume_id: str, ssh: list[str]) -> None:
+        self._pool = ProcessPoolExecutor(
+            1, mp_context=get_context("spawn"), initializer=_make_agent,
+            initargs=(store, volume_id, ssh),
+        )  # fmt: skip
+
+    def cycle(self) -> Future:
+        return self._pool.submit(_cycle)
+
+    def close(self) -> None:
+        self._pool.submit(_close).result()
+        self._pool.shutdown()
+
+
+_AGENT: list[StorageAgent] = []
+
+
+def _make_agent(store: str, volume_id: str, ssh: list[str]) -> None:
+    _AGENT.append(
+        StorageAgent(damas_core.open(store), volume_id, "vol_hub", ssh_command=ssh, settle=0)
+    )
+
+
+def _cycle() -> None:
+    _AGENT[0].run_once()
+
+
+def _close() -> None:
+    _AGENT[0].close()
+    _AGENT[0].tracker.close()
+
+
+def _relay(base: Path, storages: Storages, ssh: list[str], n: int) -> Iterator[dict]:
+    """A → hub → B by their agents (running already: their views current), on a
+    tracker of its own, vs two ``rsync -a`` of the same files; each the best of 3
+    rounds, each round new files, ours and the raw one in turn."""
+    tracker = damas_core.open(f"lmdb://{base}/relay-store")
+    hub_root = base / "relay-hub"
+    hub_root.mkdir()
+    a, b = storages["a"], storages["b"]
+    create_volume(tracker, {"_id": "vol_hub", "name": "hub", "url": f"file://{hub_root}/"})
+    create_volume(tracker, {"_id": "vol_a", "name": "sta", "url": a.url, "hub": "vol_hub"})
+    create_volume(tracker, {"_id": "vol_b", "name": "stb", "url": b.url, "hub": "vol_hub"})
+    set_global_parameters(tracker, {"syncEverywhere": True, "retryDelay": 0})
+    agent_a = StorageAgent(tracker, "vol_a", "vol_hub", ssh_command=ssh, settle=0)
+    agent_b = StorageAgent(tracker, "vol_b", "vol_hub", ssh_command=ssh, settle=0)
+    rsh = shlex.join(ssh)
+    ours, raw = [], []
+    try:
+        agent_a.run_once()
+        agent_b.run_once()
+        for rnd in range(3):
+            a.write({f"r{rnd}/f{i:05d}.txt": b"x" * 100 for i in range(n)})
+            t = time.perf_counter()
+            agent_a.run_once()  # scan, publish, up to the hub
+            agent_b.run_once()  # down to b
+            ours.append(time.perf_counter() - t)
+            assert len([k for k in b.read() if k.startswith(b"r%d/" % rnd)]) == n
+            mid = base / f"mid{rnd}"
+            t = time.perf_counter()
+            subprocess.run(["rsync", "-a", "-e", rsh, f"root@{a.address}:{a.root}r{rnd}/",
+                            f"{mid}/"], check=True)  # fmt: skip
+            subprocess.run(["rsync", "-a", "-e", rsh, f"{mid}/",
+                            f"root@{b.address}:{b.root}raw{rnd}/"], check=True)  # fmt: skip
+            raw.append(time.perf_counter() - t)
+    finally:
+        agent_a.close()
+        agent_b.close()
+        tracker.close()
+    yield _fig("relay A -> hub -> B (scan, up, down) vs two rsync -a", n, min(ours), min(raw), 1.5)
+
+
 def figures(scale: str) -> Iterator[dict]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         raise RuntimeError("bench_hub needs root and iproute2 (network namespaces)")
@@ -65,7 +149,8 @@ def figures(scale: str) -> Iterator[dict]:
         ssh = storages.ssh
         s1 = storages["s1"]
         for k in range(1, 5):
-            storages[f"s{k}"].write(_files(n_list))
+            # the same project at each storage, as synced storages hold it
+            storages[f"s{k}"].write(_files(n_list), mtime=1_700_000_000.5)
         site = SshSite({"_id": "v", "url": s1.url}, ssh_command=ssh)
         site.kind = "find"
         raw_find = [*site.ssh_base(), f"root@{s1.address}"]
@@ -89,66 +174,32 @@ def figures(scale: str) -> Iterator[dict]:
         for k in range(1, 5):
             s = storages[f"s{k}"]
             create_volume(
-                tracker, {"_id": f"vol_s{k}", "name": f"sto{k}", "url": s.url, "hub": "vol_hub"}
-            )
-        a, b = storages["a"], storages["b"]
-        create_volume(tracker, {"_id": "vol_a", "name": "sta", "url": a.url, "hub": "vol_hub"})
-        create_volume(tracker, {"_id": "vol_b", "name": "stb", "url": b.url, "hub": "vol_hub"})
-        # scan-only storages for the scan figures; a and b relay with syncEverywhere
-        for k in range(1, 5):
-            tracker.update({"_id": f"vol_s{k}", "enableReception": False, "enableEmission": False})
+                tracker,
+                {"_id": f"vol_s{k}", "name": f"sto{k}", "url": s.url, "hub": "vol_hub",
+                 "enableReception": False, "enableEmission": False},
+            )  # fmt: skip
         set_global_parameters(tracker, {"syncEverywhere": False, "retryDelay": 0})
-        agent = StorageAgent(tracker, "vol_s1", "vol_hub", ssh_command=ssh, settle=0)
-        agent.run_once()
-        agent.run_once()
-        ours = best(lambda: agent.run_once(), 3)
-        yield _fig("scan of an unchanged storage vs ssh find", n_list, ours, raw, 2.0)
-        agents = [agent] + [
-            StorageAgent(tracker, f"vol_s{k}", "vol_hub", ssh_command=ssh, settle=0)
-            for k in range(2, 5)
-        ]
-        for ag in agents[1:]:
-            ag.run_once()
-            ag.run_once()
-
-        def idle_four() -> None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda ag: ag.run_once(), agents))
-
-        yield _fig("idle hub cycle, 4 storages vs 1", n_list * 4, best(idle_four, 3), ours, 2.0)
-        for ag in agents:
-            ag.close()
-
-        # the relay: A -> hub -> B by their agents, running already (their views current)
-        tracker.update([{"_id": f"vol_s{k}", "enableScans": False} for k in range(1, 5)])
-        set_global_parameters(tracker, {"syncEverywhere": True})
-        agent_a = StorageAgent(tracker, "vol_a", "vol_hub", ssh_command=ssh, settle=0)
-        agent_b = StorageAgent(tracker, "vol_b", "vol_hub", ssh_command=ssh, settle=0)
-        agent_a.run_once()
-        agent_b.run_once()
-        a.write({f"r/f{i:05d}.txt": b"x" * 100 for i in range(n_relay)})
-        t = time.perf_counter()
-        agent_a.run_once()  # scan, publish, up to the hub
-        agent_b.run_once()  # down to b
-        ours = time.perf_counter() - t
-        assert len([k for k in b.read() if k.startswith(b"r/")]) == n_relay
-        agent_a.close()
-        agent_b.close()
-        rsh = shlex.join(ssh)
-        mid = base / "mid"
-
-        def two_rsyncs() -> None:
-            shutil.rmtree(mid, ignore_errors=True)
-            subprocess.run(["rsync", "-a", "-e", rsh, f"root@{a.address}:{a.root}r/", f"{mid}/"],
-                           check=True)  # fmt: skip
-            subprocess.run(["rsync", "-a", "-e", rsh, f"{mid}/", f"root@{b.address}:{b.root}r2/"],
-                           check=True)  # fmt: skip
-
-        raw = best(two_rsyncs, 1)
-        yield _fig("relay A -> hub -> B (scan, up, down) vs two rsync -a", n_relay, ours, raw, 1.5)
         tracker.close()
+        # each storage's agent in a process of its own, as damas hub run runs them
+        store = f"lmdb://{base}/store"
+        agents = [_AgentInProcess(store, f"vol_s{k}", ssh) for k in range(1, 5)]
+        try:
+            for ag in agents:  # the first cycles publish and settle, in turn
+                ag.cycle().result()
+                ag.cycle().result()
+            ours = best(lambda: agents[0].cycle().result(), 3)
+            yield _fig("scan of an unchanged storage vs ssh find", n_list, ours, raw, 2.0)
+
+            def idle_four() -> None:
+                for done in [ag.cycle() for ag in agents]:
+                    done.result()
+
+            four = best(idle_four, 3)
+            yield _fig("idle hub cycle, 4 storages vs 1", n_list * 4, four, ours, 2.0)
+        finally:
+            for ag in agents:
+                ag.close()
+        yield from _relay(base, storages, ssh, n_relay)
     finally:
         stop_storages(storages)
         shutil.rmtree(base, ignore_errors=True)

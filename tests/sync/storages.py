@@ -38,6 +38,8 @@ import pytest
 
 SSHD = "/usr/sbin/sshd"
 RRSYNC = shutil.which("rrsync") or "/usr/bin/rrsync"
+#: root's shell start-up files, emptied in each storage's mount namespace
+_PROFILES = ("/root/.bashrc", "/root/.bash_profile", "/root/.profile")
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -337,7 +339,10 @@ def _make_storage(storages: Storages, tag: str, k: int, name: str, kind: str) ->
         "KbdInteractiveAuthentication no\nMaxStartups 100\n"
     )
     # the holder of the storage's mount namespace: a tmpfs over the area, the project in it
-    mount = f"mount -t tmpfs tmpfs {area} && mkdir -p {root} && exec sleep 100000"
+    # and an empty shell profile, as on a NAS: each ssh command starts root's shell, and
+    # this machine's profile may take a tenth of a second (pyenv) that no storage spends
+    quiet = " ".join(f"{{ [ ! -f {p} ] || mount --bind /dev/null {p}; }} &&" for p in _PROFILES)
+    mount = f"mount -t tmpfs tmpfs {area} && mkdir -p {root} && {quiet} exec sleep 100000"
     prefix = ["ip", "netns", "exec", netns] if netns else []
     holder = subprocess.Popen(
         [*prefix, "unshare", "--mount", "--propagation", "private", "sh", "-c", mount],

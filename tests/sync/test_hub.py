@@ -72,7 +72,7 @@ class Env:
 
     def cycle_of(self, volume_id: str) -> dict:
         """One cycle of one agent of the hub."""
-        return _Worker(self.hub, volume_id).once()
+        return _Worker(self.hub.config, volume_id).once()
 
     def relay(self, source: str, *targets: str) -> dict:
         """A file written at ``source`` on its way: one cycle of its agent (scan and
@@ -310,6 +310,16 @@ def _damas(*args: str) -> list[str]:
     return [sys.executable, "-c", "from damas_core.cli import main; main()", *args]
 
 
+def _child_pid(volume: dict | None, parent: int) -> int | None:
+    """The pid recorded on ``volume`` when it is a live child process of ``parent``."""
+    pid = (volume or {}).get("lastConnectionPid")
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, TypeError):
+        return None
+    return pid if int(stat.rpartition(")")[2].split()[1]) == parent else None
+
+
 def _wait(predicate, what: str, timeout: float = 60.0):
     """Wait until ``predicate()`` is true (a deadline, not a timing claim)."""
     deadline = time.monotonic() + timeout
@@ -322,10 +332,11 @@ def _wait(predicate, what: str, timeout: float = 60.0):
 
 
 def test_damas_hub_run_serves_the_storages_until_sigterm(env, tmp_path):
-    """The command as a service: the hub's agents in one process, a new file travels
-    from st2 (rrsync) to st1 without a restart, a storage added to the hub while it
-    runs is picked up from the change feed, and SIGTERM stops it with exit 0 and every
-    volume recorded stopped."""
+    """The command as a service: the hub's own agent in its process and each
+    storage's in a process of its own (children of the hub's), a new file travels from
+    st2 (rrsync) to st1 without a restart, a storage added to the hub while it runs is
+    picked up from the change feed, a storage's process killed is started again, and
+    SIGTERM stops them all with exit 0 and every volume recorded stopped."""
     st1, st2 = env.storages["st1"], env.storages["st2"]
     set_global_parameters(env.tracker, {"sleepBetweenScans": 1})
     store = f"lmdb://{env.store_path}"
@@ -338,11 +349,17 @@ def test_damas_hub_run_serves_the_storages_until_sigterm(env, tmp_path):
         stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        for vid in ("vol_hub", "vol_st1", "vol_st2"):
-            _wait(
-                lambda vid=vid: (env.tracker.read(vid) or {}).get("lastConnectionPid") == proc.pid,
-                f"{vid} served by the hub's process",
+        _wait(
+            lambda: (env.tracker.read("vol_hub") or {}).get("lastConnectionPid") == proc.pid,
+            "the hub's volume served by the hub's process",
+        )
+        pids = {}
+        for vid in ("vol_st1", "vol_st2"):
+            pids[vid] = _wait(
+                lambda vid=vid: _child_pid(env.tracker.read(vid), proc.pid),
+                f"{vid} served by a process of the hub's",
             )
+        assert pids["vol_st1"] != pids["vol_st2"]
         # one process per hub: a second one on the same state directory stops at once
         second = subprocess.run(
             _damas(
@@ -354,16 +371,22 @@ def test_damas_hub_run_serves_the_storages_until_sigterm(env, tmp_path):
         assert second.returncode == 75, second.stderr.decode()[-500:]
         st2.write({"served/by the service.txt": b"svc"})
         _wait(lambda: b"served/by the service.txt" in st1.read(), "the file reached st1")
+        # a storage's process that dies is started again; the other one is left alone
+        os.kill(pids["vol_st1"], signal.SIGKILL)
+        _wait(
+            lambda: (
+                _child_pid(env.tracker.read("vol_st1"), proc.pid) not in (None, pids["vol_st1"])
+            ),
+            "st1 served by a new process",
+        )
+        assert _child_pid(env.tracker.read("vol_st2"), proc.pid) == pids["vol_st2"]
         # a third storage pointed at the hub while it runs: picked up without a restart
         create_volume(
             env.tracker,
             {"_id": "vol_st3", "name": "st3", "url": st1.url.replace("/project/", "/other/"),
              "hub": "vol_hub"},
         )  # fmt: skip
-        _wait(
-            lambda: (env.tracker.read("vol_st3") or {}).get("lastConnectionPid") == proc.pid,
-            "vol_st3 picked up",
-        )
+        _wait(lambda: _child_pid(env.tracker.read("vol_st3"), proc.pid), "vol_st3 picked up")
         env.tracker.update({"_id": "vol_st3", "hub": None})  # pointed away: its agent stops
         _wait(lambda: env.tracker.read("vol_st3").get("agentStatus") == "stopped", "st3 stopped")
     finally:
@@ -372,6 +395,8 @@ def test_damas_hub_run_serves_the_storages_until_sigterm(env, tmp_path):
     assert proc.returncode == 0, err.decode()[-2000:]
     for vid in ("vol_hub", "vol_st1", "vol_st2"):
         assert env.tracker.read(vid)["agentStatus"] == "stopped"
+    # each storage's process logs under its site's name, as the hub's own agent does
+    assert b"[hub:st1] " in err and b"[hub:st2] " in err and b"[hub:hub] " in err, err[-2000:]
     env.tracker.delete("vol_st3")
     set_global_parameters(env.tracker, {"sleepBetweenScans": 60})
 
@@ -453,3 +478,44 @@ def test_a_storage_agent_shares_one_ssh_connection_and_ends_it(env):
         agent.close()
     gone = subprocess.run(check, capture_output=True, stdin=subprocess.DEVNULL)
     assert gone.returncode != 0
+
+
+def test_a_storage_process_whose_hub_was_killed_stops_by_itself(env, tmp_path):
+    """SIGKILL leaves no handler to stop the storages' processes: each sees its hub
+    gone, ends its step, records its stop and exits."""
+    proc = subprocess.Popen(
+        _damas(
+            "hub", "run", "vol_hub", "--store", f"lmdb://{env.store_path}", "--settle", "0",
+            "--state-dir", str(tmp_path / "hubstate"), "--ssh", shlex.join(env.storages.ssh),
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        child = _wait(lambda: _child_pid(env.tracker.read("vol_st1"), proc.pid), "st1 served")
+    finally:
+        proc.kill()
+        proc.wait()
+    _wait(lambda: not Path(f"/proc/{child}").exists(), "st1's process gone", timeout=30)
+    assert env.tracker.read("vol_st1")["agentStatus"] == "stopped"
+
+
+def test_a_storage_process_refused_by_the_server_ends_with_77(tmp_path):
+    """A storage's process signs in on its own: refused credentials end it with 77,
+    which the hub reads as its own reason to stop (``fatal``)."""
+    from damas_core.sync.credentials import Credentials
+    from damas_core.sync.hub_run import HubConfig, ServerOpener, _AgentProcess
+
+    from tests.sync.processes import Server
+
+    server = Server(tmp_path)
+    server.start()
+    try:
+        opener = ServerOpener(server.url, Credentials(token="not-a-token"))
+        worker = _AgentProcess(HubConfig(opener, "vol_hub", str(tmp_path / "s")), "vol_st1")
+        worker.start()
+        worker.join()
+        assert worker.exitcode == 77
+        assert worker.fatal is not None and worker.fatal.exit_code == 77
+    finally:
+        server.stop()
