@@ -311,7 +311,11 @@ def test_a_walk_with_package_rules_gives_each_package_as_one_look(vol):
         assert seen.counts == {"/seq/": 2, "/shots/$(touch canary) seq;x/": 1, "/tracked/": 1}
         assert not seen.errors and not seen.unread
         assert tree["/seq/"] == site.look("/seq/")
-    assert not (vol.root / "canary").exists() and not Path("canary").exists()
+        hostile = "/shots/$(touch canary) seq;x/"
+        assert site.look(hostile) == tree[hostile] and site.exists(hostile)
+    # nothing ran a name: no canary where a shell would have made it
+    for where in (vol.root, Path.cwd(), Path.home(), Path("/")):
+        assert not (where / "canary").exists(), where
 
 
 def test_move(vol):
