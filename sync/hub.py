@@ -242,7 +242,7 @@ class StorageAgent(Agent):
         down: list[Task] = []
         up: list[Task] = []
         for file_id, el in self._candidates(vol).items():
-            if file_id[:1] != "/" or el.get("deleted") or file_id.endswith("/"):
+            if file_id[:1] != "/" or el.get("deleted"):
                 continue
             writer = writer_of(el)
             have = holders(el, names, writer)
@@ -396,7 +396,7 @@ class StorageAgent(Agent):
             else:
                 good = (
                     differ is not None
-                    and rel not in differ
+                    and rel.rstrip("/") not in differ
                     and look_matches(copy, el)
                     and not result.missing
                 )

@@ -301,9 +301,12 @@ def differing(
     """The relpaths whose copy at ``dst`` differs from ``src`` (rsync's size+mtime check).
 
     Used to verify a push to a remote destination that cannot be stat'ed here.
-    ``None`` when rsync itself failed.
+    ``None`` when rsync itself failed. A package (a relpath ending with ``/``) differs,
+    as its name without the ``/``, when one of its direct files does.
     """
-    result = transfer(src, dst, relpaths, dry_run=True, **options)
+    paths = list(relpaths)
+    packages = {p.rstrip("/") for p in paths if p.endswith("/")}
+    result = transfer(src, dst, paths, dry_run=True, **options)
     if result.returncode not in (0, RC_MISSING, RC_VANISHED):
         return None
     out = set()
@@ -317,7 +320,11 @@ def differing(
         ):
             if line[:2] == b".d":
                 continue
-            out.add(_name(line[12:]).rstrip("/"))
+            name = _name(line[12:]).rstrip("/")
+            out.add(name)
+            folder = name.rpartition("/")[0]
+            if folder in packages:
+                out.add(folder)
     return out
 
 

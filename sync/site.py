@@ -218,7 +218,9 @@ class Site(abc.ABC):
     def set_mtime(self, file_id: str, mtime_ns: int) -> None:
         """Give the regular file ``file_id`` the mtime ``mtime_ns`` (a copy taking the
         time its element records, so that no precision difference is ever a change);
-        :class:`Refused` for an id the guard refuses or a site that cannot."""
+        for a package, its direct files later than ``mtime_ns`` take it (its look's
+        mtime is then ``mtime_ns``). :class:`Refused` for an id the guard refuses or a
+        site that cannot."""
         raise Refused(f"sync error: {file_id!r}: this site sets no mtimes", id=file_id)
 
     @abc.abstractmethod
@@ -315,7 +317,19 @@ class LocalSite(Site):
 
     def set_mtime(self, file_id: str, mtime_ns: int) -> None:
         path = self.path_of(file_id)
-        if not stat.S_ISREG(os.lstat(path).st_mode):
+        mode = os.lstat(path).st_mode
+        if file_id.endswith("/") and stat.S_ISDIR(mode):
+            with os.scandir(path) as it:
+                later = [
+                    e.path
+                    for e in it
+                    if e.is_file(follow_symlinks=False)
+                    and e.stat(follow_symlinks=False).st_mtime_ns > mtime_ns
+                ]
+            for later_path in later:
+                os.utime(later_path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+            return
+        if not stat.S_ISREG(mode):
             raise Refused(f"sync error: {file_id!r} is not a regular file", id=file_id)
         os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 

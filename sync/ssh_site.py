@@ -27,7 +27,6 @@ shell as anything but one word.
 from __future__ import annotations
 
 import calendar
-import dataclasses
 import logging
 import os
 import re
@@ -44,7 +43,7 @@ from .find import FORMAT, Listing, Part, find_ns
 from .rsync import Endpoint, _name, ssh_line
 from .rsync_options import ssh_args
 from .site import SECOND, Refused, Site, checked_id, id_refusal, trash_id
-from .tree import RESERVED_NAMES, TRASH_DIR, Look, Rules, Seen, _find_parts
+from .tree import RESERVED_NAMES, TRASH_DIR, Look, Rules, Seen, _find_parts, package_of
 from .volumes import endpoint_of
 
 log = logging.getLogger(__name__)
@@ -159,6 +158,8 @@ op=$2; shift 2
 case $op in
 exists) parent_inside "$1" || exit 91; [ -e "$1" ] || [ -L "$1" ]; exit ;;
 look) parent_inside "$1" || exit 91; find "$1" -maxdepth 0 -type f -printf '%s %T@'; exit ;;
+lookdir) parent_inside "$1" || exit 91; [ -d "$1" ] && [ ! -L "$1" ] || exit 92
+    find "$1" -mindepth 1 -maxdepth 1 -type f -printf '%s\0%T@\0%f\0'; exit ;;
 esac
 if [ "$op" = check ]; then
     for p in "$@"; do inside "$p" || printf '%s\0' "$p"; done
@@ -303,11 +304,6 @@ class SshSite(Site):
     #: a look is a round trip: a growing file waits for the next scan
     looks_again = False
 
-    def scan_rules(self, volume: Mapping[str, Any], packages: Iterable[str]) -> Rules:
-        """The volume's include/exclude rules; no folder packages on a storage (their
-        look needs the folder's files, read one by one)."""
-        return Rules.from_volume({**volume, "enableDiscoveryPackages": False}, [])
-
     def start_listing(self) -> Listing:
         """The listing of the whole tree, begun now (handed to :meth:`walk_parts`)."""
         return self.listing()
@@ -315,18 +311,16 @@ class SshSite(Site):
     def walk_parts(
         self, rules: Rules | None = None, seen: Seen | None = None, *, started: Any = None
     ) -> Iterator[dict[str, Look]]:
-        """The listing's parts with the rules, packages left out: a package's look
-        needs its files, read one by one (not over ssh)."""
-        rules = dataclasses.replace(
-            rules or Rules(), packages=frozenset(), discover_packages=False, package_rules=[]
-        )
+        """The listing's parts with the rules, read as a local find listing is
+        (:func:`.tree.walk_parts`): a package's look is added up from the entries of
+        its files in the same listing, no folder is read again."""
         seen = seen if seen is not None else Seen()
-        return _find_parts(started or self.listing(), rules, seen)
+        return _find_parts(started or self.listing(), rules or Rules(), seen)
 
     def look(self, file_id: str) -> Look | None:
         checked_id(file_id)
         if file_id.endswith("/"):
-            return None
+            return self._package_look(file_id)
         if self.kind == "find":
             result = self.run(["sh", "-c", _GUARD, "guard", self.root, "look", self._path(file_id)])
             if result.returncode == _REFUSED_CODE:
@@ -335,16 +329,53 @@ class SshSite(Site):
                 return None
             size, mtime = result.stdout.split()
             return int(size), find_ns(mtime)
-        args = [self.rsync, "--list-only", "--no-h", self.rsh()]
-        args += ["--", f"{self.endpoint_.host}:{self._path(file_id)}"]
+        for kind, size, when, _ in self._list_only(self._path(file_id)):
+            if kind == b"f":
+                return size, when * 1_000_000_000
+        return None
+
+    def _package_look(self, file_id: str) -> Look | None:
+        """The look of the package folder ``file_id`` (:func:`.tree.package_of` of its
+        direct files), ``None`` when it is not a folder (a symlink is not followed) or
+        cannot be read. One command: the guard's ``lookdir`` (GNU find) where there is
+        a shell, else ``rsync --list-only`` of the folder and its direct entries."""
+        path = self._path(file_id)
+        if self.kind == "find":
+            result = self.run(["sh", "-c", _GUARD, "guard", self.root, "lookdir", path])
+            if result.returncode == _REFUSED_CODE:
+                raise Refused(f"sync error: {file_id!r} leaves the volume root {self.root!r}")
+            if result.returncode:
+                return None
+            fields = result.stdout.split(b"\0")[:-1]
+            files = [
+                (os.fsdecode(name), int(size), find_ns(mtime))
+                for size, mtime, name in zip(fields[0::3], fields[1::3], fields[2::3])
+            ]
+        else:
+            entries = self._list_only(path, ["-r", _DIRECT_ONLY])
+            if not entries or entries[0][0] != b"d":
+                return None
+            files = [
+                (i.rpartition("/")[2], size, when * 1_000_000_000)
+                for kind, size, when, i in entries[1:]
+                if kind == b"f"
+            ]
+        return package_of(files)[0]
+
+    def _list_only(
+        self, path: str, options: Sequence[str] = ()
+    ) -> list[tuple[bytes, int, int, str]]:
+        """The entries ``rsync --list-only`` gives of ``path`` (:func:`parse_list_line`);
+        none when rsync fails."""
+        args = [self.rsync, "--list-only", "--no-h", *options, self.rsh()]
+        args += ["--", f"{self.endpoint_.host}:{path}"]
         out = subprocess.run(
             args, capture_output=True, stdin=subprocess.DEVNULL, env={**os.environ, **_LIST_ENV}
         )
-        for line in out.stdout.splitlines():
-            entry = parse_list_line(line)
-            if entry is not None and entry[0] == b"f":
-                return entry[1], entry[2] * 1_000_000_000
-        return None
+        if out.returncode:
+            return []
+        entries = (parse_list_line(line) for line in out.stdout.splitlines())
+        return [e for e in entries if e is not None]
 
     def exists(self, file_id: str) -> bool:
         if self.kind != "find":
@@ -568,6 +599,9 @@ _LIST_LINE = re.compile(
     rb"(?P<date>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) (?P<name>.*)$"
 )
 _TYPES = {b"-": b"f", b"d": b"d", b"l": b"l"}
+#: ``rsync --list-only -r`` of a folder: the folder and its direct entries, no subfolder
+#: (a fixed filter, anchored at the folder's parent; no name is ever in it)
+_DIRECT_ONLY = "--exclude=/*/*/"
 
 
 def parse_list_line(line: bytes) -> tuple[bytes, int, int, str] | None:

@@ -168,25 +168,54 @@ def _skipped_name(name: str) -> bool:
     return False
 
 
+@dataclass
+class PackageSum:
+    """A package's look added up file by file: the size sum, the latest mtime (ns) and
+    the count of its direct files (the folder's own mtime is left out: rsync's partial
+    directory touches it). Every walker and every site's look of a package adds its
+    files here."""
+
+    size: int = 0
+    mtime: int = 0
+    count: int = 0
+
+    def add(self, size: int, mtime_ns: int) -> None:
+        self.size += size
+        self.count += 1
+        if mtime_ns > self.mtime:
+            self.mtime = mtime_ns
+
+    @property
+    def look(self) -> Look:
+        return (self.size, self.mtime)
+
+
+def package_of(files: Iterable[tuple[str, int, int]]) -> tuple[Look, int]:
+    """The look and file count of a package whose direct regular files are ``files``
+    (name, size, mtime ns), the names a walk skips left out.
+
+    >>> package_of([("1.exr", 2, 5), ("2.exr", 3, 9), (".2.exr.AbC123", 7, 99)])
+    ((5, 9), 2)
+    """
+    total = PackageSum()
+    for name, size, mtime in files:
+        if not _skipped_name(name):
+            total.add(size, mtime)
+    return total.look, total.count
+
+
 def package_look(path: str) -> tuple[Look, int] | None:
     """(size sum, latest mtime in ns) and file count of the files directly inside ``path``."""
-    size = 0
-    mtime = 0
-    count = 0
     try:
-        # the folder's own mtime is left out: rsync's partial directory touches it
         with os.scandir(path) as it:
-            for e in it:
-                if _skipped_name(e.name) or not e.is_file(follow_symlinks=False):
-                    continue
-                st = e.stat(follow_symlinks=False)
-                size += st.st_size
-                count += 1
-                if st.st_mtime_ns > mtime:
-                    mtime = st.st_mtime_ns
+            return package_of(
+                (e.name, st.st_size, st.st_mtime_ns)
+                for e in it
+                if e.is_file(follow_symlinks=False)
+                for st in (e.stat(follow_symlinks=False),)
+            )
     except OSError:
         return None
-    return (size, mtime), count
 
 
 @dataclass
@@ -370,9 +399,12 @@ _F = b"f"
 
 
 def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str, Look]]:
+    """The parts of a find listing (local, or a storage's over ssh) kept by the rules.
+    A package's look is added up from the listing's entries of its direct files
+    (:class:`PackageSum`): it is known once the whole listing is read, and comes in
+    the last part, unless the listing could not read it (:meth:`Seen.covers`)."""
     plain = not (_needs_rules(rules) or rules.discover_packages)
     state = _Pruning()
-    root = listing.root
     try:
         for types, sizes, mtimes, devices, inodes, text in listing:
             ids = text.split("\0")
@@ -383,9 +415,7 @@ def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str
                 and "conflict-" not in text
                 and not _CONTROL.search(text)
             ):
-                yield _filtered(
-                    types, sizes, mtimes, devices, inodes, ids, root, rules, seen, state
-                )
+                yield _filtered(types, sizes, mtimes, devices, inodes, ids, rules, seen, state)
                 continue
             # no name to skip, no rule: every file is kept, in bulk
             if types.count(_F) != len(types):
@@ -408,12 +438,22 @@ def _find_parts(listing: Listing, rules: Rules, seen: Seen) -> Iterator[dict[str
                 seen.failed(file_id, reason)
         if not listing.complete:  # what was not listed is not known to be gone
             seen.failed("/", f"the listing stopped before its end (find exited {listing.exit})")
+    looks: dict[str, Look] = {}
+    for folder, total in state.sums.items():
+        if not seen.covers(folder):  # an unreadable package is not known to have changed
+            looks[folder] = total.look
+            seen.counts[folder] = total.count
+            seen.inodes[folder] = state.folder_inodes[folder]
+    if looks:
+        yield looks
 
 
 @dataclass
 class _Pruning:
     prune: str | None = None  # the folder id (ending "/") whose entries are skipped
     packages: set[str] = field(default_factory=set)  # package folders met so far
+    sums: dict[str, PackageSum] = field(default_factory=dict)  # those the rules keep
+    folder_inodes: dict[str, Inode] = field(default_factory=dict)  # their folders'
 
 
 def _filtered(
@@ -423,16 +463,16 @@ def _filtered(
     devices: list[bytes],
     inodes: list[bytes],
     ids: list[str],
-    root: str,
     rules: Rules,
     seen: Seen,
     state: _Pruning,
 ) -> dict[str, Look]:
     """The entries of a find listing kept by the rules, one by one: the same choices
     as the scandir walk. find lists a folder's whole subtree right after the folder,
-    so the entries of a folder not entered follow it until the first one outside."""
+    so the entries of a folder not entered follow it until the first one outside.
+    The direct files of a package are added to its :class:`PackageSum`."""
     check_rules = _needs_rules(rules)
-    packages = state.packages
+    packages, sums = state.packages, state.sums
     prune = state.prune
     out: dict[str, Look] = {}
     for kind, size, mtime, device, inode, file_id in zip(
@@ -451,12 +491,19 @@ def _filtered(
                 prune = folder
             elif rules.discover_packages and rules.is_package(folder):
                 packages.add(folder)
-                _add_package(os.path.join(root, file_id[1:]), folder, rules, out, seen)
+                if not check_rules or rules.wants(folder):
+                    sums[folder] = PackageSum()
+                    state.folder_inodes[folder] = (_device(device), int(inode))
             continue
         if kind != _F or _skipped_name(name):
             continue
-        if packages and parent_of(file_id) in packages:
-            continue  # a package's own file: the package's look covers it
+        if packages:
+            parent = parent_of(file_id)
+            if parent in packages:  # a package's own file: the package's look covers it
+                total = sums.get(parent)
+                if total is not None:
+                    total.add(int(size), find_ns(mtime))
+                continue
         if check_rules and not rules.wants(file_id):
             continue
         out[file_id] = (int(size), find_ns(mtime))
@@ -481,10 +528,12 @@ __all__ = [
     "WALKERS",
     "Inode",
     "Look",
+    "PackageSum",
     "Rules",
     "Seen",
     "check_walker",
     "package_look",
+    "package_of",
     "parent_of",
     "same_look",
     "start_walk",

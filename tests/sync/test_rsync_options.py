@@ -716,3 +716,21 @@ def test_rsync_output_is_read_back_to_the_names_whatever_the_locale(tmp_path, lo
     )
     assert result.returncode == rs.RC_MISSING
     assert result.missing == {"gone\n.txt", "gone é.txt"}
+
+
+@needs_rsync
+def test_a_package_differs_when_one_of_its_direct_files_does(tmp_path):
+    """A push of a package (relpath ending with ``/``) is checked by its name: it
+    differs when a direct file differs at the destination; its subfolders are not its."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for side in (src, dst):
+        for name, data in (("1.exr", "one"), ("2.exr", "two"), ("sub/3.exr", "three")):
+            (side / "seq" / name).parent.mkdir(parents=True, exist_ok=True)
+            (side / "seq" / name).write_text(data)
+    rs.transfer(rs.Endpoint(str(src)), rs.Endpoint(str(dst)), ["seq/"])
+    assert rs.differing(rs.Endpoint(str(src)), rs.Endpoint(str(dst)), ["seq/"]) == set()
+    (dst / "seq/2.exr").write_text("a different copy")
+    found = rs.differing(rs.Endpoint(str(src)), rs.Endpoint(str(dst)), ["seq/"])
+    assert found == {"seq", "seq/2.exr"}
+    missing = rs.differing(rs.Endpoint(str(src)), rs.Endpoint(str(tmp_path / "none")), ["seq/"])
+    assert missing is not None and "seq" in missing

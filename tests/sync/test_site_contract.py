@@ -20,6 +20,7 @@ import pytest
 from damas_core.sync.rsync import Endpoint, transfer
 from damas_core.sync.site import LocalSite, Refused, Site, id_refusal
 from damas_core.sync.ssh_site import SshSite
+from damas_core.sync.tree import Seen
 
 from .conftest import needs_rsync
 from .storages import loopback_ssh
@@ -47,8 +48,6 @@ KINDS: dict[str, Callable[[Path], Site]] = {
 NOT_OVER_SSH = {
     "keep both": "a conflict's two copies are kept at the hub, never on a storage",
     "replace": "a conflict is resolved at the hub, never on a storage",
-    "package": "a package's look needs its files one by one: packages are not discovered "
-    "on storages reached over ssh",
     "endpoint": "an ssh endpoint is reached with the hub's ssh options: "
     "tests/sync/test_hub.py copies through it",
 }
@@ -262,12 +261,61 @@ def test_look_and_check(vol):
     assert vol.site.look("/file_link") is None
 
 
+def _listings(site: Site) -> list[Site]:
+    """The site, and for a storage reached over ssh the same storage listed by
+    ``rsync --list-only`` too (what a storage restricted with rrsync allows)."""
+    if not isinstance(site, SshSite):
+        return [site]
+    by_rsync = SshSite(site.volume, ssh_command=site.ssh_program)
+    by_rsync.kind = "rsync"
+    return [site, by_rsync]
+
+
 def test_a_package_looks_like_the_sum_of_its_direct_files(vol):
-    skip_over_ssh(vol, "package")
     vol.write("/seq/1.exr", "aa", mtime_ns=1_000_000_000_000_000_000)
     vol.write("/seq/2.exr", "bbb", mtime_ns=1_000_000_002_000_000_000)
     vol.write("/seq/sub/3.exr", "cccc")
-    assert vol.site.look("/seq/") == (5, 1_000_000_002_000_000_000)
+    vol.write("/seq/.2.exr.AbC123", "rsync's temporary file")
+    (vol.root / "seq/link.exr").symlink_to(vol.outside / "victim.txt")
+    (vol.root / "empty").mkdir()
+    (vol.root / "seqlink").symlink_to(vol.root / "seq")
+    (vol.root / "plain.txt").write_text("a file")
+    for site in _listings(vol.site):
+        assert site.look("/seq/") == (5, 1_000_000_002_000_000_000), site.precision_ns
+        assert site.look("/empty/") == (0, 0)
+        assert site.look("/missing/") is None and site.look("/plain.txt/") is None
+        assert site.look("/seqlink/") is None  # a symlink is not followed
+
+
+def test_a_walk_with_package_rules_gives_each_package_as_one_look(vol):
+    """A package is one look in the walk, the sum of its direct files as the site's
+    look gives it, with its file count; its subfolders are walked as usual; a folder
+    already tracked as a package is one without a rule."""
+    vol.write("/seq/1.exr", "aa", mtime_ns=1_000_000_000_000_000_000)
+    vol.write("/seq/2.exr", "bbb", mtime_ns=1_000_000_002_000_000_000)
+    vol.write("/seq/sub/3.exr", "cccc", mtime_ns=1_000_000_003_000_000_000)
+    vol.write("/shots/$(touch canary) seq;x/f'1.exr", "dd", mtime_ns=1_000_000_004_000_000_000)
+    vol.write("/tracked/a.exr", "e", mtime_ns=1_000_000_005_000_000_000)
+    vol.write("/other/b.txt", "ffffff", mtime_ns=1_000_000_006_000_000_000)
+    volume = {"enableDiscoveryPackages": True, "packagePatternRules": ["seq[^/]*/$"]}
+    for site in _listings(vol.site):
+        seen = Seen()
+        tree = site.walk(site.scan_rules(volume, ["/tracked/"]), seen)
+        assert tree == {
+            "/seq/": (5, 1_000_000_002_000_000_000),
+            "/seq/sub/3.exr": (4, 1_000_000_003_000_000_000),
+            "/shots/$(touch canary) seq;x/": (2, 1_000_000_004_000_000_000),
+            "/tracked/": (1, 1_000_000_005_000_000_000),
+            "/other/b.txt": (6, 1_000_000_006_000_000_000),
+        }, site.precision_ns
+        assert seen.counts == {"/seq/": 2, "/shots/$(touch canary) seq;x/": 1, "/tracked/": 1}
+        assert not seen.errors and not seen.unread
+        assert tree["/seq/"] == site.look("/seq/")
+        hostile = "/shots/$(touch canary) seq;x/"
+        assert site.look(hostile) == tree[hostile] and site.exists(hostile)
+    # nothing ran a name: no canary where a shell would have made it
+    for where in (vol.root, Path.cwd(), Path.home(), Path("/")):
+        assert not (where / "canary").exists(), where
 
 
 def test_move(vol):
