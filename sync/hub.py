@@ -43,7 +43,6 @@ from damas_core.errors import BadRequest
 from . import activity, copies
 from . import rsync as rs
 from .agent import Agent
-from .copies import Side
 from .planner import Plan, Task, _retry_state, holders, wanted
 from .record import CONFLICT, COPIED, FAILED, Outcome, record
 from .report import Report, summarize
@@ -438,7 +437,7 @@ class StorageAgent(Agent):
         hub's copy fetched under a conflict name beside the storage's); on one that
         allows only rsync the other copy stays at the hub."""
         if self.remote.kind == "find":
-            hub_side = Side(hub_site, hub_files.endpoint(), hub_files)
+            hub_side = copies.Side(hub_site, hub_files.endpoint(), hub_files)
             return copies.keep_both(
                 file_id, there, hub_side, options, self.remote, here=self.site, report=report
             )

@@ -200,8 +200,8 @@ find --version && echo "--df--" && df -P -k -- "$1"
 _DF_MARK = b"--df--\n"
 #: the guard's exit code for a root that is missing
 _NO_ROOT = 90
-#: the guard's own exit codes
-_GONE, _TAKEN, _REFUSED_CODE, _NOT_MOVED = 92, 93, 91, 94
+#: the guard's own exit codes (and 94: ``replace`` moved nothing)
+_GONE, _TAKEN, _REFUSED_CODE = 92, 93, 91
 
 
 class SshSite(Site):
