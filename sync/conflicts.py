@@ -14,11 +14,13 @@ publishes it as a new version. :func:`resolve` ends it, on the site's machine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from damas_core.errors import BadRequest, NotFound
 
 from .site import LocalSite, Refused, Site
+from .ssh_site import SshSite
 from .state import site_keys
 from .tracker_api import TrackerAPI
 from .volumes import local_root, tracked_files, volumes
@@ -42,14 +44,17 @@ def resolve(
     *,
     root: str | None = None,
     storage: Site | None = None,
+    ssh_command: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """End the conflict of ``file_id`` at ``site``, keeping one copy; returns the element.
 
     ``keep="incoming"`` moves the incoming copy over the local one (the site then
     holds the current version); ``keep="local"`` removes the incoming copy and makes
     the local copy the next version (the site's next scan publishes it).
-    ``root`` is the site's directory (default: its volume url's path); ``storage``
-    the :class:`.site.Site` of its files, for a caller that reaches them its own way.
+    ``root`` is the site's directory (default: its volume url's path; a storage
+    driven by a hub is reached over ssh, with ``ssh_command``, as its agent at the hub
+    reaches it); ``storage`` the :class:`.site.Site` of its files, for a caller that
+    reaches them its own way.
     Both copies' ids pass the site's guard first (:class:`.site.Refused`, nothing
     written, nothing touched). ``tracker`` may
     be a user's session: the element is written first, so a write the session may not
@@ -65,7 +70,7 @@ def resolve(
     vol = next((v for v in volumes(tracker) if v["name"] == site), None)
     if vol is None:
         raise NotFound(f"sync error: no volume named {site!r}")
-    storage = storage or LocalSite(root or local_root(vol))
+    storage = storage or _site(vol, root, ssh_command)
     info = el[keys.conflict]
     incoming = info.get("incoming")
     # the site's guard on both ids, before anything is written or touched
@@ -95,6 +100,19 @@ def resolve(
         tracker.update({"_id": file_id, **{k: el.get(k) for k in patch if k != "_id"}})
         raise
     return updated
+
+
+def _site(vol: Mapping[str, Any], root: str | None, ssh_command: Sequence[str] | None) -> Site:
+    """The files of ``vol`` from this machine: its folder here (``root``, default its
+    url's path), or, for a storage driven by a hub, the storage over ssh (what it
+    allows found by a probe; :class:`BadRequest` when it cannot be reached)."""
+    if root is None and vol.get("hub"):
+        site = SshSite(vol, ssh_command=ssh_command)
+        problem, _ = site.presence(vol)
+        if problem is not None:
+            raise BadRequest(f"sync error: the storage {problem}", id=vol.get("_id"))
+        return site
+    return LocalSite(root or local_root(vol))
 
 
 __all__ = ["conflicts", "resolve"]

@@ -40,7 +40,7 @@ from typing import Any
 
 from damas_core.errors import BadRequest
 
-from . import activity
+from . import activity, copies
 from . import rsync as rs
 from .agent import Agent
 from .planner import Plan, Task, _retry_state, holders, wanted
@@ -51,6 +51,7 @@ from .scanner import now_ms
 from .site import LocalSite
 from .ssh_site import OK, SSH_FAILED, STDERR_MAX, Connection, SshSite, shared_connection
 from .state import changed_here, look_matches, site_keys, writer_of
+from .tree import Look
 from .volumes import checked_volume, local_root
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ CONNECTION_KEYS = (
     "stderr_connection",
 )
 #: what is off on a storage that allows only rsync (rrsync): no shell, no find, no df
-RSYNC_ONLY_OFF = ("deletions", "renames", "quarantine", "capacity")
+RSYNC_ONLY_OFF = ("deletions", "renames", "quarantine", "conflicts", "capacity")
 #: the capacity keys (``df -P`` over ssh, ``statvfs`` locally)
 CAPACITY_KEYS = ("bytesTotal", "bytesUsed", "bytesRemaining")
 
@@ -260,7 +261,7 @@ class StorageAgent(Agent):
                     retry = _retry_state(el, hub_site, settings, now)
                     if retry is not False:
                         up.append(Task(file_id, site, hub_site, priority, bool(retry)))
-            elif wanted(el, site, settings) and not el.get(site_keys(site).conflict):
+            elif wanted(el, site, settings) and not self._conflict_kept(file_id, el):
                 if hub_site not in have:
                     continue  # it comes up to the hub first
                 retry = _retry_state(el, site, settings, now)
@@ -271,6 +272,24 @@ class StorageAgent(Agent):
         result.emissions = up[: int(settings.get("syncAmountEmission", 1000))]
         result.receptions = down[: int(settings.get("syncAmountReception", 1000))]
         return result
+
+    def _conflict_kept(self, file_id: str, el: Mapping[str, Any]) -> bool:
+        """True when a conflict of ``el`` at this storage waits for a decision: both
+        copies kept there (``incoming``), or any other on a storage that allows only
+        rsync (the other copy stays at the hub). A conflict its scan found, the other
+        copy not fetched yet, is relayed when this cycle's listing saw the storage's
+        copy: the relay then keeps both (:meth:`_keep_both`)."""
+        conflict = el.get(site_keys(self.site).conflict)
+        if not conflict:
+            return False
+        state = self.scanner.state
+        return (
+            self.remote.kind != "find"
+            or not isinstance(conflict, dict)
+            or bool(conflict.get("incoming"))
+            or state is None
+            or file_id not in state.looks
+        )
 
     def _relay(
         self, vol: Mapping[str, Any], hub: Mapping[str, Any], report: Report
@@ -347,11 +366,9 @@ class StorageAgent(Agent):
                 and not look_matches(there, el, self.remote.precision_ns)
                 and changed_here(there[1], el, self.site)
             ):
-                # the storage's copy changed there since its last sync: never overwritten;
-                # the other copy stays at the hub (both kept), the conflict is recorded
-                log.warning("conflict on %s at %s: both copies kept", file_id, self.site)
+                # the storage's copy changed there since its last sync: never overwritten
                 conflicts.append(
-                    Outcome(file_id, hub_site, self.site, CONFLICT, now_ms(), local=there)
+                    self._keep_both(file_id, there, hub_site, hub_files, options, report)
                 )
                 continue
             if upward:
@@ -408,6 +425,28 @@ class StorageAgent(Agent):
                     Outcome(file_id, bucket[0].source, bucket[0].target, FAILED, now, code=code)
                 )
         return result.returncode, result.stderr, outcomes
+
+    def _keep_both(
+        self,
+        file_id: str,
+        there: Look,
+        hub_site: str,
+        hub_files: LocalSite,
+        options: Mapping[str, Any],
+        report: Report,
+    ) -> Outcome:
+        """The conflict of a down-copy whose copy at the storage changed there since
+        its last sync (``there``: its look). On a storage with a shell both copies are
+        kept there, as at a site with its own agent (:func:`.copies.keep_both`: the
+        hub's copy fetched under a conflict name beside the storage's); on one that
+        allows only rsync the other copy stays at the hub."""
+        if self.remote.kind == "find":
+            hub_side = copies.Side(hub_site, hub_files.endpoint(), hub_files)
+            return copies.keep_both(
+                file_id, there, hub_side, options, self.remote, here=self.site, report=report
+            )
+        log.warning("conflict on %s at %s: the other copy stays at the hub", file_id, self.site)
+        return Outcome(file_id, hub_site, self.site, CONFLICT, now_ms(), local=there)
 
 
 class HubAgent(Agent):

@@ -27,6 +27,7 @@ shell as anything but one word.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import logging
 import os
 import re
@@ -40,7 +41,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from .find import FORMAT, Listing, Part, find_ns
-from .rsync import Endpoint, _name, ssh_line
+from .rsync import PARTIAL_DIR, Endpoint, _name, ssh_line
 from .rsync_options import ssh_args
 from .site import SECOND, Refused, Site, checked_id, id_refusal, trash_id
 from .tree import RESERVED_NAMES, TRASH_DIR, Look, Rules, Seen, _find_parts, package_of
@@ -145,7 +146,10 @@ class Connection:
 
 
 #: the remote guard: resolves the folders on the way of each path (symlinks included)
-#: and refuses one that leaves the root or ends with a symlink, then runs the effect.
+#: and refuses one that leaves the root or ends with a symlink, then runs the effect
+#: (``move`` never over something there, ``remove``, ``stage``: a new staging folder in
+#: the reserved folder, printed; ``replace``: a folder target moved aside into a
+#: staging folder first, put back if the move fails).
 #: Every name reaches it as a positional argument ("$1"...), never as shell text.
 _GUARD = r"""
 root=$(realpath -e -- "$1") || exit 90
@@ -173,10 +177,21 @@ if [ "$op" = purge ]; then
     exit 0
 fi
 for p in "$@"; do inside "$p" || { echo "refused: $p" >&2; exit 91; }; done
+staging() { mkdir -p -- "$1" && inside "$1" && mktemp -d "$1/$2-XXXXXXXX"; }
 case $op in
 move) [ -e "$1" ] || exit 92; [ -e "$2" ] && exit 93
       mkdir -p -- "$(dirname -- "$2")" && inside "$2" && mv -- "$1" "$2" ;;
 remove) [ -e "$1" ] || exit 92; rm -rf -- "$1" ;;
+stage) staging "$1" conflict ;;
+replace) [ -e "$1" ] || exit 92
+    if [ -d "$2" ]; then
+        aside=$(staging "$3" resolve) || exit 94
+        mv -- "$2" "$aside/local" || { rmdir -- "$aside"; exit 94; }
+        if mv -- "$1" "$2"; then rm -rf -- "$aside"; exit 0; fi
+        mv -- "$aside/local" "$2"; rmdir -- "$aside"; exit 94
+    fi
+    [ -d "$(dirname -- "$2")" ] || exit 92
+    mv -- "$1" "$2" || exit 94 ;;
 esac
 """
 #: the probe: GNU find's version where the root is there (90 where it is not)
@@ -187,7 +202,7 @@ find --version && echo "--df--" && df -P -k -- "$1"
 _DF_MARK = b"--df--\n"
 #: the guard's exit code for a root that is missing
 _NO_ROOT = 90
-#: the guard's own exit codes
+#: the guard's own exit codes (and 94: ``replace`` moved nothing)
 _GONE, _TAKEN, _REFUSED_CODE = 92, 93, 91
 
 
@@ -200,7 +215,8 @@ class SshSite(Site):
     (:func:`.site.id_refusal`), and each effect (move, quarantine, remove) runs one
     remote script that resolves the folders on the way under the root with
     ``realpath`` and refuses a symlink at the end, all names passed as quoted
-    arguments. A storage that allows only rsync (``rrsync``) has no such effects: they
+    arguments; the copies of a conflict are kept and resolved on the storage through
+    it too. A storage that allows only rsync (``rrsync``) has no such effects: they
     raise :class:`.site.Refused` saying so (deletions, renames and conflicts are
     applied at such a storage by its own users, not by the engine).
     """
@@ -271,23 +287,30 @@ class SshSite(Site):
     def _effect(self, op: str, *ids: str) -> int:
         """Run the remote guard and ``op`` on ``ids``; its exit code (:class:`Refused`
         for a path it refused, on a storage without a shell)."""
+        return self._guard(op, ids, *(self._path(i) for i in ids)).returncode
+
+    def _guard(
+        self, op: str, ids: Sequence[str], *paths: str
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run the remote guard and ``op`` on ``paths`` (those of ``ids``, which the
+        errors name); :class:`Refused` for a path it refused, or on a storage without a
+        shell; ``OSError`` when ssh failed."""
         if self.kind != "find":
             raise Refused(
                 f"sync error: {op} is off on {self.volume.get('_id')!r}: the storage allows "
                 "only rsync (rrsync)",
                 id=ids[0] if ids else None,
             )
-        paths = [self._path(i) for i in ids]
         result = self.run(["sh", "-c", _GUARD, "guard", self.root, op, *paths])
         if result.returncode == _REFUSED_CODE:
             raise Refused(
-                f"sync error: {ids!r} leave the volume root {self.root!r} at "
+                f"sync error: {tuple(ids) or paths!r} leave the volume root {self.root!r} at "
                 f"{self.volume.get('_id')!r}",
-                id=ids[0],
+                id=ids[0] if ids else None,
             )
         if result.returncode == SSH_FAILED:
             raise OSError(f"ssh to {self.endpoint_.host} failed: {result.stderr.decode()[-300:]}")
-        return result.returncode
+        return result
 
     # -- is it there ----------------------------------------------------------------------------
 
@@ -421,18 +444,62 @@ class SshSite(Site):
     def keep_both(
         self, file_id: str, incoming_id: str, fetch: Callable[[Endpoint, str], bool]
     ) -> bool:
-        raise Refused(
-            f"sync error: keeping both copies of {file_id!r} happens at the hub, not on "
-            f"the storage {self.volume.get('_id')!r}",
-            id=file_id,
-        )
+        """Both ids checked by the remote guard, a new staging folder made in the
+        storage's reserved folder (``stage``), the incoming copy fetched there by rsync
+        (``fetch`` is given the staging folder's remote endpoint), then moved to
+        ``incoming_id`` (``move``: never over something already there), the staging
+        folder removed in every case. Off on a storage that allows only rsync."""
+        self._conflicts_on(file_id)
+        refused = self.files_from([file_id, incoming_id])[1]
+        for named in (file_id, incoming_id):
+            if named in refused:
+                raise Refused(refused[named], id=named)
+        staging = self._stage()
+        try:
+            rel = file_id[1:]
+            folder = dataclasses.replace(self.endpoint_, root=self._path(staging) + "/")
+            if not fetch(folder, rel):
+                return False
+            return self._effect("move", f"{staging}/{rel.rstrip('/')}", incoming_id) == 0
+        finally:
+            self._effect("remove", staging)
+
+    def _stage(self) -> str:
+        """The id of a new staging folder in the reserved folder (walks never list it)."""
+        partial = self._path(f"/{PARTIAL_DIR}")
+        made = self._guard("stage", (), partial)
+        path = os.fsdecode(made.stdout.strip())
+        if made.returncode or not path.startswith(partial + "/") or "\n" in path:
+            raise OSError(
+                f"no staging folder in {partial!r} at {self.volume.get('_id')!r}: "
+                f"{made.stderr.decode('utf-8', 'replace')[-300:]}"
+            )
+        return checked_id(path[len(self.root) - 1 :])
 
     def replace(self, source_id: str, target_id: str) -> None:
-        raise Refused(
-            f"sync error: a conflict is resolved at the hub, not on the storage "
-            f"{self.volume.get('_id')!r}",
-            id=target_id,
-        )
+        """Through the remote guard (``replace``): a folder at ``target_id`` (a package)
+        is moved aside into a staging folder first, put back if the move fails."""
+        self._conflicts_on(target_id)
+        paths = (self._path(source_id), self._path(target_id), self._path(f"/{PARTIAL_DIR}"))
+        code = self._guard("replace", (source_id, target_id), *paths).returncode
+        if code == _GONE:
+            raise FileNotFoundError(paths[0])
+        if code:
+            raise OSError(
+                f"{source_id!r} was not moved over {target_id!r} at "
+                f"{self.volume.get('_id')!r} (exit {code}): the local copy is in place"
+            )
+
+    def _conflicts_on(self, file_id: str) -> None:
+        """:class:`Refused` on a storage that allows only rsync: its conflicts are kept
+        at the hub (the other copy stays there) and resolved by its users."""
+        if self.kind != "find":
+            raise Refused(
+                f"sync error: conflicts are off on {self.volume.get('_id')!r}: the storage "
+                "allows only rsync (rrsync); the other copy of "
+                f"{file_id!r} stays at the hub",
+                id=file_id,
+            )
 
     # -- the ssh command lines ----------------------------------------------------------------
 

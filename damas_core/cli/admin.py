@@ -393,7 +393,9 @@ def conflicts_list(ctx: click.Context, **options: Any) -> None:
     epilog="""\b
 Examples:
   damas conflicts resolve /shots/a.exr paris --keep incoming
-  damas conflicts resolve /shots/a.exr paris --keep local""",
+  damas conflicts resolve /shots/a.exr paris --keep local
+  damas conflicts resolve /shots/a.exr nas --keep incoming \\
+      --ssh 'ssh -i ~/.local/state/damas/hub/hub_key'""",
 )
 @click.argument("file_id")
 @click.argument("site")
@@ -409,14 +411,33 @@ Examples:
     type=click.Path(file_okay=False, exists=True),
     help="The site's directory on this machine (default: its volume url's path).",
 )
+@click.option(
+    "--ssh",
+    "ssh_command",
+    default=None,
+    help="For a storage driven by a hub, run at the hub: the ssh command reaching it "
+    "(with the hub's key, say: 'ssh -i ~/.local/state/damas/hub/hub_key').",
+)
 @_common
 def conflicts_resolve(
-    ctx: click.Context, file_id: str, site: str, keep: str, root: str | None, **options: Any
+    ctx: click.Context,
+    file_id: str,
+    site: str,
+    keep: str,
+    root: str | None,
+    ssh_command: str | None,
+    **options: Any,
 ) -> None:
-    """End the conflict of FILE_ID at SITE, on that site's machine, keeping one copy."""
+    """End the conflict of FILE_ID at SITE, on that site's machine (at the hub for a
+    storage it drives), keeping one copy."""
+    import shlex
+
     from damas_core.sync.conflicts import resolve
 
-    Runner(ctx, options).run(lambda t: resolve(t, file_id, site, keep, root=root))  # type: ignore[arg-type]
+    ssh = shlex.split(ssh_command) if ssh_command else None
+    Runner(ctx, options).run(
+        lambda t: resolve(t, file_id, site, keep, root=root, ssh_command=ssh)  # type: ignore[arg-type]
+    )
 
 
 __all__ = ["conflicts", "key_values", "params", "read_password", "user", "volume"]

@@ -325,12 +325,14 @@ def authorized_keys_lines(public: str, folder: str) -> str:
     """
     return (
         "# 1. unrestricted: the hub lists with GNU find (mtimes to the nanosecond, renames by\n"
-        "#    inode), reads the capacity (df), and applies deletions and renames there;\n"
+        "#    inode), reads the capacity (df), applies deletions and renames and keeps both\n"
+        "#    copies of a conflict there;\n"
         "#    the volume's url names the project folder: ssh://user@host/path/to/project/\n"
         f"{public}\n"
         "# 2. rsync only, inside the project folder (rrsync, shipped with rsync): the hub\n"
-        "#    lists with rsync --list-only (mtimes to the second), no capacity, no deletions or\n"
-        "#    renames applied by the engine; the url's path is below that folder: ssh://user@host/\n"
+        "#    lists with rsync --list-only (mtimes to the second), no capacity, no deletions,\n"
+        "#    renames or conflict copies applied by the engine; the url's path is below that\n"
+        "#    folder: ssh://user@host/\n"
         f'command="rrsync {folder}",restrict {public}'
     )
 

@@ -228,7 +228,7 @@ def test_deletions_travel_with_their_brakes(env):
         # the hub records the brake in the storage's activity log
         assert "brake" in [e["event"] for e in activity.log(env.tracker, ["vol_st1"])]
         assert env.tracker.read("vol_st2")["featuresOff"] == [
-            "deletions", "renames", "quarantine", "capacity"
+            "deletions", "renames", "quarantine", "conflicts", "capacity"
         ]  # fmt: skip
     finally:
         set_global_parameters(env.tracker, {"propagateDeletions": False, "maxDelete": 50})

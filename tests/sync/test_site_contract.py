@@ -44,10 +44,8 @@ KINDS: dict[str, Callable[[Path], Site]] = {
     "local-scandir": lambda root: LocalSite(str(root), walker="scandir"),
     "ssh-find": _ssh_site,
 }
-#: what a storage reached over ssh leaves to the hub, each with the reason
+#: what a storage reached over ssh cannot do, each with the reason
 NOT_OVER_SSH = {
-    "keep both": "a conflict's two copies are kept at the hub, never on a storage",
-    "replace": "a conflict is resolved at the hub, never on a storage",
     "endpoint": "an ssh endpoint is reached with the hub's ssh options: "
     "tests/sync/test_hub.py copies through it",
 }
@@ -138,13 +136,18 @@ def _hostile(vol: Volume, key: str) -> str:
 
 
 def _fetch(vol: Volume) -> Callable[[Endpoint, str], bool]:
-    """A fetch for keep_both: a file written into the staging folder under ``rel``."""
+    """A fetch for keep_both: rsync copies a file holding "incoming" into the staging
+    folder under ``rel``, through the endpoint the site gives (over ssh with the
+    site's ssh command, for a storage)."""
+    source = vol.base / "incoming"
+    ssh = vol.site.ssh_program if isinstance(vol.site, SshSite) else None
 
     def fetch(staging: Endpoint, rel: str) -> bool:
-        path = Path(staging.root, rel.rstrip("/"))
+        assert staging.is_local == (ssh is None)
+        path = source / rel.rstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("incoming")
-        return True
+        return transfer(Endpoint(str(source)), staging, [rel], ssh_command=ssh).returncode == 0
 
     return fetch
 
@@ -168,8 +171,6 @@ EFFECTS: dict[str, Callable[[Volume, str], object]] = {
 @pytest.mark.parametrize("effect", list(EFFECTS))
 @pytest.mark.parametrize("key", list(HOSTILE))
 def test_a_hostile_id_is_refused_by_every_effect(vol, effect, key):
-    if effect.startswith(("keep both", "replace")):
-        skip_over_ssh(vol, effect.split(" (")[0])
     vol.write("/ok.txt", "ok")
     hostile = _hostile(vol, key)
     if key == "absolute-looking":
@@ -208,7 +209,7 @@ def test_the_quarantine_and_the_staging_folder_never_follow_a_symlink_out(vol):
     with pytest.raises(Refused):
         vol.site.quarantine("/ok.txt", date.today(), 1)
     (vol.root / ".damas-partial").symlink_to(vol.outside)
-    with pytest.raises(Refused):  # (a storage reached over ssh refuses it in any case)
+    with pytest.raises(Refused):
         vol.site.keep_both("/ok.txt", "/ok.conflict.txt", _fetch(vol))
     assert vol.untouched() and (vol.root / "ok.txt").read_text() == "ok"
 
@@ -354,8 +355,8 @@ def test_remove(vol):
     assert vol.site.walk() == {}
 
 
+@needs_rsync
 def test_keep_both_and_replace(vol):
-    skip_over_ssh(vol, "keep both")
     vol.write("/a.txt", "mine")
     assert vol.site.keep_both("/a.txt", "/a.conflict.txt", _fetch(vol))
     assert (vol.root / "a.conflict.txt").read_text() == "incoming"
@@ -410,6 +411,7 @@ def test_presence_and_capacity(vol):
 SHELL_NAMES = ["/$(touch canary)", "/`touch canary`", "/a;touch canary", "/q'u\"o", "/-rf", "/#x"]
 
 
+@needs_rsync
 def test_shell_metacharacters_are_names_for_every_effect(vol, monkeypatch, tmp_path):
     """Every effect takes each name as a name: nothing runs, the canary beside the
     files neither appears nor disappears, and an id with a newline is refused."""
@@ -423,6 +425,12 @@ def test_shell_metacharacters_are_names_for_every_effect(vol, monkeypatch, tmp_p
         kept = vol.site.quarantine(moved, date(2026, 1, 1), i)
         assert (vol.root / kept.lstrip("/")).read_text() == name
         vol.write(name, name)
+        incoming = f"{name}.conflict {i}"
+        assert vol.site.keep_both(name, incoming, _fetch(vol))
+        assert (vol.root / incoming.lstrip("/")).read_text() == "incoming"
+        vol.site.replace(incoming, name)
+        assert (vol.root / name.lstrip("/")).read_text() == "incoming"
+        assert not vol.site.exists(incoming)
         assert vol.site.remove(name) and not vol.site.exists(name)
     with pytest.raises(Refused):
         vol.site.remove("/new\nline")
