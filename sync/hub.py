@@ -43,7 +43,7 @@ from damas_core.errors import BadRequest
 from . import activity, copies
 from . import rsync as rs
 from .agent import Agent
-from .planner import Plan, Task, _retry_state, holders, wanted
+from .planner import Plan, Task, holders, ordered, retry_state, wanted
 from .record import CONFLICT, COPIED, FAILED, Outcome, record
 from .report import Report, summarize
 from .rsync_options import transfer_options
@@ -258,19 +258,17 @@ class StorageAgent(Agent):
                     and (wanted(el, hub_site, settings) or lacking)
                     and not el.get(site_keys(hub_site).conflict)
                 ):
-                    retry = _retry_state(el, hub_site, settings, now)
+                    retry = retry_state(el, hub_site, settings, now)
                     if retry is not False:
                         up.append(Task(file_id, site, hub_site, priority, bool(retry)))
             elif wanted(el, site, settings) and not self._conflict_kept(file_id, el):
                 if hub_site not in have:
                     continue  # it comes up to the hub first
-                retry = _retry_state(el, site, settings, now)
+                retry = retry_state(el, site, settings, now)
                 if retry is not False:
                     down.append(Task(file_id, hub_site, site, priority, bool(retry)))
-        up.sort(key=lambda t: (t.retry, -t.priority, t.file_id))
-        down.sort(key=lambda t: (t.retry, -t.priority, t.file_id))
-        result.emissions = up[: int(settings.get("syncAmountEmission", 1000))]
-        result.receptions = down[: int(settings.get("syncAmountReception", 1000))]
+        result.emissions = ordered(up, int(settings.get("syncAmountEmission", 1000)))
+        result.receptions = ordered(down, int(settings.get("syncAmountReception", 1000)))
         return result
 
     def _conflict_kept(self, file_id: str, el: Mapping[str, Any]) -> bool:

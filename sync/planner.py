@@ -118,7 +118,7 @@ def backoff_ms(failures: int, params: Mapping[str, Any]) -> int:
     return int(min(base * 2 ** max(failures - 1, 0), top) * 1000)
 
 
-def _retry_state(element: Element, site: str, params: Mapping[str, Any], now: int) -> bool | None:
+def retry_state(element: Element, site: str, params: Mapping[str, Any], now: int) -> bool | None:
     """None: never failed; False: failed, back-off running; True: failed, may retry."""
     keys = site_keys(site)
     if element.get(keys.error) is None:
@@ -128,7 +128,9 @@ def _retry_state(element: Element, site: str, params: Mapping[str, Any], now: in
     return now - last >= backoff_ms(failures, params)
 
 
-def _ordered(tasks: list[Task], limit: int) -> list[Task]:
+def ordered(tasks: list[Task], limit: int) -> list[Task]:
+    """The first ``limit`` of ``tasks``: those never failed first, then by priority
+    (highest first) and id."""
     tasks.sort(key=lambda t: (t.retry, -t.priority, t.file_id))
     return tasks[:limit]
 
@@ -236,7 +238,7 @@ def plan(
             if reason:
                 result.waiting[(file_id, site)] = reason
             else:
-                retry = _retry_state(el, site, settings, now)
+                retry = retry_state(el, site, settings, now)
                 if retry is not False:
                     # a local source first (cheapest), the writer before other holders
                     source = sources[0]
@@ -253,13 +255,23 @@ def plan(
                 if el.get("lock") and lock_sites.get(el["lock"]) in (None, target):
                     result.waiting[(file_id, target)] = f"locked by {el['lock']}"
                     continue
-                retry = _retry_state(el, target, settings, now)
+                retry = retry_state(el, target, settings, now)
                 if retry is not False:
                     emit.append(Task(file_id, site, target, priority, bool(retry)))
 
-    result.receptions = _ordered(receive, int(settings["syncAmountReception"]))
-    result.emissions = _ordered(emit, int(settings["syncAmountEmission"]))
+    result.receptions = ordered(receive, int(settings["syncAmountReception"]))
+    result.emissions = ordered(emit, int(settings["syncAmountEmission"]))
     return result
 
 
-__all__ = ["Plan", "Task", "backoff_ms", "holders", "may_have_work", "plan", "wanted"]
+__all__ = [
+    "Plan",
+    "Task",
+    "backoff_ms",
+    "holders",
+    "may_have_work",
+    "ordered",
+    "plan",
+    "retry_state",
+    "wanted",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from damas_core.sync.site import LocalSite
 from damas_core.sync.volumes import set_global_parameters
@@ -108,6 +108,21 @@ def test_the_quarantine_is_purged_after_trash_retention(tmp_path):
     assert site.purge(2, today) == [(today - timedelta(days=3)).isoformat()]
     left = sorted(os.listdir(tmp_path / ".damas-trash"))
     assert left == [today.isoformat(), "notes"]
+
+
+def test_an_agent_purges_the_quarantine_once_a_day(sites):
+    """The first cycle of the day removes the day folders older than trashRetention;
+    the later cycles of that day do not list the quarantine again (over ssh, a round
+    trip each)."""
+    set_global_parameters(sites.tracker, {"trashRetention": 30})
+    trash = sites.roots["tokyo"] / ".damas-trash"
+    old = (datetime.now(UTC).date() - timedelta(days=40)).isoformat()
+    (trash / old).mkdir(parents=True)
+    sites.run("tokyo")
+    assert not (trash / old).exists()
+    (trash / old).mkdir()
+    sites.run("tokyo")
+    assert (trash / old).exists()  # the next day's first cycle removes it
 
 
 def test_a_rename_at_the_origin_is_a_move_at_the_other_sites(sites):

@@ -10,6 +10,7 @@ import time
 import pytest
 from damas_core.sync import Agent, resolve
 from damas_core.sync.scanner import Scanner
+from damas_core.sync.site import LocalSite
 from damas_core.sync.view import is_file
 from damas_core.sync.volumes import read_files, tracked_files
 
@@ -97,6 +98,35 @@ def test_unchanged_tree_reads_no_file_element(scan_only):
     assert reads.ids == ["/d1/f4.txt"] and reads.searches == 0
     assert sites.tracker.read("/d1/f4.txt")["file_size"] == len("four, longer")
     full_scan_finds_nothing(sites)
+
+
+def test_a_listing_byte_for_byte_the_last_one_is_not_read_again(tmp_path):
+    """With GNU find, a rescan whose listing has the last one's digest keeps the last
+    tree as it is (nothing parsed again) and still compares the files that were not
+    settled; one changed mtime makes a listing that is read."""
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    for name in ("a.txt", "d/b.txt"):
+        (root / name).write_text(name)
+        os.utime(root / name, (1_600_000_000, 1_600_000_000))
+    scanner = Scanner("paris", LocalSite(str(root), walker="find"), settle=0)
+    changes = scanner.compare({}, {})
+    scanner.remember(changes, [e["_id"] for e in changes.publish], {})
+    kept = scanner.state
+    assert kept is not None and kept.digest is not None
+    published = {e["_id"]: {**e, "synced_paris": e["time"]} for e in changes.publish}
+    again = scanner.rescan({}, lambda ids: {i: published[i] for i in ids if i in published})
+    assert again is not None and again.tree is kept.looks and not again
+    # an element changed in the tracker alone is compared with the same tree
+    published["/a.txt"]["file_size"] = 99
+    told = scanner.rescan(
+        {}, lambda ids: {i: published[i] for i in ids if i in published}, changed=["/a.txt"]
+    )
+    assert told.tree is kept.looks and [u["_id"] for u in told.update] == ["/a.txt"]
+    os.utime(root / "d/b.txt", ns=(1_600_000_000_000_000_001,) * 2)
+    moved = scanner.rescan({}, lambda ids: {i: published[i] for i in ids if i in published})
+    assert moved.tree is not kept.looks and moved.digest != kept.digest
+    assert moved.tree["/d/b.txt"][1] == 1_600_000_000_000_000_001
 
 
 def test_rescan_writes_what_a_full_scan_would(scan_only):

@@ -272,6 +272,29 @@ def _listings(site: Site) -> list[Site]:
     return [site, by_rsync]
 
 
+def _digest(site: Site) -> bytes | None:
+    with site.start_listing() as listing:
+        return None if listing is None else listing.wait_digest()
+
+
+def test_a_listing_digest_names_the_very_same_listing(vol):
+    """A listing made by find (here or over ssh) has a digest: the same again while
+    nothing changed, another one for a nanosecond of mtime or a rename. A walk with no
+    listing to go back to (scandir) has none, so that its scans always read the tree."""
+    vol.write("/a.txt", "a", mtime_ns=1_600_000_000_000_000_001)
+    vol.write("/d/b.txt", "b")
+    first = _digest(vol.site)
+    if isinstance(vol.site, LocalSite) and vol.site.walker == "scandir":
+        assert first is None
+        return
+    assert first is not None and _digest(vol.site) == first
+    os.utime(vol.root / "a.txt", ns=(1_600_000_000_000_000_002,) * 2)
+    second = _digest(vol.site)
+    assert second not in (None, first)
+    (vol.root / "d" / "b.txt").rename(vol.root / "d" / "c.txt")
+    assert _digest(vol.site) not in (None, first, second)
+
+
 def test_a_package_looks_like_the_sum_of_its_direct_files(vol):
     vol.write("/seq/1.exr", "aa", mtime_ns=1_000_000_000_000_000_000)
     vol.write("/seq/2.exr", "bbb", mtime_ns=1_000_000_002_000_000_000)
