@@ -223,8 +223,7 @@ class Agent:
             vol.get("enableReception", True) is False and vol.get("enableEmission", True) is False
         )
         if vol.get("enableScans", True) and vol.get("enableDiscovery", True):
-            self._status("scanning", **pending)
-            pending = self._scan(vol, report, refreshed.ids, transfers=transfers)
+            pending = self._scan(vol, report, refreshed.ids, transfers=transfers, pending=pending)
         if not self._stop.is_set():
             pending.update(self._apply_deletions(report))
         if self._stop.is_set() or not transfers:
@@ -362,17 +361,32 @@ class Agent:
     # -- scan ----------------------------------------------------------------------------------
 
     def _scan(
-        self, vol: Mapping[str, Any], report: Report, changed: set[str], *, transfers: bool
+        self,
+        vol: Mapping[str, Any],
+        report: Report,
+        changed: set[str],
+        *,
+        transfers: bool,
+        pending: dict[str, Any],
     ) -> dict[str, Any]:
         """Scan and write what changed; ``changed``: the ids whose element changed in
         the tracker since the last scan (compared again, see :meth:`.Scanner.rescan`).
-        Returns the volume keys that record the scan (written with the next status);
-        a scan that fails writes them at once, then raises."""
+        Returns the volume keys that record the scan, with ``pending`` (the volume keys
+        of the cycle so far), to write with the next status: the volume says
+        ``scanning`` (with ``pending``) only for a scan that compares every file or
+        has something to write, not for each quick rescan of an idle cycle. A scan that
+        fails writes its keys at once, then raises."""
         started = time.monotonic()
         exit_code = 0
         scanner = self.scanner
         written = ScanWrites(self.tracker, self.view, self.site, report, keep_published=transfers)
         files = self.view.files
+        said: dict[str, Any] = dict(pending)  # the keys not written yet
+
+        def scanning() -> None:
+            self._status("scanning", **said)
+            said.clear()
+
         try:
             with written:
                 changes = scanner.rescan(
@@ -382,6 +396,7 @@ class Agent:
                     changed=changed,
                 )
                 if changes is None:
+                    scanning()
                     # find lists the tree while the tracker is read, and what the walk
                     # finds is written while it goes on
                     with Progress(self.progress, None, f"scanning {self.site}") as shown:
@@ -394,6 +409,8 @@ class Agent:
                             )
 
                         changes = scanner.compare(vol, files, second_look=True, on_part=on_part)
+                elif changes or changes.fold:
+                    scanning()
                 written.all(changes)
             report.scanned = changes.seen
             report.pending = changes.pending
@@ -405,6 +422,7 @@ class Agent:
         except Exception as e:
             scanner.forget()
             self._update_volume(
+                **said,
                 last_scan=now_ms(),
                 scan_duration=int((time.monotonic() - started) * 1000),
                 exit_scan=2,
@@ -412,6 +430,7 @@ class Agent:
             )
             raise
         return {
+            **said,
             "last_scan": now_ms(),
             "scan_duration": int((time.monotonic() - started) * 1000),
             "exit_scan": exit_code,

@@ -148,8 +148,7 @@ class StorageAgent(Agent):
             vol.get("enableReception", True) is False and vol.get("enableEmission", True) is False
         )
         if vol.get("enableScans", True) and vol.get("enableDiscovery", True):
-            self._status("scanning", **pending)
-            pending = self._scan(vol, report, refreshed.ids, transfers=transfers)
+            pending = self._scan(vol, report, refreshed.ids, transfers=transfers, pending=pending)
             pending["mtimePrecision"] = self.remote.precision_ns
         if self.remote.kind == "find" and not self._stop.is_set():
             # deletions and renames at other origins, through the remote guard

@@ -24,6 +24,7 @@ class Reads:
     def __init__(self, tracker) -> None:
         self._tracker = tracker
         self.ids: list[str] = []
+        self.statuses: list[str | None] = []  # agentStatus of each write of vol_paris
         self.searches = 0
 
     def read(self, ids):
@@ -53,11 +54,15 @@ class Reads:
     def publish(self, *args, **kwargs):
         return self._tracker.publish(*args, **kwargs)
 
-    def update(self, *args, **kwargs):
-        return self._tracker.update(*args, **kwargs)
+    def update(self, elements, *args, **kwargs):
+        for e in [elements] if isinstance(elements, dict) else elements:
+            if e["_id"] == "vol_paris":
+                self.statuses.append(e.get("agentStatus"))
+        return self._tracker.update(elements, *args, **kwargs)
 
     def reset(self) -> None:
         self.ids.clear()
+        self.statuses.clear()
         self.searches = 0
 
 
@@ -90,10 +95,13 @@ def test_unchanged_tree_reads_no_file_element(scan_only):
     again = sites.run("paris")[0]
     assert again.scanned == 20 and not again.published and not again.modified
     assert reads.ids == [] and reads.searches == 0
+    assert reads.statuses == ["idle"]  # an idle cycle writes its volume once
     # one changed file: compared with the view, then its new element read back once
+    reads.reset()
     sites.write("paris", "/d1/f4.txt", "four, longer")
     r = sites.run("paris")[0]
     assert r.modified == ["/d1/f4.txt"] and reads.ids == []
+    assert reads.statuses == ["scanning", "idle"]  # a scan with writes says so first
     sites.run("paris")
     assert reads.ids == ["/d1/f4.txt"] and reads.searches == 0
     assert sites.tracker.read("/d1/f4.txt")["file_size"] == len("four, longer")
