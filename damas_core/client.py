@@ -20,6 +20,7 @@ It uses one ``requests.Session`` per client, so connections are kept alive and r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -91,6 +92,34 @@ def _single(items: Any, *, unfold: bool) -> bool:
     if isinstance(items, list | tuple):
         return False
     return not (unfold and isinstance(items, dict) and isinstance(items.get("_id"), list))
+
+
+#: the longest ``/api/update/?expect=`` URL :meth:`Client.update` sends (nginx reads
+#: 8 kB of request line by default)
+EXPECT_URL_MAX = 6000
+
+
+def _expect_path(expect: Any) -> str:
+    return "/api/update/?expect=" + quote(orjson.dumps(expect).decode(), safe="")
+
+
+def _expect_chunks(expect: list[Any]) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of the runs of ``expect`` whose URL stays under
+    :data:`EXPECT_URL_MAX` (one expectation at least per run).
+
+    >>> list(_expect_chunks([None] * 3))
+    [(0, 3)]
+    >>> len(list(_expect_chunks([{"time": 1_733_616_000_000}] * 1000))) > 1
+    True
+    """
+    start, size = 0, len(_expect_path([]))
+    for i, one in enumerate(expect):
+        more = len(quote(orjson.dumps(one).decode(), safe="")) + 3  # and a comma
+        if i > start and size + more > EXPECT_URL_MAX:
+            yield start, i
+            start, size = i, len(_expect_path([]))
+        size += more
+    yield start, len(expect)
 
 
 class Client:
@@ -223,13 +252,28 @@ class Client:
             return []
         return self._many("POST", "/api/read/", "read", ids, none=404, unfold=False)
 
-    def update(self, elements: Any, *, expect: dict[str, Any] | None = None) -> Any:
+    def update(
+        self, elements: Any, *, expect: dict[str, Any] | list[dict[str, Any] | None] | None = None
+    ) -> Any:
         """Set keys (``None`` removes one) on existing elements; ``None`` where absent.
-        With ``expect``, only if the element holds those values (compare-and-set)."""
+        With ``expect``, only if the element holds those values (compare-and-set; for a
+        list of elements, a list of expectations as long, ``None`` for none: sent in
+        requests whose URL stays under :data:`EXPECT_URL_MAX` characters)."""
         if expect is None:
             return self._many("PUT", "/api/update/", "update", elements, none=404, unfold=True)
-        path = "/api/update/?expect=" + quote(orjson.dumps(expect).decode(), safe="")
-        return self._many("PUT", path, "update", elements, none=409, unfold=True)
+        if not (isinstance(expect, list) and isinstance(elements, list)) or len(expect) != len(
+            elements
+        ):  # one request: the server says what is wrong with it
+            return self._many(
+                "PUT", _expect_path(expect), "update", elements, none=409, unfold=True
+            )
+        out: list[Any] = []
+        for start, end in _expect_chunks(expect):
+            out += self._many(
+                "PUT", _expect_path(expect[start:end]), "update", elements[start:end],
+                none=409, unfold=True,
+            )  # fmt: skip
+        return out
 
     def upsert(self, elements: Any) -> Any:
         """Create or update; an ``_id`` absent or ``"null"`` creates with a fresh id."""

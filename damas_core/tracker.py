@@ -123,10 +123,14 @@ class Session:
         return _crud.read(self, ids)
 
     def update(
-        self, elements: Element | list[Element], *, expect: dict[str, Any] | None = None
+        self,
+        elements: Element | list[Element],
+        *,
+        expect: dict[str, Any] | list[dict[str, Any] | None] | None = None,
     ) -> Any:
         """Set keys (``null`` removes one) on existing elements; ``None`` where absent.
-        With ``expect``, only if the element holds those values (compare-and-set)."""
+        With ``expect``, only if the element holds those values (compare-and-set; for a
+        list of elements, a list of expectations as long, ``None`` for none)."""
         return _crud.update(self, elements, expect)
 
     def upsert(self, elements: Element | list[Element]) -> Any:

@@ -6,6 +6,7 @@ writes them in batches, publish calls on threads of their own.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -19,6 +20,8 @@ from .scanner import ScanChanges, history_of
 from .state import site_keys
 from .tracker_api import TrackerAPI
 from .view import TrackerView
+
+log = logging.getLogger(__name__)
 
 # writes per call: each is one transaction (one fsync on LMDB), so fewer is faster;
 # 20000 files are about 5 MB of JSON, well under a server's request limit (50 MB)
@@ -143,13 +146,26 @@ class ScanWrites:
             self._sent.append(self._pool.submit(self.tracker.publish, batch))
         if len(changes.update) - self.patched >= least:
             self._take_published()  # the updates go out after every publish before them
+        base = changes.base
         while len(changes.update) - self.patched >= least:
             batch = changes.update[self.patched : self.patched + WRITE_BATCH]
             self.patched += len(batch)
             history = []
-            for patch, el in zip(batch, self.tracker.update(batch)):
+            # a new version or a deletion is written only over the version it was made
+            # against (ScanChanges.base)
+            expect = [{"time": base[p["_id"]]} if p["_id"] in base else None for p in batch]
+            written = self.tracker.update(batch, expect=expect if any(expect) else None)
+            for patch, el, expected in zip(batch, written, expect):
                 self.updated[patch["_id"]] = el
                 if el is None:
+                    if expected is not None:
+                        # compared again at the next scan, with the version written there
+                        report.waiting[patch["_id"]] = "another version was written meanwhile"
+                        log.info(
+                            "%s: %s: another version was written meanwhile: compared again",
+                            self.site,
+                            patch["_id"],
+                        )
                     continue
                 view.put([el])
                 child = history_of(patch, self.site)

@@ -85,6 +85,10 @@ class ScanChanges:
     inodes: dict[str, Inode] = field(default_factory=dict, repr=False)  # the tree's, by id
     counts: dict[str, int] = field(default_factory=dict, repr=False)  # files in each package
     digest: bytes | None = None  # the listing's (:meth:`.find.Listing.wait_digest`)
+    # the ``time`` of the version each new version or deletion of :attr:`update` was
+    # made against: written only while the element still holds it (another site's
+    # version written meanwhile makes it compared again, not overwritten)
+    base: dict[str, int | None] = field(default_factory=dict, repr=False)
     unsettled: set[str] = field(default_factory=set, repr=False)  # compared again next scan
     packages: frozenset[str] = frozenset()  # the tracked packages the walk used
     volume: dict[str, Any] = field(default_factory=dict, repr=False)  # its SCAN_KEYS
@@ -528,6 +532,7 @@ class _Comparison:
         if el.get(keys.error) is not None:
             patch[keys.error] = None
         self.changes.update.append(patch)
+        self.changes.base[file_id] = el.get("time")
 
     def finish(self, *, second_look: bool) -> ScanChanges:
         """Look again at the unstable files (after ``settle`` seconds when
@@ -640,6 +645,7 @@ class _Comparison:
                 self.changes.update.append(
                     {"_id": file_id, "deleted": True, "deleted_time": now, "deleted_at": site}
                 )
+                self.changes.base[file_id] = el.get("time")
             else:
                 # our copy went away: forget it so that it is fetched again if wanted
                 self.changes.update.append({"_id": file_id, site_keys(site).synced: None})

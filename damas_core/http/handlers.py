@@ -57,11 +57,14 @@ def outcome(result: Any, *, ok: int = 200, none: int = 404) -> int:
 _REASONS = {404: "not found", 409: "every item already exists"}
 
 
-def results(op: str, result: Any, *, ok: int = 200, none: int = 404) -> Answer:
-    """Encode a one-or-many result with the multi-status rules of :func:`outcome`."""
+def results(
+    op: str, result: Any, *, ok: int = 200, none: int = 404, reason: str | None = None
+) -> Answer:
+    """Encode a one-or-many result with the multi-status rules of :func:`outcome`;
+    ``reason``: what the error says when every item is ``None``."""
     status = outcome(result, ok=ok, none=none)
     if status == none and none >= 400:
-        reason = "not found" if none == 404 else _REASONS.get(none, "failed")
+        reason = reason or ("not found" if none == 404 else _REASONS.get(none, "failed"))
         raise _status_error(none)(f"{op} error: {reason}", op=op)
     return Answer(status, result)
 
@@ -193,10 +196,18 @@ def update(call: Call) -> Answer:
         expect = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BadRequest(
-            "update error: expect is a JSON object of keys and values", op="update", key="expect"
+            "update error: expect is JSON: an object of keys and values, or a list of them",
+            op="update",
+            key="expect",
         ) from None
     # compare-and-set: an element that does not hold what was expected is a conflict
-    return results("update", call.session.update(call.body(), expect=expect), none=409)
+    # (207 with null for those of a list)
+    return results(
+        "update",
+        call.session.update(call.body(), expect=expect),
+        none=409,
+        reason="the element is missing or does not hold what was expected",
+    )
 
 
 def upsert(call: Call) -> Answer:

@@ -213,7 +213,9 @@ _QUERY = {
     "expect": (
         {"type": "string"},
         "JSON object of keys and the values the element must hold (`null`: absent) for a "
-        "one-element update to be written (compare-and-set); 409 when it does not.",
+        "one-element update to be written (compare-and-set); 409 when it does not. For a "
+        "list of elements, a JSON array as long: each element's expectation or `null`; "
+        "207 with `null` for those not written.",
     ),
     "since": (
         {"type": "integer", "minimum": 0},

@@ -156,11 +156,13 @@ def update(session: Session, elements: Any, expect: Any = None) -> Any:
     """Set keys on existing elements (``null`` removes a key); ``None`` where absent.
     Each element needs an ``_id`` and at least one other key. ``time`` is not bumped.
 
-    ``expect`` (one element only) makes the update a compare-and-set: a JSON object of
-    keys and the values the stored element must hold (``null``: the key is absent),
-    else nothing is written and the answer is ``None``, as for a missing element. Of
-    writers racing on the same expectation, exactly one wins. Keys the session cannot
-    read cannot be expected (400), or the answer would tell what reads hide.
+    ``expect`` makes the update a compare-and-set: a JSON object of keys and the
+    values the stored element must hold (``null``: the key is absent), else nothing is
+    written and the answer is ``None``, as for a missing element. Of writers racing on
+    the same expectation, exactly one wins. For a list of elements, ``expect`` is a
+    list as long, each element's expectation or ``null`` (none), all checked and
+    written in one step. Keys the session cannot read cannot be expected (400), or the
+    answer would tell what reads hide.
 
     >>> import damas_core
     >>> t = damas_core.open("memory://")
@@ -169,10 +171,13 @@ def update(session: Session, elements: Any, expect: Any = None) -> Any:
     'b'
     >>> t.update({"_id": "v", "holder": "c"}, expect={"holder": "a"}) is None
     True
+    >>> [e and e["holder"] for e in t.update([{"_id": "v", "holder": "d"}] * 2,
+    ...                                      expect=[{"holder": "b"}, {"holder": "b"}])]
+    ['d', None]
     """
     raw, single = as_list(elements, "update")
     single = single and not has_list_id(raw)
-    guard = _expectation(session, expect, single)
+    guards = _expectations(session, expect, raw, single)
     if not _all_updates(raw):
         for e in raw:
             check_element(e, "update")
@@ -196,7 +201,7 @@ def update(session: Session, elements: Any, expect: Any = None) -> Any:
         owned = not admin and session.author_mode
         existing = storage.get_many([e["_id"] for e in items]) if owned else repeat(True)
         patches = []
-        for e, old in zip(items, existing):
+        for e, old, guard in zip(items, existing, guards or repeat(None)):
             if old is None:
                 patches.append(None)
                 continue
@@ -214,13 +219,34 @@ def update(session: Session, elements: Any, expect: Any = None) -> Any:
     return _single_result(results, single)
 
 
-def _expectation(session: Session, expect: Any, single: bool) -> dict[str, Any] | None:
-    """The ``expect`` of an update as a patch's guard (``null`` → :data:`MISSING`);
-    ``BadRequest`` for anything but a JSON object of readable keys on one element."""
+def _expectations(
+    session: Session, expect: Any, raw: list[Any], single: bool
+) -> list[dict[str, Any] | None] | None:
+    """The ``expect`` of an update as each element's guard, or ``None`` for no
+    expectation at all; ``BadRequest`` for a JSON object with a list of elements, a
+    list of another length (or with an ``_id`` list), or a wrong expectation."""
     if expect is None:
         return None
+    if isinstance(expect, list):
+        if single or len(expect) != len(raw) or has_list_id(raw):
+            raise BadRequest(
+                "update error: a list of expectations goes with a list of as many "
+                "elements, each with one _id",
+                op="update",
+            )
+        return [None if x is None else _expectation(session, x) for x in expect]
     if not single:
-        raise BadRequest("update error: expect goes with one element, not a list", op="update")
+        raise BadRequest(
+            "update error: expect for a list of elements is a list as long (one "
+            "expectation or null each)",
+            op="update",
+        )
+    return [_expectation(session, expect)]
+
+
+def _expectation(session: Session, expect: Any) -> dict[str, Any]:
+    """One expectation as a patch's guard (``null`` → :data:`MISSING`); ``BadRequest``
+    for anything but a JSON object of readable keys."""
     if not isinstance(expect, dict) or not expect or not all(isinstance(k, str) for k in expect):
         raise BadRequest(
             f"update error: expect is a JSON object of keys and the values they must hold, "

@@ -8,7 +8,7 @@ import shutil
 import time
 
 import pytest
-from damas_core.sync import resolve
+from damas_core.sync import Agent, resolve
 
 from damas_core.errors import Forbidden
 
@@ -105,3 +105,49 @@ def test_the_incoming_copy_is_fetched_with_the_volumes_rsync_args(sites):
     incoming = t.read("/c.txt")["conflict_tokyo"]["incoming"]
     assert sites.path("tokyo", incoming).read_text() == "paris edit"
     assert sites.path("tokyo", incoming).stat().st_mode & 0o777 == 0o600
+
+
+class Interleaved:
+    """The tracker, running ``between()`` once just before the first write of a scan's
+    new versions: another agent's whole cycle between this scan's reading of the
+    tracker and its writing."""
+
+    def __init__(self, tracker, between) -> None:
+        self._tracker = tracker
+        self._between = between
+
+    def update(self, elements, *args, expect=None, **kwargs):
+        if expect is not None and self._between is not None:
+            between, self._between = self._between, None
+            between()
+        return self._tracker.update(elements, *args, expect=expect, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._tracker, name)
+
+
+def test_two_sites_changing_a_file_at_once_lose_no_version(sites):
+    """tokyo's scan finds its copy changed and writes a new version while paris's
+    version of the same file is written: tokyo's write expects the version it compared
+    with, finds paris's there and is not made; its next cycle records the conflict and
+    keeps both copies. Without it, tokyo's version would overwrite paris's, and
+    paris's copy would then be replaced by tokyo's."""
+    t = sites.tracker
+    sites.write("paris", "/c.txt", "base", mtime=1_000_000)
+    sites.run(rounds=2)
+    sites.write("paris", "/c.txt", "paris edit")
+    sites.write("tokyo", "/c.txt", "tokyo edit, longer")
+    sites.agents["tokyo"] = Agent(
+        Interleaved(t, lambda: sites.run("paris")), "vol_tokyo", settle=0, walker=sites.walker
+    )
+    raced = sites.run("tokyo")[0]
+    assert "/c.txt" in raced.waiting and "/c.txt" not in raced.modified
+    el = t.read("/c.txt")
+    assert el["file_size"] == len("paris edit") and el["modified_paris"] == el["time"]
+    sites.run("tokyo", "paris")
+    el = t.read("/c.txt")
+    assert el["file_size"] == len("paris edit")
+    incoming = el["conflict_tokyo"]["incoming"]
+    assert sites.path("tokyo", incoming).read_text() == "paris edit"
+    assert sites.path("tokyo", "/c.txt").read_text() == "tokyo edit, longer"
+    assert sites.path("paris", "/c.txt").read_text() == "paris edit"
