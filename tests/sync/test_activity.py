@@ -84,8 +84,10 @@ def test_sync_log_reads_the_log_by_volume_site_and_time(tmp_path):
               {"_id": "vol_tokyo", "name": "tokyo", "url": "file:///t/"}])  # fmt: skip
     old = activity.record(t, "vol_paris", "agent_down", {"host": "h"})
     t.update({"_id": old["_id"], "time": 1_000})  # long ago
-    activity.record(t, "vol_paris", "agent_up")
-    activity.record(t, "vol_tokyo", "brake", {"message": "m"})
+    up = activity.record(t, "vol_paris", "agent_up")
+    brake = activity.record(t, "vol_tokyo", "brake", {"message": "m"})
+    # events of the same millisecond have no order: this one comes after
+    t.update({"_id": brake["_id"], "time": up["time"] + 1})
     t.close()
     run = CliRunner().invoke
     out = run(main, ["sync", "log", "--store", url, "--json"])
