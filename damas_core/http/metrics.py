@@ -86,7 +86,10 @@ class Metrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_Tracker(app))
+        self.tracker = _Tracker(app)
+        # the tracker's families as last rendered, with their samples: a scrape renders
+        # them again only when a sample changed (most scrapes: the HTTP families alone)
+        self._rendered: tuple[list[Any], bytes] = ([], b"")
 
     def observe(self, call: Any, status: int, started: float) -> None:
         """Count one answered request."""
@@ -104,7 +107,26 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text a scrape gets."""
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + self._tracker_text()
+
+    def _tracker_text(self) -> bytes:
+        families = list(self.tracker.collect())
+        samples = [(f.name, f.samples) for f in families]
+        last, text = self._rendered
+        if samples != last:
+            text = generate_latest(_Families(families))
+            self._rendered = (samples, text)  # one assignment: scrapes may run at once
+        return text
+
+
+class _Families:
+    """Metric families already collected, for ``generate_latest``."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
 
 
 class _Tracker:
