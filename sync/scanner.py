@@ -85,6 +85,7 @@ class ScanChanges:
     inodes: dict[str, Inode] = field(default_factory=dict, repr=False)  # the tree's, by id
     counts: dict[str, int] = field(default_factory=dict, repr=False)  # files in each package
     digest: bytes | None = None  # the listing's (:meth:`.find.Listing.wait_digest`)
+    rules: Rules | None = None  # the rules the walk kept files with
     # the ``time`` of the version each new version or deletion of :attr:`update` was
     # made against: written only while the element still holds it (another site's
     # version written meanwhile makes it compared again, not overwritten)
@@ -133,7 +134,8 @@ class ScanState:
     ``packages``: the tracked packages; ``volume``: the volume's :data:`SCAN_KEYS`;
     ``full_at``: ``time.monotonic()`` when every tracked file was last compared;
     ``counts``: the files directly in each package; ``digest``: the listing's, when the
-    site gives one (the same digest again: the same tree). (The inodes of the tree, for
+    site gives one, and ``rules``: those it was walked with (the same digest and rules
+    again: the same tree). (The inodes of the tree, for
     renames, are the scanner's :class:`.last_scan.LastScan`.)
     """
 
@@ -144,6 +146,7 @@ class ScanState:
     full_at: float
     counts: dict[str, int] = field(default_factory=dict)
     digest: bytes | None = None
+    rules: Rules | None = None
 
 
 def now_ms() -> int:
@@ -267,7 +270,7 @@ class Scanner:
         started, seen = time.time(), Seen()
         with self.storage.start_listing() as listing:
             digest = listing.wait_digest() if listing is not None else None
-            if digest is not None and digest == state.digest:
+            if digest is not None and digest == state.digest and rules == state.rules:
                 # the very listing of the last scan, walked with the same rules: the
                 # same tree (nothing read again; what may have changed is compared)
                 tree, seen.counts = state.looks, state.counts
@@ -332,6 +335,7 @@ class Scanner:
             full_at,
             changes.counts,
             changes.digest,
+            changes.rules,
         )
 
     def forget(self) -> None:
@@ -373,6 +377,7 @@ class _Comparison:
             full=tree is None,
         )
         self.changes.packages = rules.packages
+        self.changes.rules = rules
         self.changes.volume = _scan_keys(volume)
         self.ignore_existing = bool(volume.get("ignoreExistingFiles"))
         self.record_deleted = bool(volume.get("enableDiscoveryDeletedFiles", True))
