@@ -262,7 +262,14 @@ class Dashboard:
 
     def check_csrf(self, call: Call) -> None:
         """Refuse a form whose ``csrf`` field is not the one of the request's own
-        binding, or a request carrying two cookies of one name."""
+        binding, a request carrying two cookies of one name, or a form the browser
+        posted from a page of another host."""
+        if not csrf.from_here(call.environ):
+            raise Forbidden(
+                "dashboard error: this form was posted from a page of another site; open "
+                "the dashboard here and try again",
+                op="dashboard",
+            )
         if not csrf.single_cookies(call.environ):
             raise Forbidden(
                 "dashboard error: this browser sends two cookies of the same name for this "

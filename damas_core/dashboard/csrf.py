@@ -13,7 +13,10 @@ Another site can make a browser post a form, but it can neither read the cookies
 compute a field without the tracker's secret. A field copied from another session
 (an anonymous visit's, another user's) does not match. A request carrying two cookies
 of one name (one of them planted by a sibling domain) is refused outright
-(:func:`single_cookies`).
+(:func:`single_cookies`), and so is a form a browser says it posted from a page of
+another host (:func:`from_here`): a sibling host that planted its own nonce pair in
+a browser holding none cannot then post the sign-in form, signing the victim in to
+the attacker's account.
 
 >>> field = expected("s3cret", session_binding("jti-1"))
 >>> valid("s3cret", session_binding("jti-1"), field)
@@ -30,10 +33,47 @@ import hashlib
 import hmac
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 COOKIE = "csrf"
 #: The cookies of which a request may carry at most one each.
 SINGLE = ("csrf", "token")
+
+
+def from_here(environ: dict[str, Any]) -> bool:
+    """False when the browser says the request comes from a page of another host: its
+    ``Origin`` names another host than the request's (``Host``, or a proxy's
+    ``X-Forwarded-Host``, which a page cannot set), or is ``null``. Ports are not
+    compared: cookies are not either, and a proxy may leave the port out of ``Host``.
+    A request without ``Origin`` (a client that is not a browser, an older browser)
+    is left to its field.
+
+    >>> from_here({"HTTP_HOST": "tracker:8090", "HTTP_ORIGIN": "https://tracker"})
+    True
+    >>> from_here({"HTTP_HOST": "tracker", "HTTP_ORIGIN": "https://evil.tracker"})
+    False
+    >>> from_here({"HTTP_HOST": "tracker", "HTTP_ORIGIN": "null"}), from_here({})
+    (False, True)
+    """
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is None:
+        return True
+    try:
+        host = urlsplit(origin.strip()).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    ours = [environ.get("HTTP_HOST", "")]
+    ours += environ.get("HTTP_X_FORWARDED_HOST", "").split(",")
+    for name in ours:
+        try:
+            mine = urlsplit("//" + name.strip()).hostname
+        except ValueError:
+            continue
+        if mine and mine == host:
+            return True
+    return False
 
 
 def new_cookie() -> str:

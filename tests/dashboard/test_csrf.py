@@ -107,3 +107,39 @@ def test_sign_in_always_redirects_to_a_path_here(app, given, location):
     assert answer.status_code == 303
     assert answer.headers["Location"] == location
     assert answer.cookies.get("token")
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [
+        ("https://evil.example.org", 403),  # a sibling host that planted its own pair
+        ("null", 403),
+        ("http://localhost", 303),  # this host, whatever the port or scheme
+        ("https://localhost:8443", 303),
+        (None, 303),  # no Origin: the field decides
+    ],
+)
+def test_a_planted_pair_posted_from_another_host_cannot_sign_in(app, tracker, origin, status):
+    """Login CSRF: a sibling host plants its own anonymous nonce pair in a browser that
+    holds none, then posts the sign-in form with the attacker's credentials. The field
+    matches the planted cookie; the browser's Origin gives the other page away."""
+    attacker = Client(app)
+    field = csrf_of(attacker.get("/signin").get_data(as_text=True))
+    planted = attacker.get_cookie("csrf").value
+    victim = Client(app)
+    victim.set_cookie("csrf", planted)
+    headers = {} if origin is None else {"Origin": origin}
+    form = {"username": "ula", "password": "ula-pw", "csrf": field}
+    answer = victim.post("/signin", data=form, headers=headers)
+    assert answer.status_code == status
+    assert (victim.get_cookie("token") is not None) == (status == 303)
+
+
+def test_a_form_posted_behind_a_proxy_names_the_public_host(app, tracker):
+    """Behind a proxy that sends its own name as Host, X-Forwarded-Host is the host."""
+    _publish(tracker, "/a.exr")
+    b = Client(app)
+    field = csrf_of(b.get("/signin").get_data(as_text=True))
+    form = {"username": "ula", "password": "ula-pw", "csrf": field}
+    headers = {"Origin": "https://tracker.example.org", "X-Forwarded-Host": "tracker.example.org"}
+    assert b.post("/signin", data=form, headers=headers).status_code == 303
