@@ -13,9 +13,10 @@ Each storage's agent is a **process** of its own (``processes=True``, what
 ``damas hub run`` does when the tracker is a server or a store other processes can
 open): listing and comparing a storage of 100 000 files is Python work, and storages
 scanned side by side in one process would share one interpreter lock. The hub's own
-agent runs in the hub's process. A storage's process that dies is started again; one
-that meets credentials it cannot use ends with exit 77 and stops the whole hub; one
-whose hub process is gone (killed) stops by itself. With ``processes=False`` (an
+agent runs in the hub's process. A storage's process that dies is started again
+(after 1, 2, 4… seconds while it keeps dying); one that meets credentials it cannot
+use ends with exit 77 and stops the whole hub; one whose hub process is gone
+(killed) stops by itself. With ``processes=False`` (an
 in-memory store, TinyDB) they are threads.
 
 :meth:`Hub.run_once` runs one cycle of each agent (storages first, in parallel, then
@@ -212,6 +213,7 @@ class Hub:
         self.fatal: ServiceError | None = None
         self._stop = threading.Event()
         self._workers: dict[str, _Worker | _AgentProcess] = {}
+        self._restarts: dict[str, Backoff] = {}  # the storages' processes that died
 
     def make_agent(self, tracker: TrackerAPI, volume_id: str) -> Agent:
         """The agent of ``volume_id`` (the hub's own, or a storage's)."""
@@ -272,18 +274,28 @@ class Hub:
 
     def _watch(self) -> None:
         """Stop the hub when an agent met credentials it cannot use; start again the
-        process of a storage that died."""
+        process of a storage that died, after a wait that doubles while it keeps dying
+        (reset once one lived longer than the longest wait)."""
+        now = time.monotonic()
         for volume_id, w in list(self._workers.items()):
             if w.fatal is not None:
                 self.fatal = w.fatal
                 self.stop()
                 return
-            if isinstance(w, _AgentProcess) and not w.is_alive() and not self._stop.is_set():
+            if not isinstance(w, _AgentProcess) or w.is_alive() or self._stop.is_set():
+                continue
+            backoff = self._restarts.setdefault(volume_id, Backoff(cap=self.config.backoff_max))
+            if w.retry_at is None:
+                if now - w.started_at > self.config.backoff_max:
+                    backoff.reset()
+                w.retry_at = now + backoff.next()
                 log.warning(
-                    "hub: the process of %s ended (exit %s): starting it again",
+                    "hub: the process of %s ended (exit %s): starting it again in %.0f s",
                     volume_id,
                     w.exitcode,
+                    w.retry_at - now,
                 )
+            elif now >= w.retry_at:
                 self._start(volume_id)
 
     def _follow(self, tracker: TrackerAPI) -> None:
@@ -454,6 +466,8 @@ class _AgentProcess:
 
     def __init__(self, config: HubConfig, volume_id: str) -> None:
         self.volume_id = volume_id
+        self.started_at = time.monotonic()
+        self.retry_at: float | None = None  # when it is started again, once it died
         self._process = _PROCESSES.Process(
             target=_agent_process,
             args=(config, volume_id, os.getpid()),
@@ -462,6 +476,7 @@ class _AgentProcess:
         )
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         self._process.start()
 
     def is_alive(self) -> bool:
