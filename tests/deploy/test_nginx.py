@@ -198,8 +198,8 @@ def test_load_through_nginx_with_one_instance_killed(cluster):
             start = time.monotonic()
             try:
                 status = call().status_code
-            except requests.ConnectionError:  # the answer broke off half-way
-                status = BROKEN
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                status = BROKEN  # the answer broke off half-way (its headers, or its body)
             end = time.monotonic()
             if method == "POST" and status == 201:
                 mine.append(target)
