@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from damas_core.errors import BadRequest
@@ -155,17 +156,17 @@ def check_values(elements: Sequence[Mapping[str, Any]], op: str) -> None:
     """
     keys = _keys_of(elements)
     for key in REFERENCE_KEYS:
-        if f"\x00{key}\x00" in keys:
+        if key in keys:
             bad = _first_bad(_file_values(e[key] for e in elements if key in e))
             if bad is not None:
                 raise _refusal(op, bad, key)
     for key in FILE_PATH_KEYS:
-        if f"\x00{key}\x00" in keys:
+        if key in keys:
             for e in elements:
                 value = e.get(key)
                 if value is not None and not is_canonical_path(value):
                     raise _refusal(op, value, key)
-    if f"\x00{CONFLICT_PREFIX}" in keys:
+    if any(isinstance(k, str) and k.startswith(CONFLICT_PREFIX) for k in keys):
         for e in elements:
             for key, value in e.items():
                 if isinstance(key, str) and key.startswith(CONFLICT_PREFIX) and type(value) is dict:
@@ -174,14 +175,23 @@ def check_values(elements: Sequence[Mapping[str, Any]], op: str) -> None:
                         raise _refusal(op, incoming, f"{key}.incoming")
 
 
+_ID = itemgetter("_id")
+
+
 def check_elements(elements: Sequence[Mapping[str, Any]], op: str) -> None:
     """Raise :class:`BadRequest` (naming ``op``, the path and what is wrong with it)
     unless every file ``_id`` among ``elements`` (elements about to be stored) is
     canonical, and so is every path key (:func:`check_values`). Ids that do not start
     with ``/`` are not file paths: they are left alone, and so is what is not an
     element (the storage refuses it with its own error)."""
-    elements = [e for e in elements if type(e) is dict]
-    ids = [e["_id"] for e in elements if type(e.get("_id")) is str]
+    if set(map(type, elements)) != {dict}:
+        elements = [e for e in elements if type(e) is dict]
+    try:
+        ids = list(map(_ID, elements))  # the usual call: every element has an _id
+    except KeyError:
+        ids = [e.get("_id") for e in elements]
+    if set(map(type, ids)) != {str}:
+        ids = [i for i in ids if type(i) is str]
     bad = _first_bad([i for i in ids if i[:1] == "/"])
     if bad is not None:
         raise _refusal(op, bad, "_id")
@@ -204,13 +214,10 @@ def check_patches(patches: Sequence[Any], op: str) -> None:
     check_values([p.set for p in patches], op)
 
 
-def _keys_of(elements: Sequence[Mapping[str, Any]]) -> str:
-    """The keys of all ``elements`` between NULs, in one pass of C (a bulk publish or
-    update has no path key: one ``in`` per key tells)."""
-    try:
-        return "\x00" + "\x00".join(chain.from_iterable(elements)) + "\x00"
-    except TypeError:  # a key that is not a string: the storage refuses the element
-        return "\x00" + "\x00".join(k for e in elements for k in e if isinstance(k, str)) + "\x00"
+def _keys_of(elements: Sequence[Mapping[str, Any]]) -> set[Any]:
+    """The keys of all ``elements``, in one pass of C (a bulk publish or update has no
+    path key: one ``in`` per key tells)."""
+    return set(chain.from_iterable(elements))
 
 
 __all__ = [
