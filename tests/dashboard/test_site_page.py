@@ -23,8 +23,10 @@ def test_a_site_page_shows_its_state_its_eta_and_its_log_newest_first(tracker, b
                     "rate_reception": 1024.0})  # fmt: skip
     tracker.publish({"_id": "/a.exr", "origin": "paris", "comment": "c", "file_size": 10240,
                      "sync_tokyo": True})  # fmt: skip
-    activity.record(tracker, "vol_tokyo", "unreachable", {"status": "unreachable"})
-    activity.record(tracker, "vol_tokyo", "errors", {"count": 1, "ids": ["/<b>x</b>"]})
+    down = activity.record(tracker, "vol_tokyo", "unreachable", {"status": "unreachable"})
+    errors = activity.record(tracker, "vol_tokyo", "errors", {"count": 1, "ids": ["/<b>x</b>"]})
+    # events of the same millisecond have no order: this one comes after
+    tracker.update({"_id": errors["_id"], "time": down["time"] + 1})
     activity.record(tracker, "vol_paris", "brake", {"message": "elsewhere"})
     page = browser("gus").get("/site?name=tokyo")
     html = page.get_data(as_text=True)
