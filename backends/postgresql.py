@@ -620,7 +620,8 @@ def _listener(conninfo: str, connect_timeout: int) -> _Listener:
 class _Listener:
     """One connection per process and database ``LISTEN``ing on the channels of the
     stores opened on it; a notification from another process calls their commit
-    callbacks. When the connection drops it connects again every second."""
+    callbacks, and so does each new ``LISTEN`` (what was written before it was heard by
+    nobody). When the connection drops it connects again every second."""
 
     def __init__(self, conninfo: str, connect_timeout: int) -> None:
         self.conninfo = conninfo
@@ -655,21 +656,30 @@ class _Listener:
                     while True:
                         with self.lock:
                             wanted = {c for c, s in self.stores.items() if len(s)}
-                        for channel in wanted - listening:
+                        fresh = wanted - listening
+                        for channel in fresh:
                             conn.execute(f'LISTEN "{channel}"')
                         for channel in listening - wanted:
                             conn.execute(f'UNLISTEN "{channel}"')
                         listening = wanted
+                        # what another process wrote before this LISTEN (a store just
+                        # opened, the connection back after a drop) was heard by nobody:
+                        # the stores' waiters look at the position once
+                        for channel in fresh:
+                            self._wake(channel)
                         for n in conn.notifies(timeout=0.5):
-                            if n.pid in _OWN_PIDS:
-                                continue
-                            with self.lock:
-                                stores = list(self.stores.get(n.channel, ()))
-                            for store in stores:
-                                for callback in store._commit_callbacks:
-                                    callback()
+                            if n.pid not in _OWN_PIDS:
+                                self._wake(n.channel)
             except Exception:
                 time.sleep(1.0)
+
+    def _wake(self, channel: str) -> None:
+        """Call the commit callbacks of the stores on ``channel``."""
+        with self.lock:
+            stores = list(self.stores.get(channel, ()))
+        for store in stores:
+            for callback in store._commit_callbacks:
+                callback()
 
 
 __all__ = ["PostgreSQLStorage", "connection_info", "json_rows"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -130,6 +131,37 @@ def test_the_listening_connection_comes_back_after_it_drops(server):
             time.sleep(0.05)
         changes = _woken_by_another_process(tracker, url)
         assert [c["_id"] for c in changes] == ["/from-another-process"]
+
+
+def test_a_write_while_nobody_listened_is_heard_when_listening_again(server):
+    """A waiter waits; the listening connection is cut and a write lands before it is
+    back (it connects again after a second), its NOTIFY heard by nobody: the new
+    LISTEN wakes the waiter, which finds the write, instead of sleeping until the next
+    poll (an hour here)."""
+    url = server.url()
+    with damas_core.open(url) as tracker:
+        tracker.feed.poll_interval = 3600
+        tracker.create({"_id": "/a"})
+        deadline = time.monotonic() + 10
+        while not (dropped := _listeners(server)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        mark = tracker.changes()["last_seq"]
+        with ThreadPoolExecutor(1) as pool:
+            seen = pool.submit(tracker.feed.wait, mark, 20)
+            time.sleep(0.3)  # the waiter is waiting
+            with psycopg.connect(server.base_url(), autocommit=True) as admin:
+                for pid in dropped:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            # another store of this process: its NOTIFY is this process's own, which
+            # the listener skips; only the new LISTEN can wake the waiter
+            store = PostgreSQLStorage(url)
+            try:
+                store.insert_many([{"_id": "/while-nobody-listened"}])
+            finally:
+                store.close()
+            assert seen.result(30) > mark
+        changes = tracker.changes(since=mark)["changes"]
+        assert [c["_id"] for c in changes] == ["/while-nobody-listened"]
 
 
 def test_elements_read_back_exactly_nul_and_key_order_included(server):
