@@ -208,12 +208,15 @@ class Hub:
             backoff_max,
             setup,
         )
-        self.hub_volume_id = hub_volume_id
         self.processes = processes
         self.fatal: ServiceError | None = None
         self._stop = threading.Event()
         self._workers: dict[str, _Worker | _AgentProcess] = {}
         self._restarts: dict[str, Backoff] = {}  # the storages' processes that died
+
+    @property
+    def hub_volume_id(self) -> str:
+        return self.config.hub_volume_id
 
     def make_agent(self, tracker: TrackerAPI, volume_id: str) -> Agent:
         """The agent of ``volume_id`` (the hub's own, or a storage's)."""

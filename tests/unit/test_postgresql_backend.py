@@ -94,6 +94,22 @@ def _listeners(server) -> list[int]:
     return [r[0] for r in rows]
 
 
+def _listening(server) -> list[int]:
+    """The listening connections, once there is one (within 10 s)."""
+    deadline = time.monotonic() + 10
+    while not (found := _listeners(server)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def _cut(server, pids: list[int]) -> list[int]:
+    """End the server processes ``pids`` (their clients see the connection drop)."""
+    with psycopg.connect(server.base_url(), autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return pids
+
+
 def _woken_by_another_process(tracker, url) -> list:
     """The changes a wait was woken for by another process's write. The feed polls
     once an hour here: without a notification the wait ends at its timeout, having
@@ -121,12 +137,8 @@ def test_the_listening_connection_comes_back_after_it_drops(server):
     with damas_core.open(url) as tracker:
         tracker.feed.poll_interval = 3600
         tracker.create({"_id": "/a"})
+        dropped = _cut(server, _listening(server))
         deadline = time.monotonic() + 10
-        while not (dropped := _listeners(server)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with psycopg.connect(server.base_url(), autocommit=True) as admin:
-            for pid in dropped:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         while not (set(_listeners(server)) - set(dropped)) and time.monotonic() < deadline:
             time.sleep(0.05)
         changes = _woken_by_another_process(tracker, url)
@@ -142,16 +154,12 @@ def test_a_write_while_nobody_listened_is_heard_when_listening_again(server):
     with damas_core.open(url) as tracker:
         tracker.feed.poll_interval = 3600
         tracker.create({"_id": "/a"})
-        deadline = time.monotonic() + 10
-        while not (dropped := _listeners(server)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        listening = _listening(server)
         mark = tracker.changes()["last_seq"]
         with ThreadPoolExecutor(1) as pool:
             seen = pool.submit(tracker.feed.wait, mark, 20)
             time.sleep(0.3)  # the waiter is waiting
-            with psycopg.connect(server.base_url(), autocommit=True) as admin:
-                for pid in dropped:
-                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            _cut(server, listening)
             # another store of this process: its NOTIFY is this process's own, which
             # the listener skips; only the new LISTEN can wake the waiter
             store = PostgreSQLStorage(url)
